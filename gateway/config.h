@@ -1,0 +1,160 @@
+/* config.h — the loaded configuration: one immutable, reference-counted
+ * snapshot built from config/tollgate.yaml and the files it includes
+ * (YAML through libyaml, or JSON with the same keys). Workers take a
+ * reference per request; reload builds a new snapshot and swaps the global
+ * pointer; the old one is freed when its last request lets go. */
+#ifndef TG_CONFIG_H
+#define TG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct tg_dialect_s;
+
+typedef struct {
+    char *name;         /* "deepseek" */
+    char *dialect_name; /* "openai" | "anthropic" */
+    const struct tg_dialect_s *dialect; /* filled by config from tg_dialect_find() */
+    char *base_url;     /* as configured, no trailing slash */
+    char *url;          /* where calls go: base_url, or the simulator when simulated */
+    char *api_key_env;
+    char *api_key;      /* from the environment; NULL when unset. Never log it. */
+    char *region;       /* "cn", "us", "eu", "sg"... or NULL */
+    int simulated;      /* no key set and simulator.when_no_key: calls go to the simulator */
+    char **models;      /* models this provider offers (from prices and `models:`), NULL-terminated */
+    size_t n_models;
+    int64_t default_max_tokens; /* for dialects that require max_tokens; 0 = use model's */
+} tg_provider_t;
+
+/* Prices in micro-USD per 1M tokens (= pico-USD per token), so that
+ * tokens x price / 1e6 is micro-USD with no floating point. */
+typedef struct {
+    int from_min, to_min; /* minutes after 00:00 UTC; may wrap past midnight */
+    int64_t input, cached_input, output; /* -1 = keep the base price */
+} tg_price_window_t;
+
+typedef struct {
+    char *id;       /* "deepseek/deepseek-flash" */
+    char *provider; /* "deepseek" */
+    char *model;    /* "deepseek-flash" */
+    int64_t input, cached_input, output, cache_write; /* micro-USD per 1M tokens */
+    int64_t context;  /* tokens, 0 unknown */
+    int64_t max_output; /* tokens, 0 unknown */
+    tg_price_window_t *windows;
+    size_t n_windows;
+    char *source, *as_of;
+} tg_price_t;
+
+typedef struct {
+    char *name;
+    unsigned char sha256[32];
+    char **tags; /* NULL-terminated */
+    size_t n_tags;
+    double budget_usd_month; /* 0 = none */
+    int64_t rpm, tpm;        /* 0 = none */
+} tg_key_t;
+
+typedef enum { TG_STRATEGY_ORDERED, TG_STRATEGY_WEIGHTED, TG_STRATEGY_CHEAPEST, TG_STRATEGY_FASTEST } tg_strategy_t;
+
+typedef struct {
+    char *target; /* "provider/model" */
+    const tg_provider_t *provider;
+    char *model;  /* the provider's model id */
+    unsigned weight; /* default 1 */
+} tg_candidate_t;
+
+typedef struct {
+    char *name;
+    const char *file; int line; /* where it was defined, for explain */
+    /* match: NULL / -1 = key not given */
+    char *m_model;
+    char *m_language;
+    char *m_key;
+    char *m_key_tag;
+    char *m_header_name, *m_header_value;
+    int m_has_tools, m_has_images; /* -1 not given, else 0/1 */
+    int64_t m_min_prompt_tokens, m_max_prompt_tokens; /* -1 not given */
+    int m_time_from, m_time_to; /* minutes UTC, -1 not given */
+    /* require */
+    char **r_regions; size_t n_r_regions;
+    double r_max_usd_per_mtok_output; /* 0 = none */
+    int64_t r_min_context; /* 0 = none */
+    tg_strategy_t strategy;
+    tg_candidate_t *candidates;
+    size_t n_candidates;
+} tg_route_t;
+
+typedef struct {
+    char *name;
+    char *target; /* "provider/model" or a route name */
+} tg_alias_t;
+
+typedef struct {
+    size_t max_body_bytes;
+    unsigned upstream_connect_ms, first_byte_ms, idle_ms, total_ms;
+    size_t max_header_bytes;
+    unsigned header_timeout_ms, body_timeout_ms, keepalive_timeout_ms;
+    unsigned max_attempts; /* failover attempts per request, default 3 */
+} tg_limits_t;
+
+typedef struct tg_config_s {
+    int refs; /* atomic; use tg_config_ref/unref */
+    char *path;
+    char *listen_host;
+    int listen_port;
+    int workers;           /* resolved: `auto` = number of online CPUs */
+    char *redis_url;       /* NULL = no ledger */
+    char *admin_token_env;
+    char *admin_token;     /* from the environment, NULL when unset */
+    char *log_level;       /* "info" */
+    char *journal_path;    /* default var/tollgate-journal */
+    tg_limits_t limits;
+    /* simulator: used for providers with no key when sim_when_no_key */
+    char *sim_url;         /* default http://127.0.0.1:8090 */
+    int sim_when_no_key;   /* default 1 */
+    int sim_embedded;      /* serve starts the simulator in-process when needed (default 1) */
+    tg_provider_t *providers; size_t n_providers;
+    tg_price_t *prices;       size_t n_prices;
+    tg_key_t *keys;           size_t n_keys;
+    tg_route_t *routes;       size_t n_routes;
+    tg_alias_t *aliases;      size_t n_aliases;
+    void *arena; /* owns every string and array above */
+} tg_config_t;
+
+/* Diagnostics: every problem found, as "FILE:LINE:COL: message". */
+typedef struct {
+    char **msgs;
+    size_t n, cap;
+} tg_diag_t;
+
+void tg_diag_free(tg_diag_t *d);
+
+/* Loads and validates `path` and its includes. Returns the snapshot (refs
+ * = 1) or NULL with at least one message in `d`. Validation covers unknown
+ * keys, wrong types, bad URLs, duplicate names, candidates or aliases that
+ * name an unknown provider/route, price windows, bad sha256 hex. Problems
+ * that do not stop serving (a provider key env var unset) are not errors. */
+tg_config_t *tg_config_load(const char *path, tg_diag_t *d);
+tg_config_t *tg_config_ref(tg_config_t *c);
+void tg_config_unref(tg_config_t *c);
+
+/* The current snapshot, shared by all workers (swapped by reload). The
+ * caller owns the reference it gets. */
+tg_config_t *tg_config_current(void);
+/* Installs `c` (takes over the caller's reference) and drops the old one. */
+void tg_config_install(tg_config_t *c);
+
+const tg_provider_t *tg_config_provider(const tg_config_t *c, const char *name, size_t len);
+/* Price entry for provider/model, NULL when unknown. */
+const tg_price_t *tg_config_price(const tg_config_t *c, const char *provider, const char *model);
+const tg_route_t *tg_config_route(const tg_config_t *c, const char *name);
+const tg_alias_t *tg_config_alias(const tg_config_t *c, const char *name);
+/* Key by the SHA-256 of the presented secret, compared in constant time
+ * over every configured key; NULL when none matches. */
+const tg_key_t *tg_config_key(const tg_config_t *c, const char *secret, size_t len);
+
+/* Prices in force at minute-of-day `min` (UTC): base price with the first
+ * matching window's fields applied. */
+void tg_price_at(const tg_price_t *p, int min, int64_t *input, int64_t *cached_input, int64_t *output);
+
+#endif

@@ -1,0 +1,90 @@
+/* scan.h — one-pass scans of JSON bodies with jsmn (strict mode), without
+ * building a DOM, and byte splicing of the few fields the gateway changes.
+ * A pass-through body is read once into one buffer, scanned once, and
+ * forwarded with edits spliced in; see LIBRARIES.md for why. */
+#ifndef TG_SCAN_H
+#define TG_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/pool.h"
+
+/* A byte range of the scanned body. */
+typedef struct {
+    size_t off, len;
+} tg_span_t;
+
+#define TG_SCAN_MAX_DEPTH 64 /* deeper JSON is refused: 400 */
+
+/* What the gateway needs from a chat request (OpenAI or Anthropic shape:
+ * both have model, stream, max_tokens, messages, tools). */
+typedef struct {
+    int has_model;
+    tg_span_t model;          /* the string's content between the quotes, raw */
+    const char *model_str;    /* decoded, NUL-terminated, from the pool */
+    int stream;               /* "stream": true */
+    int has_stream_options;
+    tg_span_t stream_options; /* the whole object value, braces included */
+    int has_include_usage;
+    tg_span_t include_usage;  /* the value token of stream_options.include_usage */
+    int include_usage;        /* the client asked for the usage chunk */
+    int64_t max_tokens;       /* max_tokens or max_completion_tokens; -1 absent */
+    int has_tools;            /* non-empty "tools" array */
+    int has_images;           /* an image_url / image content part anywhere in messages */
+    size_t n_messages;
+    size_t text_bytes;        /* decoded bytes of all message text (every role) */
+    size_t user_text_len;     /* bytes in user_text */
+    const char *user_text;    /* decoded text of user messages (content strings and
+                                 text parts), at most TG_SCAN_TEXT_MAX bytes, cut on a
+                                 UTF-8 boundary, NUL-terminated, from the pool */
+    size_t obj_end;           /* offset of the top-level object's closing '}' */
+    int obj_empty;            /* the top-level object has no members */
+} tg_scan_req_t;
+
+#define TG_SCAN_TEXT_MAX 4096
+
+/* Scans a request body. The body must be exactly one JSON object (tokens
+ * cover the whole input, trailing whitespace allowed). Checks the types of
+ * the fields it reads: model string, stream boolean, stream_options object
+ * with boolean include_usage, max_tokens/max_completion_tokens non-negative
+ * integers, messages a non-empty array of objects each with a string role
+ * and content string / array / null, tools an array. Returns 0, or -1 with
+ * a message a person can act on in err ("'stream' must be a boolean"). */
+int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err, size_t errlen);
+
+/* What the gateway needs from an answer: a non-stream response body or one
+ * stream chunk (OpenAI dialect). Missing numbers are -1. */
+typedef struct {
+    int has_usage;              /* a non-null "usage" object */
+    int64_t prompt_tokens, completion_tokens;
+    int64_t cached_tokens;      /* usage.prompt_tokens_details.cached_tokens */
+    int64_t reasoning_tokens;   /* usage.completion_tokens_details.reasoning_tokens */
+    int64_t cache_hit_tokens;   /* DeepSeek usage.prompt_cache_hit_tokens */
+    int64_t cache_miss_tokens;  /* DeepSeek usage.prompt_cache_miss_tokens */
+    int choices_empty;          /* "choices": [] — the usage-only chunk */
+    int has_error;              /* a top-level "error" member */
+    int has_finish;             /* some choice has a non-null finish_reason */
+    size_t content_bytes;       /* decoded bytes of content, reasoning_content and
+                                   tool-call arguments in message/delta (for estimates) */
+} tg_scan_resp_t;
+
+/* Returns 0, or -1 when the text is not one JSON object. */
+int tg_scan_response(const char *json, size_t len, tg_pool_t *pool, tg_scan_resp_t *out);
+
+/* One replacement: bytes [off, off+len) of the source become rep[0..rep_len).
+ * len 0 inserts. */
+typedef struct {
+    size_t off, len;
+    const char *rep;
+    size_t rep_len;
+} tg_edit_t;
+
+/* Applies edits (sorted by off, non-overlapping) to src, into a new buffer
+ * from the pool (NUL-terminated). */
+char *tg_splice(tg_pool_t *pool, const char *src, size_t len, const tg_edit_t *e, size_t n, size_t *out_len);
+
+/* Escapes s as a JSON string body (no quotes) into the pool. */
+char *tg_json_escape(tg_pool_t *pool, const char *s, size_t len, size_t *out_len);
+
+#endif

@@ -1,0 +1,17 @@
+/* usage.h — token usage of one upstream answer, normalised across dialects. */
+#ifndef TG_USAGE_H
+#define TG_USAGE_H
+
+#include <stdint.h>
+
+typedef struct {
+    int64_t input_tokens;        /* every prompt token, cached and cache-written included */
+    int64_t cached_input_tokens; /* the part served from the provider's cache */
+    int64_t cache_write_tokens;  /* the part written to the cache (Anthropic) */
+    int64_t output_tokens;       /* reasoning included */
+    int64_t reasoning_tokens;    /* that part */
+    int present;                 /* the provider reported usage */
+    int estimated;               /* counts are our estimate (provider sent none) */
+} tg_usage_t;
+
+#endif
