@@ -27,7 +27,7 @@ typedef struct {
     int has_stream_options;
     tg_span_t stream_options; /* the whole object value, braces included */
     int has_include_usage;
-    tg_span_t include_usage;  /* the value token of stream_options.include_usage */
+    tg_span_t include_usage_val; /* the value token of stream_options.include_usage */
     int include_usage;        /* the client asked for the usage chunk */
     int64_t max_tokens;       /* max_tokens or max_completion_tokens; -1 absent */
     int has_tools;            /* non-empty "tools" array */
@@ -83,6 +83,13 @@ typedef struct {
 /* Applies edits (sorted by off, non-overlapping) to src, into a new buffer
  * from the pool (NUL-terminated). */
 char *tg_splice(tg_pool_t *pool, const char *src, size_t len, const tg_edit_t *e, size_t n, size_t *out_len);
+
+/* Appends to edits[*n] (at most max in all) what makes the spliced body
+ * carry stream_options.include_usage == true, keeping other members. */
+int tg_scan_force_include_usage(const char *body, const tg_scan_req_t *s, tg_edit_t *edits, size_t *n, size_t max);
+/* The edit replacing the model string's content with `model` (escaped);
+ * -1 when the body has no model member. */
+int tg_scan_set_model(const tg_scan_req_t *s, const char *model, tg_pool_t *pool, tg_edit_t *edit);
 
 /* Escapes s as a JSON string body (no quotes) into the pool. */
 char *tg_json_escape(tg_pool_t *pool, const char *s, size_t len, size_t *out_len);

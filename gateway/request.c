@@ -1,0 +1,743 @@
+/* request.c — the life of one client request, as named phases:
+ *   headers   route by path, authenticate (401 before the body is read);
+ *   body      scan once with jsmn (400 on bad JSON or types), pick candidates;
+ *   attempt   build the provider request through its dialect, start the
+ *             upstream call; on a retryable failure before the first byte
+ *             reached the client, fail over to the next candidate;
+ *   relay     non-stream: answer with Content-Length and the cost header;
+ *             stream: relay SSE events as they come, pausing the upstream
+ *             when the client's buffer is full, ending with the cost comment
+ *             and [DONE], or an error event when the upstream broke;
+ *   finish    on_finish (normal end or client hang-up): cancel the upstream,
+ *             record usage once, log one line, free everything in one place.
+ * A tg_request_t owns its pool; all its strings and arrays live there.
+ */
+#include "gateway/request.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "gateway/config.h"
+#include "gateway/ledger.h"
+#include "gateway/log.h"
+#include "gateway/metrics.h"
+#include "gateway/pool.h"
+#include "gateway/scan.h"
+#include "gateway/server.h"
+#include "gateway/sse.h"
+#include "gateway/upstream.h"
+#include "policy/route.h"
+#include "providers/provider.h"
+
+#define MAX_ANSWER_BYTES (64u << 20) /* a non-stream answer larger than this is refused */
+#define MAX_ERROR_BYTES (64u << 10)  /* error bodies are kept only for their message */
+#define MAX_SSE_EVENT (8u << 20)
+
+typedef enum { FAIL_HTTP, FAIL_CONNECT, FAIL_TIMEOUT, FAIL_OTHER } fail_kind_t;
+
+typedef struct {
+    tg_pool_t *pool;
+    tg_worker_t *w;
+    tg_http_req_t *http; /* NULL once the connection is gone */
+    tg_config_t *cfg;    /* one reference, dropped in request_free */
+    char id[17];
+    int64_t t0_us, ts_ms, ttfb_us;
+    const tg_key_t *key;
+    char *body;
+    size_t body_len;
+    tg_scan_req_t scan;
+    tg_route_result_t route;
+    size_t next;       /* next candidate to try */
+    unsigned attempts;
+    const tg_candidate_t *cur;
+    tg_call_t call;
+    tg_upcall_t *up;
+    int up_status;
+    int stream;        /* this attempt relays SSE (2xx answer to a stream request) */
+    char *rbuf;        /* malloc'd: answer or error body */
+    size_t rlen, rcap;
+    int rbuf_over;
+    tg_sse_parser_t sse;
+    int sse_live;
+    tg_usage_t usage;
+    int started;       /* bytes of the response have been queued for the client */
+    int done_seen;     /* the provider's end marker arrived */
+    int want_pause;    /* the client's buffer is above high-water */
+    int paused;
+    char stream_err[512];
+    int status;        /* what the client got */
+    fail_kind_t last_fail;
+    int all_connect;   /* every failure so far was a connect failure */
+    char retry_after[32];
+    char alog[1024];   /* "deepseek/deepseek-flash: HTTP 500 (...); ..." */
+    size_t alog_len;
+    const char **extra;
+    size_t n_extra;
+} tg_request_t;
+
+static void attempt_next(tg_request_t *r);
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* splitmix64: request ids need to be unique, not secret. */
+static uint64_t next_rand(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* --- errors ------------------------------------------------------------ */
+
+static void respond_json(tg_http_req_t *h, int status, const char *const *hdrs, size_t n, const char *body,
+                         size_t len) {
+    const char *all[16];
+    size_t k = 0;
+    all[k++] = "Content-Type: application/json";
+    for (size_t i = 0; i < n && k < 16; i++) all[k++] = hdrs[i];
+    tg_http_respond(h, status, all, k, body, len);
+}
+
+/* OpenAI-shaped error: {"error":{"message","type","code"}}. */
+static void send_error_h(tg_http_req_t *h, int status, const char *type, const char *code, const char *msg,
+                         const char *const *hdrs, size_t n) {
+    json_t *o = json_pack("{s:{s:s,s:s,s:s?}}", "error", "message", msg, "type", type, "code", code);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (s) respond_json(h, status, hdrs, n, s, strlen(s));
+    else respond_json(h, status, hdrs, n, "{\"error\":{\"message\":\"error\"}}", 29);
+    free(s);
+    json_decref(o);
+}
+
+static void send_error(tg_http_req_t *h, int status, const char *type, const char *code, const char *msg) {
+    send_error_h(h, status, type, code, msg, NULL, 0);
+}
+
+/* --- headers for the client ------------------------------------------- */
+
+static size_t tollgate_headers(tg_request_t *r, const char **h, size_t cap, const char *cost) {
+    size_t n = 0;
+    h[n++] = tg_pool_printf(r->pool, "x-tollgate-provider: %s", r->cur->provider->name);
+    h[n++] = tg_pool_printf(r->pool, "x-tollgate-model: %s", r->cur->model);
+    h[n++] = tg_pool_printf(r->pool, "x-tollgate-route: %s", r->route.route);
+    h[n++] = tg_pool_printf(r->pool, "x-tollgate-attempts: %u", r->attempts);
+    h[n++] = tg_pool_printf(r->pool, "x-tollgate-request-id: %s", r->id);
+    if (cost && n < cap) h[n++] = tg_pool_printf(r->pool, "x-tollgate-cost-usd: %s", cost);
+    return n;
+}
+
+/* --- usage and cost ---------------------------------------------------- */
+
+/* micro-USD; prices are micro-USD per 1M tokens, so one division at the end. */
+static int64_t cost_micro(const tg_request_t *r) {
+    const tg_price_t *p = r->call.price;
+    if (p == NULL) return 0;
+    time_t secs = (time_t)(r->ts_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    int64_t in, cin, out;
+    tg_price_at(p, tm.tm_hour * 60 + tm.tm_min, &in, &cin, &out);
+    const tg_usage_t *u = &r->usage;
+    int64_t plain = u->input_tokens - u->cached_input_tokens - u->cache_write_tokens;
+    if (plain < 0) plain = 0;
+    int64_t pico = plain * in + u->cached_input_tokens * cin + u->cache_write_tokens * p->cache_write +
+                   u->output_tokens * out;
+    return (pico + 500000) / 1000000;
+}
+
+static const char *usd_text(tg_pool_t *pool, int64_t micro) {
+    return tg_pool_printf(pool, "%" PRId64 ".%06" PRId64, micro / 1000000, micro % 1000000);
+}
+
+/* When the provider gave no usage (a cut stream, a vendor that sends none),
+ * estimate from what we saw: ~4 bytes a token. */
+static void usage_finalise(tg_request_t *r) {
+    tg_usage_t *u = &r->usage;
+    if (u->present) return;
+    u->estimated = 1;
+    u->input_tokens = (int64_t)(r->scan.text_bytes + 3) / 4 + 4 * (int64_t)r->scan.n_messages;
+    u->output_tokens = (int64_t)(r->call.content_bytes + 3) / 4;
+}
+
+static const char *usage_json(tg_request_t *r) {
+    const tg_usage_t *u = &r->usage;
+    return tg_pool_printf(r->pool,
+                          "{\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
+                          ",\"output_tokens\":%" PRId64 ",\"reasoning_tokens\":%" PRId64 "%s}",
+                          u->input_tokens, u->cached_input_tokens, u->output_tokens, u->reasoning_tokens,
+                          u->estimated ? ",\"estimated\":true" : "");
+}
+
+/* --- relay -------------------------------------------------------------- */
+
+static void start_stream(tg_request_t *r) {
+    const char *h[12];
+    size_t n = 0;
+    h[n++] = "Content-Type: text/event-stream";
+    h[n++] = "Cache-Control: no-cache";
+    n += tollgate_headers(r, h + n, 12 - n, NULL);
+    tg_http_stream_start(r->http, 200, h, n);
+    r->started = 1;
+    r->ttfb_us = now_us() - r->t0_us;
+    tg_metrics_ttfb(r->ttfb_us);
+}
+
+static int emit_event(void *ud, const char *event, const char *data, size_t len) {
+    tg_request_t *r = ud;
+    if (r->http == NULL) return 0;
+    if (!r->started) start_stream(r);
+    int full;
+    if (memchr(data, '\n', len) == NULL && memchr(data, '\r', len) == NULL) {
+        struct iovec iov[6];
+        int k = 0;
+        if (event) {
+            iov[k++] = (struct iovec){"event: ", 7};
+            iov[k++] = (struct iovec){(void *)event, strlen(event)};
+            iov[k++] = (struct iovec){"\n", 1};
+        }
+        iov[k++] = (struct iovec){"data: ", 6};
+        iov[k++] = (struct iovec){(void *)data, len};
+        iov[k++] = (struct iovec){"\n\n", 2};
+        full = tg_http_stream_writev(r->http, iov, k);
+    } else {
+        size_t need = tg_sse_format(NULL, 0, event, data, len);
+        char *buf = tg_pool_alloc(r->pool, need + 1);
+        tg_sse_format(buf, need + 1, event, data, len);
+        full = tg_http_stream_write(r->http, buf, need);
+    }
+    if (full) r->want_pause = 1;
+    return full;
+}
+
+static int on_sse_event(void *ud, const char *event, size_t event_len, const char *data, size_t data_len) {
+    tg_request_t *r = ud;
+    if (r->done_seen) return 0;
+    tg_emitter_t em = {emit_event, r};
+    const char *ev = event_len ? event : NULL;
+    int rc = r->cur->provider->dialect->stream_event(&r->call, ev, data, data_len, &r->usage, &em,
+                                                     r->stream_err, sizeof(r->stream_err));
+    if (rc == TG_STREAM_DONE) r->done_seen = 1;
+    return rc == TG_STREAM_ERROR ? 1 : 0;
+}
+
+static void buf_append(tg_request_t *r, const char *p, size_t n, size_t cap) {
+    if (r->rlen + n > cap) {
+        r->rbuf_over = 1;
+        n = cap > r->rlen ? cap - r->rlen : 0;
+    }
+    if (n == 0) return;
+    if (r->rlen + n > r->rcap) {
+        size_t nc = r->rcap ? r->rcap : 4096;
+        while (nc < r->rlen + n) nc *= 2;
+        char *b = realloc(r->rbuf, nc + 1);
+        if (b == NULL) {
+            r->rbuf_over = 1;
+            return;
+        }
+        r->rbuf = b;
+        r->rcap = nc;
+    }
+    memcpy(r->rbuf + r->rlen, p, n);
+    r->rlen += n;
+    r->rbuf[r->rlen] = '\0';
+}
+
+static int up_on_headers(tg_upcall_t *u, int status, void *ud) {
+    tg_request_t *r = ud;
+    r->up_status = status;
+    r->stream = r->scan.stream && status >= 200 && status < 300;
+    const char *ra = tg_upcall_header(u, "retry-after");
+    if (ra) snprintf(r->retry_after, sizeof(r->retry_after), "%s", ra);
+    if (r->stream) {
+        tg_sse_init(&r->sse, MAX_SSE_EVENT);
+        r->sse_live = 1;
+    }
+    return 0;
+}
+
+static int up_on_data(tg_upcall_t *u, const char *p, size_t n, void *ud) {
+    tg_request_t *r = ud;
+    if (!r->stream) {
+        int ok = r->up_status >= 200 && r->up_status < 300;
+        buf_append(r, p, n, ok ? MAX_ANSWER_BYTES : MAX_ERROR_BYTES);
+        return ok && r->rbuf_over ? -1 : 0;
+    }
+    int rc = tg_sse_feed(&r->sse, p, n, on_sse_event, r);
+    if (rc == TG_SSE_ETOOBIG) snprintf(r->stream_err, sizeof(r->stream_err), "stream event too large");
+    if (rc != 0) return -1;
+    if (r->want_pause) {
+        r->want_pause = 0;
+        r->paused = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* --- finishing an attempt ---------------------------------------------- */
+
+static void log_attempt(tg_request_t *r, const char *what) {
+    if (r->alog_len >= sizeof(r->alog) - 1) return;
+    int n = snprintf(r->alog + r->alog_len, sizeof(r->alog) - r->alog_len, "%s%s: %s",
+                     r->alog_len ? "; " : "", r->cur->target, what);
+    if (n > 0) r->alog_len += (size_t)n;
+    if (r->alog_len >= sizeof(r->alog)) r->alog_len = sizeof(r->alog) - 1;
+}
+
+static void release_attempt(tg_request_t *r) {
+    if (r->sse_live) {
+        tg_sse_free(&r->sse);
+        r->sse_live = 0;
+    }
+    r->rlen = 0;
+    r->rbuf_over = 0;
+    r->stream = 0;
+    r->done_seen = 0;
+    r->paused = 0;
+    r->want_pause = 0;
+    r->stream_err[0] = '\0';
+}
+
+/* The attempt failed before anything reached the client: try the next one. */
+static void attempt_failed(tg_request_t *r, fail_kind_t kind, const char *why, const char *metric) {
+    log_attempt(r, why);
+    tg_metrics_attempt(r->cur->provider->name, metric);
+    r->last_fail = kind;
+    if (kind != FAIL_CONNECT) r->all_connect = 0;
+    release_attempt(r);
+    attempt_next(r);
+}
+
+static void finish_stream(tg_request_t *r, const char *error) {
+    usage_finalise(r);
+    int64_t micro = cost_micro(r);
+    if (error == NULL) {
+        const char *c = tg_pool_printf(r->pool, ": tollgate {\"cost_usd\":%s,\"usage\":%s}\n\ndata: [DONE]\n\n",
+                                       usd_text(r->pool, micro), usage_json(r));
+        tg_http_stream_write(r->http, c, strlen(c));
+        r->status = 200;
+    } else {
+        json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "message", error, "type", "upstream_error", "code",
+                              "upstream_stream_broken");
+        char *s = json_dumps(o, JSON_COMPACT);
+        const char *c = tg_pool_printf(r->pool, "data: %s\n\n", s ? s : "{}");
+        free(s);
+        json_decref(o);
+        tg_http_stream_write(r->http, c, strlen(c));
+        r->status = 502; /* for the log and ledger: the client saw 200, then an error */
+    }
+    tg_http_stream_end(r->http); /* on_finish may run inside: r may be gone */
+}
+
+static void finish_answer(tg_request_t *r) {
+    const char *out;
+    size_t out_len;
+    if (r->cur->provider->dialect->parse_response(&r->call, r->rbuf ? r->rbuf : "", r->rlen, &r->usage, &out,
+                                                  &out_len) != 0) {
+        attempt_failed(r, FAIL_OTHER, "answer is not valid JSON", "other");
+        return;
+    }
+    tg_metrics_attempt(r->cur->provider->name, "ok");
+    usage_finalise(r);
+    const char *h[12];
+    size_t n = 0;
+    h[n++] = "Content-Type: application/json";
+    n += tollgate_headers(r, h + n, 12 - n, usd_text(r->pool, cost_micro(r)));
+    r->started = 1;
+    r->status = 200;
+    r->ttfb_us = now_us() - r->t0_us;
+    tg_metrics_ttfb(r->ttfb_us);
+    tg_http_respond(r->http, 200, h, n, out, out_len); /* on_finish may run inside */
+}
+
+static const char *result_text(tg_up_result_t res, const char **metric, fail_kind_t *kind) {
+    switch (res) {
+    case TG_UP_ECONNECT: *metric = "connect"; *kind = FAIL_CONNECT; return "connection failed";
+    case TG_UP_EFIRSTBYTE: *metric = "timeout"; *kind = FAIL_TIMEOUT; return "no first byte in time";
+    case TG_UP_EIDLE: *metric = "timeout"; *kind = FAIL_TIMEOUT; return "stalled (idle timeout)";
+    case TG_UP_ETOTAL: *metric = "timeout"; *kind = FAIL_TIMEOUT; return "total timeout";
+    case TG_UP_ERESET: *metric = "reset"; *kind = FAIL_OTHER; return "connection reset mid-answer";
+    default: *metric = "other"; *kind = FAIL_OTHER; return "transfer failed";
+    }
+}
+
+static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void *ud) {
+    tg_request_t *r = ud;
+    r->up = NULL;
+    if (r->http == NULL) return;
+    int ok2xx = r->up_status >= 200 && r->up_status < 300;
+    if (res == TG_UP_OK && ok2xx && !r->stream) {
+        finish_answer(r);
+        return;
+    }
+    if (res == TG_UP_OK && r->stream && r->done_seen) {
+        tg_metrics_attempt(r->cur->provider->name, "ok");
+        finish_stream(r, NULL);
+        return;
+    }
+    if (res == TG_UP_OK && !ok2xx) {
+        tg_upstream_error_t e = {0};
+        r->cur->provider->dialect->map_error(&r->call, r->up_status, r->rbuf ? r->rbuf : "", r->rlen, &e);
+        const char *why = tg_pool_printf(r->pool, "HTTP %d%s%s", r->up_status, e.message[0] ? " " : "",
+                                         e.message);
+        const char *metric = r->up_status == 429 ? "http_429" : r->up_status >= 500 ? "http_5xx" : "http_4xx";
+        if (e.retryable) {
+            attempt_failed(r, FAIL_HTTP, why, metric);
+            return;
+        }
+        tg_metrics_attempt(r->cur->provider->name, metric);
+        r->status = e.status;
+        send_error(r->http, e.status, e.type, "upstream_rejected",
+                   tg_pool_printf(r->pool, "%s rejected the request: %s", r->cur->target,
+                                  e.message[0] ? e.message : why));
+        return;
+    }
+    /* A transport failure, a stream that ended without its end marker, or
+     * an error event inside the stream. */
+    const char *metric;
+    fail_kind_t kind;
+    const char *why = result_text(res, &metric, &kind);
+    if (res == TG_UP_OK || res == TG_UP_EABORTED) {
+        why = r->stream_err[0] ? tg_pool_printf(r->pool, "stream error: %s", r->stream_err)
+              : r->rbuf_over   ? "answer too large"
+                               : "stream ended before its end marker";
+        metric = "reset";
+        kind = FAIL_OTHER;
+    } else if (err && *err) {
+        why = tg_pool_printf(r->pool, "%s (%s)", why, err);
+    }
+    if (r->started) {
+        tg_metrics_attempt(r->cur->provider->name, metric);
+        log_attempt(r, why);
+        finish_stream(r, tg_pool_printf(r->pool, "%s: %s", r->cur->target, why));
+        return;
+    }
+    attempt_failed(r, kind, why, metric);
+}
+
+static const tg_upcall_cb_t up_cb = {up_on_headers, up_on_data, up_on_done};
+
+/* --- attempts ------------------------------------------------------------ */
+
+static void all_failed(tg_request_t *r) {
+    int status = r->last_fail == FAIL_TIMEOUT ? 504 : r->all_connect ? 503 : 502;
+    const char *hdr[1];
+    size_t nh = 0;
+    if (r->up_status == 429 && r->retry_after[0]) {
+        status = 429;
+        hdr[nh++] = tg_pool_printf(r->pool, "retry-after: %s", r->retry_after);
+    }
+    r->status = status;
+    const char *msg = tg_pool_printf(r->pool, "every provider failed (%u attempt%s): %s", r->attempts,
+                                     r->attempts == 1 ? "" : "s", r->alog);
+    send_error_h(r->http, status, status == 429 ? "rate_limit_error" : "upstream_error",
+                 "all_providers_failed", msg, hdr, nh);
+}
+
+static void attempt_next(tg_request_t *r) {
+    unsigned max = r->cfg->limits.max_attempts ? r->cfg->limits.max_attempts : 3;
+    while (r->next < r->route.n && r->attempts < max) {
+        const tg_candidate_t *c = &r->route.cands[r->next++];
+        r->cur = c;
+        if (c->provider->dialect == NULL) {
+            log_attempt(r, tg_pool_printf(r->pool, "the %s dialect is not available in this build",
+                                          c->provider->dialect_name));
+            continue;
+        }
+        r->attempts++;
+        memset(&r->call, 0, sizeof(r->call));
+        r->call.pool = r->pool;
+        r->call.body = r->body;
+        r->call.body_len = r->body_len;
+        r->call.scan = &r->scan;
+        r->call.client = TG_CLIENT_OPENAI;
+        r->call.client_wants_usage = r->scan.include_usage;
+        r->call.provider = c->provider;
+        r->call.model = c->model;
+        r->call.price = tg_config_price(r->cfg, c->provider->name, c->model);
+        if (c->provider->simulated) {
+            r->call.extra_headers = r->extra;
+            r->call.n_extra = r->n_extra;
+        }
+        memset(&r->usage, 0, sizeof(r->usage));
+        r->up_status = 0;
+        r->retry_after[0] = '\0';
+        tg_upcall_req_t req = {0};
+        char err[256];
+        if (c->provider->dialect->build(&r->call, &req, err, sizeof(err)) != 0) {
+            log_attempt(r, err);
+            continue;
+        }
+        const tg_limits_t *l = &r->cfg->limits;
+        req.timeouts = (tg_upcall_timeouts_t){l->upstream_connect_ms, l->first_byte_ms, l->idle_ms, l->total_ms};
+        r->up = tg_upcall_start(r->w->up, &req, &up_cb, r, err, sizeof(err));
+        if (r->up != NULL) return;
+        log_attempt(r, err);
+        r->last_fail = FAIL_CONNECT;
+    }
+    if (r->attempts == 0 && r->alog_len) {
+        r->status = 503;
+        send_error(r->http, 503, "upstream_error", "no_usable_provider", r->alog);
+        return;
+    }
+    all_failed(r);
+}
+
+/* --- phases: headers and body ------------------------------------------ */
+
+static const char *bearer(const tg_http_req_t *h, size_t *len) {
+    size_t n;
+    const char *v = tg_http_header(h, "authorization", &n);
+    if (v == NULL || n < 7 || strncasecmp(v, "Bearer ", 7) != 0) return NULL;
+    v += 7;
+    n -= 7;
+    while (n && *v == ' ') v++, n--;
+    *len = n;
+    return n ? v : NULL;
+}
+
+static int path_is(const char *p, size_t n, const char *want) {
+    size_t wl = strlen(want);
+    return n == wl && memcmp(p, want, n) == 0;
+}
+
+static void collect_sim_headers(tg_request_t *r) {
+    size_t n = tg_http_header_count(r->http), k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const tg_http_header_t *h = tg_http_header_at(r->http, i);
+        if (h->name_len > 6 && strncasecmp(h->name, "x-sim-", 6) == 0) k++;
+    }
+    if (k == 0) return;
+    r->extra = tg_pool_alloc(r->pool, k * sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        const tg_http_header_t *h = tg_http_header_at(r->http, i);
+        if (h->name_len > 6 && strncasecmp(h->name, "x-sim-", 6) == 0)
+            r->extra[r->n_extra++] = tg_pool_printf(r->pool, "%.*s: %.*s", (int)h->name_len, h->name,
+                                                    (int)h->value_len, h->value);
+    }
+}
+
+static void serve_models(tg_http_req_t *h, const tg_config_t *c);
+static void serve_metrics(tg_http_req_t *h);
+static void serve_health(tg_http_req_t *h, int ready);
+
+static int on_headers(tg_http_req_t *h, void *ud) {
+    tg_worker_t *w = ud;
+    size_t plen;
+    const char *path = tg_http_path(h, &plen);
+    const char *m = tg_http_method(h);
+    int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+    if (path_is(path, plen, "/healthz") && get) {
+        serve_health(h, 0);
+        return TG_HTTP_HANDLED;
+    }
+    if (path_is(path, plen, "/readyz") && get) {
+        serve_health(h, 1);
+        return TG_HTTP_HANDLED;
+    }
+    if (path_is(path, plen, "/metrics") && get) {
+        serve_metrics(h);
+        return TG_HTTP_HANDLED;
+    }
+    int chat = path_is(path, plen, "/v1/chat/completions");
+    int models = path_is(path, plen, "/v1/models");
+    if (!chat && !models) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "unknown path '%.*s': the API is at /v1/chat/completions and /v1/models",
+                 (int)(plen > 64 ? 64 : plen), path);
+        send_error(h, 404, "invalid_request_error", "not_found", msg);
+        return TG_HTTP_HANDLED;
+    }
+    if ((chat && strcmp(m, "POST") != 0) || (models && !get)) {
+        const char *allow[] = {chat ? "Allow: POST" : "Allow: GET"};
+        send_error_h(h, 405, "invalid_request_error", "method_not_allowed", "method not allowed on this path",
+                     allow, 1);
+        return TG_HTTP_HANDLED;
+    }
+    tg_config_t *cfg = tg_config_current();
+    size_t klen;
+    const char *secret = bearer(h, &klen);
+    const tg_key_t *key = secret ? tg_config_key(cfg, secret, klen) : NULL;
+    if (key == NULL) {
+        tg_config_unref(cfg);
+        send_error(h, 401, "invalid_request_error", "invalid_api_key",
+                   secret ? "the gateway key is not valid"
+                          : "missing gateway key: send 'Authorization: Bearer <key>'");
+        return TG_HTTP_HANDLED;
+    }
+    if (models) {
+        serve_models(h, cfg);
+        tg_config_unref(cfg);
+        return TG_HTTP_HANDLED;
+    }
+    tg_pool_t *pool = tg_pool_create(8192);
+    tg_request_t *r = tg_pool_calloc(pool, sizeof(*r));
+    r->pool = pool;
+    r->w = w;
+    r->http = h;
+    r->cfg = cfg;
+    r->key = key;
+    r->t0_us = now_us();
+    r->ts_ms = wall_ms();
+    r->ttfb_us = -1;
+    r->all_connect = 1;
+    snprintf(r->id, sizeof(r->id), "%016" PRIx64, next_rand(&w->rng));
+    tg_http_set_data(h, r);
+    return TG_HTTP_CONTINUE;
+}
+
+static void on_request(tg_http_req_t *h, void *ud) {
+    tg_request_t *r = tg_http_data(h);
+    if (r == NULL) return;
+    char err[256];
+    r->body = tg_http_body(h, &r->body_len);
+    if (tg_scan_request(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
+        r->status = 400;
+        send_error(h, 400, "invalid_request_error", "invalid_body", err);
+        return;
+    }
+    if (!r->scan.has_model) {
+        r->status = 400;
+        send_error(h, 400, "invalid_request_error", "missing_model", "'model' is required");
+        return;
+    }
+    tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, h, r->ts_ms};
+    if (tg_route_pick(r->cfg, &ctx, r->pool, &r->route) != 0) {
+        r->status = 404;
+        send_error(h, 404, "invalid_request_error", "model_not_found", r->route.err);
+        return;
+    }
+    collect_sim_headers(r);
+    attempt_next(r);
+}
+
+static void on_drain(tg_http_req_t *h, void *ud) {
+    tg_request_t *r = tg_http_data(h);
+    if (r && r->paused && r->up) {
+        r->paused = 0;
+        tg_upcall_resume(r->up);
+    }
+}
+
+/* --- finish: the one place a request is recorded and freed -------------- */
+
+static void access_log(tg_request_t *r, int aborted, int64_t dur_us) {
+    const tg_usage_t *u = &r->usage;
+    char line[768];
+    int n = snprintf(line, sizeof(line),
+                     "{\"ts\":%" PRId64 ",\"id\":\"%s\",\"key\":\"%s\",\"route\":\"%s\",\"provider\":\"%s\","
+                     "\"model\":\"%s\",\"status\":%d,\"attempts\":%u,\"stream\":%s,\"input_tokens\":%" PRId64
+                     ",\"cached_input_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
+                     ",\"estimated\":%s,\"cost_usd\":%s,\"ms\":%" PRId64 ",\"ttfb_ms\":%" PRId64
+                     ",\"client_closed\":%s}",
+                     r->ts_ms, r->id, r->key ? r->key->name : "", r->route.route ? r->route.route : "",
+                     r->cur ? r->cur->provider->name : "", r->cur ? r->cur->model : "", r->status, r->attempts,
+                     r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens, u->output_tokens,
+                     u->estimated ? "true" : "false", usd_text(r->pool, r->cur ? cost_micro(r) : 0),
+                     dur_us / 1000, r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000, aborted ? "true" : "false");
+    if (n > 0) tg_log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
+    tg_request_t *r = tg_http_data(h);
+    if (r == NULL) return;
+    r->http = NULL;
+    if (r->up) {
+        tg_upcall_cancel(r->up); /* closes the connection: the provider stops generating */
+        r->up = NULL;
+    }
+    if (aborted && r->status == 0) r->status = 499;
+    int64_t dur = now_us() - r->t0_us;
+    if (r->cur && r->attempts > 0) {
+        usage_finalise(r);
+        int64_t micro = cost_micro(r);
+        tg_ledger_rec_t rec = {
+            .request_id = r->id,
+            .key_name = r->key ? r->key->name : "",
+            .route = r->route.route,
+            .provider = r->cur->provider->name,
+            .model = r->cur->model,
+            .status = r->status,
+            .attempts = (int)r->attempts,
+            .usage = r->usage,
+            .cost_micro_usd = micro,
+            .ts_ms = r->ts_ms,
+            .latency_ms = dur / 1000,
+            .ttft_ms = r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000,
+        };
+        if (r->w->ledger) tg_ledger_record(r->w->ledger, &rec);
+        tg_metrics_usage(r->cur->provider->name, r->cur->model, &r->usage, micro);
+    }
+    tg_metrics_request(r->status ? r->status : 200, dur);
+    access_log(r, aborted, dur);
+    if (r->sse_live) tg_sse_free(&r->sse);
+    free(r->rbuf);
+    tg_config_unref(r->cfg);
+    tg_pool_destroy(r->pool);
+}
+
+/* --- small endpoints ----------------------------------------------------- */
+
+static void serve_health(tg_http_req_t *h, int ready) {
+    if (!ready) {
+        respond_json(h, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
+        return;
+    }
+    tg_config_t *c = tg_config_current();
+    int usable = 0;
+    for (size_t i = 0; c && i < c->n_providers; i++)
+        if (c->providers[i].dialect && (c->providers[i].api_key || c->providers[i].simulated)) usable++;
+    tg_config_unref(c);
+    if (usable) respond_json(h, 200, NULL, 0, "{\"status\":\"ready\"}", 18);
+    else respond_json(h, 503, NULL, 0, "{\"status\":\"no usable provider\"}", 31);
+}
+
+static void serve_metrics(tg_http_req_t *h) {
+    size_t len;
+    char *text = tg_metrics_render(NULL, &len);
+    const char *hdr[] = {"Content-Type: text/plain; version=0.0.4"};
+    tg_http_respond(h, 200, hdr, 1, text ? text : "", text ? len : 0);
+    free(text);
+}
+
+static void serve_models(tg_http_req_t *h, const tg_config_t *c) {
+    json_t *data = json_array();
+    for (size_t i = 0; i < c->n_routes; i++)
+        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", c->routes[i].name, "object", "model",
+                                              "created", 0, "owned_by", "tollgate-route"));
+    for (size_t i = 0; i < c->n_aliases; i++)
+        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", c->aliases[i].name, "object", "model",
+                                              "created", 0, "owned_by", "tollgate-alias"));
+    for (size_t i = 0; i < c->n_providers; i++) {
+        const tg_provider_t *p = &c->providers[i];
+        for (size_t j = 0; j < p->n_models; j++) {
+            char id[256];
+            snprintf(id, sizeof(id), "%s/%s", p->name, p->models[j]);
+            json_array_append_new(
+                data, json_pack("{s:s,s:s,s:i,s:s}", "id", id, "object", "model", "created", 0, "owned_by", p->name));
+        }
+    }
+    json_t *o = json_pack("{s:s,s:o}", "object", "list", "data", data);
+    char *s = json_dumps(o, JSON_COMPACT);
+    respond_json(h, 200, NULL, 0, s, strlen(s));
+    free(s);
+    json_decref(o);
+}
+
+const tg_http_handler_t tg_request_handler = {on_headers, on_request, on_drain, on_finish};

@@ -1,0 +1,256 @@
+/* server.c — start-up, workers and signals. Each worker thread owns an
+ * event_base with its SO_REUSEPORT listener, HTTP server, libcurl multi
+ * handle and Redis ledger connection; nothing is shared between workers but
+ * the config snapshot (reference-counted) and metrics (atomics). The main
+ * thread waits for signals: SIGHUP reloads the config (validated first; an
+ * invalid one is logged and the old one stays), SIGTERM/SIGINT stop
+ * accepting, let requests in flight finish within the grace period, flush
+ * the ledger, and exit 0.
+ */
+#include "gateway/server.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway/config.h"
+#include "gateway/http1.h"
+#include "gateway/ledger.h"
+#include "gateway/log.h"
+#include "gateway/request.h"
+#include "gateway/simulate.h"
+#include "gateway/upstream.h"
+
+#define GRACE_MS 30000
+
+typedef struct {
+    tg_worker_t w;
+    pthread_t thread;
+    int fd;
+    struct event *flush_ev, *stop_ev, *drain_ev;
+    int64_t drain_deadline_ms;
+} slot_t;
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void on_flush(evutil_socket_t fd, short ev, void *arg) { tg_log_flush(); }
+
+/* Graceful drain: every 50 ms, stop once no connection is left and the
+ * ledger has nothing unacknowledged, or when the grace period ran out. */
+static void on_drain_tick(evutil_socket_t fd, short ev, void *arg) {
+    slot_t *s = arg;
+    int idle = tg_http_server_connections(s->w.http) == 0 &&
+               (s->w.ledger == NULL || tg_ledger_backlog(s->w.ledger) == 0);
+    if (idle || mono_ms() > s->drain_deadline_ms) event_base_loopexit(s->w.base, NULL);
+}
+
+static void on_stop(evutil_socket_t fd, short ev, void *arg) {
+    slot_t *s = arg;
+    s->w.draining = 1;
+    tg_http_server_stop_accepting(s->w.http);
+    s->drain_deadline_ms = mono_ms() + GRACE_MS;
+    struct timeval tv = {0, 50000};
+    event_add(s->drain_ev, &tv);
+}
+
+static void *worker_main(void *arg) {
+    slot_t *s = arg;
+    event_base_dispatch(s->w.base);
+    tg_log_flush();
+    return NULL;
+}
+
+static void apply_overrides(tg_config_t *c, const tg_server_opts_t *o) {
+    if (o->redis) c->redis_url = *o->redis ? (char *)o->redis : NULL;
+    if (o->workers > 0) c->workers = o->workers;
+    if (o->listen) {
+        const char *colon = strrchr(o->listen, ':');
+        if (colon) {
+            c->listen_host = strndup(o->listen, (size_t)(colon - o->listen)); /* lives as long as the process */
+            c->listen_port = atoi(colon + 1);
+        }
+    }
+}
+
+static tg_config_t *load(const tg_server_opts_t *o) {
+    tg_diag_t d = {0};
+    tg_config_t *c = tg_config_load(o->config_path, &d);
+    for (size_t i = 0; i < d.n; i++) tg_log(c ? TG_LOG_WARN : TG_LOG_ERROR, "%s", d.msgs[i]);
+    tg_diag_free(&d);
+    if (c) apply_overrides(c, o);
+    return c;
+}
+
+static int start_simulator(tg_config_t *c) {
+    int need = 0;
+    for (size_t i = 0; i < c->n_providers; i++)
+        if (c->providers[i].simulated) {
+            tg_warn("no key for provider '%s' (%s is unset): its calls go to the simulated provider at %s",
+                    c->providers[i].name, c->providers[i].api_key_env ? c->providers[i].api_key_env : "-",
+                    c->providers[i].url);
+            need = 1;
+        }
+    if (!need || !c->sim_embedded) return 0;
+    char host[128];
+    int port = 0;
+    if (sscanf(c->sim_url, "http://%127[^:/]:%d", host, &port) != 2) {
+        tg_error("simulator.url '%s' must be http://HOST:PORT to start the built-in simulator", c->sim_url);
+        return -1;
+    }
+    char err[256];
+    if (tg_simulate_start_thread(host, port, err, sizeof(err)) != 0) {
+        tg_error("cannot start the built-in simulator on %s:%d: %s", host, port, err);
+        return -1;
+    }
+    tg_info("simulated providers are being served at %s", c->sim_url);
+    return 1;
+}
+
+static int worker_init(slot_t *s, int i, tg_config_t *c) {
+    s->w.index = i;
+    s->w.base = event_base_new();
+    if (s->w.base == NULL) return -1;
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) seed = (uint64_t)time(NULL) ^ ((uint64_t)i << 32);
+    s->w.rng = seed;
+    char err[256];
+    s->w.ledger = tg_ledger_new(s->w.base, c->redis_url, c->journal_path, i, err, sizeof(err));
+    if (s->w.ledger == NULL) {
+        tg_error("ledger: %s", err);
+        return -1;
+    }
+    s->w.up = tg_upstream_new(s->w.base);
+    tg_http_limits_t lim;
+    tg_http_limits_default(&lim);
+    lim.max_body_bytes = c->limits.max_body_bytes;
+    if (c->limits.max_header_bytes) lim.max_header_bytes = c->limits.max_header_bytes;
+    if (c->limits.header_timeout_ms) lim.header_timeout_ms = c->limits.header_timeout_ms;
+    if (c->limits.body_timeout_ms) lim.body_timeout_ms = c->limits.body_timeout_ms;
+    if (c->limits.keepalive_timeout_ms) lim.keepalive_timeout_ms = c->limits.keepalive_timeout_ms;
+    s->w.http = tg_http_server_new(s->w.base, s->fd, &lim, &tg_request_handler, &s->w);
+    if (s->w.up == NULL || s->w.http == NULL) return -1;
+    s->flush_ev = event_new(s->w.base, -1, EV_PERSIST, on_flush, s);
+    struct timeval tv = {0, 100000};
+    event_add(s->flush_ev, &tv);
+    s->stop_ev = event_new(s->w.base, -1, 0, on_stop, s);
+    s->drain_ev = event_new(s->w.base, -1, EV_PERSIST, on_drain_tick, s);
+    return 0;
+}
+
+static void worker_free(slot_t *s) {
+    if (s->w.http) tg_http_server_free(s->w.http);
+    if (s->w.ledger) {
+        /* Give the ledger a moment to hand its backlog to Redis; what is
+         * left goes to the journal in tg_ledger_free. */
+        struct timeval tv = {0, 200000};
+        if (tg_ledger_backlog(s->w.ledger)) {
+            event_base_loopexit(s->w.base, &tv);
+            event_base_dispatch(s->w.base);
+        }
+        tg_ledger_free(s->w.ledger);
+    }
+    if (s->w.up) tg_upstream_free(s->w.up);
+    if (s->flush_ev) event_free(s->flush_ev);
+    if (s->stop_ev) event_free(s->stop_ev);
+    if (s->drain_ev) event_free(s->drain_ev);
+    if (s->w.base) event_base_free(s->w.base);
+    tg_log_flush();
+}
+
+static void reload(const tg_server_opts_t *o) {
+    tg_config_t *old = tg_config_current();
+    tg_config_t *c = load(o);
+    if (c == NULL) {
+        tg_error("reload of %s failed: the running configuration stays", o->config_path);
+    } else {
+        if (c->listen_port != old->listen_port || strcmp(c->listen_host, old->listen_host) != 0 ||
+            c->workers != old->workers)
+            tg_warn("listen and workers changes take effect at the next restart");
+        tg_config_install(c);
+        tg_info("reloaded %s", o->config_path);
+    }
+    tg_config_unref(old);
+}
+
+int tg_server_run(const tg_server_opts_t *o) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || evthread_use_pthreads() != 0) {
+        tg_error("cannot initialise libcurl or libevent threads");
+        return 1;
+    }
+    tg_config_t *c = load(o);
+    if (c == NULL) return 1;
+    tg_log_level_t lvl;
+    if (c->log_level && tg_log_parse_level(c->log_level, &lvl) == 0) tg_log_set_level(lvl);
+    int sim = start_simulator(c);
+    if (sim < 0) {
+        tg_config_unref(c);
+        return 1;
+    }
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int n = c->workers > 0 ? c->workers : 1;
+    slot_t *slots = calloc((size_t)n, sizeof(*slots));
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        slots[i].fd = tg_http_listen(c->listen_host, c->listen_port, 1024);
+        if (slots[i].fd < 0) {
+            tg_error("cannot listen on %s:%d: %s", c->listen_host, c->listen_port, strerror(errno));
+            rc = 1;
+            break;
+        }
+        if (worker_init(&slots[i], i, c) != 0) {
+            tg_error("cannot start worker %d", i);
+            rc = 1;
+            break;
+        }
+    }
+    tg_config_install(c);
+    int started = 0;
+    if (rc == 0) {
+        for (; started < n; started++)
+            if (pthread_create(&slots[started].thread, NULL, worker_main, &slots[started]) != 0) break;
+        tg_info("tollgate listening on %s:%d with %d worker%s", c->listen_host, c->listen_port, n,
+                n == 1 ? "" : "s");
+        for (;;) {
+            int sig = 0;
+            if (sigwait(&set, &sig) != 0) continue;
+            if (sig == SIGHUP) {
+                reload(o);
+                continue;
+            }
+            tg_info("signal %d: draining (up to %d s), then exiting", sig, GRACE_MS / 1000);
+            break;
+        }
+        for (int i = 0; i < started; i++) event_active(slots[i].stop_ev, EV_TIMEOUT, 0);
+        for (int i = 0; i < started; i++) pthread_join(slots[i].thread, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        worker_free(&slots[i]);
+        if (slots[i].fd > 0) close(slots[i].fd);
+    }
+    free(slots);
+    if (sim > 0) tg_simulate_stop_thread();
+    tg_config_install(NULL);
+    curl_global_cleanup();
+    tg_info("stopped");
+    return rc;
+}

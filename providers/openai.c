@@ -1,0 +1,152 @@
+/* openai.c — the OpenAI chat-completions dialect, serving OpenAI, DeepSeek,
+ * Qwen (DashScope compatible mode) and every other `dialect: openai` vendor.
+ *
+ * For an OpenAI client the body passes through: the model name is spliced
+ * in, and for streams stream_options.include_usage is forced on so that
+ * usage always arrives; when the client did not ask for it, the usage-only
+ * chunk is dropped before relaying, so the client sees exactly what the
+ * provider would have sent it. Usage is read from any chunk (some vendors
+ * put it on the finish_reason chunk) and DeepSeek's cache-hit fields are
+ * preferred over prompt_tokens_details.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "providers/provider.h"
+
+int tg_status_retryable(int status) {
+    return status == 408 || status == 409 || status == 429 || status >= 500 || status == 401 ||
+           status == 403 || status == 404;
+}
+
+static int openai_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t errlen) {
+    if (c->client != TG_CLIENT_OPENAI) {
+        snprintf(err, errlen, "the %s provider cannot serve this API yet", c->provider->name);
+        return -1;
+    }
+    tg_edit_t edits[4];
+    size_t n = 0;
+    if (tg_scan_set_model(c->scan, c->model, c->pool, &edits[n]) == 0) n++;
+    if (c->scan->stream && tg_scan_force_include_usage(c->body, c->scan, edits + n, &n, 4) != 0) {
+        snprintf(err, errlen, "cannot rewrite stream_options");
+        return -1;
+    }
+    /* Edits must be in body order for tg_splice. */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && edits[j].off < edits[j - 1].off; j--) {
+            tg_edit_t t = edits[j];
+            edits[j] = edits[j - 1];
+            edits[j - 1] = t;
+        }
+    size_t blen;
+    char *body = tg_splice(c->pool, c->body, c->body_len, edits, n, &blen);
+    if (body == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t nh = 0, cap = 4 + c->n_extra;
+    const char **h = tg_pool_alloc(c->pool, cap * sizeof(*h));
+    const char *key = c->provider->api_key ? c->provider->api_key : "sim";
+    h[nh++] = tg_pool_printf(c->pool, "Authorization: Bearer %s", key);
+    h[nh++] = "Content-Type: application/json";
+    h[nh++] = c->scan->stream ? "Accept: text/event-stream" : "Accept: application/json";
+    for (size_t i = 0; i < c->n_extra; i++) h[nh++] = c->extra_headers[i];
+    out->url = tg_pool_printf(c->pool, "%s/chat/completions", c->provider->url);
+    out->headers = h;
+    out->nheaders = nh;
+    out->body = body;
+    out->body_len = blen;
+    return 0;
+}
+
+/* Normalises OpenAI-dialect usage numbers; -1 means absent. */
+static void usage_from_scan(const tg_scan_resp_t *s, tg_usage_t *u) {
+    if (!s->has_usage) return;
+    u->present = 1;
+    u->estimated = 0;
+    if (s->prompt_tokens >= 0) u->input_tokens = s->prompt_tokens;
+    if (s->completion_tokens >= 0) u->output_tokens = s->completion_tokens;
+    if (s->cache_hit_tokens >= 0) {
+        u->cached_input_tokens = s->cache_hit_tokens; /* DeepSeek: hit + miss = prompt */
+        if (s->prompt_tokens < 0 && s->cache_miss_tokens >= 0)
+            u->input_tokens = s->cache_hit_tokens + s->cache_miss_tokens;
+    } else if (s->cached_tokens >= 0) {
+        u->cached_input_tokens = s->cached_tokens;
+    }
+    if (s->reasoning_tokens >= 0) u->reasoning_tokens = s->reasoning_tokens;
+}
+
+static int openai_parse_response(tg_call_t *c, const char *body, size_t len, tg_usage_t *u,
+                                 const char **out, size_t *out_len) {
+    tg_scan_resp_t s;
+    if (tg_scan_response(body, len, c->pool, &s) != 0) return -1;
+    usage_from_scan(&s, u);
+    c->content_bytes += s.content_bytes;
+    *out = body;
+    *out_len = len;
+    return 0;
+}
+
+static int openai_stream_event(tg_call_t *c, const char *event, const char *data, size_t len,
+                               tg_usage_t *u, const tg_emitter_t *out, char *err, size_t errlen) {
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) return TG_STREAM_DONE;
+    tg_scan_resp_t s;
+    if (tg_scan_response(data, len, c->pool, &s) != 0) {
+        snprintf(err, errlen, "%s sent a stream event that is not JSON", c->provider->name);
+        return TG_STREAM_ERROR;
+    }
+    if (s.has_error) {
+        size_t n = len < errlen - 1 ? len : errlen - 1;
+        memcpy(err, data, n);
+        err[n] = '\0';
+        return TG_STREAM_ERROR;
+    }
+    usage_from_scan(&s, u);
+    /* Count what was relayed so a cut stream can still be billed by estimate. */
+    c->content_bytes += s.content_bytes;
+    if (s.choices_empty && s.has_usage && !c->client_wants_usage) return TG_STREAM_MORE;
+    out->emit(out->ud, NULL, data, len);
+    return TG_STREAM_MORE;
+}
+
+static void openai_map_error(tg_call_t *c, int status, const char *body, size_t len,
+                             tg_upstream_error_t *e) {
+    e->retryable = tg_status_retryable(status);
+    e->message[0] = '\0';
+    /* The provider's message, when it is the usual {"error":{"message":...}}. */
+    const char *m = len ? memmem(body, len, "\"message\"", 9) : NULL;
+    if (m) {
+        const char *q = memchr(m + 9, '"', (size_t)(body + len - (m + 9)));
+        if (q) {
+            size_t i = 0;
+            for (const char *p = q + 1; p < body + len && *p != '"' && i + 1 < sizeof(e->message); p++) {
+                if (*p == '\\' && p + 1 < body + len) p++;
+                e->message[i++] = *p;
+            }
+            e->message[i] = '\0';
+        }
+    }
+    if (status == 400 || status == 413 || status == 422) {
+        e->status = status;
+        e->type = "invalid_request_error";
+    } else if (status == 429) {
+        e->status = 429;
+        e->type = "rate_limit_error";
+    } else {
+        e->status = 502;
+        e->type = "upstream_error";
+    }
+}
+
+const tg_dialect_t tg_dialect_openai = {
+    .name = "openai",
+    .build = openai_build,
+    .parse_response = openai_parse_response,
+    .stream_event = openai_stream_event,
+    .map_error = openai_map_error,
+};
+
+const tg_dialect_t *tg_dialect_find(const char *name) {
+    if (strcmp(name, "openai") == 0) return &tg_dialect_openai;
+    return NULL;
+}
