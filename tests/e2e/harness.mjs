@@ -1,0 +1,415 @@
+// harness.mjs — starts what an end-to-end test drives: the simulated providers
+// (`tollgate simulate`), and a gateway (`tollgate serve`) on a private config
+// written to a temp dir, with a private Redis started by tools/run-e2e.sh
+// (TG_REDIS_URL). Everything listens on free loopback ports. Also small
+// clients the SDKs cannot be: raw HTTP over a socket, SSE text, Redis.
+import { spawn, execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync, readFileSync, openSync, closeSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+
+export const BIN = process.env.TOLLGATE_BIN;
+if (!BIN) throw new Error('TOLLGATE_BIN is not set: run the suite with `make e2e`');
+export const REDIS_URL = process.env.TG_REDIS_URL || 'redis://127.0.0.1:6379/0';
+export const REDIS_PORT = Number(process.env.TG_REDIS_PORT || 6379);
+export const REPO = process.env.TG_REPO_ROOT || path.resolve(import.meta.dirname ?? '.', '../..');
+
+// Secrets the gateway must never write to its logs (tests grep for them).
+export const KEY = 'tg-e2e-' + randomBytes(12).toString('hex');
+export const LEDGER_KEY = 'tg-e2e-ledger-' + randomBytes(12).toString('hex');
+export const ADMIN_TOKEN = 'tg-e2e-admin-' + randomBytes(12).toString('hex');
+export const VENDOR_SECRET = 'sk-e2e-vendor-' + randomBytes(12).toString('hex');
+const sha256 = (s) => createHash('sha256').update(s).digest('hex');
+
+// Prices of the test config, USD per 1M tokens. Whole micro-dollars per
+// token and no time windows, so an expected cost is exact at any hour.
+export const PRICES = {
+    'deepseek/deepseek-flash': { input: 2, cached_input: 1, output: 3 },
+    'qwen/qwen-plus': { input: 1, cached_input: 1, output: 2 },
+    'openai/gpt-4o-mini': { input: 4, cached_input: 1, output: 8 },
+    'anthropic/claude-haiku-4-5': { input: 1, cached_input: 1, output: 5 },
+    'vendorx/vx-1': { input: 1, cached_input: 1, output: 1 },
+};
+
+/** Expected cost in micro-USD of `usage` (SPEC §5 formula) for target "provider/model". */
+export function costMicro(target, { input, cached = 0, output }) {
+    const p = PRICES[target];
+    return (input - cached) * p.input + cached * p.cached_input + output * p.output;
+}
+
+/** A port nobody listens on right now (the kernel picks it). */
+export function freePort() {
+    return new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.on('error', reject);
+        s.listen(0, '127.0.0.1', () => {
+            const { port } = s.address();
+            s.close(() => resolve(port));
+        });
+    });
+}
+
+/** Polls fn() until it returns a truthy value or `ms` passes; returns the last value. */
+export async function until(fn, ms = 10000, every = 50) {
+    const end = Date.now() + ms;
+    let v;
+    for (;;) {
+        try {
+            v = await fn();
+        } catch {
+            v = undefined;
+        }
+        if (v || Date.now() > end) return v;
+        await sleep(every);
+    }
+}
+
+async function status(url) {
+    const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    await r.arrayBuffer();
+    return r.status;
+}
+
+// A child process whose output goes to a file; stop() sends SIGTERM and waits.
+class Proc {
+    constructor(name, args, opts, logFile) {
+        this.logFile = logFile;
+        const fd = openSync(logFile, 'a');
+        this.child = spawn(BIN, args, { ...opts, stdio: ['ignore', fd, fd] });
+        closeSync(fd);
+        this.name = name;
+        this.exited = new Promise((resolve) => this.child.on('exit', (code, sig) => resolve({ code, sig })));
+        this.exitInfo = null;
+        this.exited.then((e) => (this.exitInfo = e));
+    }
+    get pid() {
+        return this.child.pid;
+    }
+    log() {
+        try {
+            return readFileSync(this.logFile, 'utf8');
+        } catch {
+            return '';
+        }
+    }
+    async waitReady(url, ms = 20000) {
+        const ok = await until(async () => this.exitInfo || (await status(url)) === 200, ms);
+        if (ok !== true) {
+            await this.stop();
+            throw new Error(`${this.name} did not answer 200 on ${url}` +
+                (this.exitInfo ? ` (exited ${JSON.stringify(this.exitInfo)})` : '') + `; log:\n${this.log().slice(-4000)}`);
+        }
+    }
+    /** SIGTERM, then waits for exit (SIGKILL after `ms`). Returns {code, sig}. */
+    async stop(ms = 10000) {
+        if (this.exitInfo) return this.exitInfo;
+        this.child.kill('SIGTERM');
+        const t = setTimeout(() => this.child.kill('SIGKILL'), ms);
+        const e = await this.exited;
+        clearTimeout(t);
+        return e;
+    }
+}
+
+/** Starts `tollgate simulate --port P`. */
+export async function startSimulator(dir) {
+    const port = await freePort();
+    const p = new Proc('simulator', ['simulate', '--port', String(port)], { cwd: dir }, path.join(dir, 'simulator.log'));
+    p.port = port;
+    p.url = `http://127.0.0.1:${port}`;
+    await p.waitReady(`${p.url}/_sim/stats`);
+    return p;
+}
+
+function configYaml({ port, simUrl, dir, limits }) {
+    const lim = { max_body_bytes: 1048576, upstream_connect_ms: 2000, first_byte_ms: 10000, idle_ms: 1500, ...limits };
+    const prov = (name, dialect, url, env, region) =>
+        `  ${name}: { dialect: ${dialect}, base_url: ${url}, api_key_env: ${env}, region: ${region} }`;
+    return `# Written by tests/e2e/harness.mjs for one test file.
+listen: 127.0.0.1:${port}
+workers: 2
+redis: ${REDIS_URL}
+admin_token_env: TOLLGATE_ADMIN_TOKEN
+journal: ${path.join(dir, 'journal')}
+limits: { ${Object.entries(lim).map(([k, v]) => `${k}: ${v}`).join(', ')} }
+simulator: { url: "${simUrl}", when_no_key: true, embedded: false }
+include: [routes.yaml, prices.yaml]
+providers:
+  # api_key_env names that are unset in the test environment: these are simulated.
+${prov('deepseek', 'openai', 'https://api.deepseek.com/v1', 'TG_E2E_UNSET_DEEPSEEK_KEY', 'cn')}
+${prov('qwen', 'openai', 'https://dashscope-intl.aliyuncs.com/compatible-mode/v1', 'TG_E2E_UNSET_DASHSCOPE_KEY', 'sg')}
+${prov('openai', 'openai', 'https://api.openai.com/v1', 'TG_E2E_UNSET_OPENAI_KEY', 'us')}
+${prov('anthropic', 'anthropic', 'https://api.anthropic.com', 'TG_E2E_UNSET_ANTHROPIC_KEY', 'us')}
+  # A "real" OpenAI-compatible vendor with a key, which happens to be the simulator.
+${prov('vendorx', 'openai', `${simUrl}/openai/v1`, 'TG_E2E_VENDOR_KEY', 'eu')}
+keys:
+  - { name: test, sha256: "${sha256(KEY)}" }
+  - { name: ledger, sha256: "${sha256(LEDGER_KEY)}" }
+`;
+}
+
+const ROUTES = `routes:
+  - name: e2e-route
+    match: { model: e2e-route }
+    strategy: ordered
+    candidates: [openai/gpt-4o-mini, deepseek/deepseek-flash]
+aliases: { deepseek: deepseek/deepseek-flash, mini: openai/gpt-4o-mini }
+`;
+
+function pricesYaml() {
+    let s = 'prices:\n';
+    for (const [id, p] of Object.entries(PRICES)) {
+        s += `  ${id}: { input: ${p.input}, cached_input: ${p.cached_input}, output: ${p.output}, ` +
+            `context: 131072, source: e2e test, as_of: 2026-01-01 }\n`;
+    }
+    return s;
+}
+
+/** Environment of the gateway: no real provider keys, the admin token, the vendor key. */
+function gatewayEnv() {
+    const env = { ...process.env };
+    for (const k of Object.keys(env)) if (/_API_KEY$|^TG_E2E_UNSET_/.test(k)) delete env[k];
+    env.TOLLGATE_ADMIN_TOKEN = ADMIN_TOKEN;
+    env.TG_E2E_VENDOR_KEY = VENDOR_SECRET;
+    return env;
+}
+
+/**
+ * Starts a simulator and a gateway in front of it. Options: limits (merged
+ * into the config's limits). Returns { port, url, base, sim, gw, dir, stop() }.
+ */
+export async function startGateway(opts = {}) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-e2e-'));
+    const sim = await startSimulator(dir);
+    const port = await freePort();
+    writeFileSync(path.join(dir, 'tollgate.yaml'), configYaml({ port, simUrl: sim.url, dir, limits: opts.limits }));
+    writeFileSync(path.join(dir, 'routes.yaml'), ROUTES);
+    writeFileSync(path.join(dir, 'prices.yaml'), pricesYaml());
+    const gw = new Proc('gateway', ['serve', '-c', path.join(dir, 'tollgate.yaml')], { cwd: dir, env: gatewayEnv() },
+        path.join(dir, 'gateway.log'));
+    const url = `http://127.0.0.1:${port}`;
+    try {
+        await gw.waitReady(`${url}/healthz`);
+    } catch (e) {
+        await sim.stop();
+        throw e;
+    }
+    return {
+        port, url, base: `${url}/v1`, sim, gw, dir,
+        async stop() {
+            const e = await gw.stop();
+            await sim.stop();
+            if (!process.env.TG_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
+            return e;
+        },
+    };
+}
+
+// ---- the simulator's own API ----
+
+export async function simStats(sim) {
+    const r = await fetch(`${sim.url}/_sim/stats`);
+    return r.json();
+}
+
+/** GET /_sim/requests/ID -> {"state": "completed"|"cancelled"|"open", ...}, or null when unknown. */
+export async function simRequest(sim, id) {
+    const r = await fetch(`${sim.url}/_sim/requests/${encodeURIComponent(id)}`);
+    if (r.status !== 200) return null;
+    return r.json();
+}
+
+/** Polls the simulator until request `id` is no longer open; returns its last record. */
+export async function simFinalState(sim, id, ms = 10000) {
+    let last = null;
+    await until(async () => {
+        last = await simRequest(sim, id);
+        return last && last.state !== 'open';
+    }, ms);
+    return last;
+}
+
+export function simId(tag) {
+    return `${tag}-${Date.now()}-${randomBytes(4).toString('hex')}`;
+}
+
+// ---- plain HTTP helpers ----
+
+export const chatBody = (model, extra = {}) =>
+    JSON.stringify({ model, messages: [{ role: 'user', content: 'hello there' }], ...extra });
+
+/** POST /v1/chat/completions with fetch; returns { status, headers, text, json }. */
+export async function post(gw, body, headers = {}, pathName = '/v1/chat/completions') {
+    const r = await fetch(gw.url + pathName, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', ...headers },
+        body,
+    });
+    const text = await r.text();
+    let json = null;
+    try {
+        json = JSON.parse(text);
+    } catch {}
+    return { status: r.status, headers: r.headers, text, json };
+}
+
+/** Reads a streamed body as text; a connection cut mid-body ends the text rather than throwing. */
+export async function readAllText(response) {
+    const dec = new TextDecoder();
+    let text = '';
+    try {
+        for await (const chunk of response.body) text += dec.decode(chunk, { stream: true });
+    } catch {
+        // The gateway may close the connection after an error event; what arrived is what we assert on.
+    }
+    return text;
+}
+
+/** The data: payloads of an SSE text, in order, and its comment lines. */
+export function sseParse(text) {
+    const data = [];
+    const comments = [];
+    for (const block of text.split(/\r?\n\r?\n/)) {
+        const lines = block.split(/\r?\n/);
+        const d = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, ''));
+        if (d.length) data.push(d.join('\n'));
+        for (const l of lines) if (l.startsWith(':')) comments.push(l);
+    }
+    return { data, comments };
+}
+
+// ---- raw HTTP/1.1 over a socket ----
+
+/** A socket to the gateway with a growing receive buffer and helpers to wait for bytes. */
+export function rawConnect(port) {
+    return new Promise((resolve, reject) => {
+        const sock = net.connect(port, '127.0.0.1');
+        sock.buf = Buffer.alloc(0);
+        sock.closed = false;
+        const waiters = new Set();
+        const wake = () => {
+            for (const w of waiters) w();
+        };
+        sock.on('data', (d) => {
+            sock.buf = Buffer.concat([sock.buf, d]);
+            wake();
+        });
+        sock.on('close', () => {
+            sock.closed = true;
+            wake();
+        });
+        sock.on('error', () => {});
+        /** Resolves when pred(buf) is truthy or the socket closed, or rejects after ms. */
+        sock.waitFor = (pred, ms = 10000) =>
+            new Promise((res, rej) => {
+                const check = () => {
+                    const v = pred(sock.buf);
+                    if (v || sock.closed) {
+                        waiters.delete(check);
+                        clearTimeout(t);
+                        res(v);
+                    }
+                };
+                const t = setTimeout(() => {
+                    waiters.delete(check);
+                    rej(new Error(`timed out waiting; got ${sock.buf.length} bytes: ${sock.buf.toString('latin1').slice(0, 300)}`));
+                }, ms);
+                waiters.add(check);
+                check();
+            });
+        sock.once('connect', () => resolve(sock));
+        sock.once('error', reject);
+    });
+}
+
+/** Parses as many complete HTTP/1.1 responses as `buf` holds (chunked bodies decoded). */
+export function parseResponses(buf) {
+    const out = [];
+    let off = 0;
+    for (;;) {
+        const end = buf.indexOf('\r\n\r\n', off);
+        if (end < 0) break;
+        const head = buf.subarray(off, end).toString('latin1').split('\r\n');
+        const status = Number(head[0].split(' ')[1]);
+        const headers = {};
+        for (const l of head.slice(1)) {
+            const i = l.indexOf(':');
+            headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+        }
+        let p = end + 4;
+        let body;
+        if (status === 100 || status === 101) {
+            out.push({ status, headers, body: Buffer.alloc(0) });
+            off = p;
+            continue;
+        }
+        if ((headers['transfer-encoding'] || '').toLowerCase().includes('chunked')) {
+            const parts = [];
+            let done = false;
+            for (;;) {
+                const le = buf.indexOf('\r\n', p);
+                if (le < 0) break;
+                const size = parseInt(buf.subarray(p, le).toString('latin1'), 16);
+                if (buf.length < le + 2 + size + 2) break;
+                parts.push(buf.subarray(le + 2, le + 2 + size));
+                p = le + 2 + size + 2;
+                if (size === 0) {
+                    done = true;
+                    break;
+                }
+            }
+            if (!done) break;
+            body = Buffer.concat(parts);
+        } else {
+            const n = Number(headers['content-length'] || 0);
+            if (buf.length < p + n) break;
+            body = buf.subarray(p, p + n);
+            p += n;
+        }
+        out.push({ status, headers, body, text: body.toString('utf8') });
+        off = p;
+    }
+    return out;
+}
+
+/** Request text for a raw socket. */
+export function rawRequest(method, pathName, { headers = {}, body = '' } = {}) {
+    const h = { host: '127.0.0.1', authorization: `Bearer ${KEY}`, ...headers };
+    if (body && !h['transfer-encoding'] && !('content-length' in h)) h['content-length'] = Buffer.byteLength(body);
+    if (body) h['content-type'] ??= 'application/json';
+    return `${method} ${pathName} HTTP/1.1\r\n` + Object.entries(h).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n' + body;
+}
+
+// ---- process memory ----
+
+/** Resident set size of a process in kB (Linux /proc). */
+export function rssKb(pid) {
+    const m = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+) kB/m);
+    return m ? Number(m[1]) : NaN;
+}
+
+// ---- Redis (through redis-cli, which run-e2e.sh already needs) ----
+
+const execFileP = promisify(execFile);
+
+export async function redis(...args) {
+    const { stdout } = await execFileP('redis-cli', ['-u', REDIS_URL, '--no-raw', ...args]);
+    return stdout;
+}
+
+/** HGETALL as an object of numbers (counters). */
+export async function hgetallNumbers(key) {
+    const { stdout } = await execFileP('redis-cli', ['-u', REDIS_URL, '--raw', 'HGETALL', key]);
+    const lines = stdout.split('\n').filter((l) => l !== '');
+    const o = {};
+    for (let i = 0; i + 1 < lines.length; i += 2) o[lines[i]] = Number(lines[i + 1]);
+    return o;
+}
+
+export function todayUtc() {
+    return new Date().toISOString().slice(0, 10);
+}
