@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# make bench: non-streamed 1 KB chat requests on loopback, measured three
+# ways in one run — straight to the simulator, through nginx proxy_pass (when
+# nginx is installed), through Tollgate — with the same wrk load. Prints
+# requests/s, p50, p99, CPU µs per request of the front process, its RSS,
+# and Tollgate's ratios to the baselines. Starts and stops only what it
+# started. Knobs: BENCH_SECONDS (10), BENCH_CONNS (50), BENCH_WORKERS (1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNS:-50}
+WORKERS=${BENCH_WORKERS:-1}
+BIN=${TOLLGATE_BIN:-./tollgate}
+command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)"; exit 1; }
+DIR=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "bench: port $1 never opened"; exit 1; }
+ticks() { awk '{print $14+$15}' /proc/"$1"/stat; }
+rss_kb() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
+
+SIM=$(free_port); GW=$(free_port); NGX=$(free_port); RDS=$(free_port)
+"$BIN" simulate --host 127.0.0.1 --port "$SIM" >"$DIR/sim.log" 2>&1 & PIDS+=($!)
+redis-server --port "$RDS" --bind 127.0.0.1 --save "" --appendonly no >"$DIR/redis.log" 2>&1 & PIDS+=($!)
+wait_port "$SIM"; wait_port "$RDS"
+
+KEYHASH=$(printf %s "${BENCH_KEY:-tg-demo-key}" | sha256sum | cut -d' ' -f1)
+cat >"$DIR/tollgate.yaml" <<YAML
+listen: 127.0.0.1:$GW
+workers: $WORKERS
+redis: redis://127.0.0.1:$RDS/0
+log_level: warn
+journal: $DIR/journal
+include: [$PWD/config/routes.yaml, $PWD/config/prices.yaml]
+simulator: { url: "http://127.0.0.1:$SIM", when_no_key: true, embedded: false }
+providers:
+  deepseek:  { dialect: openai,    base_url: https://api.deepseek.com/v1, api_key_env: TG_BENCH_UNSET_1, region: cn }
+  qwen:      { dialect: openai,    base_url: https://dashscope-intl.aliyuncs.com/compatible-mode/v1, api_key_env: TG_BENCH_UNSET_2, region: sg }
+  openai:    { dialect: openai,    base_url: https://api.openai.com/v1, api_key_env: TG_BENCH_UNSET_3, region: us }
+  anthropic: { dialect: anthropic, base_url: https://api.anthropic.com, api_key_env: TG_BENCH_UNSET_4, region: us }
+keys:
+  - { name: bench, sha256: "$KEYHASH" }
+YAML
+"$BIN" serve -c "$DIR/tollgate.yaml" >/dev/null 2>"$DIR/gw.log" & GWPID=$!; PIDS+=($GWPID)
+wait_port "$GW"
+
+NGXPID=""
+if command -v nginx >/dev/null; then
+  sed -e "s|@WORKERS@|$WORKERS|" -e "s|@DIR@|$DIR|g" -e "s|@SIMPORT@|$SIM|" -e "s|@PORT@|$NGX|" \
+      bench/nginx.conf.in >"$DIR/nginx.conf"
+  nginx -c "$DIR/nginx.conf" -e "$DIR/nginx-error.log" >/dev/null 2>&1 & NGXPID=$!; PIDS+=($NGXPID)
+  wait_port "$NGX"
+fi
+
+# One wrk run; prints "rps p50_ms p99_ms cpu_us_per_req rss_mb" for the
+# process whose CPU we charge (the front), or "-" for the direct run.
+run() {
+  local url=$1 pid=$2 out t0 t1 reqs
+  wrk -t1 -c"$CONNS" -d1s -s bench/post.lua "$url" >/dev/null 2>&1 || true  # warm-up
+  [ -n "$pid" ] && t0=$(ticks "$pid")
+  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s bench/post.lua "$url")
+  [ -n "$pid" ] && t1=$(ticks "$pid")
+  echo "$out" >>"$DIR/wrk.log"
+  reqs=$(echo "$out" | awk '/requests in/{print $1}')
+  local rps p50 p99 non2xx
+  rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+  p50=$(echo "$out" | awk '$1=="50%"{print $2}')
+  p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/{print $NF}')
+  [ -n "$non2xx" ] && echo "bench: warning: $non2xx non-2xx answers from $url" >&2
+  if [ -n "$pid" ]; then
+    local hz; hz=$(getconf CLK_TCK)
+    local cpu; cpu=$(awk -v a="$t0" -v b="$t1" -v n="$reqs" -v hz="$hz" 'BEGIN{printf "%.1f", (b-a)*1e6/hz/n}')
+    echo "$rps $p50 $p99 $cpu $(( $(rss_kb "$pid") / 1024 ))"
+  else
+    echo "$rps $p50 $p99 - -"
+  fi
+}
+
+echo "bench: ${SECS}s per run, wrk -t1 -c$CONNS, 1 KB chat POST, $WORKERS worker(s); sim :$SIM"
+D=$(run "http://127.0.0.1:$SIM/deepseek/v1/chat/completions" "")
+N=""; [ -n "$NGXPID" ] && N=$(run "http://127.0.0.1:$NGX/v1/chat/completions" "$NGXPID")
+T=$(run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID")
+
+printf '\n%-22s %10s %9s %9s %12s %8s\n' "target" "req/s" "p50" "p99" "CPU µs/req" "RSS MB"
+row() { read -r a b c d e <<<"$2"; printf '%-22s %10s %9s %9s %12s %8s\n' "$1" "$a" "$b" "$c" "$d" "$e"; }
+row "direct (simulator)" "$D"
+[ -n "$N" ] && row "nginx proxy_pass" "$N"
+row "tollgate" "$T"
+tr=$(echo "$T" | awk '{print $1}')
+echo
+echo "tollgate / direct req/s: $(awk -v a="$tr" -v b="$(echo "$D" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
+if [ -n "$N" ]; then
+  echo "tollgate / nginx req/s:  $(awk -v a="$tr" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
+  echo "CPU per request, tollgate vs nginx: $(echo "$T" | awk '{print $4}') µs vs $(echo "$N" | awk '{print $4}') µs"
+fi
+if grep -q '"level":"error"' "$DIR/gw.log"; then echo "bench: the gateway logged errors:"; grep '"level":"error"' "$DIR/gw.log" | head -5; fi
