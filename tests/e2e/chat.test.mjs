@@ -181,6 +181,8 @@ test('reasoning tokens and reasoning_content pass through (DeepSeek)', async () 
         .create({ model: 'deepseek/deepseek-flash', messages, max_tokens: 10 }, { headers: { 'x-sim-reasoning-tokens': '4' } })
         .withResponse();
     assert.equal(data.usage.completion_tokens_details?.reasoning_tokens, 4);
+    assert.equal(data.usage.completion_tokens, 4 + 10);
+    assert.equal(typeof data.choices[0].message.reasoning_content, 'string', 'reasoning_content passed through');
 });
 
 test('tool calls come back in OpenAI shape', async () => {

@@ -91,7 +91,7 @@ test('slow reader: gateway memory stays bounded, then the stream completes', asy
         tail = (tail + d.toString('latin1')).slice(-4096);
         if (tail.endsWith('0\r\n\r\n') && tail.includes('[DONE]')) sock.end();
     });
-    sock.write(streamReq({ 'x-sim-id': id, 'x-sim-output-tokens': String(SLOW_TOKENS) }, { max_tokens: SLOW_TOKENS }));
+    sock.write(streamReq({ 'x-sim-id': id, 'x-sim-tps': '0', 'x-sim-output-tokens': String(SLOW_TOKENS) }, { max_tokens: SLOW_TOKENS }));
     // Read the first bytes, then stop reading: the kernel buffers fill and the
     // gateway must stop pulling from upstream.
     await until(() => bytes > 0, 10000);

@@ -164,7 +164,7 @@ function pricesYaml() {
     let s = 'prices:\n';
     for (const [id, p] of Object.entries(PRICES)) {
         s += `  ${id}: { input: ${p.input}, cached_input: ${p.cached_input}, output: ${p.output}, ` +
-            `context: 131072, source: e2e test, as_of: 2026-01-01 }\n`;
+            `context: 131072, source: e2e test, as_of: ${todayUtc()} }\n`;
     }
     return s;
 }
