@@ -21,52 +21,56 @@ typedef struct {
  * both have model, stream, max_tokens, messages, tools). */
 typedef struct {
     int has_model;
-    tg_span_t model;          /* the string's content between the quotes, raw */
-    const char *model_str;    /* decoded, NUL-terminated, from the pool */
-    int stream;               /* "stream": true */
+    tg_span_t model;       /* the string's content between the quotes, raw */
+    const char *model_str; /* decoded, NUL-terminated, from the pool */
+    int stream;            /* "stream": true */
     int has_stream_options;
-    tg_span_t stream_options; /* the whole object value, braces included */
+    tg_span_t stream_options; /* the whole value: object, braces included, or null */
     int has_include_usage;
-    tg_span_t include_usage_val; /* the value token of stream_options.include_usage */
-    int include_usage;        /* the client asked for the usage chunk */
-    int64_t max_tokens;       /* max_tokens or max_completion_tokens; -1 absent */
-    int has_tools;            /* non-empty "tools" array */
-    int has_images;           /* an image_url / image content part anywhere in messages */
+    tg_span_t include_usage_val; /* the value token of stream_options.include_usage
+                                    (true, false or null) */
+    int include_usage;           /* the client asked for the usage chunk */
+    int64_t max_tokens;          /* max_tokens or max_completion_tokens; -1 absent */
+    int has_tools;               /* non-empty "tools" array */
+    int has_images;              /* an image_url / image content part anywhere in messages */
     size_t n_messages;
-    size_t text_bytes;        /* decoded bytes of all message text (every role) */
-    size_t user_text_len;     /* bytes in user_text */
-    const char *user_text;    /* decoded text of user messages (content strings and
-                                 text parts), at most TG_SCAN_TEXT_MAX bytes, cut on a
-                                 UTF-8 boundary, NUL-terminated, from the pool */
-    size_t obj_end;           /* offset of the top-level object's closing '}' */
-    int obj_empty;            /* the top-level object has no members */
+    size_t text_bytes;     /* decoded bytes of all message text (every role) */
+    size_t user_text_len;  /* bytes in user_text */
+    const char *user_text; /* decoded text of user messages (content strings and
+                              text parts), at most TG_SCAN_TEXT_MAX bytes, cut on a
+                              UTF-8 boundary, NUL-terminated, from the pool */
+    size_t obj_end;        /* offset of the top-level object's closing '}' */
+    int obj_empty;         /* the top-level object has no members */
 } tg_scan_req_t;
 
 #define TG_SCAN_TEXT_MAX 4096
 
 /* Scans a request body. The body must be exactly one JSON object (tokens
- * cover the whole input, trailing whitespace allowed). Checks the types of
+ * cover the whole input, trailing whitespace allowed, at most
+ * TG_SCAN_MAX_DEPTH levels deep). Duplicate members: the last one counts, as
+ * in the parsers upstream, and a duplicated "model" is refused. Checks the types of
  * the fields it reads: model string, stream boolean, stream_options object
  * with boolean include_usage, max_tokens/max_completion_tokens non-negative
  * integers, messages a non-empty array of objects each with a string role
  * and content string / array / null, tools an array. Returns 0, or -1 with
  * a message a person can act on in err ("'stream' must be a boolean"). */
-int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err, size_t errlen);
+int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
+                    size_t errlen);
 
 /* What the gateway needs from an answer: a non-stream response body or one
  * stream chunk (OpenAI dialect). Missing numbers are -1. */
 typedef struct {
-    int has_usage;              /* a non-null "usage" object */
+    int has_usage; /* a non-null "usage" object */
     int64_t prompt_tokens, completion_tokens;
-    int64_t cached_tokens;      /* usage.prompt_tokens_details.cached_tokens */
-    int64_t reasoning_tokens;   /* usage.completion_tokens_details.reasoning_tokens */
-    int64_t cache_hit_tokens;   /* DeepSeek usage.prompt_cache_hit_tokens */
-    int64_t cache_miss_tokens;  /* DeepSeek usage.prompt_cache_miss_tokens */
-    int choices_empty;          /* "choices": [] — the usage-only chunk */
-    int has_error;              /* a top-level "error" member */
-    int has_finish;             /* some choice has a non-null finish_reason */
-    size_t content_bytes;       /* decoded bytes of content, reasoning_content and
-                                   tool-call arguments in message/delta (for estimates) */
+    int64_t cached_tokens;     /* usage.prompt_tokens_details.cached_tokens */
+    int64_t reasoning_tokens;  /* usage.completion_tokens_details.reasoning_tokens */
+    int64_t cache_hit_tokens;  /* DeepSeek usage.prompt_cache_hit_tokens */
+    int64_t cache_miss_tokens; /* DeepSeek usage.prompt_cache_miss_tokens */
+    int choices_empty;         /* "choices": [] — the usage-only chunk */
+    int has_error;             /* a top-level "error" member */
+    int has_finish;            /* some choice has a non-null finish_reason */
+    size_t content_bytes;      /* decoded bytes of content, reasoning_content and
+                                  tool-call arguments in message/delta (for estimates) */
 } tg_scan_resp_t;
 
 /* Returns 0, or -1 when the text is not one JSON object. */
@@ -80,13 +84,18 @@ typedef struct {
     size_t rep_len;
 } tg_edit_t;
 
-/* Applies edits (sorted by off, non-overlapping) to src, into a new buffer
- * from the pool (NUL-terminated). */
+/* Applies edits (non-overlapping, in any order: they are put in body order,
+ * an insertion before a replacement at the same offset) to src, into a new
+ * buffer from the pool (NUL-terminated). NULL when edits overlap or fall
+ * outside src. */
 char *tg_splice(tg_pool_t *pool, const char *src, size_t len, const tg_edit_t *e, size_t n, size_t *out_len);
 
-/* Appends to edits[*n] (at most max in all) what makes the spliced body
- * carry stream_options.include_usage == true, keeping other members. */
-int tg_scan_force_include_usage(const char *body, const tg_scan_req_t *s, tg_edit_t *edits, size_t *n, size_t max);
+/* Appends to edits[*n] (at most max in all, so pass the array's base, not
+ * edits + *n) what makes the spliced body carry stream_options.include_usage
+ * == true, keeping other members; nothing when it already does. -1 when
+ * there is no room. */
+int tg_scan_force_include_usage(const char *body, const tg_scan_req_t *s, tg_edit_t *edits, size_t *n,
+                                size_t max);
 /* The edit replacing the model string's content with `model` (escaped);
  * -1 when the body has no model member. */
 int tg_scan_set_model(const tg_scan_req_t *s, const char *model, tg_pool_t *pool, tg_edit_t *edit);
