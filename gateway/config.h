@@ -98,7 +98,7 @@ typedef struct {
 } tg_limits_t;
 
 typedef struct tg_config_s {
-    int refs; /* atomic; use tg_config_ref/unref */
+    _Atomic int refs; /* use tg_config_ref/unref */
     char *path;
     char *listen_host;
     int listen_port;
@@ -121,10 +121,13 @@ typedef struct tg_config_s {
     void *arena; /* owns every string and array above */
 } tg_config_t;
 
-/* Diagnostics: every problem found, as "FILE:LINE:COL: message". */
+/* Diagnostics: every problem found, as "FILE:LINE:COL: message"; warnings
+ * (which do not fail a load) read "FILE:LINE:COL: warning: message".
+ * Zero-initialise before first use. */
 typedef struct {
     char **msgs;
     size_t n, cap;
+    size_t n_errors; /* messages that are errors, not warnings */
 } tg_diag_t;
 
 void tg_diag_free(tg_diag_t *d);
@@ -156,5 +159,15 @@ const tg_key_t *tg_config_key(const tg_config_t *c, const char *secret, size_t l
 /* Prices in force at minute-of-day `min` (UTC): base price with the first
  * matching window's fields applied. */
 void tg_price_at(const tg_price_t *p, int min, int64_t *input, int64_t *cached_input, int64_t *output);
+
+/* Whether minute-of-day `min` lies in [from, to) (UTC minutes); a window
+ * with from > to wraps past midnight, from == to covers the whole day.
+ * Price windows and route `time:` matches both use it. */
+int tg_config_in_window(int from_min, int to_min, int min);
+
+/* `tollgate check`: loads `path` (NULL = config/tollgate.yaml), prints each
+ * diagnostic on stdout, then "FILE: ok (N providers, ...)" when valid.
+ * Returns the exit code: 0 valid (warnings allowed), 1 invalid. */
+int tg_config_check_main(const char *path);
 
 #endif
