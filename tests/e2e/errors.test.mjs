@@ -103,7 +103,7 @@ test('a chunked body past the limit: 413', async () => {
     const s = await rawConnect(gw.port);
     s.write(rawRequest('POST', '/v1/chat/completions', { headers: { 'transfer-encoding': 'chunked' } }));
     const chunk = 'x'.repeat(256 * 1024);
-    for (let i = 0; i < 8 && !s.closed && parseResponses(s.buf).length === 0; i++) {
+    for (let i = 0; i < 8 && !s.gone && parseResponses(s.buf).length === 0; i++) {
         s.write(chunk.length.toString(16) + '\r\n' + chunk + '\r\n');
         await new Promise((r) => setTimeout(r, 20));
     }

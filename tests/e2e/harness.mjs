@@ -289,7 +289,7 @@ export function rawConnect(port) {
     return new Promise((resolve, reject) => {
         const sock = net.connect(port, '127.0.0.1');
         sock.buf = Buffer.alloc(0);
-        sock.closed = false;
+        sock.gone = false;
         const waiters = new Set();
         const wake = () => {
             for (const w of waiters) w();
@@ -299,7 +299,7 @@ export function rawConnect(port) {
             wake();
         });
         sock.on('close', () => {
-            sock.closed = true;
+            sock.gone = true;
             wake();
         });
         sock.on('error', () => {});
@@ -308,7 +308,7 @@ export function rawConnect(port) {
             new Promise((res, rej) => {
                 const check = () => {
                     const v = pred(sock.buf);
-                    if (v || sock.closed) {
+                    if (v || sock.gone) {
                         waiters.delete(check);
                         clearTimeout(t);
                         res(v);

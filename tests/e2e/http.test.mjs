@@ -23,7 +23,7 @@ test('keep-alive: several requests on one connection', async () => {
     }
     const rs = parseResponses(s.buf);
     assert.deepEqual(rs.map((r) => r.status), [200, 200, 200]);
-    assert.ok(!s.closed);
+    assert.ok(!s.gone);
     s.destroy();
 });
 
@@ -85,7 +85,7 @@ test('Expect: 100-continue with a body too large: 413 instead of 100', async () 
 test('headers too large: 431', async () => {
     const s = await rawConnect(gw.port);
     s.write(rawRequest('GET', '/healthz', { headers: { 'x-filler': 'a'.repeat(64 * 1024) } }));
-    await s.waitFor((b) => parseResponses(b).length >= 1 || s.closed);
+    await s.waitFor((b) => parseResponses(b).length >= 1 || s.gone);
     const rs = parseResponses(s.buf);
     assert.equal(rs[0]?.status, 431);
     s.destroy();
@@ -96,7 +96,7 @@ test('too many headers: 431', async () => {
     const headers = {};
     for (let i = 0; i < 300; i++) headers[`x-h${i}`] = 'v';
     s.write(rawRequest('GET', '/healthz', { headers }));
-    await s.waitFor((b) => parseResponses(b).length >= 1 || s.closed);
+    await s.waitFor((b) => parseResponses(b).length >= 1 || s.gone);
     assert.equal(parseResponses(s.buf)[0]?.status, 431);
     s.destroy();
 });
@@ -104,7 +104,7 @@ test('too many headers: 431', async () => {
 test('garbage instead of HTTP: 400, and the server keeps serving', async () => {
     const s = await rawConnect(gw.port);
     s.write('\x16\x03\x01 this is not http\r\n\r\n');
-    await s.waitFor((b) => parseResponses(b).length >= 1 || s.closed);
+    await s.waitFor((b) => parseResponses(b).length >= 1 || s.gone);
     const rs = parseResponses(s.buf);
     if (rs.length) assert.equal(rs[0].status, 400);
     s.destroy();
@@ -115,6 +115,6 @@ test('garbage instead of HTTP: 400, and the server keeps serving', async () => {
 test('Connection: close is honoured', async () => {
     const s = await rawConnect(gw.port);
     s.write(rawRequest('GET', '/healthz', { headers: { connection: 'close' } }));
-    await s.waitFor(() => s.closed);
+    await s.waitFor(() => s.gone);
     assert.equal(parseResponses(s.buf)[0].status, 200);
 });
