@@ -1,0 +1,56 @@
+/* ledger.h — the usage ledger: every finished request's usage, written once to Redis
+ * (counters per UTC day + one event on a capped stream), through a journal file when
+ * Redis is down or slow. One ledger per worker, used only from that worker's loop. */
+#ifndef TG_LEDGER_H
+#define TG_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gateway/usage.h"
+
+struct event_base;
+typedef struct tg_ledger_s tg_ledger_t;
+
+typedef struct {
+    const char *request_id; /* unique per request, e.g. 16 hex chars */
+    const char *key_name;   /* gateway key's name, "" if none */
+    const char *route;      /* rule name or "direct" */
+    const char *provider, *model;
+    int status; /* HTTP status sent to the client (499 client closed) */
+    int attempts;
+    tg_usage_t usage; /* normalised usage (gateway/usage.h) */
+    int64_t cost_micro_usd;
+    int64_t ts_ms;               /* request start, unix ms (UTC) — picks the day hash */
+    int64_t latency_ms, ttft_ms; /* ttft -1 when no first byte */
+} tg_ledger_rec_t;
+
+/* redis_url: redis://[[user]:password@]host[:port][/db] or unix:///path; NULL/"" = ledger
+ * off (records go nowhere, but tg_ledger_record is still safe). The host is resolved here,
+ * once, blocking (start-up only). journal_path: per-worker file is journal_path + "." +
+ * worker index; NULL/"" = no journal (records wait in memory, up to the backlog bound).
+ * A journal left by an earlier run is replayed once Redis answers. Returns NULL and fills
+ * err on a bad URL, an unresolvable host or a journal that cannot be opened.
+ * The process must ignore SIGPIPE (hiredis writes with write(2)). */
+tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const char *journal_path,
+                           int worker, char *err, size_t errlen);
+/* Copies what it needs (strings longer than 512 bytes are cut); never blocks. */
+void tg_ledger_record(tg_ledger_t *l, const tg_ledger_rec_t *rec);
+/* Records not yet acknowledged by Redis (in memory + in the journal). */
+size_t tg_ledger_backlog(const tg_ledger_t *l);
+/* 1 when connected to Redis and the idempotency script is loaded. */
+int tg_ledger_connected(const tg_ledger_t *l);
+/* written: records Redis acknowledged (journal replays included); journaled: records
+ * appended to the journal; replayed: journal records Redis acknowledged. */
+void tg_ledger_stats(const tg_ledger_t *l, uint64_t *written, uint64_t *journaled, uint64_t *replayed);
+/* Stop: try to flush (the caller runs the loop a little), then write what is left to the
+ * journal. Call before event_base_free(). NULL is fine. */
+void tg_ledger_free(tg_ledger_t *l);
+
+/* Tuning, for tests: reconnect backoff (default 250 ms doubling to 5000 ms); command
+ * timeout after which a silent Redis counts as down (default 2000 ms, also the connect
+ * timeout); in-memory backlog beyond which records go to the journal (default 10000). */
+void tg_ledger_set_backoff_ms(tg_ledger_t *l, int first_ms, int max_ms);
+void tg_ledger_set_limits(tg_ledger_t *l, int cmd_timeout_ms, size_t max_backlog);
+
+#endif
