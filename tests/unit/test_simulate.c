@@ -1,0 +1,574 @@
+/* test_simulate.c — the simulated providers, driven without sockets through
+ * tg_sim_render(): each test sends a request as a client would and checks
+ * the answer the way an SDK would read it (parsed with jansson): field names
+ * per vendor, token arithmetic, SSE event order, error shapes, faults, and
+ * the /_sim control endpoints. */
+/* deps: gateway/simulate.c gateway/http1.c gateway/scan.c gateway/pool.c gateway/log.c */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/simulate.h"
+
+static tg_sim_t *sim;
+
+static int setup(void **state) {
+    sim = tg_sim_new();
+    return sim ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    tg_sim_free(sim);
+    return 0;
+}
+
+/* Headers as "name: value" strings, NULL-terminated. */
+static tg_sim_answer_t req(const char *method, const char *path, const char *const *h, const char *body) {
+    tg_http_header_t hdrs[16];
+    size_t n = 0;
+    for (; h && h[n]; n++) {
+        const char *c = strchr(h[n], ':');
+        hdrs[n].name = h[n];
+        hdrs[n].name_len = (size_t)(c - h[n]);
+        hdrs[n].value = c + 2;
+        hdrs[n].value_len = strlen(c + 2);
+    }
+    tg_sim_answer_t a;
+    assert_int_equal(tg_sim_render(sim, method, path, hdrs, n, body, body ? strlen(body) : 0, &a), 0);
+    return a;
+}
+
+#define OA_AUTH "Authorization: Bearer sim"
+#define AN_AUTH "x-api-key: sim", "anthropic-version: 2023-06-01"
+/* "hello there" is 11 bytes: ceil(11/4) + 4 * 1 message = 7 prompt tokens. */
+#define HELLO "[{\"role\":\"user\",\"content\":\"hello there\"}]"
+#define PROMPT 7
+
+static json_t *json_of(tg_sim_answer_t *a) {
+    json_error_t e;
+    json_t *j = json_loads(a->body, 0, &e);
+    if (j == NULL) fail_msg("not JSON (%s): %s", e.text, a->body);
+    return j;
+}
+
+static int64_t iget(json_t *o, const char *path) {
+    /* dotted path of object keys */
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", path);
+    json_t *v = o;
+    for (char *save = NULL, *k = strtok_r(buf, ".", &save); k; k = strtok_r(NULL, ".", &save))
+        v = json_object_get(v, k);
+    if (!json_is_integer(v)) fail_msg("%s is not an integer", path);
+    return json_integer_value(v);
+}
+
+static int count_words(const char *s) {
+    int n = 0;
+    for (int in = 0; *s; s++) {
+        if (*s != ' ' && !in) n++;
+        in = *s != ' ';
+    }
+    return n;
+}
+
+/* The data: payloads of an SSE text, with their event: names (or ""). */
+typedef struct {
+    int n;
+    char *event[4096];
+    char *data[4096];
+} sse_t;
+
+static void sse_parse(char *text, sse_t *s) {
+    char *pending = "";
+    s->n = 0;
+    for (char *save = NULL, *ev = strtok_r(text, "\n", &save); ev; ev = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(ev, "event: ", 7) == 0) {
+            pending = ev + 7;
+        } else if (strncmp(ev, "data: ", 6) == 0) {
+            assert_true(s->n < 4096);
+            s->event[s->n] = pending;
+            s->data[s->n++] = ev + 6;
+            pending = "";
+        } else {
+            fail_msg("unexpected SSE line: %s", ev);
+        }
+    }
+}
+
+static sse_t *sse_new(void) {
+    return calloc(1, sizeof(sse_t));
+}
+
+static void test_openai_whole(void **state) {
+    const char *h[] = {OA_AUTH, "x-sim-cached-tokens: 3", NULL};
+    tg_sim_answer_t a =
+        req("POST", "/openai/v1/chat/completions", h, "{\"model\":\"gpt-4o-mini\",\"messages\":" HELLO "}");
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.content_type, "application/json");
+    json_t *j = json_of(&a);
+    assert_string_equal(json_string_value(json_object_get(j, "object")), "chat.completion");
+    assert_string_equal(json_string_value(json_object_get(j, "model")), "gpt-4o-mini");
+    assert_non_null(json_object_get(j, "system_fingerprint"));
+    assert_int_equal(iget(j, "usage.prompt_tokens"), PROMPT);
+    assert_int_equal(iget(j, "usage.completion_tokens"), 16);
+    assert_int_equal(iget(j, "usage.total_tokens"), PROMPT + 16);
+    assert_int_equal(iget(j, "usage.prompt_tokens_details.cached_tokens"), 3);
+    assert_int_equal(iget(j, "usage.completion_tokens_details.reasoning_tokens"), 0);
+    json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
+    assert_string_equal(json_string_value(json_object_get(c0, "finish_reason")), "stop");
+    json_t *m = json_object_get(c0, "message");
+    assert_string_equal(json_string_value(json_object_get(m, "role")), "assistant");
+    assert_int_equal(count_words(json_string_value(json_object_get(m, "content"))), 16);
+    json_decref(j);
+    free(a.body);
+}
+
+static void test_deepseek_cache_and_reasoning(void **state) {
+    const char *h[] = {OA_AUTH, "x-sim-cached-tokens: 5", "x-sim-reasoning-tokens: 4", NULL};
+    tg_sim_answer_t a = req("POST", "/deepseek/v1/chat/completions", h,
+                            "{\"model\":\"deepseek-flash\",\"max_tokens\":10,\"messages\":" HELLO "}");
+    json_t *j = json_of(&a);
+    json_t *u = json_object_get(j, "usage");
+    assert_int_equal(iget(u, "prompt_cache_hit_tokens"), 5);
+    assert_int_equal(iget(u, "prompt_cache_hit_tokens") + iget(u, "prompt_cache_miss_tokens"),
+                     iget(u, "prompt_tokens"));
+    assert_null(json_object_get(u, "prompt_tokens_details"));
+    assert_int_equal(iget(u, "completion_tokens"), 4 + 10);
+    assert_int_equal(iget(u, "completion_tokens_details.reasoning_tokens"), 4);
+    assert_null(json_object_get(j, "system_fingerprint"));
+    json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
+    json_t *m = json_object_get(c0, "message");
+    assert_int_equal(count_words(json_string_value(json_object_get(m, "reasoning_content"))), 4);
+    assert_int_equal(count_words(json_string_value(json_object_get(m, "content"))), 10);
+    /* max_tokens 10 < the default 16: cut short */
+    assert_string_equal(json_string_value(json_object_get(c0, "finish_reason")), "length");
+    json_decref(j);
+    free(a.body);
+}
+
+static void test_qwen_and_cache_clamp(void **state) {
+    const char *h[] = {OA_AUTH, "x-sim-cached-tokens: 1000", "x-sim-output-tokens: 3", NULL};
+    tg_sim_answer_t a =
+        req("POST", "/qwen/v1/chat/completions", h, "{\"model\":\"qwen-plus\",\"messages\":" HELLO "}");
+    json_t *j = json_of(&a);
+    assert_int_equal(iget(j, "usage.prompt_tokens_details.cached_tokens"), PROMPT);
+    assert_int_equal(iget(j, "usage.completion_tokens"), 3);
+    assert_null(json_object_get(json_object_get(j, "usage"), "prompt_cache_hit_tokens"));
+    assert_null(json_object_get(json_object_get(j, "usage"), "completion_tokens_details"));
+    json_decref(j);
+    free(a.body);
+}
+
+/* Stream chunks concatenate to the non-stream content; usage only on request. */
+static void test_openai_stream(void **state) {
+    const char *h[] = {OA_AUTH, "x-sim-output-tokens: 5", NULL};
+    tg_sim_answer_t a =
+        req("POST", "/v1/chat/completions", h, "{\"model\":\"m\",\"stream\":true,\"messages\":" HELLO "}");
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.content_type, "text/event-stream; charset=utf-8");
+    sse_t *s = sse_new();
+    sse_parse(a.body, s);
+    assert_int_equal(s->n, 1 + 5 + 1 + 1); /* role, tokens, finish, [DONE] */
+    assert_string_equal(s->data[s->n - 1], "[DONE]");
+    char text[256] = "";
+    for (int i = 0; i < s->n - 1; i++) {
+        json_t *c = json_loads(s->data[i], 0, NULL);
+        assert_non_null(c);
+        assert_string_equal(json_string_value(json_object_get(c, "object")), "chat.completion.chunk");
+        assert_null(json_object_get(c, "usage"));
+        json_t *ch = json_array_get(json_object_get(c, "choices"), 0);
+        json_t *d = json_object_get(ch, "delta");
+        if (i == 0) assert_string_equal(json_string_value(json_object_get(d, "role")), "assistant");
+        if (json_is_string(json_object_get(d, "content")))
+            strcat(text, json_string_value(json_object_get(d, "content")));
+        if (i == s->n - 2)
+            assert_string_equal(json_string_value(json_object_get(ch, "finish_reason")), "stop");
+        else
+            assert_true(json_is_null(json_object_get(ch, "finish_reason")));
+        json_decref(c);
+    }
+    assert_string_equal(text, "Hello from the simulated provider,");
+    free(a.body);
+    free(s);
+}
+
+static void test_stream_usage_modes(void **state) {
+    const char *body =
+        "{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":" HELLO
+        "}";
+    sse_t *s = sse_new();
+    /* include_usage: usage null on every chunk but a last choices:[] chunk */
+    const char *h1[] = {OA_AUTH, "x-sim-output-tokens: 2", NULL};
+    tg_sim_answer_t a = req("POST", "/deepseek/v1/chat/completions", h1, body);
+    sse_parse(a.body, s);
+    assert_int_equal(s->n, 1 + 2 + 1 + 1 + 1);
+    for (int i = 0; i < s->n - 2; i++) {
+        json_t *c = json_loads(s->data[i], 0, NULL);
+        assert_true(json_is_null(json_object_get(c, "usage")));
+        json_decref(c);
+    }
+    json_t *u = json_loads(s->data[s->n - 2], 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(u, "choices")), 0);
+    assert_int_equal(iget(u, "usage.completion_tokens"), 2);
+    assert_int_equal(iget(u, "usage.prompt_tokens"), PROMPT);
+    json_decref(u);
+    free(a.body);
+    /* usage on the finish chunk, no separate chunk */
+    const char *h2[] = {OA_AUTH, "x-sim-output-tokens: 2", "x-sim-usage-on-finish: 1", NULL};
+    a = req("POST", "/qwen/v1/chat/completions", h2, body);
+    sse_parse(a.body, s);
+    assert_int_equal(s->n, 1 + 2 + 1 + 1);
+    json_t *f = json_loads(s->data[s->n - 2], 0, NULL);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(f, "choices"), 0), "finish_reason")),
+        "stop");
+    assert_int_equal(iget(f, "usage.total_tokens"), PROMPT + 2);
+    json_decref(f);
+    free(a.body);
+    /* no usage at all */
+    const char *h3[] = {OA_AUTH, "x-sim-output-tokens: 2", "x-sim-no-usage: 1", NULL};
+    a = req("POST", "/openai/v1/chat/completions", h3, body);
+    assert_null(strstr(a.body, "usage"));
+    free(a.body);
+    free(s);
+}
+
+static void test_stream_reasoning_deepseek(void **state) {
+    const char *h[] = {OA_AUTH, "x-sim-output-tokens: 2", "x-sim-reasoning-tokens: 3", NULL};
+    tg_sim_answer_t a =
+        req("POST", "/deepseek/v1/chat/completions", h,
+            "{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":" HELLO
+            "}");
+    sse_t *s = sse_new();
+    sse_parse(a.body, s);
+    assert_int_equal(s->n, 1 + 3 + 2 + 1 + 1 + 1);
+    json_t *r = json_loads(s->data[1], 0, NULL);
+    json_t *d = json_object_get(json_array_get(json_object_get(r, "choices"), 0), "delta");
+    assert_string_equal(json_string_value(json_object_get(d, "reasoning_content")), "Let");
+    json_decref(r);
+    json_t *u = json_loads(s->data[s->n - 2], 0, NULL);
+    assert_int_equal(iget(u, "usage.completion_tokens"), 5);
+    assert_int_equal(iget(u, "usage.completion_tokens_details.reasoning_tokens"), 3);
+    json_decref(u);
+    free(a.body);
+    free(s);
+}
+
+#define TOOLS "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\"}}]"
+
+static void test_tool_call_openai(void **state) {
+    const char *h[] = {OA_AUTH, "x-sim-tool-call: get_weather", NULL};
+    tg_sim_answer_t a =
+        req("POST", "/openai/v1/chat/completions", h, "{\"model\":\"m\"," TOOLS ",\"messages\":" HELLO "}");
+    json_t *j = json_of(&a);
+    json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
+    assert_string_equal(json_string_value(json_object_get(c0, "finish_reason")), "tool_calls");
+    json_t *call = json_array_get(json_object_get(json_object_get(c0, "message"), "tool_calls"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(call, "function"), "name")),
+                        "get_weather");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(call, "function"), "arguments")),
+                        "{\"city\":\"Paris\"}");
+    assert_string_equal(json_string_value(json_object_get(call, "type")), "function");
+    assert_int_equal(iget(j, "usage.completion_tokens"), 4);
+    json_decref(j);
+    free(a.body);
+
+    /* Streamed: the first delta names the call, fragments join to the arguments. */
+    const char *h2[] = {OA_AUTH, NULL};
+    a = req("POST", "/openai/v1/chat/completions", h2,
+            "{\"model\":\"m\",\"stream\":true," TOOLS
+            ",\"messages\":[{\"role\":\"user\",\"content\":\"please call tool get_weather.\"}]}");
+    sse_t *s = sse_new();
+    sse_parse(a.body, s);
+    char args[128] = "";
+    const char *name = NULL, *finish = NULL;
+    json_t *keep[16];
+    int nk = 0;
+    for (int i = 0; i < s->n - 1; i++) {
+        json_t *c = keep[nk++] = json_loads(s->data[i], 0, NULL);
+        json_t *ch = json_array_get(json_object_get(c, "choices"), 0);
+        json_t *tc = json_array_get(json_object_get(json_object_get(ch, "delta"), "tool_calls"), 0);
+        if (json_is_string(json_object_get(ch, "finish_reason")))
+            finish = json_string_value(json_object_get(ch, "finish_reason"));
+        if (tc == NULL) continue;
+        assert_int_equal(iget(tc, "index"), 0);
+        json_t *fn = json_object_get(tc, "function");
+        if (json_object_get(fn, "name")) name = json_string_value(json_object_get(fn, "name"));
+        strcat(args, json_string_value(json_object_get(fn, "arguments")));
+    }
+    assert_string_equal(name, "get_weather");
+    assert_string_equal(args, "{\"city\":\"Paris\"}");
+    assert_string_equal(finish, "tool_calls");
+    for (int i = 0; i < nk; i++)
+        json_decref(keep[i]);
+    free(a.body);
+    free(s);
+
+    /* After the tool result, plain text. */
+    a = req("POST", "/openai/v1/chat/completions", h,
+            "{\"model\":\"m\"," TOOLS
+            ",\"messages\":[{\"role\":\"user\",\"content\":\"w?\"},{\"role\":\"assistant\","
+            "\"content\":null,\"tool_calls\":[{\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":"
+            "\"get_weather\","
+            "\"arguments\":\"{}\"}}]},{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"sunny\"}]}");
+    j = json_of(&a);
+    c0 = json_array_get(json_object_get(j, "choices"), 0);
+    assert_string_equal(json_string_value(json_object_get(c0, "finish_reason")), "stop");
+    assert_true(json_is_string(json_object_get(json_object_get(c0, "message"), "content")));
+    json_decref(j);
+    free(a.body);
+}
+
+static void test_anthropic_whole(void **state) {
+    const char *h[] = {AN_AUTH, "x-sim-cached-tokens: 2", "x-sim-cache-write-tokens: 1",
+                       "x-sim-output-tokens: 4", NULL};
+    tg_sim_answer_t a = req("POST", "/anthropic/v1/messages", h,
+                            "{\"model\":\"claude-haiku-4-5\",\"max_tokens\":100,\"messages\":" HELLO "}");
+    assert_int_equal(a.status, 200);
+    json_t *j = json_of(&a);
+    assert_string_equal(json_string_value(json_object_get(j, "type")), "message");
+    assert_string_equal(json_string_value(json_object_get(j, "stop_reason")), "end_turn");
+    assert_true(json_is_null(json_object_get(j, "stop_sequence")));
+    json_t *blk = json_array_get(json_object_get(j, "content"), 0);
+    assert_string_equal(json_string_value(json_object_get(blk, "type")), "text");
+    assert_int_equal(count_words(json_string_value(json_object_get(blk, "text"))), 4);
+    assert_int_equal(iget(j, "usage.cache_read_input_tokens"), 2);
+    assert_int_equal(iget(j, "usage.cache_creation_input_tokens"), 1);
+    assert_int_equal(iget(j, "usage.input_tokens"), PROMPT - 2 - 1);
+    assert_int_equal(iget(j, "usage.output_tokens"), 4);
+    json_decref(j);
+    free(a.body);
+}
+
+static void test_anthropic_stream(void **state) {
+    const char *h[] = {AN_AUTH, "x-sim-output-tokens: 3", "x-sim-reasoning-tokens: 2", NULL};
+    tg_sim_answer_t a = req("POST", "/anthropic/v1/messages", h,
+                            "{\"model\":\"claude\",\"max_tokens\":2,\"stream\":true,\"messages\":" HELLO "}");
+    sse_t *s = sse_new();
+    sse_parse(a.body, s);
+    const char *want[] = {"message_start",       "content_block_start", "ping",
+                          "content_block_delta", "content_block_delta", "content_block_delta",
+                          "content_block_stop",  "content_block_start", "content_block_delta",
+                          "content_block_delta", "content_block_stop",  "message_delta",
+                          "message_stop"};
+    assert_int_equal(s->n, 13);
+    char text[64] = "";
+    for (int i = 0; i < s->n; i++) {
+        assert_string_equal(s->event[i], want[i]);
+        json_t *e = json_loads(s->data[i], 0, NULL);
+        assert_non_null(e);
+        assert_string_equal(json_string_value(json_object_get(e, "type")), want[i]);
+        json_t *d = json_object_get(e, "delta");
+        if (json_is_string(json_object_get(d, "text")))
+            strcat(text, json_string_value(json_object_get(d, "text")));
+        if (i == 0) assert_int_equal(iget(e, "message.usage.input_tokens"), PROMPT);
+        if (i == 11) {
+            assert_string_equal(json_string_value(json_object_get(d, "stop_reason")), "max_tokens");
+            assert_int_equal(iget(e, "usage.output_tokens"), 2 + 2);
+        }
+        json_decref(e);
+    }
+    assert_string_equal(text, "Hello from");
+    free(a.body);
+    free(s);
+}
+
+static void test_anthropic_tool_stream(void **state) {
+    const char *h[] = {AN_AUTH, "x-sim-tool-call: get_weather", NULL};
+    tg_sim_answer_t a =
+        req("POST", "/anthropic/v1/messages", h,
+            "{\"model\":\"c\",\"max_tokens\":50,\"stream\":true,\"tools\":[{\"name\":\"get_weather\"}],"
+            "\"messages\":" HELLO "}");
+    sse_t *s = sse_new();
+    sse_parse(a.body, s);
+    char js[64] = "";
+    int saw_start = 0;
+    json_t *keep[32];
+    int nk = 0;
+    for (int i = 0; i < s->n; i++) {
+        json_t *e = keep[nk++] = json_loads(s->data[i], 0, NULL);
+        json_t *cb = json_object_get(e, "content_block");
+        if (cb && strcmp(json_string_value(json_object_get(cb, "type")), "tool_use") == 0) {
+            assert_string_equal(json_string_value(json_object_get(cb, "name")), "get_weather");
+            saw_start = 1;
+        }
+        json_t *d = json_object_get(e, "delta");
+        if (json_is_string(json_object_get(d, "partial_json")))
+            strcat(js, json_string_value(json_object_get(d, "partial_json")));
+        if (json_is_string(json_object_get(d, "stop_reason")))
+            assert_string_equal(json_string_value(json_object_get(d, "stop_reason")), "tool_use");
+    }
+    assert_true(saw_start);
+    assert_string_equal(js, "{\"city\":\"Paris\"}");
+    for (int i = 0; i < nk; i++)
+        json_decref(keep[i]);
+    free(a.body);
+    free(s);
+}
+
+static void assert_error(tg_sim_answer_t *a, int status, int anthropic, const char *type) {
+    assert_int_equal(a->status, status);
+    json_t *j = json_of(a);
+    if (anthropic) assert_string_equal(json_string_value(json_object_get(j, "type")), "error");
+    json_t *e = json_object_get(j, "error");
+    assert_true(json_is_string(json_object_get(e, "message")));
+    assert_string_equal(json_string_value(json_object_get(e, "type")), type);
+    json_decref(j);
+    free(a->body);
+}
+
+static void test_errors(void **state) {
+    const char *ok = "{\"model\":\"m\",\"max_tokens\":5,\"messages\":" HELLO "}";
+    const char *h429[] = {OA_AUTH, "x-sim-status: 429", NULL};
+    tg_sim_answer_t a = req("POST", "/deepseek/v1/chat/completions", h429, ok);
+    assert_int_equal(a.retry_after, 1);
+    assert_error(&a, 429, 0, "requests");
+    const char *h529[] = {AN_AUTH, "x-sim-status: 529", "x-sim-retry-after: 7", NULL};
+    a = req("POST", "/anthropic/v1/messages", h529, ok);
+    assert_int_equal(a.retry_after, 7);
+    assert_error(&a, 529, 1, "overloaded_error");
+    const char *oa[] = {OA_AUTH, NULL}, *an[] = {AN_AUTH, NULL}, *none[] = {NULL};
+    a = req("POST", "/openai/v1/chat/completions", oa, "{\"model\":");
+    assert_error(&a, 400, 0, "invalid_request_error");
+    a = req("POST", "/anthropic/v1/messages", an, "{\"model\":\"m\",");
+    assert_error(&a, 400, 1, "invalid_request_error");
+    a = req("POST", "/anthropic/v1/messages", an, "{\"model\":\"m\",\"messages\":" HELLO "}");
+    assert_error(&a, 400, 1, "invalid_request_error"); /* max_tokens is required */
+    a = req("POST", "/openai/v1/chat/completions", none, ok);
+    assert_error(&a, 401, 0, "invalid_request_error");
+    a = req("POST", "/anthropic/v1/messages", none, ok);
+    assert_error(&a, 401, 1, "authentication_error");
+    a = req("GET", "/nope", none, NULL);
+    assert_error(&a, 404, 0, "invalid_request_error");
+}
+
+static void test_fault_percent(void **state) {
+    char err[128];
+    assert_int_equal(tg_sim_set_fault(sim, "flaky:503:30", err, sizeof(err)), 0);
+    assert_int_equal(tg_sim_set_fault(sim, "flaky:200", err, sizeof(err)), -1);
+    assert_int_equal(tg_sim_set_fault(sim, "flaky", err, sizeof(err)), -1);
+    const char *h[] = {OA_AUTH, NULL};
+    int failed = 0, first_failed = 0;
+    for (int i = 0; i < 100; i++) {
+        tg_sim_answer_t a =
+            req("POST", "/flaky/v1/chat/completions", h, "{\"model\":\"m\",\"messages\":" HELLO "}");
+        if (a.status == 503) {
+            failed++;
+            if (i < 30) first_failed++;
+        } else {
+            assert_int_equal(a.status, 200);
+        }
+        free(a.body);
+    }
+    assert_int_equal(failed, 30);
+    assert_int_equal(first_failed, 30);
+}
+
+static void test_error_after(void **state) {
+    const char *h[] = {OA_AUTH, "x-sim-error-after: 2", NULL};
+    tg_sim_answer_t a = req("POST", "/openai/v1/chat/completions", h,
+                            "{\"model\":\"m\",\"stream\":true,\"messages\":" HELLO "}");
+    sse_t *s = sse_new();
+    sse_parse(a.body, s);
+    assert_int_equal(s->n, 3);
+    json_t *e = json_loads(s->data[2], 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(e, "error"), "type")),
+                        "server_error");
+    json_decref(e);
+    assert_null(strstr(a.body, "[DONE]"));
+    free(a.body);
+    free(s);
+}
+
+static void test_stats_tracking_config(void **state) {
+    const char *none[] = {NULL};
+    tg_sim_answer_t a = req("POST", "/_sim/reset", none, "");
+    assert_int_equal(a.status, 200);
+    free(a.body);
+    const char *h[] = {OA_AUTH, "x-sim-id: t-1", "x-sim-cached-tokens: 1", "x-sim-reasoning-tokens: 2", NULL};
+    a = req("POST", "/deepseek/v1/chat/completions", h,
+            "{\"model\":\"m\",\"max_tokens\":3,\"messages\":" HELLO "}");
+    free(a.body);
+    const char *h2[] = {OA_AUTH, "x-sim-status: 500", NULL};
+    a = req("POST", "/deepseek/v1/chat/completions", h2, "{\"model\":\"m\",\"messages\":" HELLO "}");
+    free(a.body);
+
+    a = req("GET", "/_sim/requests/t-1", none, NULL);
+    json_t *t = json_of(&a);
+    assert_string_equal(json_string_value(json_object_get(t, "state")), "completed");
+    assert_int_equal(iget(t, "prompt_tokens"), PROMPT);
+    assert_int_equal(iget(t, "completion_tokens"), 5);
+    json_decref(t);
+    free(a.body);
+    a = req("GET", "/_sim/requests/unknown", none, NULL);
+    assert_int_equal(a.status, 404);
+    free(a.body);
+
+    a = req("GET", "/_sim/stats", none, NULL);
+    json_t *s = json_of(&a);
+    assert_int_equal(iget(s, "requests"), 2);
+    assert_int_equal(iget(s, "completed"), 1);
+    assert_int_equal(iget(s, "errors"), 1);
+    assert_int_equal(iget(s, "streams_open"), 0);
+    json_t *d = json_object_get(json_object_get(s, "providers"), "deepseek");
+    assert_int_equal(iget(d, "requests"), 2);
+    assert_int_equal(iget(d, "prompt_tokens"), PROMPT);
+    assert_int_equal(iget(d, "cached_tokens"), 1);
+    assert_int_equal(iget(d, "completion_tokens"), 5);
+    assert_int_equal(iget(d, "reasoning_tokens"), 2);
+    json_decref(s);
+    free(a.body);
+
+    a = req("POST", "/_sim/config", none, "{\"provider\":\"deepseek\",\"fault_status\":502}");
+    assert_int_equal(a.status, 200);
+    free(a.body);
+    a = req("POST", "/deepseek/v1/chat/completions", h, "{\"model\":\"m\",\"messages\":" HELLO "}");
+    assert_int_equal(a.status, 502);
+    free(a.body);
+    a = req("POST", "/_sim/config", none, "{\"provider\":\"deepseek\",\"fault_stat\":502}");
+    assert_int_equal(a.status, 400);
+    free(a.body);
+    a = req("POST", "/_sim/reset?all=1", none, "");
+    free(a.body);
+    a = req("POST", "/deepseek/v1/chat/completions", h, "{\"model\":\"m\",\"messages\":" HELLO "}");
+    assert_int_equal(a.status, 200);
+    free(a.body);
+}
+
+static void test_models(void **state) {
+    const char *h[] = {OA_AUTH, NULL};
+    tg_sim_answer_t a = req("GET", "/deepseek/v1/models", h, NULL);
+    json_t *j = json_of(&a);
+    assert_string_equal(json_string_value(json_object_get(j, "object")), "list");
+    assert_true(json_array_size(json_object_get(j, "data")) > 0);
+    json_decref(j);
+    free(a.body);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_openai_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deepseek_cache_and_reasoning, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qwen_and_cache_clamp, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_openai_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_usage_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_reasoning_deepseek, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tool_call_openai, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_anthropic_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_anthropic_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_anthropic_tool_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_percent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_after, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_tracking_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_models, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
