@@ -476,51 +476,93 @@ static void kill_later(tg_ledger_t *l) {
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv);
 
+static char *put_i64(char *o, int64_t v) {
+    char t[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do
+        t[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0) *o++ = '-';
+    while (n > 0)
+        *o++ = t[--n];
+    return o;
+}
+
+/* One RESP bulk string made of up to three parts (keys are built in place). */
+static char *put_bulk3(char *o, const char *a, size_t an, const char *b, size_t bn, const char *c,
+                       size_t cn) {
+    *o++ = '$';
+    o = put_i64(o, (int64_t)(an + bn + cn));
+    memcpy(o, "\r\n", 2);
+    memcpy(o + 2, a, an);
+    memcpy(o + 2 + an, b, bn);
+    memcpy(o + 2 + an + bn, c, cn);
+    o += 2 + an + bn + cn;
+    memcpy(o, "\r\n", 2);
+    return o + 2;
+}
+
+static char *put_bulk(char *o, const char *a, size_t an) {
+    return put_bulk3(o, a, an, "", 0, "", 0);
+}
+
+static char *put_str(char *o, const char *a) {
+    return put_bulk(o, a, strlen(a));
+}
+
+static char *put_num(char *o, int64_t v) {
+    char t[24];
+    return put_bulk(o, t, (size_t)(put_i64(t, v) - t));
+}
+
+/* The record's EVALSHA, formatted here rather than by hiredis (whose per-argument printf
+ * was most of the cost): 48 arguments, see LUA for their order. */
 static void send_ent(tg_ledger_t *l, ent_t *e) {
     const rv_t *v = &e->r;
-    char done[16 + MAX_STR], hkey[32], prefix[3 * MAX_STR + 8], nums[N_N][24];
-    const char *a[64];
-    size_t al[64];
-    int c = 0;
-#define ARG(p, n) (a[c] = (p), al[c] = (n), c++)
-#define ARGS(p) ARG(p, strlen(p))
-    int dn = snprintf(done, sizeof(done), "tg:done:%s", v->s[S_ID]);
-    int hn = snprintf(hkey, sizeof(hkey), "tg:usage:%s", day_of(l, v->n[N_TS]));
-    int pn = snprintf(prefix, sizeof(prefix), "%s|%s|%s|", v->s[S_PROVIDER], v->s[S_MODEL], v->s[S_KEY]);
-    for (int i = 0; i < N_N; i++)
-        snprintf(nums[i], sizeof(nums[i]), "%" PRId64, v->n[i]);
+    char buf[sizeof(LUA) + 10 * MAX_STR + 2048], *o = buf;
+    const char *day = day_of(l, v->n[N_TS]);
+    memcpy(o, "*48\r\n", 5); /* arguments: 2 + 12 + 2 + 2 * S_N + 2 * (N_N - 1) */
+    o += 5;
     if (l->use_eval) {
-        ARGS("EVAL");
-        ARG(LUA, sizeof(LUA) - 1);
+        o = put_str(o, "EVAL");
+        o = put_bulk(o, LUA, sizeof(LUA) - 1);
     } else {
-        ARGS("EVALSHA");
-        ARGS(l->sha);
+        o = put_str(o, "EVALSHA");
+        o = put_bulk(o, l->sha, 40);
     }
-    ARGS("3");
-    ARG(done, (size_t)dn);
-    ARG(hkey, (size_t)hn);
-    ARGS("tg:events");
-    ARGS(DONE_TTL);
-    ARG(prefix, (size_t)pn);
-    ARGS(nums[N_IN]);
-    ARGS(nums[N_CACHED]);
-    ARGS(nums[N_OUT]);
-    ARGS(nums[N_REASON]);
-    ARGS(nums[N_COST]);
-    ARGS(EVENTS_MAXLEN);
-    ARGS(num_names[N_TS]);
-    ARGS(nums[N_TS]);
+    o = put_str(o, "3");
+    o = put_bulk3(o, "tg:done:", 8, v->s[S_ID], v->len[S_ID], "", 0);
+    o = put_bulk3(o, "tg:usage:", 9, day, strlen(day), "", 0);
+    o = put_str(o, "tg:events");
+    o = put_str(o, DONE_TTL);
+    *o++ = '$';
+    o = put_i64(o, (int64_t)(v->len[S_PROVIDER] + v->len[S_MODEL] + v->len[S_KEY] + 3));
+    memcpy(o, "\r\n", 2);
+    o += 2;
+    const int parts[3] = {S_PROVIDER, S_MODEL, S_KEY};
+    for (int i = 0; i < 3; i++) {
+        memcpy(o, v->s[parts[i]], v->len[parts[i]]);
+        o += v->len[parts[i]];
+        *o++ = '|';
+    }
+    memcpy(o, "\r\n", 2);
+    o += 2;
+    const int incr[5] = {N_IN, N_CACHED, N_OUT, N_REASON, N_COST};
+    for (int i = 0; i < 5; i++)
+        o = put_num(o, v->n[incr[i]]);
+    o = put_str(o, EVENTS_MAXLEN);
+    o = put_str(o, num_names[N_TS]);
+    o = put_num(o, v->n[N_TS]);
     for (int i = 0; i < S_N; i++) {
-        ARGS(str_names[i]);
-        ARG(v->s[i], v->len[i]);
+        o = put_str(o, str_names[i]);
+        o = put_bulk(o, v->s[i], v->len[i]);
     }
     for (int i = N_STATUS; i < N_N; i++) {
-        ARGS(num_names[i]);
-        ARGS(nums[i]);
+        o = put_str(o, num_names[i]);
+        o = put_num(o, v->n[i]);
     }
-#undef ARG
-#undef ARGS
-    if (redisAsyncCommandArgv(l->ac, on_reply, NULL, c, a, al) != REDIS_OK) {
+    if (redisAsyncFormattedCommand(l->ac, on_reply, NULL, buf, (size_t)(o - buf)) != REDIS_OK) {
         kill_later(l); /* the context is going away: go_down re-queues everything */
         return;
     }
