@@ -123,6 +123,11 @@ int tg_sse_feed(tg_sse_parser_t *p, const char *buf, size_t len, tg_sse_cb cb, v
             rc = buffer_partial(p, buf + i, j - i);
             if (rc == 0) rc = process_line(p, p->line, p->line_len, cb, ud);
             p->line_len = 0;
+        } else if (j - i + p->data_len > p->max_event) {
+            /* The same bound as for a buffered line, so the outcome does
+             * not depend on where the reads were cut. */
+            p->failed = 1;
+            rc = TG_SSE_ETOOBIG;
         } else {
             rc = process_line(p, buf + i, j - i, cb, ud);
         }

@@ -161,6 +161,19 @@ static void test_too_big(void **state) {
     assert_int_equal(tg_sse_feed(&p, "\n\ndata: ok\n\n", 12, collect, &s), TG_SSE_ETOOBIG);
     assert_int_equal(s.n, 0);
     tg_sse_free(&p);
+    /* A long line is refused whether it comes in pieces (and must be
+     * buffered) or in one read: the outcome does not depend on the cuts. */
+    char line[310];
+    line[0] = ':';
+    memcpy(line + 1, big, 300);
+    memcpy(line + 301, "\n\n", 2);
+    tg_sse_init(&p, 256);
+    assert_int_equal(tg_sse_feed(&p, line, 303, collect, &s), TG_SSE_ETOOBIG);
+    tg_sse_free(&p);
+    tg_sse_init(&p, 256);
+    assert_int_equal(tg_sse_feed(&p, line, 200, collect, &s), 0);
+    assert_int_equal(tg_sse_feed(&p, line + 200, 103, collect, &s), TG_SSE_ETOOBIG);
+    tg_sse_free(&p);
     /* Many short data lines adding up past the bound. */
     tg_sse_init(&p, 256);
     int rc = 0;
