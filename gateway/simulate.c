@@ -1323,59 +1323,75 @@ static void send_oom(sim_req_t *q) {
     send_error(q, &e);
 }
 
-/* Queues one event: 0, or 1 when the client is behind (wait for on_drain). */
-static int emit(sim_req_t *q) {
-    if (q->ans) {
-        sb_put(&q->rbuf, q->buf.p, q->buf.len);
-        return 0;
-    }
-    return tg_http_stream_write(q->r, q->buf.p, q->buf.len);
+/* Events ready at the same moment leave in one chunked write (one syscall),
+ * up to this many bytes: tens of small writes per answer would make the
+ * simulator, not the gateway, the bottleneck of a load test. */
+#define SIM_BATCH 16384
+
+/* Writes the batched events: 0, or 1 when the client is behind (wait for
+ * on_drain). Rendering keeps everything in rbuf instead. */
+static int flush(sim_req_t *q) {
+    if (q->ans || q->rbuf.len == 0) return 0;
+    int rc = tg_http_stream_write(q->r, q->rbuf.p, q->rbuf.len);
+    sb_reset(&q->rbuf);
+    return rc;
 }
 
 static void finish_stream(sim_req_t *q) {
     q->state = q->g.errored ? ST_ERROR : ST_COMPLETED;
     q->phase = LV_IDLE;
-    if (q->r) tg_http_stream_end(q->r);
+    if (q->r) {
+        flush(q);
+        tg_http_stream_end(q->r);
+    }
+}
+
+/* One step of pump(): 1 to go on, 0 to stop (finished, waiting, or gone). */
+static int pump_step(sim_req_t *q) {
+    const sim_plan_t *p = &q->p;
+    if (q->r && p->stall_after >= 0 && q->chunks >= p->stall_after) {
+        q->phase = LV_STALLED;
+        flush(q);
+        return 0;
+    }
+    if (q->r && p->reset_after >= 0 && q->chunks >= p->reset_after) {
+        /* Let the events already queued reach the client before the reset. */
+        q->phase = LV_RESET;
+        flush(q);
+        if (!q->dead) timer_in(q, 1000);
+        return 0;
+    }
+    int tok, rtok;
+    if (!gen_next(p, &q->g, &q->buf, &tok, &rtok)) {
+        finish_stream(q);
+        return 0;
+    }
+    sb_put(&q->rbuf, q->buf.p, q->buf.len);
+    if (q->buf.oom || q->rbuf.oom) {
+        q->state = ST_ERROR;
+        if (q->r) tg_http_abort(q->r);
+        return 0;
+    }
+    q->chunks++;
+    q->sent_completion += tok + rtok;
+    q->sent_reasoning += rtok;
+    track_sync(q);
+    if (q->r && (tok || rtok) && p->tps > 0) {
+        q->wait_drain = flush(q) == 1;
+        if (!q->dead) timer_in(q, 1000000 / p->tps);
+        return 0;
+    }
+    if (q->rbuf.len >= SIM_BATCH) q->wait_drain = flush(q) == 1;
+    return !q->wait_drain;
 }
 
 /* Writes events until the stream ends, a knob says wait (tokens/s, stall,
  * reset) or the client is behind. on_finish may run inside a write or the
  * end: `busy` makes it leave the release to us. */
 static void pump(sim_req_t *q) {
-    const sim_plan_t *p = &q->p;
     q->busy = 1;
-    while (!q->dead) {
-        if (q->r && p->stall_after >= 0 && q->chunks >= p->stall_after) {
-            q->phase = LV_STALLED;
-            break;
-        }
-        if (q->r && p->reset_after >= 0 && q->chunks >= p->reset_after) {
-            /* Let the events already queued reach the client before the reset. */
-            q->phase = LV_RESET;
-            timer_in(q, 1000);
-            break;
-        }
-        int tok, rtok;
-        if (!gen_next(p, &q->g, &q->buf, &tok, &rtok)) {
-            finish_stream(q);
-            break;
-        }
-        if (q->buf.oom) {
-            q->state = ST_ERROR;
-            if (q->r) tg_http_abort(q->r);
-            break;
-        }
-        q->chunks++;
-        q->sent_completion += tok + rtok;
-        q->sent_reasoning += rtok;
-        track_sync(q);
-        q->wait_drain = emit(q) == 1;
-        if (q->r && (tok || rtok) && p->tps > 0) {
-            timer_in(q, 1000000 / p->tps);
-            break;
-        }
-        if (q->wait_drain) break;
-    }
+    while (!q->dead && pump_step(q))
+        ;
     q->busy = 0;
     if (q->dead) req_release(q);
 }
