@@ -1,0 +1,1354 @@
+/* http1.c — Tollgate's own HTTP/1.1 server on a libevent loop; http_parser
+ * does all parsing. A connection (which is also the tg_http_req_t of its one
+ * running request) owns a read buffer, a copy of the current request's header
+ * block, a body buffer and an output queue, all reused across keep-alive
+ * requests. Bytes enter through recv() into the read buffer and reach the
+ * handler as slices of the header copy and a contiguous body; responses leave
+ * through one sendmsg() when the socket takes them, the rest waits in an
+ * evbuffer flushed on EV_WRITE. The read side stays armed while a request
+ * runs so a hang-up is seen at once; pipelined requests wait, unparsed, until
+ * the previous response is complete. */
+#include "gateway/http1.h"
+
+#include "gateway/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <http_parser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RBUF_SIZE (16 * 1024)
+/* Unparsed bytes kept while a request runs (pipelining); past this the
+ * connection stops reading until the request completes, which also means a
+ * hang-up is not seen meanwhile. */
+#define PIPELINE_CAP (64 * 1024)
+#define LINGER_MS 2000 /* how long a closing connection drains what the client still sends */
+#define ACCEPT_BATCH 64
+#define ACCEPT_RETRY_MS 100
+#define HEAD_STACK 2048
+#define MAX_IOV 64
+#define BODY_SHRINK (64 * 1024) /* body buffers above this are freed between requests */
+
+/* Where the parser is in the byte stream (not where the handler is). */
+enum { P_IDLE, P_HEAD, P_BODY, P_DONE, P_SKIP, P_LINGER };
+enum { T_NONE, T_HEADER, T_BODY, T_KEEPALIVE, T_SEND, T_LINGER };
+enum { R_NONE, R_STREAM, R_DONE };
+enum { CB_NONE, CB_URL, CB_FIELD, CB_VALUE };
+/* Why the parser stopped: an event to act on, or an error our callbacks saw. */
+enum { PE_HEADERS = 1, PE_MESSAGE, PE_HDR_SIZE, PE_HDR_COUNT, PE_FOLD, PE_BODY_SIZE, PE_NOMEM };
+
+typedef struct {
+    uint32_t no, nl, vo, vl; /* offsets into the read buffer while headers are parsed */
+} hslot_t;
+
+struct tg_http_server_s {
+    struct event_base *base;
+    struct event accept_ev, retry_ev;
+    tg_http_limits_t lim;
+    tg_http_handler_t h;
+    void *ud;
+    tg_http_req_t *conns;
+    unsigned nconns;
+    int stopping;
+    time_t date_sec;
+    char date[48]; /* "Date: ...\r\n", refreshed once a second */
+    size_t date_len;
+};
+
+struct tg_http_req_s {
+    tg_http_server_t *s;
+    tg_http_req_t *prev, *next;
+    int fd;
+    struct event rev, wev, tmr, kick;
+    http_parser parser;
+    /* Connection state. busy counts frames up the stack that use this
+     * object: it is freed only when dead and busy drops to 0. */
+    unsigned busy;
+    unsigned dead : 1, in_process : 1, read_on : 1, wev_on : 1, closing : 1, peer_eof : 1, write_error : 1,
+        keepalive : 1;
+    int phase, tmr_kind, pause_ev, last_cb;
+    unsigned nreq;
+    /* Read buffer: [rpos, rlen) not yet parsed. While P_HEAD the request
+     * starts at offset 0 and slots hold offsets, so the buffer may grow. */
+    char *rbuf;
+    size_t rcap, rlen, rpos;
+    unsigned nh, msg_begun : 1;
+    uint32_t url_off, url_len;
+    /* The current request. */
+    unsigned req_active : 1, handled : 1, has_body : 1, expect_continue : 1, http10 : 1, is_head : 1,
+        chunked_out : 1, want_drain : 1;
+    int resp;
+    int64_t content_length;
+    char *hstore; /* header array + copy of the header block */
+    size_t hcap;
+    tg_http_header_t *hdrs;
+    const char *path, *query;
+    size_t path_len, query_len;
+    char *body;
+    size_t body_len, body_cap;
+    char empty_body[1];
+    void *udata;
+    struct evbuffer *out;
+    struct sockaddr_storage sa;
+    char peer[INET6_ADDRSTRLEN];
+    hslot_t slots[]; /* max_headers of them */
+};
+
+typedef tg_http_req_t conn_t;
+
+static void conn_process(conn_t *c);
+static void conn_fail(conn_t *c);
+static void timer_update(conn_t *c, int force);
+static void close_after_output(conn_t *c);
+
+/* ---------- small helpers ---------- */
+
+static size_t out_pending(const conn_t *c) {
+    return c->out ? evbuffer_get_length(c->out) : 0;
+}
+
+static void conn_free(conn_t *c) {
+    if (c->out) evbuffer_free(c->out);
+    free(c->rbuf);
+    free(c->hstore);
+    free(c->body);
+    free(c);
+}
+
+static void conn_release(conn_t *c) {
+    if (--c->busy == 0 && c->dead) conn_free(c);
+}
+
+/* Closes the socket and unlinks the connection; memory goes when the last
+ * frame using it returns (conn_release). */
+static void conn_close(conn_t *c) {
+    if (c->dead) return;
+    c->dead = 1;
+    event_del(&c->rev);
+    event_del(&c->wev);
+    event_del(&c->tmr);
+    event_del(&c->kick);
+    close(c->fd);
+    c->fd = -1;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->s->nconns--;
+}
+
+/* The caller holds busy. r becomes invalid for the handler afterwards. */
+static void req_finish(conn_t *c, int aborted) {
+    if (!c->req_active) return;
+    c->req_active = 0;
+    c->want_drain = 0;
+    c->nreq++;
+    if (c->s->h.on_finish) c->s->h.on_finish(c, aborted, c->s->ud);
+}
+
+static void conn_fail(conn_t *c) {
+    if (c->dead) return;
+    c->busy++;
+    conn_close(c);
+    req_finish(c, 1);
+    conn_release(c);
+}
+
+static void read_start(conn_t *c) {
+    if (!c->read_on && !c->dead) {
+        event_add(&c->rev, NULL);
+        c->read_on = 1;
+    }
+}
+
+static void read_stop(conn_t *c) {
+    if (c->read_on) {
+        event_del(&c->rev);
+        c->read_on = 0;
+    }
+}
+
+/* ---------- timers: one per connection, its meaning follows the phase ---------- */
+
+static void timer_update(conn_t *c, int force) {
+    const tg_http_limits_t *L = &c->s->lim;
+    int kind = T_NONE;
+    unsigned ms = 0;
+    if (c->dead) return;
+    if (c->phase == P_LINGER)
+        kind = T_LINGER, ms = LINGER_MS;
+    else if (c->wev_on)
+        kind = T_SEND, ms = L->send_timeout_ms;
+    else if (c->phase == P_HEAD || (c->phase == P_IDLE && (c->nreq == 0 || c->rpos < c->rlen)))
+        kind = T_HEADER, ms = L->header_timeout_ms;
+    else if (c->phase == P_IDLE)
+        kind = T_KEEPALIVE, ms = L->keepalive_timeout_ms;
+    else if (c->phase == P_BODY && c->has_body && !c->handled)
+        kind = T_BODY, ms = L->body_timeout_ms;
+    if (kind == c->tmr_kind && !force) return;
+    c->tmr_kind = kind;
+    if (kind == T_NONE) {
+        event_del(&c->tmr);
+        return;
+    }
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(&c->tmr, &tv);
+}
+
+/* ---------- output ---------- */
+
+/* Sends what the socket takes now and queues the rest (copied). Returns -1
+ * once the socket is known dead. */
+static int out_write(conn_t *c, const struct iovec *iov, int n) {
+    if (c->write_error || c->dead) return -1;
+    size_t total = 0, done = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (out_pending(c) == 0) {
+        struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                c->write_error = 1;
+                return -1;
+            }
+            w = 0;
+        }
+        done = (size_t)w;
+    }
+    if (done == total) return 0;
+    if (c->out == NULL && (c->out = evbuffer_new()) == NULL) {
+        c->write_error = 1;
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t l = iov[i].iov_len;
+        if (done >= l) {
+            done -= l;
+            continue;
+        }
+        if (evbuffer_add(c->out, (const char *)iov[i].iov_base + done, l - done) < 0) {
+            c->write_error = 1;
+            return -1;
+        }
+        done = 0;
+    }
+    if (!c->wev_on) {
+        event_add(&c->wev, NULL);
+        c->wev_on = 1;
+        timer_update(c, 0);
+    }
+    return 0;
+}
+
+static int out_write1(conn_t *c, const void *p, size_t n) {
+    struct iovec v = {(void *)p, n};
+    return out_write(c, &v, 1);
+}
+
+/* Writes queued output; returns bytes written, or -1 when the socket died. */
+static ssize_t out_flush(conn_t *c) {
+    ssize_t total = 0;
+    while (out_pending(c) > 0) {
+        struct evbuffer_iovec v[MAX_IOV];
+        int nv = evbuffer_peek(c->out, -1, NULL, v, MAX_IOV);
+        if (nv > MAX_IOV) nv = MAX_IOV;
+        size_t want = 0;
+        for (int i = 0; i < nv; i++)
+            want += v[i].iov_len;
+        /* evbuffer_iovec is documented to share struct iovec's layout. */
+        struct msghdr m = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)nv};
+        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+            c->write_error = 1;
+            return -1;
+        }
+        evbuffer_drain(c->out, (size_t)w);
+        total += w;
+        if ((size_t)w < want) break;
+    }
+    return total;
+}
+
+/* Write failures inside stream_start/stream_write are reported on the next
+ * loop iteration so that those calls never run on_finish under the caller. */
+static void fail_later(conn_t *c) {
+    c->write_error = 1;
+    if (!c->dead) event_active(&c->kick, EV_TIMEOUT, 1);
+}
+
+/* ---------- response heads ---------- */
+
+const char *tg_http_reason(int status) {
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 307:
+        return "Temporary Redirect";
+    case 308:
+        return "Permanent Redirect";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 402:
+        return "Payment Required";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Payload Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 499:
+        return "Client Closed Request";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 529:
+        return "Site Overloaded";
+    default:
+        return status < 200   ? "Informational"
+               : status < 300 ? "OK"
+               : status < 400 ? "Redirect"
+               : status < 500 ? "Client Error"
+                              : "Server Error";
+    }
+}
+
+static const char *server_date(tg_http_server_t *s) {
+    struct timeval tv;
+    event_base_gettimeofday_cached(s->base, &tv);
+    if (tv.tv_sec != s->date_sec || s->date_len == 0) {
+        struct tm tm;
+        s->date_sec = tv.tv_sec;
+        gmtime_r(&s->date_sec, &tm);
+        s->date_len = strftime(s->date, sizeof(s->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    }
+    return s->date;
+}
+
+static char *put(char *p, const char *s, size_t n) {
+    memcpy(p, s, n);
+    return p + n;
+}
+
+static char *put_u(char *p, uint64_t v) {
+    char tmp[24];
+    int i = 0;
+    do
+        tmp[i++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (i > 0)
+        *p++ = tmp[--i];
+    return p;
+}
+
+#define PUTS(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+enum { F_LENGTH, F_CHUNKED_OUT, F_NONE };
+
+static int body_allowed(const conn_t *c, int status) {
+    return !c->is_head && status >= 200 && status != 204 && status != 304;
+}
+
+/* Upper bound of the head's size. */
+static size_t head_size(const char *const *hdrs, size_t n, size_t *lens) {
+    size_t sz = 256;
+    for (size_t i = 0; i < n; i++)
+        sz += (lens[i] = strlen(hdrs[i])) + 2;
+    return sz;
+}
+
+static size_t head_build(conn_t *c, char *buf, int status, const char *const *hdrs, const size_t *lens,
+                         size_t n, int framing, size_t len) {
+    char *p = PUTS(buf, "HTTP/1.1 ");
+    if (status < 100 || status > 999) status = 500;
+    p = put_u(p, (uint64_t)status);
+    *p++ = ' ';
+    const char *reason = tg_http_reason(status);
+    p = put(p, reason, strlen(reason));
+    p = PUTS(p, "\r\n");
+    server_date(c->s);
+    p = put(p, c->s->date, c->s->date_len);
+    for (size_t i = 0; i < n; i++) {
+        p = put(p, hdrs[i], lens[i]);
+        p = PUTS(p, "\r\n");
+    }
+    if (framing == F_LENGTH && status >= 200 && status != 204 && status != 304) {
+        p = PUTS(p, "Content-Length: ");
+        p = put_u(p, len);
+        p = PUTS(p, "\r\n");
+    } else if (framing == F_CHUNKED_OUT) {
+        p = PUTS(p, "Transfer-Encoding: chunked\r\n");
+    }
+    if (!c->keepalive)
+        p = PUTS(p, "Connection: close\r\n");
+    else if (c->http10)
+        p = PUTS(p, "Connection: keep-alive\r\n");
+    p = PUTS(p, "\r\n");
+    return (size_t)(p - buf);
+}
+
+/* Head and body in one sendmsg when the socket takes them. */
+static int send_head(conn_t *c, int status, const char *const *hdrs, size_t n, int framing, const char *body,
+                     size_t len) {
+    size_t lens_stack[32], *lens = lens_stack;
+    char stack[HEAD_STACK], *head = stack;
+    if (n > 32 && (lens = malloc(n * sizeof(*lens))) == NULL) return -1;
+    size_t need = head_size(hdrs, n, lens);
+    if (need > sizeof(stack) && (head = malloc(need)) == NULL) {
+        if (lens != lens_stack) free(lens);
+        return -1;
+    }
+    size_t hl = head_build(c, head, status, hdrs, lens, n, framing, len);
+    struct iovec iov[2] = {{head, hl}, {(void *)body, len}};
+    int rc = out_write(c, iov, body && len > 0 && body_allowed(c, status) ? 2 : 1);
+    if (head != stack) free(head);
+    if (lens != lens_stack) free(lens);
+    return rc;
+}
+
+/* Decides, as the response starts, whether the connection survives it: a
+ * request body that will not be read closes the connection. */
+static void resp_prepare(conn_t *c) {
+    if (c->s->stopping) c->keepalive = 0;
+    if (c->has_body && (c->phase == P_HEAD || c->phase == P_BODY)) {
+        c->keepalive = 0;
+        c->phase = P_SKIP;
+    }
+}
+
+static void resp_complete(conn_t *c) {
+    c->resp = R_DONE;
+    req_finish(c, 0);
+    if (c->dead) return;
+    if (!c->keepalive || c->s->stopping) {
+        close_after_output(c);
+        return;
+    }
+    if (c->phase == P_DONE) {
+        c->phase = P_IDLE;
+        /* The next pipelined request is parsed from the loop, not inside the
+         * handler's respond call. */
+        if (c->rpos < c->rlen && !c->in_process) event_active(&c->kick, EV_TIMEOUT, 1);
+    }
+    if (!c->in_process) timer_update(c, 0);
+}
+
+/* An answer of the server's own (400, 408, 413, 431); closes afterwards.
+ * A request the handler already saw is finished with aborted = 1. */
+static void server_error(conn_t *c, int status, const char *code, const char *msg) {
+    if (c->resp != R_NONE) {
+        conn_fail(c);
+        return;
+    }
+    static const char *const hdr[] = {"Content-Type: application/json"};
+    char body[512];
+    int bl = snprintf(body, sizeof(body),
+                      "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"code\":\"%s\"}}",
+                      msg, code);
+    if (bl < 0 || (size_t)bl >= sizeof(body)) bl = 0;
+    c->keepalive = 0;
+    c->phase = P_SKIP;
+    c->resp = R_DONE;
+    if (send_head(c, status, hdr, 1, F_LENGTH, body, (size_t)bl) < 0) {
+        conn_fail(c);
+        return;
+    }
+    req_finish(c, 1);
+    if (!c->dead) close_after_output(c);
+}
+
+/* ---------- closing ---------- */
+
+/* Half-closes and drains what the client still sends for a while, so that
+ * unread request bytes do not turn our close into an RST that destroys the
+ * response (a 413 sent before the body arrived). */
+static void finish_close(conn_t *c) {
+    int unread =
+        c->phase == P_SKIP || c->phase == P_HEAD || (c->phase == P_BODY && c->has_body) || c->rpos < c->rlen;
+    if (!unread || c->peer_eof || c->write_error) {
+        conn_close(c);
+        return;
+    }
+    shutdown(c->fd, SHUT_WR);
+    c->phase = P_LINGER;
+    read_start(c);
+    timer_update(c, 0);
+}
+
+static void close_after_output(conn_t *c) {
+    c->closing = 1;
+    c->keepalive = 0;
+    if (out_pending(c) == 0)
+        finish_close(c);
+    else
+        timer_update(c, 0);
+}
+
+/* ---------- http_parser callbacks: record offsets, pause at events ---------- */
+
+static int piece(conn_t *c, const char *at, size_t len, uint32_t *off, uint32_t *plen, int cont) {
+    size_t o = (size_t)(at - c->rbuf);
+    if (o + len > c->s->lim.max_header_bytes) {
+        c->pause_ev = PE_HDR_SIZE;
+        return 1;
+    }
+    if (!cont) {
+        *off = (uint32_t)o;
+        *plen = (uint32_t)len;
+        return 0;
+    }
+    /* A value continued elsewhere than right after its previous piece is
+     * obsolete line folding; refuse it rather than pass CRLF on. */
+    if (o != (size_t)*off + *plen) {
+        c->pause_ev = PE_FOLD;
+        return 1;
+    }
+    *plen += (uint32_t)len;
+    return 0;
+}
+
+static int on_message_begin(http_parser *p) {
+    conn_t *c = p->data;
+    c->msg_begun = 1;
+    c->nh = 0;
+    c->url_len = 0;
+    c->last_cb = CB_NONE;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+    conn_t *c = p->data;
+    int cont = c->last_cb == CB_URL;
+    c->last_cb = CB_URL;
+    return piece(c, at, len, &c->url_off, &c->url_len, cont);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+    conn_t *c = p->data;
+    int cont = c->last_cb == CB_FIELD;
+    if (!cont) {
+        if (c->nh >= c->s->lim.max_headers) {
+            c->pause_ev = PE_HDR_COUNT;
+            return 1;
+        }
+        hslot_t *h = &c->slots[c->nh++];
+        h->vo = h->vl = 0;
+    }
+    c->last_cb = CB_FIELD;
+    hslot_t *h = &c->slots[c->nh - 1];
+    return piece(c, at, len, &h->no, &h->nl, cont);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+    conn_t *c = p->data;
+    if (c->nh == 0) return 0;
+    int cont = c->last_cb == CB_VALUE;
+    c->last_cb = CB_VALUE;
+    hslot_t *h = &c->slots[c->nh - 1];
+    return piece(c, at, len, &h->vo, &h->vl, cont);
+}
+
+static int on_headers_complete(http_parser *p) {
+    conn_t *c = p->data;
+    c->pause_ev = PE_HEADERS;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+    conn_t *c = p->data;
+    size_t max = c->s->lim.max_body_bytes;
+    if (c->body_len + len > max) {
+        c->pause_ev = PE_BODY_SIZE;
+        return 1;
+    }
+    if (c->body_len + len + 1 > c->body_cap) {
+        size_t cap = c->body_cap ? c->body_cap : 16 * 1024;
+        while (cap < c->body_len + len + 1)
+            cap *= 2;
+        if (cap > max + 1) cap = max + 1;
+        char *nb = realloc(c->body, cap);
+        if (nb == NULL) {
+            c->pause_ev = PE_NOMEM;
+            return 1;
+        }
+        c->body = nb;
+        c->body_cap = cap;
+    }
+    memcpy(c->body + c->body_len, at, len);
+    c->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+    conn_t *c = p->data;
+    c->pause_ev = PE_MESSAGE;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---------- request phases ---------- */
+
+static void start_request(conn_t *c) {
+    if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    c->phase = P_HEAD;
+    c->msg_begun = 0;
+    c->nh = 0;
+    c->url_len = 0;
+    c->last_cb = CB_NONE;
+    c->handled = c->has_body = c->expect_continue = c->is_head = c->chunked_out = 0;
+    c->resp = R_NONE;
+    c->udata = NULL;
+    c->body_len = 0;
+    if (c->body_cap > BODY_SHRINK) {
+        free(c->body);
+        c->body = NULL;
+        c->body_cap = 0;
+    }
+    timer_update(c, 0);
+}
+
+/* Copies the header block out of the read buffer so that the handler's
+ * slices survive the buffer being reused, grown or compacted. */
+static int headers_store(conn_t *c, size_t hend) {
+    size_t arr = c->nh * sizeof(tg_http_header_t);
+    size_t need = arr + hend + 1;
+    if (c->hcap < need) {
+        size_t cap = need < 2048 ? 2048 : need;
+        char *n = realloc(c->hstore, cap);
+        if (n == NULL) return -1;
+        c->hstore = n;
+        c->hcap = cap;
+    }
+    char *blk = c->hstore + arr;
+    memcpy(blk, c->rbuf, hend);
+    blk[hend] = '\0';
+    c->hdrs = (tg_http_header_t *)c->hstore;
+    for (unsigned i = 0; i < c->nh; i++) {
+        const hslot_t *h = &c->slots[i];
+        c->hdrs[i] = (tg_http_header_t){blk + h->no, h->nl, blk + h->vo, h->vl};
+    }
+    c->path = blk + c->url_off; /* the URL until url_split() cuts it */
+    return 0;
+}
+
+static int url_split(conn_t *c) {
+    const char *u = c->path;
+    size_t n = c->url_len;
+    c->query = NULL;
+    c->query_len = 0;
+    if (n == 0) return -1;
+    if (u[0] == '/') {
+        const char *q = memchr(u, '?', n);
+        const char *f = memchr(u, '#', n);
+        size_t end = f ? (size_t)(f - u) : n;
+        c->path_len = q && q < u + end ? (size_t)(q - u) : end;
+        if (q && q < u + end) {
+            c->query = q + 1;
+            c->query_len = end - c->path_len - 1;
+        }
+        return 0;
+    }
+    if (n == 1 && u[0] == '*') {
+        c->path_len = 1;
+        return 0;
+    }
+    struct http_parser_url pu;
+    http_parser_url_init(&pu);
+    if (http_parser_parse_url(u, n, 0, &pu) != 0 || !(pu.field_set & (1 << UF_HOST))) return -1;
+    if (pu.field_set & (1 << UF_PATH)) {
+        c->path = u + pu.field_data[UF_PATH].off;
+        c->path_len = pu.field_data[UF_PATH].len;
+    } else {
+        c->path = "/";
+        c->path_len = 1;
+    }
+    if (pu.field_set & (1 << UF_QUERY)) {
+        c->query = u + pu.field_data[UF_QUERY].off;
+        c->query_len = pu.field_data[UF_QUERY].len;
+    }
+    return 0;
+}
+
+static int header_is(const tg_http_header_t *h, const char *name, const char *value) {
+    size_t nl = strlen(name), vl = strlen(value);
+    return h->name_len == nl && strncasecmp(h->name, name, nl) == 0 && h->value_len == vl &&
+           strncasecmp(h->value, value, vl) == 0;
+}
+
+/* RFC 9110 tchar. Debian's http_parser is built non-strict and lets a
+ * space into a header name ("Transfer-Encoding : chunked"), which an
+ * upstream could read differently: refuse it. */
+static int is_token(const char *s, size_t n) {
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              (ch && strchr(extra, ch))))
+            return 0;
+    }
+    return 1;
+}
+
+static void headers_done(conn_t *c) {
+    const tg_http_limits_t *L = &c->s->lim;
+    http_parser *p = &c->parser;
+    /* Paused on the LF that ends the headers: the block is [0, rpos]. */
+    size_t hend = c->rpos + 1 <= c->rlen ? c->rpos + 1 : c->rlen;
+    if (hend > L->max_header_bytes) {
+        server_error(c, 431, "request_header_fields_too_large", "request headers are too large");
+        return;
+    }
+    if (headers_store(c, hend) < 0) {
+        conn_fail(c);
+        return;
+    }
+    c->is_head = p->method == HTTP_HEAD;
+    c->http10 = p->http_major == 0 || (p->http_major == 1 && p->http_minor == 0);
+    if (p->method == HTTP_CONNECT) {
+        server_error(c, 400, "unsupported_method", "CONNECT is not supported");
+        return;
+    }
+    for (unsigned i = 0; i < c->nh; i++)
+        if (!is_token(c->hdrs[i].name, c->hdrs[i].name_len)) {
+            server_error(c, 400, "invalid_header", "malformed HTTP request: invalid header name");
+            return;
+        }
+    if (url_split(c) < 0) {
+        server_error(c, 400, "invalid_url", "the request target is not a valid URL");
+        return;
+    }
+    int chunked = (p->flags & F_CHUNKED) != 0;
+    c->content_length = !chunked && (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : -1;
+    c->has_body = chunked || c->content_length > 0;
+    if (c->content_length > 0 && (uint64_t)c->content_length > L->max_body_bytes) {
+        c->has_body = 1;
+        server_error(c, 413, "request_too_large", "the request body is larger than this server accepts");
+        return;
+    }
+    c->keepalive = http_should_keep_alive(p) && !p->upgrade && !c->s->stopping;
+    for (unsigned i = 0; i < c->nh; i++)
+        if (header_is(&c->hdrs[i], "Expect", "100-continue")) c->expect_continue = 1;
+    if (c->content_length > 0 && c->body_cap < (size_t)c->content_length + 1) {
+        char *nb = realloc(c->body, (size_t)c->content_length + 1);
+        if (nb == NULL) {
+            conn_fail(c);
+            return;
+        }
+        c->body = nb;
+        c->body_cap = (size_t)c->content_length + 1;
+    }
+    c->req_active = 1;
+    c->phase = P_BODY;
+    int rc = c->s->h.on_headers ? c->s->h.on_headers(c, c->s->ud) : TG_HTTP_CONTINUE;
+    if (c->dead) return;
+    if (rc == TG_HTTP_HANDLED || c->resp != R_NONE || !c->req_active) {
+        /* The handler answers without the body: a body is not read. */
+        c->handled = 1;
+        if (c->has_body && c->phase == P_BODY) {
+            c->keepalive = 0;
+            c->phase = P_SKIP;
+        }
+        return;
+    }
+    if (c->has_body && c->expect_continue && !c->http10) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (out_write1(c, cont, sizeof(cont) - 1) < 0) conn_fail(c);
+    }
+}
+
+static void message_done(conn_t *c) {
+    c->phase = P_DONE;
+    if (c->body) c->body[c->body_len] = '\0';
+    if (!c->req_active) {
+        c->phase = P_IDLE; /* answered from on_headers already */
+        return;
+    }
+    if (c->handled) return;
+    timer_update(c, 0);
+    if (c->s->h.on_request) c->s->h.on_request(c, c->s->ud);
+}
+
+static void parse_failed(conn_t *c, enum http_errno e) {
+    int why = c->pause_ev;
+    if (e == HPE_HEADER_OVERFLOW || why == PE_HDR_SIZE)
+        server_error(c, 431, "request_header_fields_too_large", "request headers are too large");
+    else if (why == PE_HDR_COUNT)
+        server_error(c, 431, "request_header_fields_too_large", "too many request headers");
+    else if (why == PE_BODY_SIZE)
+        server_error(c, 413, "request_too_large", "the request body is larger than this server accepts");
+    else if (why == PE_NOMEM)
+        conn_fail(c);
+    else if (e == HPE_INVALID_METHOD)
+        server_error(c, 400, "invalid_method", "malformed HTTP request: unknown method");
+    else if (e == HPE_INVALID_URL)
+        server_error(c, 400, "invalid_url", "malformed HTTP request: invalid request target");
+    else
+        server_error(c, 400, "bad_request", "malformed HTTP request");
+}
+
+static int can_feed(const conn_t *c) {
+    return !c->dead && !c->closing && (c->phase == P_IDLE || c->phase == P_HEAD || c->phase == P_BODY);
+}
+
+/* Feeds buffered bytes to the parser and runs the handler at each event.
+ * Iterative, so a burst of pipelined requests answered synchronously does
+ * not recurse. */
+static void conn_process(conn_t *c) {
+    if (c->in_process || c->dead) return;
+    c->in_process = 1;
+    c->busy++;
+    while (can_feed(c) && c->rpos < c->rlen) {
+        if (c->phase == P_IDLE) {
+            /* A client that pipelines but does not read waits here. */
+            if (out_pending(c) > c->s->lim.high_water) break;
+            start_request(c);
+        }
+        c->pause_ev = 0;
+        size_t n = http_parser_execute(&c->parser, &parser_settings, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rpos += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            if (c->pause_ev == PE_HEADERS)
+                headers_done(c);
+            else
+                message_done(c);
+            continue;
+        }
+        if (e != HPE_OK) {
+            parse_failed(c, e);
+            break;
+        }
+        if (c->phase == P_HEAD && !c->msg_begun) {
+            c->phase = P_IDLE; /* stray CRLF between requests */
+            c->rpos = c->rlen = 0;
+        } else if (c->phase == P_HEAD && c->rpos > c->s->lim.max_header_bytes) {
+            server_error(c, 431, "request_header_fields_too_large", "request headers are too large");
+        } else if (c->phase == P_BODY) {
+            c->rpos = c->rlen = 0; /* body bytes are copied out; the buffer is free again */
+        }
+    }
+    c->in_process = 0;
+    if (!c->dead) {
+        if (!c->read_on && c->rlen - c->rpos < PIPELINE_CAP / 2) read_start(c);
+        timer_update(c, 0);
+    }
+    conn_release(c);
+}
+
+/* ---------- socket events ---------- */
+
+/* Room for the next recv; 0 when the connection must stop reading. */
+static int rbuf_room(conn_t *c) {
+    if (c->rlen < c->rcap) return 1;
+    if (c->phase != P_HEAD && c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+        if (c->rlen < c->rcap) return 1;
+    }
+    size_t limit = c->phase == P_HEAD ? c->s->lim.max_header_bytes + RBUF_SIZE : PIPELINE_CAP;
+    if (c->rcap >= limit) return 0;
+    size_t cap = c->rcap * 2 > limit ? limit : c->rcap * 2;
+    char *n = realloc(c->rbuf, cap);
+    if (n == NULL) return 0;
+    c->rbuf = n;
+    c->rcap = cap;
+    return 1;
+}
+
+/* The client closed its side (or reset). A running request is aborted: a
+ * client that half-closes after sending is treated as gone, as nginx does. */
+static void conn_eof(conn_t *c) {
+    c->peer_eof = 1;
+    read_stop(c);
+    if (c->req_active || out_pending(c) == 0) {
+        conn_fail(c);
+        return;
+    }
+    close_after_output(c);
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg) {
+    conn_t *c = arg;
+    c->busy++;
+    if (c->phase == P_LINGER) {
+        char sink[16 * 1024];
+        ssize_t n = recv(fd, sink, sizeof(sink), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) conn_close(c);
+    } else if (!rbuf_room(c)) {
+        read_stop(c);
+    } else {
+        ssize_t n = recv(fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+        if (n > 0) {
+            c->rlen += (size_t)n;
+            if (c->phase == P_BODY) timer_update(c, 1); /* the body timeout runs between reads */
+            conn_process(c);
+        } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            conn_eof(c);
+        }
+    }
+    conn_release(c);
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg) {
+    conn_t *c = arg;
+    c->busy++;
+    ssize_t w = out_flush(c);
+    if (w < 0) {
+        conn_fail(c);
+    } else {
+        size_t left = out_pending(c);
+        if (left == 0) {
+            event_del(&c->wev);
+            c->wev_on = 0;
+        }
+        if (c->closing) {
+            if (left == 0)
+                finish_close(c);
+            else if (w > 0)
+                timer_update(c, 1);
+        } else {
+            timer_update(c, w > 0);
+            if (c->want_drain && c->req_active && left <= c->s->lim.low_water) {
+                c->want_drain = 0;
+                if (c->s->h.on_drain) c->s->h.on_drain(c, c->s->ud);
+            }
+            if (!c->dead && c->phase == P_IDLE && c->rpos < c->rlen && out_pending(c) <= c->s->lim.low_water)
+                conn_process(c);
+        }
+    }
+    conn_release(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg) {
+    conn_t *c = arg;
+    int kind = c->tmr_kind;
+    c->busy++;
+    c->tmr_kind = T_NONE;
+    if (kind == T_BODY && c->req_active && c->resp == R_NONE)
+        server_error(c, 408, "request_timeout", "the request body did not arrive in time");
+    else if (kind == T_LINGER || kind == T_HEADER || kind == T_KEEPALIVE)
+        conn_close(c); /* no request is running in these phases */
+    else
+        conn_fail(c);
+    conn_release(c);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg) {
+    conn_t *c = arg;
+    c->busy++;
+    if (c->write_error)
+        conn_fail(c);
+    else
+        conn_process(c);
+    conn_release(c);
+}
+
+static void conn_new(tg_http_server_t *s, int fd, const struct sockaddr_storage *sa) {
+    conn_t *c = calloc(1, sizeof(*c) + s->lim.max_headers * sizeof(hslot_t));
+    char *rbuf = malloc(RBUF_SIZE);
+    if (c == NULL || rbuf == NULL) {
+        free(c);
+        free(rbuf);
+        close(fd);
+        return;
+    }
+    c->s = s;
+    c->fd = fd;
+    c->rbuf = rbuf;
+    c->rcap = RBUF_SIZE;
+    c->sa = *sa;
+    c->keepalive = 1;
+    c->content_length = -1;
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
+    event_assign(&c->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
+    evtimer_assign(&c->tmr, s->base, on_timer, c);
+    event_assign(&c->kick, s->base, -1, 0, on_kick, c);
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    read_start(c);
+    timer_update(c, 0);
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg) {
+    tg_http_server_t *s = arg;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof(sa);
+        int fd = accept4(lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* Level-triggered accept would spin; back off instead. */
+                tg_warn("http: accept: %s; pausing accepts for %d ms", strerror(errno), ACCEPT_RETRY_MS);
+                event_del(&s->accept_ev);
+                struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+                evtimer_add(&s->retry_ev, &tv);
+            }
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        conn_new(s, fd, &sa);
+    }
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg) {
+    tg_http_server_t *s = arg;
+    if (!s->stopping) event_add(&s->accept_ev, NULL);
+}
+
+/* ---------- server ---------- */
+
+void tg_http_limits_default(tg_http_limits_t *l) {
+    l->max_header_bytes = 16 * 1024;
+    l->max_headers = 100;
+    l->max_body_bytes = 4 * 1024 * 1024;
+    l->header_timeout_ms = 10000;
+    l->body_timeout_ms = 30000;
+    l->keepalive_timeout_ms = 60000;
+    l->send_timeout_ms = 60000;
+    l->high_water = 256 * 1024;
+    l->low_water = 64 * 1024;
+}
+
+tg_http_server_t *tg_http_server_new(struct event_base *base, int fd, const tg_http_limits_t *lim,
+                                     const tg_http_handler_t *h, void *ud) {
+    tg_http_server_t *s = calloc(1, sizeof(*s));
+    if (s == NULL) return NULL;
+    tg_http_limits_t d;
+    tg_http_limits_default(&d);
+    s->lim = lim ? *lim : d;
+    /* A zero limit means "the default", never "nothing allowed". */
+    if (!s->lim.max_header_bytes) s->lim.max_header_bytes = d.max_header_bytes;
+    if (!s->lim.max_headers) s->lim.max_headers = d.max_headers;
+    if (!s->lim.max_body_bytes) s->lim.max_body_bytes = d.max_body_bytes;
+    if (!s->lim.header_timeout_ms) s->lim.header_timeout_ms = d.header_timeout_ms;
+    if (!s->lim.body_timeout_ms) s->lim.body_timeout_ms = d.body_timeout_ms;
+    if (!s->lim.keepalive_timeout_ms) s->lim.keepalive_timeout_ms = d.keepalive_timeout_ms;
+    if (!s->lim.send_timeout_ms) s->lim.send_timeout_ms = d.send_timeout_ms;
+    if (!s->lim.high_water) s->lim.high_water = d.high_water;
+    if (s->lim.low_water > s->lim.high_water) s->lim.low_water = s->lim.high_water;
+    s->base = base;
+    s->h = *h;
+    s->ud = ud;
+    event_assign(&s->accept_ev, base, fd, EV_READ | EV_PERSIST, on_accept, s);
+    evtimer_assign(&s->retry_ev, base, on_accept_retry, s);
+    if (event_add(&s->accept_ev, NULL) < 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void tg_http_server_stop_accepting(tg_http_server_t *s) {
+    if (s->stopping) return;
+    s->stopping = 1;
+    event_del(&s->accept_ev);
+    event_del(&s->retry_ev);
+    for (conn_t *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        c->keepalive = 0;
+        if (c->req_active || c->busy || c->closing || c->phase != P_IDLE || c->rpos < c->rlen) continue;
+        c->busy++;
+        close_after_output(c);
+        conn_release(c);
+    }
+}
+
+unsigned tg_http_server_connections(const tg_http_server_t *s) {
+    return s->nconns;
+}
+
+void tg_http_server_free(tg_http_server_t *s) {
+    if (s == NULL) return;
+    event_del(&s->accept_ev);
+    event_del(&s->retry_ev);
+    while (s->conns) {
+        conn_t *c = s->conns;
+        c->busy++;
+        conn_fail(c);
+        conn_release(c);
+    }
+    free(s);
+}
+
+int tg_http_listen(const char *host, int port, int backlog) {
+    char h[64], ps[16];
+    if (host == NULL || *host == '\0') host = "0.0.0.0";
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']' && hl - 2 < sizeof(h)) {
+        memcpy(h, host + 1, hl - 2);
+        h[hl - 2] = '\0';
+        host = h;
+    }
+    snprintf(ps, sizeof(ps), "%d", port);
+    /* Numeric hosts only: a name lookup would block (this runs at start-up,
+     * but the contract says addresses). */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(host, ps, &hints, &res) != 0 || res == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1, err = 0;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, backlog > 0 ? backlog : 511) < 0) {
+        err = errno;
+        if (fd >= 0) close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0) errno = err;
+    return fd;
+}
+
+/* ---------- request accessors ---------- */
+
+const char *tg_http_method(const tg_http_req_t *r) {
+    return http_method_str((enum http_method)r->parser.method);
+}
+
+const char *tg_http_path(const tg_http_req_t *r, size_t *len) {
+    if (len) *len = r->path_len;
+    return r->path;
+}
+
+const char *tg_http_query(const tg_http_req_t *r, size_t *len) {
+    if (len) *len = r->query ? r->query_len : 0;
+    return r->query;
+}
+
+const char *tg_http_header(const tg_http_req_t *r, const char *name, size_t *len) {
+    size_t nl = strlen(name);
+    for (unsigned i = 0; i < r->nh; i++) {
+        const tg_http_header_t *h = &r->hdrs[i];
+        if (h->name_len == nl && strncasecmp(h->name, name, nl) == 0) {
+            if (len) *len = h->value_len;
+            return h->value;
+        }
+    }
+    if (len) *len = 0;
+    return NULL;
+}
+
+size_t tg_http_header_count(const tg_http_req_t *r) {
+    return r->nh;
+}
+
+const tg_http_header_t *tg_http_header_at(const tg_http_req_t *r, size_t i) {
+    return i < r->nh ? &r->hdrs[i] : NULL;
+}
+
+char *tg_http_body(tg_http_req_t *r, size_t *len) {
+    if (len) *len = r->body_len;
+    if (r->body == NULL) {
+        r->empty_body[0] = '\0';
+        return r->empty_body;
+    }
+    return r->body;
+}
+
+int64_t tg_http_content_length(const tg_http_req_t *r) {
+    return r->content_length;
+}
+
+const char *tg_http_peer(const tg_http_req_t *r) {
+    conn_t *c = (conn_t *)r;
+    if (c->peer[0] == '\0') {
+        const void *a = c->sa.ss_family == AF_INET6
+                            ? (const void *)&((struct sockaddr_in6 *)&c->sa)->sin6_addr
+                            : (const void *)&((struct sockaddr_in *)&c->sa)->sin_addr;
+        if (inet_ntop(c->sa.ss_family, a, c->peer, sizeof(c->peer)) == NULL) strcpy(c->peer, "-");
+    }
+    return c->peer;
+}
+
+void tg_http_set_data(tg_http_req_t *r, void *data) {
+    r->udata = data;
+}
+
+void *tg_http_data(const tg_http_req_t *r) {
+    return r->udata;
+}
+
+/* ---------- responses ---------- */
+
+static int api_ok(const conn_t *c, int resp) {
+    return !c->dead && c->req_active && c->resp == resp;
+}
+
+void tg_http_respond(tg_http_req_t *c, int status, const char *const *hdrs, size_t nhdrs, const char *body,
+                     size_t len) {
+    if (!api_ok(c, R_NONE)) return;
+    c->busy++;
+    resp_prepare(c);
+    c->resp = R_DONE;
+    if (send_head(c, status, hdrs, nhdrs, F_LENGTH, body, len) < 0)
+        conn_fail(c);
+    else
+        resp_complete(c);
+    conn_release(c);
+}
+
+void tg_http_stream_start(tg_http_req_t *c, int status, const char *const *hdrs, size_t nhdrs) {
+    if (!api_ok(c, R_NONE)) return;
+    c->busy++;
+    resp_prepare(c);
+    /* HTTP/1.0 has no chunked encoding: the close delimits the body. */
+    if (c->http10) c->keepalive = 0;
+    c->chunked_out = !c->http10;
+    c->resp = R_STREAM;
+    if (send_head(c, status, hdrs, nhdrs, c->chunked_out ? F_CHUNKED_OUT : F_NONE, NULL, 0) < 0)
+        fail_later(c);
+    conn_release(c);
+}
+
+int tg_http_stream_writev(tg_http_req_t *c, const struct iovec *iov, int n) {
+    if (!api_ok(c, R_STREAM) || c->write_error) return 1;
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += iov[i].iov_len;
+    if (len == 0 || c->is_head) return 0;
+    c->busy++;
+    char szl[24];
+    int sl = c->chunked_out ? snprintf(szl, sizeof(szl), "%zx\r\n", len) : 0;
+    int rc = 0;
+    if (n <= MAX_IOV) {
+        struct iovec v[MAX_IOV + 2];
+        int k = 0;
+        if (sl) v[k++] = (struct iovec){szl, (size_t)sl};
+        for (int i = 0; i < n; i++)
+            v[k++] = iov[i];
+        if (sl) v[k++] = (struct iovec){"\r\n", 2};
+        rc = out_write(c, v, k);
+    } else {
+        /* Rare: more pieces than one sendmsg takes; order is kept because
+         * later writes queue behind earlier ones. */
+        if (sl) rc = out_write1(c, szl, (size_t)sl);
+        for (int i = 0; i < n && rc == 0; i += MAX_IOV)
+            rc = out_write(c, iov + i, n - i < MAX_IOV ? n - i : MAX_IOV);
+        if (sl && rc == 0) rc = out_write1(c, "\r\n", 2);
+    }
+    int ret = 0;
+    if (rc < 0) {
+        fail_later(c);
+        ret = 1;
+    } else if (out_pending(c) > c->s->lim.high_water) {
+        c->want_drain = 1;
+        ret = 1;
+    }
+    conn_release(c);
+    return ret;
+}
+
+int tg_http_stream_write(tg_http_req_t *r, const char *data, size_t len) {
+    struct iovec v = {(void *)data, len};
+    return tg_http_stream_writev(r, &v, 1);
+}
+
+void tg_http_stream_end(tg_http_req_t *c) {
+    if (!api_ok(c, R_STREAM)) return;
+    c->busy++;
+    if (c->write_error || (c->chunked_out && !c->is_head && out_write1(c, "0\r\n\r\n", 5) < 0))
+        conn_fail(c);
+    else
+        resp_complete(c);
+    conn_release(c);
+}
+
+int tg_http_started(const tg_http_req_t *r) {
+    return r->resp != R_NONE;
+}
+
+size_t tg_http_pending(const tg_http_req_t *r) {
+    return out_pending(r);
+}
+
+void tg_http_abort(tg_http_req_t *c) {
+    if (c->dead || !c->req_active) return;
+    c->busy++;
+    conn_fail(c);
+    conn_release(c);
+}

@@ -1,0 +1,791 @@
+/* test_http1.c — drives the real HTTP/1.1 server through loopback sockets:
+ * a server runs on an event_base owned by the test, a small handler answers
+ * by path, and a client written here sends raw bytes and parses answers with
+ * http_parser (HTTP_RESPONSE). The loop is pumped (EVLOOP_NONBLOCK) between
+ * client reads and writes, so everything runs in one thread. */
+/* deps: gateway/http1.c gateway/pool.c gateway/log.c */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "gateway/http1.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <http_parser.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---------- fixture: server + recording handler ---------- */
+
+typedef struct {
+    struct event_base *base;
+    tg_http_server_t *srv;
+    int lfd, port;
+    int headers_calls, request_calls, finish_calls, aborted_calls, drain_calls;
+    char order[64]; /* one letter per on_request, 'F' per on_finish */
+    tg_http_req_t *later;
+    struct event *later_ev;
+    size_t flood_bytes;
+    int flood_ret;
+} fx_t;
+
+static fx_t fx;
+
+static int path_is(tg_http_req_t *r, const char *p) {
+    size_t n;
+    const char *s = tg_http_path(r, &n);
+    return n == strlen(p) && memcmp(s, p, n) == 0;
+}
+
+static void note(char ch) {
+    size_t n = strlen(fx.order);
+    if (n + 1 < sizeof(fx.order)) fx.order[n] = ch;
+}
+
+static const char *const text_hdr[] = {"Content-Type: text/plain"};
+
+static int h_headers(tg_http_req_t *r, void *ud) {
+    fx.headers_calls++;
+    if (path_is(r, "/early")) {
+        tg_http_respond(r, 403, text_hdr, 1, "no", 2);
+        return TG_HTTP_HANDLED;
+    }
+    return TG_HTTP_CONTINUE;
+}
+
+static void later_cb(evutil_socket_t fd, short what, void *arg) {
+    tg_http_req_t *r = fx.later;
+    fx.later = NULL;
+    if (r) tg_http_respond(r, 200, text_hdr, 1, "later", 5);
+}
+
+static void h_request(tg_http_req_t *r, void *ud) {
+    fx.request_calls++;
+    if (path_is(r, "/hello")) {
+        note('H');
+        tg_http_respond(r, 200, text_hdr, 1, "hello", 5);
+    } else if (path_is(r, "/echo")) {
+        note('E');
+        size_t len;
+        char *b = tg_http_body(r, &len);
+        /* The contract: contiguous and NUL-terminated. */
+        assert_int_equal(b[len], '\0');
+        assert_int_equal(strlen(b), len);
+        tg_http_respond(r, 200, text_hdr, 1, b, len);
+    } else if (path_is(r, "/later")) {
+        note('L');
+        fx.later = r;
+        struct timeval tv = {0, 30 * 1000};
+        evtimer_add(fx.later_ev, &tv);
+    } else if (path_is(r, "/stream")) {
+        static const char *const sse[] = {"Content-Type: text/event-stream"};
+        tg_http_stream_start(r, 200, sse, 1);
+        tg_http_stream_write(r, "data: a\n\n", 9);
+        tg_http_stream_write(r, "", 0);
+        struct iovec v[2] = {{"data: ", 6}, {"bb\n\n", 4}};
+        tg_http_stream_writev(r, v, 2);
+        tg_http_stream_end(r);
+    } else if (path_is(r, "/flood")) {
+        static char chunk[16 * 1024];
+        memset(chunk, 'x', sizeof(chunk));
+        tg_http_stream_start(r, 200, text_hdr, 1);
+        for (int i = 0; i < 8192 && fx.flood_ret == 0; i++) {
+            fx.flood_ret = tg_http_stream_write(r, chunk, sizeof(chunk));
+            fx.flood_bytes += sizeof(chunk);
+        }
+    } else if (path_is(r, "/hang")) {
+        note('G'); /* the answer never comes; only a hang-up ends it */
+    } else {
+        tg_http_respond(r, 404, text_hdr, 1, "nope", 4);
+    }
+}
+
+static void h_drain(tg_http_req_t *r, void *ud) {
+    fx.drain_calls++;
+    if (path_is(r, "/flood")) tg_http_stream_end(r);
+}
+
+static void h_finish(tg_http_req_t *r, int aborted, void *ud) {
+    fx.finish_calls++;
+    fx.aborted_calls += aborted != 0;
+    note('F');
+    if (fx.later == r) fx.later = NULL;
+}
+
+static const tg_http_handler_t handler = {h_headers, h_request, h_drain, h_finish};
+
+static tg_http_limits_t test_limits(void) {
+    tg_http_limits_t l;
+    tg_http_limits_default(&l);
+    l.max_body_bytes = 1000;
+    l.max_header_bytes = 2048;
+    l.max_headers = 20;
+    l.header_timeout_ms = 200;
+    l.body_timeout_ms = 200;
+    l.keepalive_timeout_ms = 200;
+    l.send_timeout_ms = 2000;
+    l.high_water = 64 * 1024;
+    l.low_water = 16 * 1024;
+    return l;
+}
+
+static void fx_start(const tg_http_limits_t *l) {
+    fx.lfd = tg_http_listen("127.0.0.1", 0, 64);
+    assert_true(fx.lfd >= 0);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(getsockname(fx.lfd, (struct sockaddr *)&sa, &sl), 0);
+    fx.port = ntohs(sa.sin_port);
+    fx.srv = tg_http_server_new(fx.base, fx.lfd, l, &handler, NULL);
+    assert_non_null(fx.srv);
+}
+
+static int setup(void **state) {
+    memset(&fx, 0, sizeof(fx));
+    fx.base = event_base_new();
+    fx.later_ev = evtimer_new(fx.base, later_cb, NULL);
+    tg_http_limits_t l = test_limits();
+    fx_start(&l);
+    return 0;
+}
+
+static int teardown(void **state) {
+    tg_http_server_free(fx.srv);
+    close(fx.lfd);
+    event_free(fx.later_ev);
+    event_base_free(fx.base);
+    return 0;
+}
+
+/* ---------- client ---------- */
+
+typedef struct {
+    int fd;
+    char in[256 * 1024];
+    size_t inlen;
+    int eof, head;
+} cli_t;
+
+typedef struct {
+    int status, complete;
+    char headers[4096];
+    size_t hlen;
+    char *body;
+    size_t blen;
+    int last_was_value, head;
+} resp_t;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void pump(void) {
+    event_base_loop(fx.base, EVLOOP_NONBLOCK);
+}
+
+static void pump_idle(int rounds) {
+    for (int i = 0; i < rounds; i++) {
+        pump();
+        usleep(1000);
+    }
+}
+
+static cli_t *cli_open_buf(int rcvbuf) {
+    cli_t *c = calloc(1, sizeof(*c));
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (rcvbuf) setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx.port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    pump(); /* accept */
+    return c;
+}
+
+static cli_t *cli_open(void) {
+    return cli_open_buf(0);
+}
+
+static void cli_close(cli_t *c) {
+    if (c->fd >= 0) close(c->fd);
+    free(c);
+}
+
+static void cli_send(cli_t *c, const char *s, size_t n) {
+    assert_int_equal(send(c->fd, s, n, MSG_NOSIGNAL), (ssize_t)n);
+    pump();
+}
+
+static void cli_sends(cli_t *c, const char *s) {
+    cli_send(c, s, strlen(s));
+}
+
+/* Reads what is there without blocking; returns bytes read, 0 on EOF, -1 if none. */
+static ssize_t cli_fill(cli_t *c) {
+    if (c->inlen == sizeof(c->in)) return -1;
+    ssize_t n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, MSG_DONTWAIT);
+    if (n > 0)
+        c->inlen += (size_t)n;
+    else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        c->eof = 1;
+        return 0;
+    }
+    return n > 0 ? n : -1;
+}
+
+static int r_field(http_parser *p, const char *at, size_t n) {
+    resp_t *r = p->data;
+    if (r->last_was_value && r->hlen + 2 < sizeof(r->headers)) {
+        memcpy(r->headers + r->hlen, "\r\n", 2);
+        r->hlen += 2;
+    }
+    r->last_was_value = 0;
+    if (r->hlen + n < sizeof(r->headers)) memcpy(r->headers + r->hlen, at, n), r->hlen += n;
+    return 0;
+}
+static int r_value(http_parser *p, const char *at, size_t n) {
+    resp_t *r = p->data;
+    if (!r->last_was_value && r->hlen + 2 < sizeof(r->headers)) {
+        memcpy(r->headers + r->hlen, ": ", 2);
+        r->hlen += 2;
+    }
+    r->last_was_value = 1;
+    if (r->hlen + n < sizeof(r->headers)) memcpy(r->headers + r->hlen, at, n), r->hlen += n;
+    return 0;
+}
+static int r_hdone(http_parser *p) {
+    resp_t *r = p->data;
+    r->status = (int)p->status_code;
+    return r->head; /* a HEAD answer has no body whatever its headers say */
+}
+static int r_body(http_parser *p, const char *at, size_t n) {
+    resp_t *r = p->data;
+    r->body = realloc(r->body, r->blen + n + 1);
+    memcpy(r->body + r->blen, at, n);
+    r->blen += n;
+    r->body[r->blen] = '\0';
+    return 0;
+}
+static int r_done(http_parser *p) {
+    resp_t *r = p->data;
+    r->complete = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings resp_settings = {
+    .on_header_field = r_field,
+    .on_header_value = r_value,
+    .on_headers_complete = r_hdone,
+    .on_body = r_body,
+    .on_message_complete = r_done,
+};
+
+static void resp_free(resp_t *r) {
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+/* One response, pumping the server meanwhile. Leftover bytes stay in the
+ * client for the next call (pipelining). Fails the test after 5 s. */
+static void resp_read(cli_t *c, resp_t *r) {
+    memset(r, 0, sizeof(*r));
+    r->head = c->head;
+    http_parser p;
+    http_parser_init(&p, HTTP_RESPONSE);
+    p.data = r;
+    double deadline = now_s() + 5;
+    size_t used = 0;
+    while (!r->complete) {
+        if (used < c->inlen) {
+            used += http_parser_execute(&p, &resp_settings, c->in + used, c->inlen - used);
+            if (used == c->inlen) used = c->inlen = 0; /* keep room for long bodies */
+            if (HTTP_PARSER_ERRNO(&p) == HPE_PAUSED) break;
+            assert_int_equal(HTTP_PARSER_ERRNO(&p), HPE_OK);
+            continue;
+        }
+        if (c->eof) {
+            http_parser_execute(&p, &resp_settings, NULL, 0); /* a body delimited by the close */
+            break;
+        }
+        pump();
+        if (cli_fill(c) < 0) usleep(500);
+        assert_true(now_s() < deadline);
+    }
+    memmove(c->in, c->in + used, c->inlen - used);
+    c->inlen -= used;
+}
+
+/* Waits for the server to close; returns the bytes that came before. */
+static size_t cli_wait_eof(cli_t *c) {
+    double deadline = now_s() + 5;
+    while (!c->eof) {
+        pump();
+        if (cli_fill(c) < 0) usleep(1000);
+        assert_true(now_s() < deadline);
+    }
+    return c->inlen;
+}
+
+static int has_header(const resp_t *r, const char *line) {
+    return memmem(r->headers, r->hlen, line, strlen(line)) != NULL;
+}
+
+/* ---------- tests ---------- */
+
+static void test_simple_get(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /hello?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello");
+    assert_true(has_header(&r, "Content-Length: 5"));
+    assert_true(has_header(&r, "Content-Type: text/plain"));
+    assert_false(has_header(&r, "Connection: close"));
+    assert_int_equal(fx.finish_calls, 1);
+    assert_int_equal(fx.aborted_calls, 0);
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_post_content_length(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello");
+    pump_idle(3);
+    assert_int_equal(fx.request_calls, 0); /* body incomplete */
+    cli_sends(c, " world");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello world");
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_chunked_body(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel");
+    pump_idle(2);
+    cli_sends(c, "lo\r\n6\r\n wor");
+    pump_idle(2);
+    cli_sends(c, "ld\r\n0\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello world");
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_expect_continue(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 100);
+    resp_free(&r);
+    cli_sends(c, "abcde");
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "abcde");
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_expect_continue_too_large(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 413); /* not 100 first */
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_keepalive_two_requests(void **state) {
+    cli_t *c = cli_open();
+    resp_t r;
+    for (int i = 0; i < 2; i++) {
+        cli_sends(c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+        resp_read(c, &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "hello");
+        resp_free(&r);
+    }
+    assert_int_equal(tg_http_server_connections(fx.srv), 1);
+    assert_int_equal(fx.finish_calls, 2);
+    cli_close(c);
+}
+
+static void test_pipelined_in_order(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /later HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+                 "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyz");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "later");
+    resp_free(&r);
+    resp_read(c, &r);
+    assert_string_equal(r.body, "hello");
+    resp_free(&r);
+    resp_read(c, &r);
+    assert_string_equal(r.body, "xyz");
+    resp_free(&r);
+    /* Each request reached the handler only after the previous finished. */
+    assert_string_equal(fx.order, "LFHFEF");
+    cli_close(c);
+}
+
+static void test_413_from_content_length(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 413);
+    assert_true(has_header(&r, "Connection: close"));
+    assert_true(has_header(&r, "Content-Type: application/json"));
+    assert_non_null(strstr(r.body, "\"type\":\"invalid_request_error\""));
+    assert_non_null(strstr(r.body, "\"code\":\"request_too_large\""));
+    cli_wait_eof(c);
+    assert_int_equal(fx.headers_calls, 0); /* refused before the handler */
+    assert_int_equal(fx.finish_calls, 0);
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_413_chunked_mid_body(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    char chunk[700];
+    memset(chunk, 'a', sizeof(chunk));
+    for (int i = 0; i < 2; i++) {
+        cli_sends(c, "2bc\r\n");
+        cli_send(c, chunk, sizeof(chunk));
+        cli_sends(c, "\r\n");
+    }
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 413);
+    cli_wait_eof(c);
+    assert_int_equal(fx.headers_calls, 1);
+    assert_int_equal(fx.request_calls, 0);
+    assert_int_equal(fx.finish_calls, 1);
+    assert_int_equal(fx.aborted_calls, 1);
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_431_too_many_headers(void **state) {
+    cli_t *c = cli_open();
+    char req[2048];
+    size_t n = (size_t)snprintf(req, sizeof(req), "GET /hello HTTP/1.1\r\n");
+    for (int i = 0; i < 30; i++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "X-H%d: v\r\n", i);
+    n += (size_t)snprintf(req + n, sizeof(req) - n, "\r\n");
+    cli_send(c, req, n);
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 431);
+    assert_non_null(strstr(r.body, "too many request headers"));
+    cli_wait_eof(c);
+    assert_int_equal(fx.headers_calls, 0);
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_431_header_too_large(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /hello HTTP/1.1\r\nX-Big: ");
+    char big[1500];
+    memset(big, 'b', sizeof(big));
+    cli_send(c, big, sizeof(big)); /* 2 x 1500 > 2048, arriving in pieces */
+    cli_send(c, big, sizeof(big));
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 431);
+    cli_wait_eof(c);
+    assert_int_equal(fx.headers_calls, 0);
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_400_garbage(void **state) {
+    const char *bad[] = {"\x01\x02garbage\r\n\r\n", "GET nope HTTP/1.1\r\n\r\n", "BREW /pot HTTP/1.1\r\n\r\n",
+                         "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cli_t *c = cli_open();
+        cli_sends(c, bad[i]);
+        resp_t r;
+        resp_read(c, &r);
+        assert_int_equal(r.status, 400);
+        assert_true(has_header(&r, "Content-Type: application/json"));
+        assert_non_null(strstr(r.body, "{\"error\":{\"message\":"));
+        cli_wait_eof(c);
+        resp_free(&r);
+        cli_close(c);
+    }
+    assert_int_equal(fx.headers_calls, 0);
+}
+
+static void test_stream_chunked(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(has_header(&r, "Transfer-Encoding: chunked"));
+    assert_false(has_header(&r, "Content-Length"));
+    assert_string_equal(r.body, "data: a\n\ndata: bb\n\n");
+    resp_free(&r);
+    /* still usable afterwards */
+    cli_sends(c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    resp_read(c, &r);
+    assert_string_equal(r.body, "hello");
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_high_water_and_drain(void **state) {
+    cli_t *c = cli_open_buf(4096);
+    cli_sends(c, "GET /flood HTTP/1.1\r\nHost: t\r\n\r\n");
+    pump_idle(5);
+    assert_int_equal(fx.flood_ret, 1);   /* the producer was told to pause */
+    assert_int_equal(fx.drain_calls, 0); /* the client has not read */
+    resp_t r;
+    resp_read(c, &r); /* reading lets the queue drain; on_drain ends the stream */
+    assert_int_equal(r.status, 200);
+    assert_int_equal(fx.drain_calls, 1);
+    assert_int_equal(r.blen, fx.flood_bytes);
+    assert_int_equal(fx.finish_calls, 1);
+    assert_int_equal(fx.aborted_calls, 0);
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_hangup_while_waiting(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /hang HTTP/1.1\r\nHost: t\r\n\r\n");
+    pump_idle(2);
+    assert_int_equal(fx.request_calls, 1);
+    assert_int_equal(fx.finish_calls, 0);
+    close(c->fd);
+    c->fd = -1;
+    double deadline = now_s() + 5;
+    while (fx.finish_calls == 0 && now_s() < deadline)
+        pump_idle(1);
+    assert_int_equal(fx.finish_calls, 1);
+    assert_int_equal(fx.aborted_calls, 1);
+    assert_int_equal(tg_http_server_connections(fx.srv), 0);
+    cli_close(c);
+}
+
+static void test_header_timeout_slowloris(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /hello HTTP/1.1\r\nHost: t\r\nX-Slow: ");
+    size_t got = cli_wait_eof(c);
+    assert_int_equal(got, 0); /* closed without an answer */
+    assert_int_equal(fx.headers_calls, 0);
+    assert_int_equal(tg_http_server_connections(fx.srv), 0);
+    cli_close(c);
+}
+
+static void test_keepalive_timeout(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_int_equal(cli_wait_eof(c), 0);
+    assert_int_equal(tg_http_server_connections(fx.srv), 0);
+    cli_close(c);
+}
+
+static void test_connection_close_and_http10(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_true(has_header(&r, "Connection: close"));
+    cli_wait_eof(c);
+    resp_free(&r);
+    cli_close(c);
+
+    c = cli_open();
+    cli_sends(c, "GET /hello HTTP/1.0\r\n\r\n");
+    resp_read(c, &r);
+    assert_string_equal(r.body, "hello");
+    assert_true(has_header(&r, "Connection: close"));
+    cli_wait_eof(c);
+    resp_free(&r);
+    cli_close(c);
+
+    c = cli_open();
+    cli_sends(c, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    resp_read(c, &r);
+    assert_true(has_header(&r, "Connection: keep-alive"));
+    resp_free(&r);
+    cli_sends(c, "GET /stream HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    resp_read(c, &r); /* no chunked encoding for 1.0: the close ends the body */
+    assert_false(has_header(&r, "Transfer-Encoding"));
+    assert_string_equal(r.body, "data: a\n\ndata: bb\n\n");
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_head_has_no_body(void **state) {
+    cli_t *c = cli_open();
+    c->head = 1;
+    cli_sends(c, "HEAD /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_true(has_header(&r, "Content-Length: 5"));
+    assert_int_equal(r.blen, 0);
+    resp_free(&r);
+    c->head = 0;
+    cli_sends(c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    resp_read(c, &r); /* a stray body byte would corrupt this one */
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello");
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_early_answer_skips_body(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 403);
+    assert_true(has_header(&r, "Connection: close"));
+    cli_wait_eof(c);
+    assert_int_equal(fx.request_calls, 0);
+    assert_int_equal(fx.finish_calls, 1);
+    assert_int_equal(fx.aborted_calls, 0);
+    resp_free(&r);
+    cli_close(c);
+
+    /* Without a body the connection stays open. */
+    c = cli_open();
+    cli_sends(c, "GET /early HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    resp_read(c, &r);
+    assert_int_equal(r.status, 403);
+    resp_free(&r);
+    resp_read(c, &r);
+    assert_string_equal(r.body, "hello");
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_accessors(void **state);
+
+static void test_stop_accepting(void **state) {
+    cli_t *idle = cli_open();
+    cli_sends(idle, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    resp_t r;
+    resp_read(idle, &r);
+    resp_free(&r);
+    cli_t *busy = cli_open();
+    cli_sends(busy, "GET /later HTTP/1.1\r\nHost: t\r\n\r\n");
+    pump_idle(2);
+    assert_int_equal(tg_http_server_connections(fx.srv), 2);
+    tg_http_server_stop_accepting(fx.srv);
+    cli_wait_eof(idle);  /* idle closes now */
+    resp_read(busy, &r); /* the running request still gets its answer */
+    assert_string_equal(r.body, "later");
+    assert_true(has_header(&r, "Connection: close"));
+    cli_wait_eof(busy);
+    assert_int_equal(tg_http_server_connections(fx.srv), 0);
+    resp_free(&r);
+    cli_close(idle);
+    cli_close(busy);
+}
+
+/* Handler variant that records what the accessors return. */
+static char seen[512];
+static int acc_headers(tg_http_req_t *r, void *ud) {
+    size_t pl, ql, hl;
+    const char *p = tg_http_path(r, &pl), *q = tg_http_query(r, &ql), *h = tg_http_header(r, "x-ONE", &hl);
+    snprintf(seen, sizeof(seen), "%s|%.*s|%.*s|%.*s|%zu|%s|%lld", tg_http_method(r), (int)pl, p, (int)ql,
+             q ? q : "", (int)hl, h ? h : "", tg_http_header_count(r), tg_http_peer(r),
+             (long long)tg_http_content_length(r));
+    const tg_http_header_t *h0 = tg_http_header_at(r, 0);
+    assert_int_equal(h0->name_len, 4);
+    assert_memory_equal(h0->name, "Host", 4);
+    assert_null(tg_http_header_at(r, 9));
+    return TG_HTTP_CONTINUE;
+}
+
+static void test_accessors(void **state) {
+    tg_http_server_free(fx.srv);
+    close(fx.lfd);
+    tg_http_handler_t h = handler;
+    h.on_headers = acc_headers;
+    fx.lfd = tg_http_listen("127.0.0.1", 0, 64);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    getsockname(fx.lfd, (struct sockaddr *)&sa, &sl);
+    fx.port = ntohs(sa.sin_port);
+    tg_http_limits_t l = test_limits();
+    fx.srv = tg_http_server_new(fx.base, fx.lfd, &l, &h, NULL);
+    cli_t *c = cli_open();
+    cli_sends(c, "POST /echo?a=1&b=2 HTTP/1.1\r\nHost: t\r\nX-One: first\r\nx-one: second\r\n"
+                 "Content-Length: 2\r\n\r\nok");
+    resp_t r;
+    resp_read(c, &r);
+    assert_string_equal(r.body, "ok");
+    assert_string_equal(seen, "POST|/echo|a=1&b=2|first|4|127.0.0.1|2");
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_listen_ipv6_and_bad_host(void **state) {
+    int fd = tg_http_listen("::1", 0, 16);
+    if (fd >= 0) close(fd); /* hosts without IPv6 still must not crash */
+    assert_int_equal(tg_http_listen("not an address", 0, 16), -1);
+    assert_string_equal(tg_http_reason(404), "Not Found");
+    assert_string_equal(tg_http_reason(431), "Request Header Fields Too Large");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_simple_get, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_post_content_length, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expect_continue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expect_continue_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_two_requests, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_413_from_content_length, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_413_chunked_mid_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_431_too_many_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_431_header_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_400_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_chunked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_high_water_and_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hangup_while_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_timeout_slowloris, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keepalive_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_close_and_http10, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_has_no_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_early_answer_skips_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_accepting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accessors, setup, teardown),
+        cmocka_unit_test(test_listen_ipv6_and_bad_host),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
