@@ -41,17 +41,25 @@
 #define EVENTS_MAXLEN "1000000"
 
 /* KEYS: done, day hash, stream. ARGV: ttl, field prefix, in, cached, out, reasoning, cost,
- * maxlen, then the event's field/value pairs. Returns 1 if applied, 0 if already counted. */
-static const char LUA[] = "if not redis.call('SET',KEYS[1],'1','NX','EX',ARGV[1]) then return 0 end\n"
-                          "local h,p=KEYS[2],ARGV[2]\n"
-                          "redis.call('HINCRBY',h,p..'requests',1)\n"
-                          "redis.call('HINCRBY',h,p..'input_tokens',ARGV[3])\n"
-                          "redis.call('HINCRBY',h,p..'cached_input_tokens',ARGV[4])\n"
-                          "redis.call('HINCRBY',h,p..'output_tokens',ARGV[5])\n"
-                          "redis.call('HINCRBY',h,p..'reasoning_tokens',ARGV[6])\n"
-                          "redis.call('HINCRBY',h,p..'cost_micro_usd',ARGV[7])\n"
-                          "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,9))\n"
-                          "return 1\n";
+ * maxlen, then the event's field/value pairs. Returns 1 if applied, 0 if already counted.
+ * Redis does not undo a script that fails halfway, so everything that could fail is checked
+ * before the first write, and the done marker is set last: a record that errors is retried. */
+static const char LUA[] =
+    "if redis.call('EXISTS',KEYS[1])==1 then return 0 end\n"
+    "local th,ts=redis.call('TYPE',KEYS[2]).ok,redis.call('TYPE',KEYS[3]).ok\n"
+    "if (th~='hash' and th~='none') or (ts~='stream' and ts~='none') then\n"
+    "  return redis.error_reply('WRONGTYPE tollgate ledger key '..KEYS[2]..' or '..KEYS[3]..' is not ours')\n"
+    "end\n"
+    "local h,p=KEYS[2],ARGV[2]\n"
+    "redis.call('HINCRBY',h,p..'requests',1)\n"
+    "redis.call('HINCRBY',h,p..'input_tokens',ARGV[3])\n"
+    "redis.call('HINCRBY',h,p..'cached_input_tokens',ARGV[4])\n"
+    "redis.call('HINCRBY',h,p..'output_tokens',ARGV[5])\n"
+    "redis.call('HINCRBY',h,p..'reasoning_tokens',ARGV[6])\n"
+    "redis.call('HINCRBY',h,p..'cost_micro_usd',ARGV[7])\n"
+    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,9))\n"
+    "redis.call('SET',KEYS[1],'1','EX',ARGV[1])\n"
+    "return 1\n";
 
 enum { S_ID, S_KEY, S_ROUTE, S_PROVIDER, S_MODEL, S_N };
 static const char *const str_names[S_N] = {"id", "key", "route", "provider", "model"};
@@ -602,7 +610,9 @@ static void load_script(tg_ledger_t *l) {
 static void on_reply(redisAsyncContext *ac, void *r, void *priv) {
     tg_ledger_t *l = ac->data;
     redisReply *rep = r;
-    if (rep == NULL || l == NULL || l->ac != ac || l->rcount == 0) return;
+    /* After an error the head is put back and the link dropped: later replies must not
+     * acknowledge it. Everything still in the ring is re-sent, which the script makes safe. */
+    if (rep == NULL || l == NULL || l->ac != ac || l->rcount == 0 || l->kill_pending) return;
     answered(l);
     ent_t *e = ring_pop(l);
     if (rep->type == REDIS_REPLY_INTEGER) {

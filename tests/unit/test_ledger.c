@@ -233,6 +233,12 @@ static void check_sums(int port, int n) {
     redisFree(c);
 }
 
+static uint64_t journaled(tg_ledger_t *l) {
+    uint64_t j;
+    tg_ledger_stats(l, NULL, &j, NULL);
+    return j;
+}
+
 static size_t file_size(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 ? (size_t)st.st_size : (size_t)-1;
@@ -442,6 +448,23 @@ static void test_backlog_bound_spills_to_journal(void **state) {
     fx_done(&f);
 }
 
+static void test_redis_error_retried_not_lost(void **state) {
+    fx_t f;
+    fx_init(&f);
+    redis_start(&f, 0, NULL);
+    redisContext *c = sync_client(f.port);
+    freeReplyObject(redisCommand(c, "SET tg:usage:%s not-a-hash", days[0])); /* 9 records in 10 fail */
+    f.l = fx_ledger(&f, "redis://127.0.0.1:%d");
+    RUN_UNTIL(&f, tg_ledger_connected(f.l));
+    record_range(f.l, "err-", 0, 100);
+    RUN_UNTIL(&f, journaled(f.l) > 0 && tg_ledger_backlog(f.l) >= 90); /* refused, kept for retry */
+    freeReplyObject(redisCommand(c, "DEL tg:usage:%s", days[0]));
+    redisFree(c);
+    RUN_UNTIL(&f, drained(f.l));
+    check_sums(f.port, 100);
+    fx_done(&f);
+}
+
 static void test_script_flushed_falls_back_to_eval(void **state) {
     fx_t f;
     fx_init(&f);
@@ -512,6 +535,7 @@ int main(void) {
         cmocka_unit_test(test_stalled_redis_counts_as_down),
         cmocka_unit_test(test_torn_last_line_skipped),
         cmocka_unit_test(test_backlog_bound_spills_to_journal),
+        cmocka_unit_test(test_redis_error_retried_not_lost),
         cmocka_unit_test(test_script_flushed_falls_back_to_eval),
         cmocka_unit_test(test_password_and_db),
     };
