@@ -24,7 +24,7 @@ RUN apt-get update -q \
         libevent-2.1-7 libevent-pthreads-2.1-7 libcurl4 libjansson4 libssl3 libhiredis0.14 \
         libyaml-0-2 libhttp-parser2.9 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /var/lib/tollgate --create-home --shell /usr/sbin/nologin tollgate \
+ && useradd --uid 10001 --user-group --no-log-init --home-dir /var/lib/tollgate --create-home --shell /usr/sbin/nologin tollgate \
  && install -d -o tollgate -g tollgate /var/lib/tollgate/var
 COPY --from=build /src/tollgate /usr/local/bin/tollgate
 COPY config/ /etc/tollgate/
