@@ -36,7 +36,7 @@ for h in "${!HDR[@]}"; do [ -f "$h" ] || add "${HDR[$h]}"; done
 
 # Sorted so the printed line is the same on every run.
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort)
-if [ "$(id -u)" -ne 0 ]; then
+if [ "$EUID" -ne 0 ]; then
     echo "tollgate: missing packages; install them with:" >&2
     echo "  sudo apt-get install -y ${missing[*]}" >&2
     exit 1
