@@ -581,6 +581,7 @@ static int on_url(http_parser *p, const char *at, size_t len) {
 
 static int on_header_field(http_parser *p, const char *at, size_t len) {
     conn_t *c = p->data;
+    if (c->phase != P_HEAD) return 0; /* trailers of a chunked body: not kept */
     int cont = c->last_cb == CB_FIELD;
     if (!cont) {
         if (c->nh >= c->s->lim.max_headers) {
@@ -597,6 +598,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
 
 static int on_header_value(http_parser *p, const char *at, size_t len) {
     conn_t *c = p->data;
+    if (c->phase != P_HEAD) return 0;
     if (c->nh == 0) return 0;
     int cont = c->last_cb == CB_VALUE;
     c->last_cb = CB_VALUE;
@@ -622,7 +624,8 @@ static int on_body(http_parser *p, const char *at, size_t len) {
         size_t cap = c->body_cap ? c->body_cap : 16 * 1024;
         while (cap < c->body_len + len + 1)
             cap *= 2;
-        if (cap > max + 1) cap = max + 1;
+        size_t lim = c->content_length >= 0 ? (size_t)c->content_length + 1 : max + 1;
+        if (cap > lim) cap = lim;
         char *nb = realloc(c->body, cap);
         if (nb == NULL) {
             c->pause_ev = PE_NOMEM;
@@ -800,14 +803,18 @@ static void headers_done(conn_t *c) {
     c->keepalive = http_should_keep_alive(p) && !p->upgrade && !c->s->stopping;
     for (unsigned i = 0; i < c->nh; i++)
         if (header_is(&c->hdrs[i], "Expect", "100-continue")) c->expect_continue = 1;
-    if (c->content_length > 0 && c->body_cap < (size_t)c->content_length + 1) {
-        char *nb = realloc(c->body, (size_t)c->content_length + 1);
+    /* Room for a declared body up front, but not megabytes before a byte
+     * of it arrived: larger bodies grow as they come (on_body). */
+    size_t want = c->content_length > 0 ? (size_t)c->content_length + 1 : 0;
+    if (want > BODY_SHRINK) want = BODY_SHRINK;
+    if (c->body_cap < want) {
+        char *nb = realloc(c->body, want);
         if (nb == NULL) {
             conn_fail(c);
             return;
         }
         c->body = nb;
-        c->body_cap = (size_t)c->content_length + 1;
+        c->body_cap = want;
     }
     c->req_active = 1;
     c->phase = P_BODY;

@@ -103,6 +103,21 @@ static void h_request(tg_http_req_t *r, void *ud) {
             fx.flood_ret = tg_http_stream_write(r, chunk, sizeof(chunk));
             fx.flood_bytes += sizeof(chunk);
         }
+    } else if (path_is(r, "/trail")) {
+        char out[64];
+        size_t len;
+        const char *b = tg_http_body(r, &len);
+        int n = snprintf(out, sizeof(out), "%zu %s %s", tg_http_header_count(r), b,
+                         tg_http_header(r, "X-Trailer", NULL) ? "trailer-seen" : "no-trailer");
+        tg_http_respond(r, 200, text_hdr, 1, out, (size_t)n);
+    } else if (path_is(r, "/abort")) {
+        tg_http_stream_start(r, 200, text_hdr, 1);
+        tg_http_stream_write(r, "partial", 7);
+        tg_http_abort(r); /* on_finish(aborted = 1) runs inside */
+        note(fx.finish_calls == 1 ? 'A' : '?');
+    } else if (path_is(r, "/open")) {
+        tg_http_stream_start(r, 200, text_hdr, 1);
+        tg_http_stream_write(r, "first", 5); /* and nothing more: the client hangs up */
     } else if (path_is(r, "/hang")) {
         note('G'); /* the answer never comes; only a hang-up ends it */
     } else {
@@ -298,14 +313,15 @@ static void resp_free(resp_t *r) {
 }
 
 /* One response, pumping the server meanwhile. Leftover bytes stay in the
- * client for the next call (pipelining). Fails the test after 5 s. */
+ * client for the next call (pipelining). Fails the test if nothing completes
+ * within 20 s (a hang guard, not a timing assertion). */
 static void resp_read(cli_t *c, resp_t *r) {
     memset(r, 0, sizeof(*r));
     r->head = c->head;
     http_parser p;
     http_parser_init(&p, HTTP_RESPONSE);
     p.data = r;
-    double deadline = now_s() + 5;
+    double deadline = now_s() + 20;
     size_t used = 0;
     while (!r->complete) {
         if (used < c->inlen) {
@@ -329,7 +345,7 @@ static void resp_read(cli_t *c, resp_t *r) {
 
 /* Waits for the server to close; returns the bytes that came before. */
 static size_t cli_wait_eof(cli_t *c) {
-    double deadline = now_s() + 5;
+    double deadline = now_s() + 20;
     while (!c->eof) {
         pump();
         if (cli_fill(c) < 0) usleep(1000);
@@ -559,7 +575,7 @@ static void test_stream_chunked(void **state) {
 }
 
 static void test_high_water_and_drain(void **state) {
-    cli_t *c = cli_open_buf(4096);
+    cli_t *c = cli_open();
     cli_sends(c, "GET /flood HTTP/1.1\r\nHost: t\r\n\r\n");
     pump_idle(5);
     assert_int_equal(fx.flood_ret, 1);   /* the producer was told to pause */
@@ -583,7 +599,7 @@ static void test_hangup_while_waiting(void **state) {
     assert_int_equal(fx.finish_calls, 0);
     close(c->fd);
     c->fd = -1;
-    double deadline = now_s() + 5;
+    double deadline = now_s() + 20;
     while (fx.finish_calls == 0 && now_s() < deadline)
         pump_idle(1);
     assert_int_equal(fx.finish_calls, 1);
@@ -691,6 +707,124 @@ static void test_early_answer_skips_body(void **state) {
     cli_close(c);
 }
 
+static void fx_restart(const tg_http_limits_t *l) {
+    tg_http_server_free(fx.srv);
+    close(fx.lfd);
+    fx_start(l);
+}
+
+static void test_chunked_trailers_ignored(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "POST /trail HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3\r\nabc\r\n0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "2 abc no-trailer"); /* the two headers, not the trailers */
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_large_bodies(void **state) {
+    tg_http_limits_t l = test_limits();
+    l.max_body_bytes = 1 << 20;
+    fx_restart(&l);
+    size_t n = 300 * 1000;
+    char *big = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 26);
+    big[n] = '\0';
+    cli_t *c = cli_open();
+    char head[128];
+    snprintf(head, sizeof(head), "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", n);
+    cli_sends(c, head);
+    for (size_t off = 0; off < n; off += 50000) {
+        cli_send(c, big + off, 50000);
+        pump_idle(1);
+    }
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.blen, n);
+    assert_memory_equal(r.body, big, n);
+    resp_free(&r);
+    /* the same bytes chunked, on the same connection */
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (size_t off = 0; off < n; off += 60000) {
+        size_t k = n - off < 60000 ? n - off : 60000;
+        snprintf(head, sizeof(head), "%zx\r\n", k);
+        cli_sends(c, head);
+        cli_send(c, big + off, k);
+        cli_sends(c, "\r\n");
+        pump_idle(1);
+    }
+    cli_sends(c, "0\r\n\r\n");
+    resp_read(c, &r);
+    assert_int_equal(r.blen, n);
+    assert_memory_equal(r.body, big, n);
+    resp_free(&r);
+    free(big);
+    cli_close(c);
+}
+
+static void test_body_timeout(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 408);
+    assert_non_null(strstr(r.body, "\"type\":\"invalid_request_error\""));
+    cli_wait_eof(c);
+    assert_int_equal(fx.request_calls, 0);
+    assert_int_equal(fx.finish_calls, 1);
+    assert_int_equal(fx.aborted_calls, 1);
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_send_timeout(void **state) {
+    tg_http_limits_t l = test_limits();
+    l.send_timeout_ms = 100;
+    fx_restart(&l);
+    cli_t *c = cli_open_buf(4096);
+    cli_sends(c, "GET /flood HTTP/1.1\r\nHost: t\r\n\r\n");
+    /* The client never reads: the stuck output ends the request. */
+    double deadline = now_s() + 20;
+    while (fx.finish_calls == 0 && now_s() < deadline)
+        pump_idle(1);
+    assert_int_equal(fx.finish_calls, 1);
+    assert_int_equal(fx.aborted_calls, 1);
+    assert_int_equal(fx.drain_calls, 0);
+    assert_int_equal(tg_http_server_connections(fx.srv), 0);
+    cli_close(c);
+}
+
+static void test_hangup_mid_stream(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /open HTTP/1.1\r\nHost: t\r\n\r\n");
+    pump_idle(2);
+    assert_int_equal(fx.request_calls, 1);
+    close(c->fd);
+    c->fd = -1;
+    double deadline = now_s() + 20;
+    while (fx.finish_calls == 0 && now_s() < deadline)
+        pump_idle(1);
+    assert_int_equal(fx.finish_calls, 1);
+    assert_int_equal(fx.aborted_calls, 1);
+    cli_close(c);
+}
+
+static void test_abort(void **state) {
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /abort HTTP/1.1\r\nHost: t\r\n\r\n");
+    cli_wait_eof(c);
+    assert_string_equal(fx.order, "FA"); /* on_finish ran inside tg_http_abort */
+    assert_int_equal(fx.aborted_calls, 1);
+    /* the client saw a chunked body without its last chunk */
+    assert_null(memmem(c->in, c->inlen, "0\r\n\r\n", 5));
+    assert_int_equal(tg_http_server_connections(fx.srv), 0);
+    cli_close(c);
+}
+
 static void test_accessors(void **state);
 
 static void test_stop_accepting(void **state) {
@@ -785,6 +919,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_early_answer_skips_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_accepting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_accessors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunked_trailers_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_bodies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hangup_mid_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test(test_listen_ipv6_and_bad_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
