@@ -764,45 +764,43 @@ static int is_token(const char *s, size_t n) {
     return 1;
 }
 
-static void headers_done(conn_t *c) {
+/* Stores and checks a request whose headers are complete; 0 when it may go
+ * to the handler, -1 when the server answered (431, 400, 413) or failed. */
+static int request_accept(conn_t *c) {
     const tg_http_limits_t *L = &c->s->lim;
     http_parser *p = &c->parser;
     /* Paused on the LF that ends the headers: the block is [0, rpos]. */
     size_t hend = c->rpos + 1 <= c->rlen ? c->rpos + 1 : c->rlen;
     if (hend > L->max_header_bytes) {
         server_error(c, 431, "request_header_fields_too_large", "request headers are too large");
-        return;
+        return -1;
     }
     if (headers_store(c, hend) < 0) {
         conn_fail(c);
-        return;
+        return -1;
     }
     c->is_head = p->method == HTTP_HEAD;
     c->http10 = p->http_major == 0 || (p->http_major == 1 && p->http_minor == 0);
     if (p->method == HTTP_CONNECT) {
         server_error(c, 400, "unsupported_method", "CONNECT is not supported");
-        return;
+        return -1;
     }
     for (unsigned i = 0; i < c->nh; i++)
         if (!is_token(c->hdrs[i].name, c->hdrs[i].name_len)) {
             server_error(c, 400, "invalid_header", "malformed HTTP request: invalid header name");
-            return;
+            return -1;
         }
     if (url_split(c) < 0) {
         server_error(c, 400, "invalid_url", "the request target is not a valid URL");
-        return;
+        return -1;
     }
     int chunked = (p->flags & F_CHUNKED) != 0;
     c->content_length = !chunked && (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : -1;
     c->has_body = chunked || c->content_length > 0;
     if (c->content_length > 0 && (uint64_t)c->content_length > L->max_body_bytes) {
-        c->has_body = 1;
         server_error(c, 413, "request_too_large", "the request body is larger than this server accepts");
-        return;
+        return -1;
     }
-    c->keepalive = http_should_keep_alive(p) && !p->upgrade && !c->s->stopping;
-    for (unsigned i = 0; i < c->nh; i++)
-        if (header_is(&c->hdrs[i], "Expect", "100-continue")) c->expect_continue = 1;
     /* Room for a declared body up front, but not megabytes before a byte
      * of it arrived: larger bodies grow as they come (on_body). */
     size_t want = c->content_length > 0 ? (size_t)c->content_length + 1 : 0;
@@ -811,11 +809,20 @@ static void headers_done(conn_t *c) {
         char *nb = realloc(c->body, want);
         if (nb == NULL) {
             conn_fail(c);
-            return;
+            return -1;
         }
         c->body = nb;
         c->body_cap = want;
     }
+    return 0;
+}
+
+static void headers_done(conn_t *c) {
+    if (request_accept(c) < 0) return;
+    http_parser *p = &c->parser;
+    c->keepalive = http_should_keep_alive(p) && !p->upgrade && !c->s->stopping;
+    for (unsigned i = 0; i < c->nh; i++)
+        if (header_is(&c->hdrs[i], "Expect", "100-continue")) c->expect_continue = 1;
     c->req_active = 1;
     c->phase = P_BODY;
     int rc = c->s->h.on_headers ? c->s->h.on_headers(c, c->s->ud) : TG_HTTP_CONTINUE;
