@@ -31,7 +31,7 @@ typedef struct {
 struct tg_health_s {
     tg_health_params_t params;
     tg_health_entry_t *chunks[N_CHUNKS];
-    _Atomic size_t n; /* entries published to other threads */
+    _Atomic size_t n;           /* entries published to other threads */
     uint32_t index[INDEX_SIZE]; /* entry number + 1; 0 = empty slot */
     uint64_t rng;
     swrr_t *swrr;
@@ -58,7 +58,8 @@ void tg_health_free(tg_health_t *h) {
         free(e->provider);
         free(e->model);
     }
-    for (size_t i = 0; i < N_CHUNKS; i++) free(h->chunks[i]);
+    for (size_t i = 0; i < N_CHUNKS; i++)
+        free(h->chunks[i]);
     for (size_t i = 0; i < h->n_swrr; i++) {
         free(h->swrr[i].route);
         free(h->swrr[i].cw);
@@ -89,14 +90,17 @@ uint64_t tg_health_rand(tg_health_t *h) {
 
 static uint64_t hash2(const char *a, const char *b) {
     uint64_t v = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)a; *p; p++) v = (v ^ *p) * 1099511628211ull;
+    for (const unsigned char *p = (const unsigned char *)a; *p; p++)
+        v = (v ^ *p) * 1099511628211ull;
     v = (v ^ '/') * 1099511628211ull;
-    for (const unsigned char *p = (const unsigned char *)b; *p; p++) v = (v ^ *p) * 1099511628211ull;
+    for (const unsigned char *p = (const unsigned char *)b; *p; p++)
+        v = (v ^ *p) * 1099511628211ull;
     return v;
 }
 
 static tg_health_entry_t *add_entry(tg_health_t *h, size_t i, const char *provider, const char *model) {
-    if (h->chunks[i / CHUNK] == NULL && (h->chunks[i / CHUNK] = calloc(CHUNK, sizeof(tg_health_entry_t))) == NULL)
+    if (h->chunks[i / CHUNK] == NULL &&
+        (h->chunks[i / CHUNK] = calloc(CHUNK, sizeof(tg_health_entry_t))) == NULL)
         return NULL;
     tg_health_entry_t *e = &h->chunks[i / CHUNK][i % CHUNK];
     e->provider = strdup(provider);
@@ -154,9 +158,12 @@ int tg_health_allow(const tg_health_entry_t *e, int64_t now_ms) {
     if (e == NULL) return 1;
     if (now_ms < e->blocked_until_ms) return 0;
     switch (get_state(e)) {
-    case TG_CIRCUIT_OPEN: return now_ms >= e->open_until_ms;
-    case TG_CIRCUIT_HALF_OPEN: return !e->probe_out;
-    default: return 1;
+    case TG_CIRCUIT_OPEN:
+        return now_ms >= e->open_until_ms;
+    case TG_CIRCUIT_HALF_OPEN:
+        return !e->probe_out;
+    default:
+        return 1;
     }
 }
 
@@ -167,7 +174,8 @@ void tg_health_begin(tg_health_entry_t *e, int64_t now_ms) {
     int s = get_state(e);
     /* The first attempt after the cool-down is the probe; until it ends,
      * tg_health_allow keeps every other request away. */
-    if ((s == TG_CIRCUIT_OPEN && now_ms >= e->open_until_ms) || (s == TG_CIRCUIT_HALF_OPEN && !e->probe_out)) {
+    if ((s == TG_CIRCUIT_OPEN && now_ms >= e->open_until_ms) ||
+        (s == TG_CIRCUIT_HALF_OPEN && !e->probe_out)) {
         set_state(e, TG_CIRCUIT_HALF_OPEN);
         e->probe_out = 1;
     }
@@ -194,7 +202,8 @@ static void record_latency(tg_health_entry_t *e, int64_t ttft_ms, int64_t tokens
     /* Tokens/s only from answers that streamed for a measurable time after
      * their first byte; a non-streamed answer arrives in one piece. */
     int64_t gen_ms = duration_ms - (ttft_ms > 0 ? ttft_ms : 0);
-    if (tokens > 0 && gen_ms >= 10) ewma(&e->tps, (double)tokens * 1000.0 / (double)gen_ms, alpha, e->tps <= 0);
+    if (tokens > 0 && gen_ms >= 10)
+        ewma(&e->tps, (double)tokens * 1000.0 / (double)gen_ms, alpha, e->tps <= 0);
 }
 
 void tg_health_end(tg_health_entry_t *e, tg_outcome_t o, int64_t ttft_ms, int64_t tokens, int64_t duration_ms,
@@ -296,7 +305,8 @@ static void put(out_t *o, const char *s) {
     if (o->oom) return;
     if (o->len + n + 1 > o->cap) {
         size_t cap = o->cap ? o->cap : 1024;
-        while (cap < o->len + n + 1) cap *= 2;
+        while (cap < o->len + n + 1)
+            cap *= 2;
         char *b = realloc(o->buf, cap);
         if (b == NULL) {
             o->oom = 1;
@@ -370,8 +380,9 @@ char *tg_health_render(tg_health_t *const *hs, size_t nh) {
     if (rows == NULL) return NULL;
     size_t n = collect(hs, nh, rows, total);
     out_t o = {0};
-    put(&o, "# HELP tollgate_circuit_state Circuit breaker per provider/model: 0 closed, 1 open, 2 half-open.\n"
-            "# TYPE tollgate_circuit_state gauge\n");
+    put(&o,
+        "# HELP tollgate_circuit_state Circuit breaker per provider/model: 0 closed, 1 open, 2 half-open.\n"
+        "# TYPE tollgate_circuit_state gauge\n");
     put_rows(&o, "tollgate_circuit_state", rows, n, 0);
     put(&o, "# HELP tollgate_upstream_inflight Upstream requests in flight per provider/model.\n"
             "# TYPE tollgate_upstream_inflight gauge\n");

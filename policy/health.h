@@ -17,10 +17,10 @@ typedef enum { TG_CIRCUIT_CLOSED = 0, TG_CIRCUIT_OPEN = 1, TG_CIRCUIT_HALF_OPEN 
 typedef enum { TG_OUTCOME_OK, TG_OUTCOME_FAIL, TG_OUTCOME_ABORT } tg_outcome_t;
 
 typedef struct {
-    unsigned fail_threshold;  /* consecutive failures that open the circuit (5) */
-    int64_t cooldown_ms;      /* first open period (10 s) */
-    int64_t max_cooldown_ms;  /* doubling stops here (60 s) */
-    double alpha;             /* EWMA weight of a new sample (0.3) */
+    unsigned fail_threshold; /* consecutive failures that open the circuit (5) */
+    int64_t cooldown_ms;     /* first open period (10 s) */
+    int64_t max_cooldown_ms; /* doubling stops here (60 s) */
+    double alpha;            /* EWMA weight of a new sample (0.3) */
 } tg_health_params_t;
 
 /* One provider/model. Its address is stable for the life of the
@@ -28,17 +28,17 @@ typedef struct {
  * worker reads every field; other threads (metrics) only the atomics. */
 typedef struct tg_health_entry_s {
     char *provider, *model;
-    double ttft_ms;          /* EWMA of time to first token; valid when n_samples > 0 */
-    double tps;              /* EWMA of output tokens/s after the first token; 0 unknown */
-    int64_t last_sample_ms;  /* when ttft_ms last moved */
+    double ttft_ms;         /* EWMA of time to first token; valid when n_samples > 0 */
+    double tps;             /* EWMA of output tokens/s after the first token; 0 unknown */
+    int64_t last_sample_ms; /* when ttft_ms last moved */
     uint32_t n_samples;
-    unsigned fails;          /* consecutive failures */
-    int64_t open_until_ms;   /* OPEN: no traffic before this */
-    int64_t cooldown_ms;     /* the current open period */
+    unsigned fails;           /* consecutive failures */
+    int64_t open_until_ms;    /* OPEN: no traffic before this */
+    int64_t cooldown_ms;      /* the current open period */
     int64_t blocked_until_ms; /* honouring a provider's retry-after */
-    int probe_out;           /* HALF_OPEN: the one probe is in flight */
+    int probe_out;            /* HALF_OPEN: the one probe is in flight */
     const tg_health_params_t *params;
-    _Atomic int state;       /* tg_circuit_t */
+    _Atomic int state; /* tg_circuit_t */
     _Atomic int inflight;
 } tg_health_entry_t;
 

@@ -59,7 +59,8 @@ static script_t cjk_script(uint32_t c) {
 static script_t script_of(uint32_t c) {
     if (c < 0x80) return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ? S_LATIN : S_NONE;
     if ((c >= 0xFF21 && c <= 0xFF3A) || (c >= 0xFF41 && c <= 0xFF5A)) return S_LATIN;
-    if ((c >= 0xC0 && c <= 0x24F && c != 0xD7 && c != 0xF7) || (c >= 0x1E00 && c <= 0x1EFF)) return S_LATIN_EXT;
+    if ((c >= 0xC0 && c <= 0x24F && c != 0xD7 && c != 0xF7) || (c >= 0x1E00 && c <= 0x1EFF))
+        return S_LATIN_EXT;
     script_t s = cjk_script(c);
     if (s != S_NONE) return s;
     /* Alphabets from Greek to Ethiopic, Khmer and Mongolian: combining marks
@@ -82,13 +83,26 @@ void tg_lang_count(const char *utf8, size_t len, tg_lang_counts_t *out) {
             continue;
         }
         switch (script_of(cp)) {
-        case S_HAN: out->han++, out->cjk_bytes += (uint32_t)n; break;
-        case S_KANA: out->kana++, out->cjk_bytes += (uint32_t)n; break;
-        case S_HANGUL: out->hangul++, out->cjk_bytes += (uint32_t)n; break;
-        case S_LATIN: out->latin++; break;
-        case S_LATIN_EXT: out->latin_ext++; break;
-        case S_OTHER: out->other++; break;
-        case S_NONE: break;
+        case S_HAN:
+            out->han++, out->cjk_bytes += (uint32_t)n;
+            break;
+        case S_KANA:
+            out->kana++, out->cjk_bytes += (uint32_t)n;
+            break;
+        case S_HANGUL:
+            out->hangul++, out->cjk_bytes += (uint32_t)n;
+            break;
+        case S_LATIN:
+            out->latin++;
+            break;
+        case S_LATIN_EXT:
+            out->latin_ext++;
+            break;
+        case S_OTHER:
+            out->other++;
+            break;
+        case S_NONE:
+            break;
         }
         i += n;
     }
@@ -121,8 +135,11 @@ tg_lang_t tg_lang_detect(const char *utf8, size_t len) {
     return tg_lang_decide(&c);
 }
 
-static const char *const names[] = {[TG_LANG_OTHER] = "other", [TG_LANG_ZH] = "zh", [TG_LANG_JA] = "ja",
-                                    [TG_LANG_KO] = "ko", [TG_LANG_EN] = "en"};
+static const char *const names[] = {[TG_LANG_OTHER] = "other",
+                                    [TG_LANG_ZH] = "zh",
+                                    [TG_LANG_JA] = "ja",
+                                    [TG_LANG_KO] = "ko",
+                                    [TG_LANG_EN] = "en"};
 
 const char *tg_lang_name(tg_lang_t l) {
     return (unsigned)l < sizeof(names) / sizeof(names[0]) ? names[l] : "other";

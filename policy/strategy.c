@@ -33,10 +33,14 @@ static void move_to_front(tg_strategy_item_t *v, size_t k) {
 
 const char *tg_strategy_name(tg_strategy_t s) {
     switch (s) {
-    case TG_STRATEGY_WEIGHTED: return "weighted";
-    case TG_STRATEGY_CHEAPEST: return "cheapest";
-    case TG_STRATEGY_FASTEST: return "fastest";
-    default: return "ordered";
+    case TG_STRATEGY_WEIGHTED:
+        return "weighted";
+    case TG_STRATEGY_CHEAPEST:
+        return "cheapest";
+    case TG_STRATEGY_FASTEST:
+        return "fastest";
+    default:
+        return "ordered";
     }
 }
 
@@ -79,8 +83,9 @@ static int heavier(const tg_strategy_item_t *a, const tg_strategy_item_t *b, con
 }
 
 static void weighted(const tg_strategy_in_t *in, tg_strategy_item_t *v, size_t n) {
-    int64_t *cw = in->health ? tg_health_swrr(in->health, in->route ? in->route : "", in->route_n, in->route_sig)
-                             : NULL;
+    int64_t *cw = in->health
+                      ? tg_health_swrr(in->health, in->route ? in->route : "", in->route_n, in->route_sig)
+                      : NULL;
     if (cw == NULL) {
         /* Stateless: every pick is the first of a fresh round. */
         sort_items(v, n, heavier, NULL);
@@ -162,9 +167,16 @@ void tg_strategy_order(const tg_strategy_in_t *in, tg_strategy_item_t *items, si
     score_items(in, items, n);
     if (n < 2) return;
     switch (in->strategy) {
-    case TG_STRATEGY_CHEAPEST: sort_items(items, n, cheaper, NULL); break;
-    case TG_STRATEGY_WEIGHTED: weighted(in, items, n); break;
-    case TG_STRATEGY_FASTEST: fastest(in, items, n); break;
-    default: break;
+    case TG_STRATEGY_CHEAPEST:
+        sort_items(items, n, cheaper, NULL);
+        break;
+    case TG_STRATEGY_WEIGHTED:
+        weighted(in, items, n);
+        break;
+    case TG_STRATEGY_FASTEST:
+        fastest(in, items, n);
+        break;
+    default:
+        break;
     }
 }

@@ -180,10 +180,12 @@ static void test_render(void **state) {
     char *txt = tg_health_render(w, 2);
     assert_non_null(txt);
     assert_non_null(strstr(txt, "# TYPE tollgate_circuit_state gauge\n"));
-    assert_non_null(strstr(txt, "tollgate_circuit_state{provider=\"deepseek\",model=\"deepseek-flash\"} 0\n"));
+    assert_non_null(
+        strstr(txt, "tollgate_circuit_state{provider=\"deepseek\",model=\"deepseek-flash\"} 0\n"));
     assert_non_null(strstr(txt, "tollgate_circuit_state{provider=\"open\\\"ai\",model=\"gpt-4o-mini\"} 1\n"));
     /* In-flight is summed over workers; each provider/model appears once. */
-    assert_non_null(strstr(txt, "tollgate_upstream_inflight{provider=\"deepseek\",model=\"deepseek-flash\"} 3\n"));
+    assert_non_null(
+        strstr(txt, "tollgate_upstream_inflight{provider=\"deepseek\",model=\"deepseek-flash\"} 3\n"));
     const char *first = strstr(txt, "tollgate_circuit_state{provider=\"deepseek\"");
     assert_null(strstr(first + 1, "tollgate_circuit_state{provider=\"deepseek\""));
     free(txt);
@@ -195,7 +197,8 @@ static void test_rand_and_swrr_state(void **state) {
     tg_health_t *h = tg_health_new(), *g = tg_health_new();
     tg_health_seed(h, 7);
     tg_health_seed(g, 7);
-    for (int i = 0; i < 10; i++) assert_true(tg_health_rand(h) == tg_health_rand(g));
+    for (int i = 0; i < 10; i++)
+        assert_true(tg_health_rand(h) == tg_health_rand(g));
     int64_t *cw = tg_health_swrr(h, "r", 3, 11);
     cw[0] = 5;
     assert_ptr_equal(tg_health_swrr(h, "r", 3, 11), cw);
@@ -209,11 +212,16 @@ static void test_rand_and_swrr_state(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_entries),          cmocka_unit_test(test_open_after_threshold),
-        cmocka_unit_test(test_half_open_probe_closes), cmocka_unit_test(test_half_open_probe_fails),
-        cmocka_unit_test(test_abort_frees_probe), cmocka_unit_test(test_params_and_late_answers),
-        cmocka_unit_test(test_retry_after),       cmocka_unit_test(test_ewma_and_inflight),
-        cmocka_unit_test(test_render),            cmocka_unit_test(test_rand_and_swrr_state),
+        cmocka_unit_test(test_entries),
+        cmocka_unit_test(test_open_after_threshold),
+        cmocka_unit_test(test_half_open_probe_closes),
+        cmocka_unit_test(test_half_open_probe_fails),
+        cmocka_unit_test(test_abort_frees_probe),
+        cmocka_unit_test(test_params_and_late_answers),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_ewma_and_inflight),
+        cmocka_unit_test(test_render),
+        cmocka_unit_test(test_rand_and_swrr_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,7 +50,8 @@ static void test_mixed(void **state) {
     /* Korean with a hanja term stays Korean. */
     assert_int_equal(det("대한민국(大韓民國)의 수도는 어디입니까?"), TG_LANG_KO);
     /* A long Chinese text with one stray の stays Chinese. */
-    assert_int_equal(det("这是我们公司新推出的の产品系列，请为它写一段适合社交媒体发布的中文宣传文案"), TG_LANG_ZH);
+    assert_int_equal(det("这是我们公司新推出的の产品系列，请为它写一段适合社交媒体发布的中文宣传文案"),
+                     TG_LANG_ZH);
 }
 
 static void test_no_letters(void **state) {
@@ -81,7 +82,8 @@ static void test_bounded_prefix(void **state) {
     size_t n = TG_LANG_SCAN_MAX + 3000;
     char *s = malloc(n);
     memset(s, 'a', TG_LANG_SCAN_MAX);
-    for (size_t i = TG_LANG_SCAN_MAX; i + 3 <= n; i += 3) memcpy(s + i, "中", 3);
+    for (size_t i = TG_LANG_SCAN_MAX; i + 3 <= n; i += 3)
+        memcpy(s + i, "中", 3);
     tg_lang_counts_t c;
     tg_lang_count(s, n, &c);
     assert_int_equal(c.bytes, TG_LANG_SCAN_MAX);
@@ -93,8 +95,8 @@ static void test_bounded_prefix(void **state) {
 static void test_invalid_utf8(void **state) {
     /* Truncated, overlong, surrogate, out of range, lone continuation bytes:
      * skipped, and the valid letters around them still count. */
-    static const unsigned char bad[] = {0xE4, 0xB8, 'a', 0xC0, 0xAF, 0xED, 0xA0, 0x80, 0xF4, 0x90, 0x80, 0x80,
-                                        0x80, 0xBF, 0xFF, 0xFE, 0xE4, 0xB8, 0xAD, 'b', 0xF0, 0x9F};
+    static const unsigned char bad[] = {0xE4, 0xB8, 'a',  0xC0, 0xAF, 0xED, 0xA0, 0x80, 0xF4, 0x90, 0x80,
+                                        0x80, 0x80, 0xBF, 0xFF, 0xFE, 0xE4, 0xB8, 0xAD, 'b',  0xF0, 0x9F};
     tg_lang_counts_t c;
     tg_lang_count((const char *)bad, sizeof(bad), &c);
     assert_int_equal(c.latin, 2);
@@ -112,7 +114,8 @@ static void test_random_bytes(void **state) {
     for (int round = 0; round < 2000; round++) {
         size_t n = (size_t)(rand() % 300);
         unsigned char *b = malloc(n ? n : 1);
-        for (size_t i = 0; i < n; i++) b[i] = (unsigned char)rand();
+        for (size_t i = 0; i < n; i++)
+            b[i] = (unsigned char)rand();
         tg_lang_t l = tg_lang_detect((const char *)b, n);
         assert_true(l >= TG_LANG_OTHER && l <= TG_LANG_EN);
         free(b);

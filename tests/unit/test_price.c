@@ -64,16 +64,21 @@ static tg_price_window_t ds_windows[] = {
     {60, 240, 300000, 6000, 1200000},
     {360, 600, 300000, 6000, 1200000},
 };
-static const tg_price_t deepseek = {.id = "deepseek/deepseek-flash", .input = 150000, .cached_input = 3000,
-                                    .output = 600000, .windows = ds_windows, .n_windows = 2};
-static const tg_price_t qwen = {.id = "qwen/qwen-plus", .input = 400000, .cached_input = -1, .output = 1200000};
+static const tg_price_t deepseek = {.id = "deepseek/deepseek-flash",
+                                    .input = 150000,
+                                    .cached_input = 3000,
+                                    .output = 600000,
+                                    .windows = ds_windows,
+                                    .n_windows = 2};
+static const tg_price_t qwen = {
+    .id = "qwen/qwen-plus", .input = 400000, .cached_input = -1, .output = 1200000};
 
 static void test_deepseek_peak_and_off_peak(void **state) {
     /* 1,000 prompt tokens, 256 output. */
     int64_t off = tg_price_cost_micro(&deepseek, 1000, 0, 256, DAY0 + 12 * HOUR);
     int64_t peak = tg_price_cost_micro(&deepseek, 1000, 0, 256, DAY0 + 7 * HOUR + 30 * 60000);
-    assert_int_equal(off, 150 + 154);   /* 1000 x 0.15 + 256 x 0.60 = 303.6 micro-USD */
-    assert_int_equal(peak, 300 + 307);  /* 1000 x 0.30 + 256 x 1.20 = 607.2 */
+    assert_int_equal(off, 150 + 154);  /* 1000 x 0.15 + 256 x 0.60 = 303.6 micro-USD */
+    assert_int_equal(peak, 300 + 307); /* 1000 x 0.30 + 256 x 1.20 = 607.2 */
     /* The window end is exclusive: 10:00 is off-peak again, 09:59 is not. */
     assert_int_equal(tg_price_cost_micro(&deepseek, 1000, 0, 256, DAY0 + 10 * HOUR), off);
     assert_int_equal(tg_price_cost_micro(&deepseek, 1000, 0, 256, DAY0 + 10 * HOUR - 60000), peak);
@@ -88,10 +93,11 @@ static void test_deepseek_peak_and_off_peak(void **state) {
 
 static void test_window_across_midnight(void **state) {
     tg_price_window_t night[] = {{16 * 60 + 30, 30, 140000, 14000, 210000}};
-    tg_price_t p = {.input = 280000, .cached_input = 28000, .output = 420000, .windows = night, .n_windows = 1};
+    tg_price_t p = {
+        .input = 280000, .cached_input = 28000, .output = 420000, .windows = night, .n_windows = 1};
     assert_int_equal(tg_price_output_at(&p, DAY0 + 23 * HOUR), 210000);
-    assert_int_equal(tg_price_output_at(&p, DAY0 + 15 * 60000), 210000);     /* 00:15 */
-    assert_int_equal(tg_price_output_at(&p, DAY0 + 30 * 60000), 420000);     /* 00:30 */
+    assert_int_equal(tg_price_output_at(&p, DAY0 + 15 * 60000), 210000); /* 00:15 */
+    assert_int_equal(tg_price_output_at(&p, DAY0 + 30 * 60000), 420000); /* 00:30 */
     assert_int_equal(tg_price_output_at(&p, DAY0 + 16 * HOUR), 420000);
 }
 

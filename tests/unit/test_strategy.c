@@ -26,7 +26,8 @@ static tg_candidate_t cands[4] = {
 
 /* Items for the first n candidates, in listed order. */
 static void items_for(tg_strategy_item_t *v, size_t n, tg_health_entry_t **he) {
-    for (size_t i = 0; i < n; i++) v[i] = (tg_strategy_item_t){&cands[i], i, he ? he[i] : NULL, -1, 0, 0};
+    for (size_t i = 0; i < n; i++)
+        v[i] = (tg_strategy_item_t){&cands[i], i, he ? he[i] : NULL, -1, 0, 0};
 }
 
 static tg_strategy_in_t in_for(tg_strategy_t s, tg_health_t *h, size_t n, int64_t now) {
@@ -42,7 +43,8 @@ static void test_ordered(void **state) {
     items_for(v, 3, NULL);
     tg_strategy_in_t in = in_for(TG_STRATEGY_ORDERED, NULL, 3, 0);
     tg_strategy_order(&in, v, 3);
-    for (size_t i = 0; i < 3; i++) assert_ptr_equal(v[i].cand, &cands[i]);
+    for (size_t i = 0; i < 3; i++)
+        assert_ptr_equal(v[i].cand, &cands[i]);
 }
 
 static void count_weighted(tg_health_t *h, size_t n, int picks, int *count) {
@@ -54,7 +56,8 @@ static void count_weighted(tg_health_t *h, size_t n, int picks, int *count) {
         count[v[0].index]++;
         /* Every candidate stays in the list for failover. */
         int seen = 0;
-        for (size_t i = 0; i < n; i++) seen |= 1 << v[i].index;
+        for (size_t i = 0; i < n; i++)
+            seen |= 1 << v[i].index;
         assert_int_equal(seen, (1 << n) - 1);
     }
 }
@@ -81,7 +84,8 @@ static void test_weighted_smooth_sequence(void **state) {
     /* nginx's example: weights 5, 1, 1 give a a b a c a a, never five a's in a row. */
     tg_health_t *h = tg_health_new();
     set_weights(5, 1, 1);
-    const char *want = "aabacaa" "aabacaa";
+    const char *want = "aabacaa"
+                       "aabacaa";
     for (int k = 0; k < 14; k++) {
         tg_strategy_item_t v[3];
         items_for(v, 3, NULL);
@@ -239,7 +243,8 @@ static void test_fastest_equal_inflight(void **state) {
     }
     assert_true(fast > 900);
     /* 55 requests in flight on the fast one: 51 x (1 + 55/8) > 401, the slow one takes the next. */
-    for (int i = 0; i < 54; i++) tg_health_begin(he[0], 1000);
+    for (int i = 0; i < 54; i++)
+        tg_health_begin(he[0], 1000);
     tg_strategy_item_t w[2];
     items_for(w, 2, he);
     tg_strategy_in_t in0 = in_for(TG_STRATEGY_FASTEST, h, 2, 1000);
@@ -270,7 +275,8 @@ static void test_fastest_explores(void **state) {
     tg_strategy_in_t in = in_for(TG_STRATEGY_FASTEST, s.h, 3, s.now + TG_STRATEGY_STALE_MS + 10000);
     assert_true(tg_strategy_latency(s.he[1], 256, s.now + TG_STRATEGY_STALE_MS + 10000) < 0);
     tg_strategy_order(&in, v, 3);
-    for (size_t i = 0; i < 3; i++) assert_false(v[i].score_known);
+    for (size_t i = 0; i < 3; i++)
+        assert_false(v[i].score_known);
     tg_health_free(s.h);
 }
 
