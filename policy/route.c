@@ -60,7 +60,8 @@ typedef enum {
 
 typedef struct {
     tg_candidate_t cd;
-    const tg_price_t *price;
+    const tg_price_t *price; /* valid when have_price: looked up only when needed */
+    int have_price;
     tg_health_entry_t *he;
     drop_t drop;
     const tg_route_t *src; /* whose require dropped it */
@@ -133,6 +134,10 @@ static const char *mismatch(const tg_route_t *rt, env_t *e, const char *model) {
     return NULL;
 }
 
+static const char *tf(int v) {
+    return v ? "true" : "false";
+}
+
 static const char *hhmm(tg_pool_t *p, int min) {
     return tg_pool_printf(p, "%02d:%02d", min / 60, min % 60);
 }
@@ -147,10 +152,12 @@ static const char *mismatch_text(const tg_route_t *rt, const char *k, env_t *e, 
                               key ? "'" : "", rt->m_key);
     if (!strcmp(k, "key_tag"))
         return tg_pool_printf(p, "key %s has no tag '%s'", key ? key->name : "(none)", rt->m_key_tag);
-    if (!strcmp(k, "has_tools") || !strcmp(k, "has_images"))
-        return tg_pool_printf(p, "request %s %s, rule wants %s: %s", k[4] == 't' ? "has_tools" : "has_images",
-                              (k[4] == 't' ? e->scan->has_tools : e->scan->has_images) ? "true" : "false", k,
-                              (k[4] == 't' ? rt->m_has_tools : rt->m_has_images) ? "true" : "false");
+    if (!strcmp(k, "has_tools"))
+        return tg_pool_printf(p, "has_tools is %s, rule wants %s", tf(e->scan->has_tools),
+                              tf(rt->m_has_tools));
+    if (!strcmp(k, "has_images"))
+        return tg_pool_printf(p, "has_images is %s, rule wants %s", tf(e->scan->has_images),
+                              tf(rt->m_has_images));
     if (!strcmp(k, "time"))
         return tg_pool_printf(p, "time is %s UTC, outside %s-%s", hhmm(p, e->minute),
                               hhmm(p, rt->m_time_from), hhmm(p, rt->m_time_to));
@@ -189,6 +196,14 @@ static int binds(const tg_route_t *rt, const tg_route_t *selected, const env_t *
     return is_tenant_rule(rt) && key_matches(rt, e->ctx->key);
 }
 
+static const tg_price_t *price_of(const env_t *e, cand_t *x) {
+    if (!x->have_price) {
+        x->price = tg_config_price(e->c, x->cd.provider->name, x->cd.model);
+        x->have_price = 1;
+    }
+    return x->price;
+}
+
 static drop_t violates(const tg_route_t *rt, cand_t *x, env_t *e) {
     if (rt->n_r_regions > 0) {
         int ok = 0;
@@ -198,12 +213,12 @@ static drop_t violates(const tg_route_t *rt, cand_t *x, env_t *e) {
     }
     /* A constraint that cannot be checked is not met: no price, no pass. */
     if (rt->r_max_usd_per_mtok_output > 0) {
-        if (x->price == NULL) return D_PRICE_UNKNOWN;
+        if (price_of(e, x) == NULL) return D_PRICE_UNKNOWN;
         if (tg_price_output_at(x->price, e->ctx->ts_ms) > llround(rt->r_max_usd_per_mtok_output * 1e6))
             return D_PRICE;
     }
     if (rt->r_min_context > 0) {
-        if (x->price == NULL || x->price->context <= 0) return D_CONTEXT_UNKNOWN;
+        if (price_of(e, x) == NULL || x->price->context <= 0) return D_CONTEXT_UNKNOWN;
         if (x->price->context < rt->r_min_context) return D_CONTEXT;
     }
     return D_KEPT;
@@ -304,8 +319,8 @@ static const char *chosen_text(env_t *e, tg_strategy_t st, const tg_strategy_ite
     }
 }
 
-static void fill_explain(env_t *e, tg_strategy_t st, const cand_t *v, size_t n,
-                         const tg_strategy_item_t *items, size_t kept) {
+static void fill_explain(env_t *e, tg_strategy_t st, cand_t *v, size_t n, const tg_strategy_item_t *items,
+                         size_t kept) {
     tg_route_explain_t *ex = e->ex;
     ex->cands = tg_pool_calloc(e->pool, (n ? n : 1) * sizeof(*ex->cands));
     ex->n_cands = 0;
@@ -320,7 +335,8 @@ static void fill_explain(env_t *e, tg_strategy_t st, const cand_t *v, size_t n,
         if (v[i].drop == D_KEPT) continue;
         tg_route_explain_cand_t *o = &ex->cands[ex->n_cands++];
         *o = (tg_route_explain_cand_t){&v[i].cd, 0, 0, drop_text(e, &v[i]), -1, -1, 0};
-        o->cost_micro = tg_price_cost_micro(v[i].price, env_prompt(e), 0, ex->output_tokens, e->ctx->ts_ms);
+        o->cost_micro = tg_price_cost_micro(v[i].cd.provider ? price_of(e, &v[i]) : NULL, env_prompt(e), 0,
+                                            ex->output_tokens, e->ctx->ts_ms);
         o->score_ms = tg_strategy_latency(v[i].he, ex->output_tokens, e->now_ms);
         o->score_known = o->score_ms >= 0;
     }
@@ -371,7 +387,6 @@ static int build(env_t *e, const tg_route_t *rt, const tg_candidate_t *list, siz
             x->drop = D_PROVIDER;
             continue;
         }
-        x->price = tg_config_price(e->c, x->cd.provider->name, x->cd.model);
         x->he = tg_health_get(h, x->cd.provider->name, x->cd.model);
         check_require(rt, x, e);
         if (x->drop != D_KEPT) continue;
@@ -379,7 +394,8 @@ static int build(env_t *e, const tg_route_t *rt, const tg_candidate_t *list, siz
             x->drop = D_CIRCUIT;
             continue;
         }
-        int64_t cost = need_cost ? tg_price_cost_pusd(x->price, env_prompt(e), 0, output, e->ctx->ts_ms) : -1;
+        int64_t cost =
+            need_cost ? tg_price_cost_pusd(price_of(e, x), env_prompt(e), 0, output, e->ctx->ts_ms) : -1;
         items[kept++] = (tg_strategy_item_t){&x->cd, i, x->he, cost, 0, 0};
     }
     tg_strategy_in_t in = {st, rt ? rt->name : "direct", n, 0, output, e->now_ms, h};
@@ -536,8 +552,8 @@ static json_t *explain_cand(const tg_route_explain_cand_t *x) {
     return o;
 }
 
-static json_t *explain_request(const tg_route_ctx_t *ctx, const tg_route_result_t *r,
-                               const tg_route_explain_t *ex, const tg_scan_req_t *s) {
+static json_t *explain_request(const tg_route_ctx_t *ctx, const tg_route_explain_t *ex,
+                               const tg_scan_req_t *s) {
     int m = tg_price_minute(ctx->ts_ms);
     char t[32];
     snprintf(t, sizeof(t), "%02d:%02d", m / 60, m % 60);
@@ -552,7 +568,7 @@ static json_t *explain_request(const tg_route_ctx_t *ctx, const tg_route_result_
 static json_t *explain_json(const tg_route_ctx_t *ctx, const tg_route_result_t *r,
                             const tg_route_explain_t *ex, const tg_scan_req_t *s, int rc) {
     json_t *o = json_object();
-    json_object_set_new(o, "request", explain_request(ctx, r, ex, s));
+    json_object_set_new(o, "request", explain_request(ctx, ex, s));
     json_object_set_new(o, "resolved_model", json_string(ex->resolved));
     json_object_set_new(o, "alias", str_or_null(ex->alias));
     json_object_set_new(o, "how", json_string(ex->how));
