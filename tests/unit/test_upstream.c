@@ -128,6 +128,9 @@ static void respond(sconn_t *c, const char *path, const char *head, size_t body_
                             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Reply: yes\r\n"
                             "Content-Length: %d\r\n\r\n%s",
                             n, body);
+    } else if (strcmp(path, "/interim") == 0) {
+        evbuffer_add_printf(out, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                                 "HTTP/1.1 201 Created\r\nX-Final: 1\r\nContent-Length: 2\r\n\r\nok");
     } else if (strcmp(path, "/429") == 0) {
         evbuffer_add_printf(
             out, "HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\nContent-Length: 2\r\n\r\n{}");
@@ -167,8 +170,8 @@ static void on_sread(struct bufferevent *bev, void *arg) {
         evbuffer_drain(in, hl + blen);
         c->srv->requests++;
         c->srv->last_body_len = blen;
-        static const char *const paths[] = {"/json",  "/429", "/big",   "/chunks", "/slow",
-                                            "/reset", "/cut", "/stall", "/never"};
+        static const char *const paths[] = {"/json", "/interim", "/429", "/big",   "/chunks",
+                                            "/slow", "/reset",   "/cut", "/stall", "/never"};
         const char *path = "/never";
         for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
             size_t l = strlen(paths[i]);
@@ -230,6 +233,10 @@ typedef struct {
     int cancel_in_data;
     int abort_in_headers;
     int paused_times;
+    int abort_in_data;
+    int saw_link;
+    tg_upcall_t *cancel_other; /* cancelled from this call's first on_data */
+    int cancel_when_paused;
     struct event *resume_ev;
 } client_t;
 
@@ -248,12 +255,17 @@ static int on_headers(tg_upcall_t *u, int status, void *ud) {
     const char *v = tg_upcall_header(u, "Retry-After");
     c->status = status;
     if (v) snprintf(c->retry_after, sizeof c->retry_after, "%s", v);
+    c->saw_link = tg_upcall_header(u, "Link") != NULL;
     if ((v = tg_upcall_header(u, "content-type"))) snprintf(c->ctype, sizeof c->ctype, "%s", v);
     return c->abort_in_headers ? -1 : 0;
 }
 
 static void on_resume(evutil_socket_t fd, short kind, void *arg) {
     client_t *c = arg;
+    if (c->cancel_when_paused) {
+        tg_upcall_cancel(c->u);
+        return;
+    }
     tg_upcall_resume(c->u);
 }
 
@@ -263,6 +275,11 @@ static int on_data(tg_upcall_t *u, const char *p, size_t n, void *ud) {
     memcpy(c->body + c->len, p, n);
     c->len += n;
     c->body[c->len] = '\0';
+    if (c->cancel_other) {
+        tg_upcall_cancel(c->cancel_other);
+        c->cancel_other = NULL;
+    }
+    if (c->abort_in_data) return -1;
     if (c->cancel_in_data) {
         tg_upcall_cancel(u);
         return 0;
@@ -539,6 +556,61 @@ static void test_retry_after_visible_in_on_headers(void **state) {
     client_clear(&c);
 }
 
+static void test_interim_response_skipped(void **state) {
+    client_t c = {0};
+    start(&c, "/interim", "{}", (tg_upcall_timeouts_t){0});
+    run_until(&c.done, 1);
+    assert_int_equal(c.res, TG_UP_OK);
+    assert_int_equal(c.status, 201);
+    assert_string_equal(c.body, "ok");
+    assert_int_equal(c.saw_link, 0); /* headers of the final response only */
+    client_clear(&c);
+}
+
+static void test_cancel_other_call_from_on_data(void **state) {
+    /* Hedging: the first call to stream cancels its twin from on_data. */
+    client_t a = {0}, b = {0};
+    start(&b, "/never", "{}", (tg_upcall_timeouts_t){0});
+    run_until(&F->srv.requests, 1);
+    a.cancel_other = b.u;
+    start(&a, "/chunks", "{}", (tg_upcall_timeouts_t){0});
+    run_until(&a.done, 1);
+    assert_int_equal(a.res, TG_UP_OK);
+    check_pattern(&a, 10000);
+    run_until(&F->srv.closed, 1); /* the twin's connection */
+    assert_int_equal(b.done, 0);
+    assert_int_equal(tg_upstream_active(F->up), 0);
+    client_clear(&a);
+    client_clear(&b);
+}
+
+static void test_cancel_while_paused_closes_connection(void **state) {
+    /* The client went away while we held the provider back. */
+    client_t c = {0};
+    c.pause_ms = 50;
+    c.cancel_when_paused = 1;
+    start(&c, "/slow", "{}", (tg_upcall_timeouts_t){0});
+    run_until(&F->srv.closed, 1);
+    assert_int_equal(c.paused_times, 1);
+    assert_int_equal(c.done, 0);
+    assert_int_equal(tg_upstream_active(F->up), 0);
+    client_clear(&c);
+}
+
+static void test_abort_from_on_data(void **state) {
+    client_t c = {0};
+    c.abort_in_data = 1;
+    start(&c, "/slow", "{}", (tg_upcall_timeouts_t){0});
+    run_until(&c.done, 1);
+    assert_int_equal(c.res, TG_UP_EABORTED);
+    run_until(&F->srv.closed, 1);
+    struct timeval tv = {0, 50000};
+    event_base_loopexit(F->base, &tv);
+    event_base_dispatch(F->base);
+    assert_int_equal(c.done, 1);
+    client_clear(&c);
+}
+
 static void test_thousand_calls_reuse_handle_and_connection(void **state) {
     tg_upcall_t *first = NULL;
     for (int i = 0; i < 1000; i++) {
@@ -587,6 +659,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_cancel_from_loop_closes_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_from_on_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_after_visible_in_on_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interim_response_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_other_call_from_on_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_while_paused_closes_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abort_from_on_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thousand_calls_reuse_handle_and_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_calls_in_flight, setup, teardown),
     };
