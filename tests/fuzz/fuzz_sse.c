@@ -61,8 +61,8 @@ static void run(const uint8_t *in, size_t len, const size_t *cuts, size_t ncuts,
 }
 
 static void same(const run_t *a, const run_t *b) {
-    if (a->rc != b->rc || a->log.len != b->log.len || memcmp(a->log.buf, b->log.buf, a->log.len) != 0)
-        abort();
+    if (a->rc != b->rc || a->log.len != b->log.len) abort();
+    if (a->log.len > 0 && memcmp(a->log.buf, b->log.buf, a->log.len) != 0) abort();
     if (a->rc == 0 && a->truncated != b->truncated) abort();
 }
 
