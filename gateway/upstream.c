@@ -29,7 +29,6 @@
  * the socket until CURL_POLL_REMOVE. */
 typedef struct tg_upsock_s {
     struct event *ev;
-    curl_socket_t fd;
     struct tg_upsock_s *prev, *next;
 } tg_upsock_t;
 
@@ -120,7 +119,6 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
             free(s);
             return -1;
         }
-        s->fd = fd;
         s->next = up->socks;
         if (up->socks) up->socks->prev = s;
         up->socks = s;

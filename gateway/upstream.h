@@ -38,8 +38,9 @@ typedef struct {
      * (call tg_upcall_resume later; the same bytes are NOT redelivered:
      * they were consumed), -1 to abort. */
     int (*on_data)(tg_upcall_t *u, const char *p, size_t n, void *ud);
-    /* Finished. `err` is a short human text ("connect to 127.0.0.1:9 failed:
-     * Connection refused"), "" on TG_UP_OK. */
+    /* Finished. `err` is a short human text ("connect to 127.0.0.1:9:
+     * Connection refused") naming host:port only, never the URL's query or
+     * request headers; "" on TG_UP_OK. Valid during the call only. */
     void (*on_done)(tg_upcall_t *u, tg_up_result_t res, const char *err, void *ud);
 } tg_upcall_cb_t;
 
@@ -60,7 +61,8 @@ typedef struct {
 } tg_upcall_req_t;
 
 tg_upstream_t *tg_upstream_new(struct event_base *base);
-/* Cancels every call in flight (no on_done) and frees. Call before event_base_free. */
+/* Cancels every call in flight (no on_done) and frees. Call before
+ * event_base_free, and not from inside one of this upstream's callbacks. */
 void tg_upstream_free(tg_upstream_t *up);
 
 /* Starts a call; returns NULL (with err filled) only if it could not be
