@@ -2,6 +2,8 @@
 #ifndef TG_LOG_H
 #define TG_LOG_H
 
+#include <stddef.h>
+
 typedef enum { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR } tg_log_level_t;
 
 void tg_log_set_level(tg_log_level_t lvl);

@@ -26,6 +26,7 @@
 #include "gateway/http1.h"
 #include "gateway/ledger.h"
 #include "gateway/log.h"
+#include "gateway/pool.h"
 #include "gateway/request.h"
 #include "gateway/simulate.h"
 #include "gateway/upstream.h"
@@ -79,7 +80,7 @@ static void apply_overrides(tg_config_t *c, const tg_server_opts_t *o) {
     if (o->listen) {
         const char *colon = strrchr(o->listen, ':');
         if (colon) {
-            c->listen_host = strndup(o->listen, (size_t)(colon - o->listen)); /* lives as long as the process */
+            c->listen_host = tg_pool_strndup(c->arena, o->listen, (size_t)(colon - o->listen));
             c->listen_port = atoi(colon + 1);
         }
     }

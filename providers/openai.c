@@ -27,7 +27,7 @@ static int openai_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t er
     tg_edit_t edits[4];
     size_t n = 0;
     if (tg_scan_set_model(c->scan, c->model, c->pool, &edits[n]) == 0) n++;
-    if (c->scan->stream && tg_scan_force_include_usage(c->body, c->scan, edits + n, &n, 4) != 0) {
+    if (c->scan->stream && tg_scan_force_include_usage(c->body, c->scan, edits, &n, 4) != 0) {
         snprintf(err, errlen, "cannot rewrite stream_options");
         return -1;
     }
