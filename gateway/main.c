@@ -4,8 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "gateway/config.h"
+#include "gateway/pool.h"
+#include "gateway/scan.h"
+#include "policy/route.h"
 #include "gateway/server.h"
 #include "gateway/simulate.h"
 
@@ -15,11 +19,13 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: tollgate [serve] [-c FILE] [--listen HOST:PORT] [--redis URL] [--workers N]\n"
                "       tollgate check [-c FILE]\n"
+               "       tollgate explain [-c FILE] [--key NAME] REQUEST.json\n"
                "       tollgate simulate [--host H] [--port N] [--ttft-ms N] [--tps N] [--fault PROVIDER:STATUS[:PCT]]\n"
                "       tollgate --version | help\n"
                "\n"
                "  serve     run the gateway (default config %s)\n"
                "  check     validate the config, routes and prices; FILE:LINE:COL: message per problem\n"
+               "  explain   print the routing decision for a request, without calling any provider\n"
                "  simulate  run the simulated providers (OpenAI, DeepSeek, Qwen dialects)\n",
             DEFAULT_CONFIG);
 }
@@ -54,6 +60,74 @@ static int cmd_check(int argc, char **argv) {
     return tg_config_check_main(path);
 }
 
+/* `tollgate explain [-c FILE] [--key NAME] REQUEST.json`: the routing
+ * decision for a request body, without calling any provider. */
+static int cmd_explain(int argc, char **argv) {
+    const char *path = DEFAULT_CONFIG, *req = NULL, *keyname = NULL;
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) path = argv[++i];
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) keyname = argv[++i];
+        else if (argv[i][0] != '-' && req == NULL) req = argv[i];
+        else {
+            fprintf(stderr, "tollgate explain: unknown or incomplete option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (req == NULL) {
+        fprintf(stderr, "usage: tollgate explain [-c FILE] [--key NAME] REQUEST.json\n");
+        return 2;
+    }
+    FILE *f = strcmp(req, "-") == 0 ? stdin : fopen(req, "rb");
+    if (f == NULL) {
+        fprintf(stderr, "tollgate explain: cannot open %s\n", req);
+        return 1;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *body = malloc(cap + 1);
+    size_t n;
+    while (body && (n = fread(body + len, 1, cap - len, f)) > 0) {
+        len += n;
+        if (len == cap) body = realloc(body, (cap *= 2) + 1);
+    }
+    if (f != stdin) fclose(f);
+    if (body == NULL) return 1;
+    body[len] = '\0';
+    tg_diag_t d = {0};
+    tg_config_t *c = tg_config_load(path, &d);
+    for (size_t i = 0; i < d.n; i++)
+        if (c == NULL) fprintf(stderr, "%s\n", d.msgs[i]);
+    tg_diag_free(&d);
+    int rc = 1;
+    if (c) {
+        tg_pool_t *pool = tg_pool_create(1 << 16);
+        tg_scan_req_t scan;
+        char err[256];
+        const tg_key_t *key = NULL;
+        for (size_t i = 0; keyname && i < c->n_keys; i++)
+            if (strcmp(c->keys[i].name, keyname) == 0) key = &c->keys[i];
+        if (keyname && key == NULL) {
+            fprintf(stderr, "tollgate explain: no key named '%s' in %s\n", keyname, path);
+        } else if (tg_scan_request(body, len, pool, &scan, err, sizeof(err)) != 0 || !scan.has_model) {
+            fprintf(stderr, "%s: %s\n", req, scan.has_model ? err : "'model' is required");
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            tg_route_ctx_t ctx = {scan.model_str, key, &scan, NULL, (int64_t)ts.tv_sec * 1000};
+            char *json = NULL;
+            tg_route_explain(c, &ctx, NULL, pool, &json);
+            if (json) {
+                printf("%s\n", json);
+                free(json);
+                rc = 0;
+            }
+        }
+        tg_pool_destroy(pool);
+        tg_config_unref(c);
+    }
+    free(body);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2 || argv[1][0] == '-') {
         if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
@@ -69,6 +143,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0) return cmd_check(argc - 2, argv + 2);
+    if (strcmp(cmd, "explain") == 0) return cmd_explain(argc - 2, argv + 2);
     if (strcmp(cmd, "simulate") == 0) return tg_simulate_main(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0) {
         usage(stdout);

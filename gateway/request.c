@@ -33,6 +33,7 @@
 #include "gateway/server.h"
 #include "gateway/sse.h"
 #include "gateway/upstream.h"
+#include "policy/health.h"
 #include "policy/route.h"
 #include "providers/provider.h"
 
@@ -80,6 +81,8 @@ typedef struct {
     size_t alog_len;
     const char **extra;
     size_t n_extra;
+    tg_health_entry_t *he; /* health of the attempt in flight; NULL when none is open */
+    int64_t att_start_us, att_ttft_us;
 } tg_request_t;
 
 static void attempt_next(tg_request_t *r);
@@ -94,6 +97,15 @@ static int64_t wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Exactly one tg_health_end per tg_health_begin: the entry is cleared here. */
+static void health_end(tg_request_t *r, tg_outcome_t o) {
+    if (r->he == NULL) return;
+    int64_t now = now_us();
+    int64_t ttft = r->att_ttft_us < 0 ? -1 : (r->att_ttft_us - r->att_start_us) / 1000;
+    tg_health_end(r->he, o, ttft, r->usage.output_tokens, (now - r->att_start_us) / 1000, now / 1000);
+    r->he = NULL;
 }
 
 /* splitmix64: request ids need to be unique, not secret. */
@@ -274,6 +286,7 @@ static int up_on_headers(tg_upcall_t *u, int status, void *ud) {
 
 static int up_on_data(tg_upcall_t *u, const char *p, size_t n, void *ud) {
     tg_request_t *r = ud;
+    if (r->att_ttft_us < 0) r->att_ttft_us = now_us();
     if (!r->stream) {
         int ok = r->up_status >= 200 && r->up_status < 300;
         buf_append(r, p, n, ok ? MAX_ANSWER_BYTES : MAX_ERROR_BYTES);
@@ -318,6 +331,7 @@ static void release_attempt(tg_request_t *r) {
 static void attempt_failed(tg_request_t *r, fail_kind_t kind, const char *why, const char *metric) {
     log_attempt(r, why);
     tg_metrics_attempt(r->cur->provider->name, metric);
+    health_end(r, TG_OUTCOME_FAIL);
     r->last_fail = kind;
     if (kind != FAIL_CONNECT) r->all_connect = 0;
     release_attempt(r);
@@ -325,6 +339,7 @@ static void attempt_failed(tg_request_t *r, fail_kind_t kind, const char *why, c
 }
 
 static void finish_stream(tg_request_t *r, const char *error) {
+    health_end(r, error ? TG_OUTCOME_FAIL : TG_OUTCOME_OK);
     usage_finalise(r);
     int64_t micro = cost_micro(r);
     if (error == NULL) {
@@ -354,6 +369,7 @@ static void finish_answer(tg_request_t *r) {
         return;
     }
     tg_metrics_attempt(r->cur->provider->name, "ok");
+    health_end(r, TG_OUTCOME_OK);
     usage_finalise(r);
     const char *h[12];
     size_t n = 0;
@@ -397,11 +413,16 @@ static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void
         const char *why = tg_pool_printf(r->pool, "HTTP %d%s%s", r->up_status, e.message[0] ? " " : "",
                                          e.message);
         const char *metric = r->up_status == 429 ? "http_429" : r->up_status >= 500 ? "http_5xx" : "http_4xx";
+        if (r->he && r->retry_after[0] && (r->up_status == 429 || r->up_status == 503 || r->up_status == 529)) {
+            long secs = strtol(r->retry_after, NULL, 10);
+            if (secs > 0 && secs < 3600) tg_health_retry_after(r->he, now_us() / 1000 + secs * 1000);
+        }
         if (e.retryable) {
             attempt_failed(r, FAIL_HTTP, why, metric);
             return;
         }
         tg_metrics_attempt(r->cur->provider->name, metric);
+        health_end(r, TG_OUTCOME_OK); /* the provider is up; the request was bad */
         r->status = e.status;
         send_error(r->http, e.status, e.type, "upstream_rejected",
                    tg_pool_printf(r->pool, "%s rejected the request: %s", r->cur->target,
@@ -460,6 +481,12 @@ static void attempt_next(tg_request_t *r) {
                                           c->provider->dialect_name));
             continue;
         }
+        tg_health_entry_t *he = r->route.health ? r->route.health[r->next - 1] : NULL;
+        int64_t now = now_us();
+        if (he && !tg_health_allow(he, now / 1000)) {
+            log_attempt(r, "skipped: circuit open");
+            continue;
+        }
         r->attempts++;
         memset(&r->call, 0, sizeof(r->call));
         r->call.pool = r->pool;
@@ -487,7 +514,13 @@ static void attempt_next(tg_request_t *r) {
         const tg_limits_t *l = &r->cfg->limits;
         req.timeouts = (tg_upcall_timeouts_t){l->upstream_connect_ms, l->first_byte_ms, l->idle_ms, l->total_ms};
         r->up = tg_upcall_start(r->w->up, &req, &up_cb, r, err, sizeof(err));
-        if (r->up != NULL) return;
+        if (r->up != NULL) {
+            if (he) tg_health_begin(he, now / 1000);
+            r->he = he;
+            r->att_start_us = now;
+            r->att_ttft_us = -1;
+            return;
+        }
         log_attempt(r, err);
         r->last_fail = FAIL_CONNECT;
     }
@@ -618,9 +651,13 @@ static void on_request(tg_http_req_t *h, void *ud) {
         return;
     }
     tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, h, r->ts_ms};
-    if (tg_route_pick(r->cfg, &ctx, r->pool, &r->route) != 0) {
-        r->status = 404;
-        send_error(h, 404, "invalid_request_error", "model_not_found", r->route.err);
+    tg_route_opts_t ro = {r->w->health, now_us() / 1000, NULL, NULL};
+    if (tg_route_pick_opts(r->cfg, &ctx, &ro, r->pool, &r->route) != 0) {
+        int st = r->route.status ? r->route.status : 404;
+        r->status = st;
+        send_error(h, st, st == 403 ? "permission_error" : st == 503 ? "upstream_error" : "invalid_request_error",
+                   st == 403 ? "route_forbidden" : st == 503 ? "no_usable_provider" : "model_not_found",
+                   r->route.err);
         return;
     }
     collect_sim_headers(r);
@@ -662,6 +699,7 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
         tg_upcall_cancel(r->up); /* closes the connection: the provider stops generating */
         r->up = NULL;
     }
+    health_end(r, TG_OUTCOME_ABORT);
     if (aborted && r->status == 0) r->status = 499;
     int64_t dur = now_us() - r->t0_us;
     if (r->cur && r->attempts > 0) {
@@ -710,7 +748,9 @@ static void serve_health(tg_http_req_t *h, int ready) {
 
 static void serve_metrics(tg_http_req_t *h) {
     size_t len;
-    char *text = tg_metrics_render(NULL, &len);
+    char *extra = tg_server_metrics();
+    char *text = tg_metrics_render(extra, &len);
+    free(extra);
     const char *hdr[] = {"Content-Type: text/plain; version=0.0.4"};
     tg_http_respond(h, 200, hdr, 1, text ? text : "", text ? len : 0);
     free(text);

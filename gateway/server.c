@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
@@ -30,6 +31,7 @@
 #include "gateway/request.h"
 #include "gateway/simulate.h"
 #include "gateway/upstream.h"
+#include "policy/health.h"
 
 #define GRACE_MS 30000
 
@@ -40,6 +42,41 @@ typedef struct {
     struct event *flush_ev, *stop_ev, *drain_ev;
     int64_t drain_deadline_ms;
 } slot_t;
+
+/* The running workers, for /metrics (set once before threads start). */
+static slot_t *g_slots;
+static int g_nslots;
+
+char *tg_server_metrics(void) {
+    tg_health_t *hs[64];
+    size_t n = 0;
+    uint64_t backlog = 0, journaled = 0, written = 0, replayed = 0;
+    for (int i = 0; i < g_nslots && n < 64; i++) {
+        if (g_slots[i].w.health) hs[n++] = g_slots[i].w.health;
+        if (g_slots[i].w.ledger) {
+            uint64_t w, j, r;
+            tg_ledger_stats(g_slots[i].w.ledger, &w, &j, &r);
+            backlog += tg_ledger_backlog(g_slots[i].w.ledger);
+            written += w;
+            journaled += j;
+            replayed += r;
+        }
+    }
+    char *h = tg_health_render(hs, n);
+    char *out = NULL;
+    if (asprintf(&out,
+                 "%s# HELP tollgate_ledger_backlog Usage records not yet acknowledged by Redis.\n"
+                 "# TYPE tollgate_ledger_backlog gauge\ntollgate_ledger_backlog %" PRIu64 "\n"
+                 "# HELP tollgate_ledger_records_total Usage records by fate.\n"
+                 "# TYPE tollgate_ledger_records_total counter\n"
+                 "tollgate_ledger_records_total{fate=\"written\"} %" PRIu64 "\n"
+                 "tollgate_ledger_records_total{fate=\"journaled\"} %" PRIu64 "\n"
+                 "tollgate_ledger_records_total{fate=\"replayed\"} %" PRIu64 "\n",
+                 h ? h : "", backlog, written, journaled, replayed) < 0)
+        out = NULL;
+    free(h);
+    return out;
+}
 
 static int64_t mono_ms(void) {
     struct timespec ts;
@@ -54,7 +91,7 @@ static void on_flush(evutil_socket_t fd, short ev, void *arg) { tg_log_flush(); 
 static void on_drain_tick(evutil_socket_t fd, short ev, void *arg) {
     slot_t *s = arg;
     int idle = tg_http_server_connections(s->w.http) == 0 &&
-               (s->w.ledger == NULL || tg_ledger_backlog(s->w.ledger) == 0);
+               (s->w.ledger == NULL || tg_ledger_backlog(s->w.ledger) == 0 || !tg_ledger_connected(s->w.ledger));
     if (idle || mono_ms() > s->drain_deadline_ms) event_base_loopexit(s->w.base, NULL);
 }
 
@@ -98,12 +135,7 @@ static tg_config_t *load(const tg_server_opts_t *o) {
 static int start_simulator(tg_config_t *c) {
     int need = 0;
     for (size_t i = 0; i < c->n_providers; i++)
-        if (c->providers[i].simulated) {
-            tg_warn("no key for provider '%s' (%s is unset): its calls go to the simulated provider at %s",
-                    c->providers[i].name, c->providers[i].api_key_env ? c->providers[i].api_key_env : "-",
-                    c->providers[i].url);
-            need = 1;
-        }
+        if (c->providers[i].simulated) need = 1;
     if (!need || !c->sim_embedded) return 0;
     char host[128];
     int port = 0;
@@ -116,7 +148,8 @@ static int start_simulator(tg_config_t *c) {
         tg_error("cannot start the built-in simulator on %s:%d: %s", host, port, err);
         return -1;
     }
-    tg_info("simulated providers are being served at %s", c->sim_url);
+    tg_warn("providers without a key are SIMULATED (built-in simulator at %s): set their keys for real calls",
+            c->sim_url);
     return 1;
 }
 
@@ -134,6 +167,7 @@ static int worker_init(slot_t *s, int i, tg_config_t *c) {
         return -1;
     }
     s->w.up = tg_upstream_new(s->w.base);
+    s->w.health = tg_health_new();
     tg_http_limits_t lim;
     tg_http_limits_default(&lim);
     lim.max_body_bytes = c->limits.max_body_bytes;
@@ -142,7 +176,7 @@ static int worker_init(slot_t *s, int i, tg_config_t *c) {
     if (c->limits.body_timeout_ms) lim.body_timeout_ms = c->limits.body_timeout_ms;
     if (c->limits.keepalive_timeout_ms) lim.keepalive_timeout_ms = c->limits.keepalive_timeout_ms;
     s->w.http = tg_http_server_new(s->w.base, s->fd, &lim, &tg_request_handler, &s->w);
-    if (s->w.up == NULL || s->w.http == NULL) return -1;
+    if (s->w.up == NULL || s->w.http == NULL || s->w.health == NULL) return -1;
     s->flush_ev = event_new(s->w.base, -1, EV_PERSIST, on_flush, s);
     struct timeval tv = {0, 100000};
     event_add(s->flush_ev, &tv);
@@ -157,13 +191,14 @@ static void worker_free(slot_t *s) {
         /* Give the ledger a moment to hand its backlog to Redis; what is
          * left goes to the journal in tg_ledger_free. */
         struct timeval tv = {0, 200000};
-        if (tg_ledger_backlog(s->w.ledger)) {
+        if (tg_ledger_backlog(s->w.ledger) && tg_ledger_connected(s->w.ledger)) {
             event_base_loopexit(s->w.base, &tv);
             event_base_dispatch(s->w.base);
         }
         tg_ledger_free(s->w.ledger);
     }
     if (s->w.up) tg_upstream_free(s->w.up);
+    if (s->w.health) tg_health_free(s->w.health);
     if (s->flush_ev) event_free(s->flush_ev);
     if (s->stop_ev) event_free(s->stop_ev);
     if (s->drain_ev) event_free(s->drain_ev);
@@ -225,6 +260,8 @@ int tg_server_run(const tg_server_opts_t *o) {
         }
     }
     tg_config_install(c);
+    g_slots = slots;
+    g_nslots = rc == 0 ? n : 0;
     int started = 0;
     if (rc == 0) {
         for (; started < n; started++)
@@ -248,6 +285,7 @@ int tg_server_run(const tg_server_opts_t *o) {
         worker_free(&slots[i]);
         if (slots[i].fd > 0) close(slots[i].fd);
     }
+    g_nslots = 0;
     free(slots);
     if (sim > 0) tg_simulate_stop_thread();
     tg_config_install(NULL);
