@@ -19,8 +19,10 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "bench: port $1 never opened"; exit 1; }
-ticks() { awk '{print $14+$15}' /proc/"$1"/stat; }
-rss_kb() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
+# CPU ticks and RSS of a process and its children (nginx's workers).
+family() { echo "$1" $(pgrep -P "$1" || true); }
+ticks() { local t=0 p; for p in $(family "$1"); do t=$((t + $(awk '{print $14+$15}' /proc/"$p"/stat))); done; echo $t; }
+rss_kb() { local t=0 p; for p in $(family "$1"); do t=$((t + $(awk '/VmRSS/{print $2}' /proc/"$p"/status))); done; echo $t; }
 
 SIM=$(free_port); GW=$(free_port); NGX=$(free_port); RDS=$(free_port)
 "$BIN" simulate --host 127.0.0.1 --port "$SIM" >"$DIR/sim.log" 2>&1 & PIDS+=($!)

@@ -31,13 +31,6 @@ static int openai_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t er
         snprintf(err, errlen, "cannot rewrite stream_options");
         return -1;
     }
-    /* Edits must be in body order for tg_splice. */
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && edits[j].off < edits[j - 1].off; j--) {
-            tg_edit_t t = edits[j];
-            edits[j] = edits[j - 1];
-            edits[j - 1] = t;
-        }
     size_t blen;
     char *body = tg_splice(c->pool, c->body, c->body_len, edits, n, &blen);
     if (body == NULL) {
