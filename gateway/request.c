@@ -81,6 +81,7 @@ typedef struct {
     size_t alog_len;
     const char **extra;
     size_t n_extra;
+    tg_client_dialect_t client; /* the API the client called: errors and stream ends in its shape */
     tg_health_entry_t *he; /* health of the attempt in flight; NULL when none is open */
     int64_t att_start_us, att_ttft_us;
 } tg_request_t;
@@ -127,10 +128,29 @@ static void respond_json(tg_http_req_t *h, int status, const char *const *hdrs, 
     tg_http_respond(h, status, all, k, body, len);
 }
 
-/* OpenAI-shaped error: {"error":{"message","type","code"}}. */
-static void send_error_h(tg_http_req_t *h, int status, const char *type, const char *code, const char *msg,
-                         const char *const *hdrs, size_t n) {
-    json_t *o = json_pack("{s:{s:s,s:s,s:s?}}", "error", "message", msg, "type", type, "code", code);
+/* Anthropic error types by status (their API reference's table). */
+static const char *anthropic_type(int status) {
+    switch (status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 402: return "billing_error";
+    case 403: return "permission_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_error";
+    case 529: return "overloaded_error";
+    default: return "api_error";
+    }
+}
+
+/* An error in the client's dialect. OpenAI: {"error":{"message","type",
+ * "code"}}; Anthropic: {"type":"error","error":{"type","message"}}. */
+static void send_error_h(tg_http_req_t *h, tg_client_dialect_t client, int status, const char *type,
+                         const char *code, const char *msg, const char *const *hdrs, size_t n) {
+    json_t *o = client == TG_CLIENT_ANTHROPIC
+                    ? json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", anthropic_type(status),
+                                "message", msg)
+                    : json_pack("{s:{s:s,s:s,s:s?}}", "error", "message", msg, "type", type, "code", code);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (s) respond_json(h, status, hdrs, n, s, strlen(s));
     else respond_json(h, status, hdrs, n, "{\"error\":{\"message\":\"error\"}}", 29);
@@ -138,8 +158,9 @@ static void send_error_h(tg_http_req_t *h, int status, const char *type, const c
     json_decref(o);
 }
 
-static void send_error(tg_http_req_t *h, int status, const char *type, const char *code, const char *msg) {
-    send_error_h(h, status, type, code, msg, NULL, 0);
+static void send_error(tg_http_req_t *h, tg_client_dialect_t client, int status, const char *type,
+                       const char *code, const char *msg) {
+    send_error_h(h, client, status, type, code, msg, NULL, 0);
 }
 
 /* --- headers for the client ------------------------------------------- */
@@ -343,15 +364,21 @@ static void finish_stream(tg_request_t *r, const char *error) {
     usage_finalise(r);
     int64_t micro = cost_micro(r);
     if (error == NULL) {
-        const char *c = tg_pool_printf(r->pool, ": tollgate {\"cost_usd\":%s,\"usage\":%s}\n\ndata: [DONE]\n\n",
-                                       usd_text(r->pool, micro), usage_json(r));
+        /* The cost comment, then the client's own end marker (Anthropic's
+         * message_stop was already relayed by the dialect). */
+        const char *c = tg_pool_printf(r->pool, ": tollgate {\"cost_usd\":%s,\"usage\":%s}\n\n%s",
+                                       usd_text(r->pool, micro), usage_json(r),
+                                       r->client == TG_CLIENT_OPENAI ? "data: [DONE]\n\n" : "");
         tg_http_stream_write(r->http, c, strlen(c));
         r->status = 200;
     } else {
-        json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "message", error, "type", "upstream_error", "code",
-                              "upstream_stream_broken");
+        int anth = r->client == TG_CLIENT_ANTHROPIC;
+        json_t *o = anth ? json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", "api_error", "message",
+                                     error)
+                         : json_pack("{s:{s:s,s:s,s:s}}", "error", "message", error, "type", "upstream_error",
+                                     "code", "upstream_stream_broken");
         char *s = json_dumps(o, JSON_COMPACT);
-        const char *c = tg_pool_printf(r->pool, "data: %s\n\n", s ? s : "{}");
+        const char *c = tg_pool_printf(r->pool, "%sdata: %s\n\n", anth ? "event: error\n" : "", s ? s : "{}");
         free(s);
         json_decref(o);
         tg_http_stream_write(r->http, c, strlen(c));
@@ -424,7 +451,7 @@ static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void
         tg_metrics_attempt(r->cur->provider->name, metric);
         health_end(r, TG_OUTCOME_OK); /* the provider is up; the request was bad */
         r->status = e.status;
-        send_error(r->http, e.status, e.type, "upstream_rejected",
+        send_error(r->http, r->client, e.status, e.type, "upstream_rejected",
                    tg_pool_printf(r->pool, "%s rejected the request: %s", r->cur->target,
                                   e.message[0] ? e.message : why));
         return;
@@ -467,7 +494,7 @@ static void all_failed(tg_request_t *r) {
     r->status = status;
     const char *msg = tg_pool_printf(r->pool, "every provider failed (%u attempt%s): %s", r->attempts,
                                      r->attempts == 1 ? "" : "s", r->alog);
-    send_error_h(r->http, status, status == 429 ? "rate_limit_error" : "upstream_error",
+    send_error_h(r->http, r->client, status, status == 429 ? "rate_limit_error" : "upstream_error",
                  "all_providers_failed", msg, hdr, nh);
 }
 
@@ -493,7 +520,8 @@ static void attempt_next(tg_request_t *r) {
         r->call.body = r->body;
         r->call.body_len = r->body_len;
         r->call.scan = &r->scan;
-        r->call.client = TG_CLIENT_OPENAI;
+        r->call.client = r->client;
+        r->call.http = r->http;
         r->call.client_wants_usage = r->scan.include_usage;
         r->call.provider = c->provider;
         r->call.model = c->model;
@@ -526,7 +554,7 @@ static void attempt_next(tg_request_t *r) {
     }
     if (r->attempts == 0 && r->alog_len) {
         r->status = 503;
-        send_error(r->http, 503, "upstream_error", "no_usable_provider", r->alog);
+        send_error(r->http, r->client, 503, "upstream_error", "no_usable_provider", r->alog);
         return;
     }
     all_failed(r);
@@ -589,29 +617,36 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         return TG_HTTP_HANDLED;
     }
     int chat = path_is(path, plen, "/v1/chat/completions");
+    int messages = path_is(path, plen, "/v1/messages");
     int models = path_is(path, plen, "/v1/models");
-    if (!chat && !models) {
-        char msg[160];
-        snprintf(msg, sizeof(msg), "unknown path '%.*s': the API is at /v1/chat/completions and /v1/models",
+    tg_client_dialect_t client = messages ? TG_CLIENT_ANTHROPIC : TG_CLIENT_OPENAI;
+    if (!chat && !messages && !models) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "unknown path '%.*s': the API is at /v1/chat/completions, /v1/messages and /v1/models",
                  (int)(plen > 64 ? 64 : plen), path);
-        send_error(h, 404, "invalid_request_error", "not_found", msg);
+        send_error(h, client, 404, "invalid_request_error", "not_found", msg);
         return TG_HTTP_HANDLED;
     }
-    if ((chat && strcmp(m, "POST") != 0) || (models && !get)) {
-        const char *allow[] = {chat ? "Allow: POST" : "Allow: GET"};
-        send_error_h(h, 405, "invalid_request_error", "method_not_allowed", "method not allowed on this path",
-                     allow, 1);
+    if (((chat || messages) && strcmp(m, "POST") != 0) || (models && !get)) {
+        const char *allow[] = {models ? "Allow: GET" : "Allow: POST"};
+        send_error_h(h, client, 405, "invalid_request_error", "method_not_allowed",
+                     "method not allowed on this path", allow, 1);
         return TG_HTTP_HANDLED;
     }
     tg_config_t *cfg = tg_config_current();
-    size_t klen;
+    size_t klen = 0;
+    /* Anthropic SDKs send the key as x-api-key; OpenAI SDKs as a bearer token. */
     const char *secret = bearer(h, &klen);
+    if (secret == NULL && (secret = tg_http_header(h, "x-api-key", &klen)) != NULL && klen == 0) secret = NULL;
     const tg_key_t *key = secret ? tg_config_key(cfg, secret, klen) : NULL;
     if (key == NULL) {
         tg_config_unref(cfg);
-        send_error(h, 401, "invalid_request_error", "invalid_api_key",
+        send_error(h, client, 401, "invalid_request_error", "invalid_api_key",
                    secret ? "the gateway key is not valid"
-                          : "missing gateway key: send 'Authorization: Bearer <key>'");
+                          : client == TG_CLIENT_ANTHROPIC
+                              ? "missing gateway key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
+                              : "missing gateway key: send 'Authorization: Bearer <key>'");
         return TG_HTTP_HANDLED;
     }
     if (models) {
@@ -630,6 +665,7 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     r->ts_ms = wall_ms();
     r->ttfb_us = -1;
     r->all_connect = 1;
+    r->client = client;
     snprintf(r->id, sizeof(r->id), "%016" PRIx64, next_rand(&w->rng));
     tg_http_set_data(h, r);
     return TG_HTTP_CONTINUE;
@@ -642,12 +678,12 @@ static void on_request(tg_http_req_t *h, void *ud) {
     r->body = tg_http_body(h, &r->body_len);
     if (tg_scan_request(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
         r->status = 400;
-        send_error(h, 400, "invalid_request_error", "invalid_body", err);
+        send_error(h, r->client, 400, "invalid_request_error", "invalid_body", err);
         return;
     }
     if (!r->scan.has_model) {
         r->status = 400;
-        send_error(h, 400, "invalid_request_error", "missing_model", "'model' is required");
+        send_error(h, r->client, 400, "invalid_request_error", "missing_model", "'model' is required");
         return;
     }
     tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, h, r->ts_ms};
@@ -655,7 +691,7 @@ static void on_request(tg_http_req_t *h, void *ud) {
     if (tg_route_pick_opts(r->cfg, &ctx, &ro, r->pool, &r->route) != 0) {
         int st = r->route.status ? r->route.status : 404;
         r->status = st;
-        send_error(h, st, st == 403 ? "permission_error" : st == 503 ? "upstream_error" : "invalid_request_error",
+        send_error(h, r->client, st, st == 403 ? "permission_error" : st == 503 ? "upstream_error" : "invalid_request_error",
                    st == 403 ? "route_forbidden" : st == 503 ? "no_usable_provider" : "model_not_found",
                    r->route.err);
         return;

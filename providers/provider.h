@@ -31,6 +31,7 @@ typedef struct {
     const tg_provider_t *provider;
     const tg_price_t *price; /* may be NULL */
     const char *model;       /* the provider's model id */
+    const struct tg_http_req_s *http;  /* the client's request (headers such as anthropic-beta) */
     const char *const *extra_headers; /* forwarded x-sim-* lines (simulated providers only) */
     size_t n_extra;
     size_t content_bytes; /* answer text seen so far, for estimates when no usage comes */
