@@ -91,6 +91,7 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <netdb.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -1727,9 +1728,30 @@ int tg_sim_render(tg_sim_t *s, const char *method, const char *path, const tg_ht
 
 /* ---------- serving: the command and the embedded thread ---------- */
 
+/* tg_http_listen() sets SO_REUSEPORT, so a second simulator on a busy port
+ * would silently take half the requests and half the stats. A bind without
+ * it fails while anyone holds the port: probe that first. */
+static int port_free(const char *host, int port) {
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV,
+                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    if (port == 0 || getaddrinfo(host, ps, &hints, &ai) != 0) return 1; /* let tg_http_listen report it */
+    int fd = socket(ai->ai_family, SOCK_STREAM, 0), one = 1, ok = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno == EADDRINUSE) ok = 0;
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    if (!ok) errno = EADDRINUSE;
+    return ok;
+}
+
 static int sim_listen(tg_sim_t *s, struct event_base *base, const char *host, int port, int *bound, char *err,
                       size_t errlen) {
-    int fd = tg_http_listen(host, port, 1024);
+    int fd = port_free(host, port) ? tg_http_listen(host, port, 1024) : -1;
     if (fd < 0) {
         snprintf(err, errlen, "simulator cannot listen on %s:%d: %s", host, port, strerror(errno));
         return -1;
