@@ -71,6 +71,9 @@ typedef struct {
     size_t depth;
     char **seen; /* every file loaded so far, so an include runs once */
     size_t n_seen;
+    char **files; /* the same, as named, in the arena (tg_config_t.files) */
+    size_t n_files;
+    uint64_t digest;
     int oom;
 } ld_t;
 
@@ -570,6 +573,8 @@ enum {
     T_ROUTES,
     T_ALIASES,
     T_PRICES,
+    T_CIRCUIT,
+    T_ROUTING,
     T_N
 };
 
@@ -588,6 +593,8 @@ static const field_t top_fields[] = {
     {"routes", F_SPECIAL, 0, 0, 0},
     {"aliases", F_SPECIAL, 0, 0, 0},
     {"prices", F_SPECIAL, 0, 0, 0},
+    {"circuit", F_SPECIAL, 0, 0, 0},
+    {"routing", F_SPECIAL, 0, 0, 0},
 };
 
 #define LIM(f, min)                                                                                          \
@@ -610,6 +617,34 @@ static const field_t sim_fields[] = {
     {"when_no_key", F_BOOL, offsetof(tg_config_t, sim_when_no_key), 0, 0},
     {"embedded", F_BOOL, offsetof(tg_config_t, sim_embedded), 0, 0},
 };
+
+#define CIR(f, min)                                                                                          \
+    { #f, F_U32, offsetof(tg_circuit_conf_t, f), 0, min }
+static const field_t circuit_fields[] = {CIR(failures, 1), CIR(cooldown_ms, 1), CIR(max_cooldown_ms, 1)};
+
+static const field_t routing_fields[] = {
+    {"default_output_tokens", F_I64, offsetof(tg_config_t, default_output_tokens), 0, 1},
+    {"latency_alpha", F_NUM, offsetof(tg_config_t, latency_alpha), 0, 0},
+};
+
+/* `circuit:` and `routing:`, the policy engine's knobs. */
+static void parse_policy_knobs(const src_t *s, yaml_node_t **v) {
+    tg_config_t *c = s->ld->c;
+    yaml_node_t *cv[NF(circuit_fields)], *rv[NF(routing_fields)];
+    if (v[T_CIRCUIT] && !is_null(v[T_CIRCUIT]) &&
+        collect(s, v[T_CIRCUIT], circuit_fields, NF(circuit_fields), "circuit", cv) == 0) {
+        apply(s, circuit_fields, NF(circuit_fields), cv, &c->circuit);
+        if (c->circuit.max_cooldown_ms < c->circuit.cooldown_ms)
+            errn(s, cv[2] ? cv[2] : v[T_CIRCUIT], "circuit max_cooldown_ms (%u) is below cooldown_ms (%u)",
+                 c->circuit.max_cooldown_ms, c->circuit.cooldown_ms);
+    }
+    if (v[T_ROUTING] && !is_null(v[T_ROUTING]) &&
+        collect(s, v[T_ROUTING], routing_fields, NF(routing_fields), "routing", rv) == 0) {
+        apply(s, routing_fields, NF(routing_fields), rv, c);
+        if (rv[1] && !(c->latency_alpha > 0 && c->latency_alpha <= 1))
+            errn(s, rv[1], "routing latency_alpha must be in (0, 1], got %s", sval(rv[1]));
+    }
+}
 
 static void parse_listen(const src_t *s, const yaml_node_t *n) {
     tg_config_t *c = s->ld->c;
@@ -675,6 +710,7 @@ static void parse_main(const src_t *s, yaml_node_t **v) {
             errn(s, sv[0], "simulator url '%s' is not an http:// or https:// URL with a host", c->sim_url);
     }
     if (c->sim_url) strip_slash(c->sim_url);
+    parse_policy_knobs(s, v);
 }
 
 /* ---- providers ------------------------------------------------------- */
@@ -1232,14 +1268,77 @@ static int push_open(ld_t *ld, char *real, const char *shown) {
     return 0;
 }
 
-static void parse_document(ld_t *ld, const char *path, FILE *f, int is_main) {
+/* FNV-1a over each file's name and bytes, in load order: what the reload
+ * watcher compares to tell a real change from a touch or a stray event. */
+static uint64_t digest_add(uint64_t h, const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return (h ^ 0xff) * 1099511628211ull; /* a separator no file byte can fake alone */
+}
+
+#define DIGEST_SEED 1469598103934665603ull
+
+/* The whole file, NUL-terminated (malloc'd), or NULL with errno set. */
+static char *slurp(FILE *f, size_t *len) {
+    size_t cap = 8192, n = 0, k;
+    char *b = malloc(cap + 1);
+    while (b && (k = fread(b + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) {
+            char *nb = cap > ((size_t)64 << 20) ? NULL : realloc(b, (cap *= 2) + 1);
+            if (nb == NULL) {
+                free(b);
+                errno = EFBIG;
+                return NULL;
+            }
+            b = nb;
+        }
+    }
+    if (b == NULL) return NULL;
+    if (ferror(f)) {
+        free(b);
+        errno = EIO;
+        return NULL;
+    }
+    b[n] = '\0';
+    *len = n;
+    return b;
+}
+
+static void note_file(ld_t *ld, const char *shown, const char *text, size_t len) {
+    ld->digest = digest_add(digest_add(ld->digest, shown, strlen(shown)), text, len);
+    char **v = tg_pool_alloc(ld->pool, (ld->n_files + 2) * sizeof(*v));
+    if (v == NULL) {
+        ld->oom = 1;
+        return;
+    }
+    if (ld->n_files) memcpy(v, ld->files, ld->n_files * sizeof(*v));
+    v[ld->n_files++] = (char *)shown;
+    v[ld->n_files] = NULL;
+    ld->files = v;
+}
+
+uint64_t tg_config_files_digest(const tg_config_t *c) {
+    uint64_t h = DIGEST_SEED;
+    for (size_t i = 0; c && i < c->n_files; i++) {
+        FILE *f = fopen(c->files[i], "rb");
+        size_t len = 0;
+        char *text = f ? slurp(f, &len) : NULL;
+        if (f) fclose(f);
+        h = digest_add(digest_add(h, c->files[i], strlen(c->files[i])), text ? text : "", text ? len : 0);
+        free(text);
+    }
+    return h;
+}
+
+static void parse_document(ld_t *ld, const char *path, const char *text, size_t len, int is_main) {
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser)) {
         ld->oom = 1;
         return;
     }
-    yaml_parser_set_input_file(&parser, f);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &doc)) {
         pos_t p = {path, (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1};
         err_at(ld, p, "YAML syntax error: %s%s%s", parser.problem ? parser.problem : "unknown",
@@ -1278,9 +1377,17 @@ static void load_file(ld_t *ld, const char *path, const pos_t *from, int is_main
         fclose(f);
         return;
     }
-    parse_document(ld, shown, f, is_main);
-    ld->depth--;
+    size_t len = 0;
+    char *text = slurp(f, &len);
     fclose(f);
+    if (text == NULL) {
+        err_at(ld, here, "%s %s: %s", what, path, strerror(errno));
+    } else {
+        note_file(ld, shown, text, len);
+        parse_document(ld, shown, text, len, is_main);
+        free(text);
+    }
+    ld->depth--;
 }
 
 /* ---- resolving names across files -------------------------------------- */
@@ -1436,6 +1543,9 @@ static void set_defaults(ld_t *ld) {
                               .body_timeout_ms = 30000,
                               .keepalive_timeout_ms = 60000,
                               .max_attempts = 3};
+    c->circuit = (tg_circuit_conf_t){5, 10000, 60000};
+    c->default_output_tokens = 256;
+    c->latency_alpha = 0.3;
     c->sim_url = sdup(ld, "http://127.0.0.1:8090");
     c->sim_when_no_key = 1;
     c->sim_embedded = 1;
@@ -1453,10 +1563,13 @@ tg_config_t *tg_config_load(const char *path, tg_diag_t *d) {
         tg_diag_free(&local);
         return NULL;
     }
-    ld_t ld = {.pool = pool, .d = d, .c = c};
+    ld_t ld = {.pool = pool, .d = d, .c = c, .digest = DIGEST_SEED};
     set_defaults(&ld);
     c->path = sdup(&ld, path);
     load_file(&ld, path, NULL, 1);
+    c->files = ld.files;
+    c->n_files = ld.n_files;
+    c->files_digest = ld.digest;
     resolve(&ld); /* also after parse errors, so cross-file problems show in the same run */
     for (size_t i = 0; i < ld.n_seen; i++)
         free(ld.seen[i]);

@@ -97,6 +97,13 @@ typedef struct {
     unsigned max_attempts; /* failover attempts per request, default 3 */
 } tg_limits_t;
 
+/* `circuit:` — the breaker of every provider/model (policy/health.h). */
+typedef struct {
+    unsigned failures;        /* consecutive failures that open a circuit (5) */
+    unsigned cooldown_ms;     /* first open period before a probe (10000) */
+    unsigned max_cooldown_ms; /* a failed probe doubles the period up to this (60000) */
+} tg_circuit_conf_t;
+
 typedef struct tg_config_s {
     _Atomic int refs; /* use tg_config_ref/unref */
     char *path;
@@ -119,6 +126,13 @@ typedef struct tg_config_s {
     tg_route_t *routes;       size_t n_routes;
     tg_alias_t *aliases;      size_t n_aliases;
     void *arena; /* owns every string and array above */
+    /* Fields below were added with the policy engine (kept after the old ones). */
+    tg_circuit_conf_t circuit;
+    int64_t default_output_tokens; /* routing.default_output_tokens: cost estimate without max_tokens (256) */
+    double latency_alpha;          /* routing.latency_alpha: EWMA weight of a new latency sample (0.3) */
+    char **files;                  /* every file loaded, as named (main first), for the reload watcher */
+    size_t n_files;
+    uint64_t files_digest; /* of the bytes of those files as parsed; see tg_config_files_digest */
 } tg_config_t;
 
 /* Diagnostics: every problem found, as "FILE:LINE:COL: message"; warnings
@@ -164,6 +178,11 @@ void tg_price_at(const tg_price_t *p, int min, int64_t *input, int64_t *cached_i
  * with from > to wraps past midnight, from == to covers the whole day.
  * Price windows and route `time:` matches both use it. */
 int tg_config_in_window(int from_min, int to_min, int min);
+
+/* Digest of the files c was loaded from, as they are on disk now (a file
+ * that cannot be read counts as empty): differs from c->files_digest when
+ * any of them changed since. */
+uint64_t tg_config_files_digest(const tg_config_t *c);
 
 /* `tollgate check`: loads `path` (NULL = config/tollgate.yaml), prints each
  * diagnostic on stdout, then "FILE: ok (N providers, ...)" when valid.

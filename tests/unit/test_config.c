@@ -424,6 +424,87 @@ static void test_check_command(void **state) {
     assert_null(strstr(out, ": ok ("));
 }
 
+static char tmpdir[64];
+
+static char *write_tmp(const char *name, const char *text) {
+    if (!tmpdir[0]) {
+        strcpy(tmpdir, "/tmp/tg-config-test.XXXXXX");
+        assert_non_null(mkdtemp(tmpdir));
+    }
+    char *path;
+    assert_true(asprintf(&path, "%s/%s", tmpdir, name) > 0);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void test_policy_knobs(void **state) {
+    char *main = write_tmp("knobs.yaml", "circuit: { failures: 2, cooldown_ms: 1500, max_cooldown_ms: 3000 }\n"
+                                         "routing: { default_output_tokens: 1000, latency_alpha: 0.5 }\n");
+    tg_diag_t d = {0};
+    tg_config_t *c = tg_config_load(main, &d);
+    assert_non_null(c);
+    assert_int_equal(c->circuit.failures, 2);
+    assert_int_equal(c->circuit.cooldown_ms, 1500);
+    assert_int_equal(c->circuit.max_cooldown_ms, 3000);
+    assert_int_equal(c->default_output_tokens, 1000);
+    assert_true(c->latency_alpha == 0.5);
+    tg_config_unref(c);
+    char *empty = write_tmp("empty.yaml", "listen: 127.0.0.1:1\n");
+    c = tg_config_load(empty, &d);
+    assert_non_null(c); /* defaults */
+    assert_int_equal(c->circuit.failures, 5);
+    assert_int_equal(c->circuit.cooldown_ms, 10000);
+    assert_int_equal(c->circuit.max_cooldown_ms, 60000);
+    assert_int_equal(c->default_output_tokens, 256);
+    tg_config_unref(c);
+    tg_diag_free(&d);
+
+    char *bad = write_tmp("badknobs.yaml", "circuit: { failures: 0, cooldown_ms: 5000, max_cooldown_ms: 100, "
+                                           "probes: 3 }\nrouting: { latency_alpha: 1.5 }\n");
+    d = load_bad(bad);
+    char want[256];
+    snprintf(want, sizeof(want), "%s:1:66: unknown key 'probes' in circuit", bad);
+    assert_diag(&d, want);
+    snprintf(want, sizeof(want), "%s:1:22: 'failures' must be positive, got 0", bad);
+    assert_diag(&d, want);
+    snprintf(want, sizeof(want), "%s:1:61: circuit max_cooldown_ms (100) is below cooldown_ms (5000)", bad);
+    assert_diag(&d, want);
+    snprintf(want, sizeof(want), "%s:2:27: routing latency_alpha must be in (0, 1], got 1.5", bad);
+    assert_diag(&d, want);
+    tg_diag_free(&d);
+    free(main);
+    free(empty);
+    free(bad);
+}
+
+/* The reload watcher's test for "did any loaded file change". */
+static void test_files_and_digest(void **state) {
+    char *main = write_tmp("dg.yaml", "include: [dg-routes.yaml]\n");
+    char *inc = write_tmp("dg-routes.yaml", "aliases: { a: p/m }\n");
+    write_tmp("dg-routes.yaml", "aliases: {}\n");
+    tg_diag_t d = {0};
+    tg_config_t *c = tg_config_load(main, &d);
+    assert_non_null(c);
+    assert_int_equal(c->n_files, 2);
+    assert_string_equal(c->files[0], main);
+    assert_string_equal(c->files[1], inc);
+    assert_true(tg_config_files_digest(c) == c->files_digest);
+    write_tmp("dg-routes.yaml", "aliases: {}\n"); /* rewritten, same bytes */
+    assert_true(tg_config_files_digest(c) == c->files_digest);
+    write_tmp("dg-routes.yaml", "aliases: { }\n");
+    assert_true(tg_config_files_digest(c) != c->files_digest);
+    unlink(inc);
+    assert_true(tg_config_files_digest(c) != c->files_digest);
+    tg_config_unref(c);
+    tg_diag_free(&d);
+    unlink(main);
+    free(main);
+    free(inc);
+}
+
 int main(int argc, char **argv) {
     /* Fixture paths are relative to the repository root. */
     if (access(FIX "ok.json", R_OK) != 0) {
@@ -447,6 +528,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_key_lookup),
         cmocka_unit_test(test_install_from_two_threads),
         cmocka_unit_test(test_check_command),
+        cmocka_unit_test(test_policy_knobs),
+        cmocka_unit_test(test_files_and_digest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
