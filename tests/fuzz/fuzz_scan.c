@@ -8,6 +8,7 @@
  * the same messages; (4) user text is cut on a UTF-8 boundary. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
  *       tests/fuzz/fuzz_scan.c gateway/scan.c gateway/pool.c -o /tmp/fuzz_scan */
+/* deps: gateway/scan.c gateway/pool.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

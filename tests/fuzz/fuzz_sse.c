@@ -5,6 +5,7 @@
  * parses back to the same type and data. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
  *       tests/fuzz/fuzz_sse.c gateway/sse.c -o /tmp/fuzz_sse */
+/* deps: gateway/sse.c */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
