@@ -7,13 +7,13 @@
 #     /* deps: gateway/scan.c gateway/pool.c */
 #     /* libs: -lyaml */
 # Exit status: 0 when every target ran clean, 1 on a finding (the crashing
-# input is kept in build-fuzz/artifacts/ and printed), 2 on a build error.
+# input is kept in tests/fuzz/out/artifacts/ and printed), 2 on a build error.
 #   tools/fuzz.sh [SECONDS] [TARGET...]      (SECONDS default 30, or $FUZZ_SECONDS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-${FUZZ_SECONDS:-30}}
 [ $# -gt 0 ] && shift
-OUT=${FUZZ_BUILD:-build-fuzz}
+OUT=${FUZZ_BUILD:-tests/fuzz/out}
 CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null || { echo "fuzz: $CC is missing (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
 mkdir -p "$OUT/artifacts"
