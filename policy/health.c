@@ -68,11 +68,20 @@ void tg_health_free(tg_health_t *h) {
     free(h);
 }
 
+static int get_state(const tg_health_entry_t *e);
+
 void tg_health_set_params(tg_health_t *h, const tg_health_params_t *p) {
     h->params = *p;
     if (h->params.fail_threshold == 0) h->params.fail_threshold = 1;
     if (h->params.max_cooldown_ms < h->params.cooldown_ms) h->params.max_cooldown_ms = h->params.cooldown_ms;
     if (!(h->params.alpha > 0 && h->params.alpha <= 1)) h->params.alpha = default_params.alpha;
+    /* A reload may change the cool-down: closed circuits take it at once,
+     * open ones when they next close. */
+    size_t n = atomic_load_explicit(&h->n, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++) {
+        tg_health_entry_t *e = &h->chunks[i / CHUNK][i % CHUNK];
+        if (get_state(e) == TG_CIRCUIT_CLOSED) e->cooldown_ms = h->params.cooldown_ms;
+    }
 }
 
 void tg_health_seed(tg_health_t *h, uint64_t seed) {

@@ -48,6 +48,8 @@ typedef struct tg_health_s tg_health_t;
  * its own address; tg_health_seed makes runs repeatable. */
 tg_health_t *tg_health_new(void);
 void tg_health_free(tg_health_t *h);
+/* Replaces the parameters (on the owning thread: after a reload). Closed
+ * circuits take the new cool-down at once, open ones when they close. */
 void tg_health_set_params(tg_health_t *h, const tg_health_params_t *p);
 void tg_health_seed(tg_health_t *h, uint64_t seed);
 /* Uniform 64 random bits from the worker's generator (xorshift64*). */

@@ -29,7 +29,12 @@ int64_t tg_price_estimate_prompt(const tg_scan_req_t *s) {
 }
 
 int64_t tg_price_estimate_output(const tg_scan_req_t *s) {
-    return s->max_tokens > 0 ? s->max_tokens : TG_PRICE_DEFAULT_OUTPUT;
+    return tg_price_estimate_output_def(s, 0);
+}
+
+int64_t tg_price_estimate_output_def(const tg_scan_req_t *s, int64_t def) {
+    if (s->max_tokens > 0) return s->max_tokens;
+    return def > 0 ? def : TG_PRICE_DEFAULT_OUTPUT;
 }
 
 int tg_price_minute(int64_t ts_ms) {

@@ -21,6 +21,9 @@ int64_t tg_price_estimate_prompt(const tg_scan_req_t *s);
 int64_t tg_price_estimate_prompt_counts(const tg_scan_req_t *s, const tg_lang_counts_t *c);
 /* max_tokens when given, else TG_PRICE_DEFAULT_OUTPUT. */
 int64_t tg_price_estimate_output(const tg_scan_req_t *s);
+/* max_tokens when given, else def (routing.default_output_tokens), else
+ * TG_PRICE_DEFAULT_OUTPUT when def <= 0. */
+int64_t tg_price_estimate_output_def(const tg_scan_req_t *s, int64_t def);
 
 /* Minute of the day (UTC, 0..1439) of a unix time in ms. */
 int tg_price_minute(int64_t ts_ms);

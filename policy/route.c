@@ -374,7 +374,7 @@ static int is_require_drop(drop_t d) {
 static int build(env_t *e, const tg_route_t *rt, const tg_candidate_t *list, size_t n,
                  tg_route_result_t *out) {
     tg_strategy_t st = rt ? rt->strategy : TG_STRATEGY_ORDERED;
-    int64_t output = tg_price_estimate_output(e->scan);
+    int64_t output = tg_price_estimate_output_def(e->scan, e->c->default_output_tokens);
     int need_cost = st == TG_STRATEGY_CHEAPEST || e->ex;
     tg_health_t *h = e->opts->health;
     cand_t *v = tg_pool_calloc(e->pool, (n ? n : 1) * sizeof(*v));
@@ -500,7 +500,7 @@ int tg_route_pick_explain(const tg_config_t *c, const tg_route_ctx_t *ctx, const
         ex->resolved = model;
         ex->alias = a ? a->name : NULL;
         ex->how = rt ? "route" : strchr(model, '/') ? "direct" : "rule";
-        ex->output_tokens = tg_price_estimate_output(e.scan);
+        ex->output_tokens = tg_price_estimate_output_def(e.scan, c->default_output_tokens);
     }
     int rc = rt                   ? build(&e, rt, rt->candidates, rt->n_candidates, out)
              : strchr(model, '/') ? direct(&e, model, out)

@@ -131,6 +131,16 @@ static void test_params_and_late_answers(void **state) {
     assert_int_equal(tg_health_state(e), TG_CIRCUIT_OPEN);
     assert_false(tg_health_allow(e, 999));
     assert_true(tg_health_allow(e, 1000));
+    /* A reload shortens the cool-down: the open circuit keeps its period,
+     * a closed one (and this one once it closes) takes the new one. */
+    tg_health_entry_t *f = tg_health_get(h, "q", "m");
+    tg_health_params_t p2 = {1, 200, 400, 0.5};
+    tg_health_set_params(h, &p2);
+    assert_false(tg_health_allow(e, 999));
+    fail_n(f, 1, 5000);
+    assert_int_equal(tg_health_state(f), TG_CIRCUIT_OPEN);
+    assert_false(tg_health_allow(f, 5199));
+    assert_true(tg_health_allow(f, 5200));
     tg_health_free(h);
 }
 

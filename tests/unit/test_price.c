@@ -56,6 +56,10 @@ static void test_output_estimate(void **state) {
     assert_int_equal(tg_price_estimate_output(&a), 1000);
     assert_int_equal(tg_price_estimate_output(&b), TG_PRICE_DEFAULT_OUTPUT);
     assert_int_equal(tg_price_estimate_output(&c), TG_PRICE_DEFAULT_OUTPUT);
+    /* routing.default_output_tokens replaces the built-in default only. */
+    assert_int_equal(tg_price_estimate_output_def(&a, 64), 1000);
+    assert_int_equal(tg_price_estimate_output_def(&b, 64), 64);
+    assert_int_equal(tg_price_estimate_output_def(&b, 0), TG_PRICE_DEFAULT_OUTPUT);
 }
 
 /* DeepSeek V4-Flash since 2026-08-16: peak 01:00-04:00 and 06:00-10:00 UTC
