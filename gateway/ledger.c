@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <netdb.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,24 +41,33 @@
 #define DONE_TTL "604800"            /* tg:done:<id> lives 7 days */
 #define EVENTS_MAXLEN "1000000"
 
-/* KEYS: done, day hash, stream. ARGV: ttl, field prefix, in, cached, out, reasoning, cost,
- * maxlen, then the event's field/value pairs. Returns 1 if applied, 0 if already counted.
- * Redis does not undo a script that fails halfway, so everything that could fail is checked
- * before the first write, and the done marker is set last: a record that errors is retried. */
+/* KEYS: done, day hash, stream, month spend hash, the key's tokens-per-minute counter.
+ * ARGV: ttl, field prefix, in, cached, out, reasoning, cost, maxlen, requests (1, or 0 for a
+ * failed attempt the provider billed), key name, tokens, then the event's field/value pairs.
+ * Returns 1 if applied, 0 if already counted. Redis does not undo a script that fails
+ * halfway, so everything that could fail is checked before the first write, and the done
+ * marker is set last: a record that errors is retried. The month spend and the token counter
+ * are what quota.c reads for budgets and tpm (gateway/quota.c). */
 static const char LUA[] =
     "if redis.call('EXISTS',KEYS[1])==1 then return 0 end\n"
-    "local th,ts=redis.call('TYPE',KEYS[2]).ok,redis.call('TYPE',KEYS[3]).ok\n"
-    "if (th~='hash' and th~='none') or (ts~='stream' and ts~='none') then\n"
-    "  return redis.error_reply('WRONGTYPE tollgate ledger key '..KEYS[2]..' or '..KEYS[3]..' is not ours')\n"
+    "local function t(k,w) local x=redis.call('TYPE',k).ok return x==w or x=='none' end\n"
+    "if not (t(KEYS[2],'hash') and t(KEYS[3],'stream') and t(KEYS[4],'hash') and t(KEYS[5],'string')) then\n"
+    "  return redis.error_reply('WRONGTYPE a tollgate ledger key ('..KEYS[2]..', '..KEYS[3]..', '..KEYS[4]..\n"
+    "    ', '..KEYS[5]..') holds something else')\n"
     "end\n"
     "local h,p=KEYS[2],ARGV[2]\n"
-    "redis.call('HINCRBY',h,p..'requests',1)\n"
+    "redis.call('HINCRBY',h,p..'requests',ARGV[9])\n"
     "redis.call('HINCRBY',h,p..'input_tokens',ARGV[3])\n"
     "redis.call('HINCRBY',h,p..'cached_input_tokens',ARGV[4])\n"
     "redis.call('HINCRBY',h,p..'output_tokens',ARGV[5])\n"
     "redis.call('HINCRBY',h,p..'reasoning_tokens',ARGV[6])\n"
     "redis.call('HINCRBY',h,p..'cost_micro_usd',ARGV[7])\n"
-    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,9))\n"
+    "if ARGV[10]~='' then\n"
+    "  redis.call('HINCRBY',KEYS[4],ARGV[10],ARGV[7])\n"
+    "  redis.call('INCRBY',KEYS[5],ARGV[11])\n"
+    "  redis.call('PEXPIRE',KEYS[5],180000)\n"
+    "end\n"
+    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,12))\n"
     "redis.call('SET',KEYS[1],'1','EX',ARGV[1])\n"
     "return 1\n";
 
@@ -76,6 +86,7 @@ enum {
     N_LAT,
     N_TTFT,
     N_EST,
+    N_REQS,
     N_N
 };
 static const char *const num_names[N_N] = {"ts",
@@ -89,7 +100,8 @@ static const char *const num_names[N_N] = {"ts",
                                            "cost_micro_usd",
                                            "latency_ms",
                                            "ttft_ms",
-                                           "estimated"};
+                                           "estimated",
+                                           "requests"};
 
 /* A record as the ledger keeps it: borrowed strings (a view) or, inside ent_t, owned. */
 typedef struct {
@@ -109,8 +121,7 @@ enum { ST_OFF, ST_DOWN, ST_CONNECTING, ST_LOADING, ST_READY };
 struct tg_ledger_s {
     struct event_base *base;
     int state;
-    char host[64], target[300], *unix_path, *user, *password; /* target: for log lines */
-    int port, db;
+    tg_redis_url_t url;
     redisAsyncContext *ac;
     char sha[41];
     int use_eval; /* the server lost the script: EVAL until SCRIPT LOAD answers again */
@@ -138,6 +149,17 @@ struct tg_ledger_s {
     char day[16];
     int64_t last_warn_ms;
     uint64_t written, journaled, replayed, dropped;
+    /* other modules' commands (tg_ledger_query): slots are recycled, never freed before us */
+    struct tg_ledger_query_s *qfree, *qfailed, *qall;
+    struct event *qfail_ev;
+};
+
+struct tg_ledger_query_s {
+    tg_ledger_t *l;
+    tg_ledger_reply_fn fn; /* NULL once cancelled */
+    void *ud;
+    struct tg_ledger_query_s *next; /* free or failed list */
+    struct tg_ledger_query_s *all;
 };
 
 static void go_down(tg_ledger_t *l, const char *why);
@@ -181,7 +203,8 @@ static void rv_from_rec(rv_t *v, const tg_ledger_rec_t *rec) {
                       rec->cost_micro_usd,
                       rec->latency_ms,
                       rec->ttft_ms,
-                      rec->usage.estimated ? 1 : 0};
+                      rec->usage.estimated ? 1 : 0,
+                      rec->attempt_only ? 0 : 1};
     memcpy(v->n, n, sizeof(n));
 }
 
@@ -319,8 +342,12 @@ static ent_t *line_parse(const char *p, size_t n) {
     }
     for (int i = 0; i < N_N; i++) {
         json_t *x = json_object_get(o, num_names[i]);
-        if (!json_is_integer(x)) goto out;
-        v.n[i] = json_integer_value(x);
+        if (x == NULL && i == N_REQS) x = json_integer(1); /* journals written before the field */
+        else json_incref(x);
+        int ok = json_is_integer(x);
+        v.n[i] = ok ? json_integer_value(x) : 0;
+        json_decref(x);
+        if (!ok) goto out;
     }
     e = ent_new(&v, 1);
 out:
@@ -525,25 +552,32 @@ static char *put_num(char *o, int64_t v) {
 }
 
 /* The record's EVALSHA, formatted here rather than by hiredis (whose per-argument printf
- * was most of the cost): 48 arguments, see LUA for their order. */
+ * was most of the cost); see LUA for the order of the arguments. The array header is written
+ * last, in front of the arguments, once their number is known. */
 static void send_ent(tg_ledger_t *l, ent_t *e) {
     const rv_t *v = &e->r;
-    char buf[sizeof(LUA) + 10 * MAX_STR + 2048], *o = buf;
+    char buf[sizeof(LUA) + 12 * MAX_STR + 2048], *o = buf + 16;
+    int argc = 0;
     const char *day = day_of(l, v->n[N_TS]);
-    memcpy(o, "*48\r\n", 5); /* arguments: 2 + 12 + 2 + 2 * S_N + 2 * (N_N - 1) */
-    o += 5;
+    /* tokens count in the minute the request finished: ":<unix minute>" */
+    char minute[24] = ":";
+    int64_t end_ms = v->n[N_TS] + (v->n[N_LAT] > 0 ? v->n[N_LAT] : 0);
+    size_t mlen = (size_t)(put_i64(minute + 1, end_ms / 60000) - minute);
+#define ARG(expr) (o = (expr), argc++)
     if (l->use_eval) {
-        o = put_str(o, "EVAL");
-        o = put_bulk(o, LUA, sizeof(LUA) - 1);
+        ARG(put_str(o, "EVAL"));
+        ARG(put_bulk(o, LUA, sizeof(LUA) - 1));
     } else {
-        o = put_str(o, "EVALSHA");
-        o = put_bulk(o, l->sha, 40);
+        ARG(put_str(o, "EVALSHA"));
+        ARG(put_bulk(o, l->sha, 40));
     }
-    o = put_str(o, "3");
-    o = put_bulk3(o, "tg:done:", 8, v->s[S_ID], v->len[S_ID], "", 0);
-    o = put_bulk3(o, "tg:usage:", 9, day, strlen(day), "", 0);
-    o = put_str(o, "tg:events");
-    o = put_str(o, DONE_TTL);
+    ARG(put_str(o, "5"));
+    ARG(put_bulk3(o, "tg:done:", 8, v->s[S_ID], v->len[S_ID], "", 0));
+    ARG(put_bulk3(o, "tg:usage:", 9, day, strlen(day), "", 0));
+    ARG(put_str(o, "tg:events"));
+    ARG(put_bulk3(o, "tg:spend:", 9, day, 7, "", 0));
+    ARG(put_bulk3(o, "tg:tpm:", 7, v->s[S_KEY], v->len[S_KEY], minute, mlen));
+    ARG(put_str(o, DONE_TTL));
     *o++ = '$';
     o = put_i64(o, (int64_t)(v->len[S_PROVIDER] + v->len[S_MODEL] + v->len[S_KEY] + 3));
     memcpy(o, "\r\n", 2);
@@ -556,21 +590,33 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
     }
     memcpy(o, "\r\n", 2);
     o += 2;
+    argc++;
     const int incr[5] = {N_IN, N_CACHED, N_OUT, N_REASON, N_COST};
     for (int i = 0; i < 5; i++)
-        o = put_num(o, v->n[incr[i]]);
-    o = put_str(o, EVENTS_MAXLEN);
-    o = put_str(o, num_names[N_TS]);
-    o = put_num(o, v->n[N_TS]);
+        ARG(put_num(o, v->n[incr[i]]));
+    ARG(put_str(o, EVENTS_MAXLEN));
+    ARG(put_num(o, v->n[N_REQS]));
+    ARG(put_bulk(o, v->s[S_KEY], v->len[S_KEY]));
+    ARG(put_num(o, v->n[N_IN] + v->n[N_OUT]));
+    ARG(put_str(o, num_names[N_TS]));
+    ARG(put_num(o, v->n[N_TS]));
     for (int i = 0; i < S_N; i++) {
-        o = put_str(o, str_names[i]);
-        o = put_bulk(o, v->s[i], v->len[i]);
+        ARG(put_str(o, str_names[i]));
+        ARG(put_bulk(o, v->s[i], v->len[i]));
     }
     for (int i = N_STATUS; i < N_N; i++) {
-        o = put_str(o, num_names[i]);
-        o = put_num(o, v->n[i]);
+        ARG(put_str(o, num_names[i]));
+        ARG(put_num(o, v->n[i]));
     }
-    if (redisAsyncFormattedCommand(l->ac, on_reply, NULL, buf, (size_t)(o - buf)) != REDIS_OK) {
+#undef ARG
+    char head[16];
+    size_t hl = (size_t)(put_i64(head + 1, argc) - head);
+    head[0] = '*';
+    memcpy(head + hl, "\r\n", 2);
+    hl += 2;
+    char *start = buf + 16 - hl;
+    memcpy(start, head, hl);
+    if (redisAsyncFormattedCommand(l->ac, on_reply, NULL, start, (size_t)(o - start)) != REDIS_OK) {
         kill_later(l); /* the context is going away: go_down re-queues everything */
         return;
     }
@@ -677,12 +723,12 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     }
     answered(l);
     l->state = ST_LOADING;
-    if (l->password) {
-        int rc = l->user ? redisAsyncCommand(l->ac, on_setup, "AUTH", "AUTH %s %s", l->user, l->password)
-                         : redisAsyncCommand(l->ac, on_setup, "AUTH", "AUTH %s", l->password);
+    if (l->url.password) {
+        int rc = l->url.user ? redisAsyncCommand(l->ac, on_setup, "AUTH", "AUTH %s %s", l->url.user, l->url.password)
+                         : redisAsyncCommand(l->ac, on_setup, "AUTH", "AUTH %s", l->url.password);
         if (rc == REDIS_OK) issued(l);
     }
-    if (l->db > 0 && redisAsyncCommand(l->ac, on_setup, "SELECT", "SELECT %d", l->db) == REDIS_OK) issued(l);
+    if (l->url.db > 0 && redisAsyncCommand(l->ac, on_setup, "SELECT", "SELECT %d", l->url.db) == REDIS_OK) issued(l);
     load_script(l);
 }
 
@@ -695,7 +741,7 @@ static void on_disconnect(const redisAsyncContext *cac, int status) {
 
 static void connect_redis(tg_ledger_t *l) {
     redisAsyncContext *ac =
-        l->unix_path ? redisAsyncConnectUnix(l->unix_path) : redisAsyncConnect(l->host, l->port);
+        l->url.unix_path ? redisAsyncConnectUnix(l->url.unix_path) : redisAsyncConnect(l->url.host, l->url.port);
     if (ac == NULL || ac->err) {
         char why[128];
         snprintf(why, sizeof(why), "%s", ac ? ac->errstr : "out of memory");
@@ -744,7 +790,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg) {
  * when there is none), records read from the journal stay there, and a retry is scheduled. */
 static void go_down(tg_ledger_t *l, const char *why) {
     if (l->state == ST_READY || l->state == ST_LOADING || l->backoff == l->backoff_first)
-        tg_warn("ledger: redis %s unavailable (%s); %s", l->target, why ? why : "?",
+        tg_warn("ledger: redis %s unavailable (%s); %s", l->url.target, why ? why : "?",
                 l->jfd >= 0 ? "journaling" : "keeping records in memory");
     l->state = ST_DOWN;
     l->outstanding = 0;
@@ -829,6 +875,86 @@ static void replay_pump(tg_ledger_t *l) {
     }
 }
 
+/* --- other modules' commands ------------------------------------------------------------ */
+
+static void query_release(tg_ledger_t *l, tg_ledger_query_t *q) {
+    q->fn = NULL;
+    q->ud = NULL;
+    q->next = l->qfree;
+    l->qfree = q;
+}
+
+/* A NULL reply means the link is going away, usually from inside redisAsyncFree: the caller
+ * hears of it from a zero timer, where it may safely send records or queries again. */
+static void on_query(redisAsyncContext *ac, void *r, void *priv) {
+    tg_ledger_query_t *q = priv;
+    tg_ledger_t *l = q->l;
+    if (r == NULL) {
+        q->next = l->qfailed;
+        l->qfailed = q;
+        struct timeval tv = {0, 0};
+        evtimer_add(l->qfail_ev, &tv);
+        return;
+    }
+    if (l->ac == ac) answered(l);
+    tg_ledger_reply_fn fn = q->fn;
+    void *ud = q->ud;
+    query_release(l, q);
+    if (fn) fn(r, ud);
+}
+
+static void on_qfail(evutil_socket_t fd, short what, void *arg) {
+    tg_ledger_t *l = arg;
+    tg_ledger_query_t *q = l->qfailed;
+    l->qfailed = NULL;
+    while (q != NULL) {
+        tg_ledger_query_t *next = q->next;
+        tg_ledger_reply_fn fn = q->fn;
+        void *ud = q->ud;
+        query_release(l, q);
+        if (fn) fn(NULL, ud);
+        q = next;
+    }
+}
+
+tg_ledger_query_t *tg_ledger_query(tg_ledger_t *l, int argc, const char **argv, const size_t *lens,
+                                   tg_ledger_reply_fn fn, void *ud) {
+    if (l == NULL || l->state != ST_READY || l->ac == NULL || l->kill_pending) return NULL;
+    tg_ledger_query_t *q = l->qfree;
+    if (q != NULL) {
+        l->qfree = q->next;
+    } else {
+        if ((q = calloc(1, sizeof(*q))) == NULL) return NULL;
+        q->l = l;
+        q->all = l->qall;
+        l->qall = q;
+    }
+    q->fn = fn;
+    q->ud = ud;
+    if (redisAsyncCommandArgv(l->ac, on_query, q, argc, argv, lens) != REDIS_OK) {
+        query_release(l, q);
+        return NULL;
+    }
+    issued(l);
+    return q;
+}
+
+void tg_ledger_query_cancel(tg_ledger_query_t *q) {
+    if (q != NULL) q->fn = NULL;
+}
+
+void tg_ledger_sha1_hex(const char *script, size_t len, char out[41]) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    static const char hex[] = "0123456789abcdef";
+    if (EVP_Digest(script, len, md, &n, EVP_sha1(), NULL) != 1) n = 0;
+    for (unsigned i = 0; i < 20; i++) {
+        out[2 * i] = i < n ? hex[md[i] >> 4] : '0';
+        out[2 * i + 1] = i < n ? hex[md[i] & 15] : '0';
+    }
+    out[40] = '\0';
+}
+
 /* --- public ----------------------------------------------------------------------------------- */
 
 void tg_ledger_record(tg_ledger_t *l, const tg_ledger_rec_t *rec) {
@@ -890,20 +1016,23 @@ void tg_ledger_set_limits(tg_ledger_t *l, int cmd_timeout_ms, size_t max_backlog
 }
 
 /* redis://[[user]:password@]host[:port][/db] or unix:///path. The host is resolved once. */
-static int parse_url(tg_ledger_t *l, const char *url, char *err, size_t errlen) {
+int tg_redis_url_parse(const char *url, tg_redis_url_t *u, char *err, size_t errlen) {
+    memset(u, 0, sizeof(*u));
+    if (url == NULL) goto bad;
     if (strncmp(url, "unix://", 7) == 0) {
         if (url[7] != '/') goto bad;
-        l->unix_path = strdup(url + 7);
-        snprintf(l->target, sizeof(l->target), "%s", url + 7);
-        return l->unix_path ? 0 : -1;
+        u->unix_path = strdup(url + 7);
+        snprintf(u->target, sizeof(u->target), "%s", url + 7);
+        if (u->unix_path == NULL) goto bad;
+        return 0;
     }
     if (strncmp(url, "redis://", 8) != 0) goto bad;
     const char *p = url + 8, *at = strrchr(p, '@');
     if (at != NULL) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (colon == NULL) goto bad;
-        if (colon > p) l->user = strndup(p, (size_t)(colon - p));
-        l->password = strndup(colon + 1, (size_t)(at - colon - 1));
+        if (colon > p) u->user = strndup(p, (size_t)(colon - p));
+        u->password = strndup(colon + 1, (size_t)(at - colon - 1));
         p = at + 1;
     }
     char host[256];
@@ -922,38 +1051,47 @@ static int parse_url(tg_ledger_t *l, const char *url, char *err, size_t errlen) 
     if (hl == 0 || hl >= sizeof(host)) goto bad;
     memcpy(host, p, hl);
     host[hl] = '\0';
-    l->port = 6379;
+    u->port = 6379;
     char *end;
     if (*rest == ':') {
         long port = strtol(rest + 1, &end, 10);
         if (end == rest + 1 || port <= 0 || port > 65535) goto bad;
-        l->port = (int)port;
+        u->port = (int)port;
         rest = end;
     }
     if (*rest == '/' && rest[1] != '\0') {
         long db = strtol(rest + 1, &end, 10);
         if (*end != '\0' || db < 0 || db > 1000000) goto bad;
-        l->db = (int)db;
+        u->db = (int)db;
     } else if (*rest != '\0' && strcmp(rest, "/") != 0) {
         goto bad;
     }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
     int rc = getaddrinfo(host, NULL, &hints, &ai);
     if (rc != 0) {
-        snprintf(err, errlen, "ledger: cannot resolve redis host %s: %s", host, gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve redis host %s: %s", host, gai_strerror(rc));
+        tg_redis_url_free(u);
         return -1;
     }
     const void *addr = ai->ai_family == AF_INET6
                            ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
                            : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
-    inet_ntop(ai->ai_family, addr, l->host, sizeof(l->host));
+    inet_ntop(ai->ai_family, addr, u->host, sizeof(u->host));
     freeaddrinfo(ai);
-    snprintf(l->target, sizeof(l->target), "%s:%d", host, l->port);
+    snprintf(u->target, sizeof(u->target), "%s:%d", host, u->port);
     return 0;
 bad:
-    snprintf(err, errlen,
-             "ledger: bad redis url (want redis://[:password@]host[:port][/db] or unix:///path)");
+    tg_redis_url_free(u);
+    snprintf(err, errlen, "bad redis url '%s' (want redis://[[user]:password@]host[:port][/db] or unix:///path)",
+             url ? url : "");
     return -1;
+}
+
+void tg_redis_url_free(tg_redis_url_t *u) {
+    free(u->unix_path);
+    free(u->user);
+    free(u->password);
+    u->unix_path = u->user = u->password = NULL;
 }
 
 tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const char *journal_path,
@@ -971,11 +1109,12 @@ tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const
     l->cmd_timeout_ms = 2000;
     l->max_backlog = 10000;
     if (redis_url == NULL || redis_url[0] == '\0') return l;
-    if (parse_url(l, redis_url, err, errlen) < 0) goto fail;
+    if (tg_redis_url_parse(redis_url, &l->url, err, errlen) < 0) goto fail;
     l->retry_ev = evtimer_new(base, on_retry, l);
     l->io_ev = evtimer_new(base, on_io, l);
     l->sync_ev = evtimer_new(base, on_sync, l);
-    if (l->retry_ev == NULL || l->io_ev == NULL || l->sync_ev == NULL) {
+    l->qfail_ev = evtimer_new(base, on_qfail, l);
+    if (l->retry_ev == NULL || l->io_ev == NULL || l->sync_ev == NULL || l->qfail_ev == NULL) {
         snprintf(err, errlen, "ledger: cannot create timers");
         goto fail;
     }
@@ -1022,12 +1161,16 @@ void tg_ledger_free(tg_ledger_t *l) {
     if (l->retry_ev) event_free(l->retry_ev);
     if (l->io_ev) event_free(l->io_ev);
     if (l->sync_ev) event_free(l->sync_ev);
+    if (l->qfail_ev) event_free(l->qfail_ev);
+    while (l->qall != NULL) {
+        tg_ledger_query_t *q = l->qall;
+        l->qall = q->all;
+        free(q);
+    }
     free(l->ring);
     free(l->jbuf);
     free(l->rbuf);
     free(l->jpath);
-    free(l->unix_path);
-    free(l->user);
-    free(l->password);
+    tg_redis_url_free(&l->url);
     free(l);
 }

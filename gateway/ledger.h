@@ -10,6 +10,7 @@
 #include "gateway/usage.h"
 
 struct event_base;
+struct redisReply;
 typedef struct tg_ledger_s tg_ledger_t;
 
 typedef struct {
@@ -23,6 +24,7 @@ typedef struct {
     int64_t cost_micro_usd;
     int64_t ts_ms;               /* request start, unix ms (UTC) — picks the day hash */
     int64_t latency_ms, ttft_ms; /* ttft -1 when no first byte */
+    int attempt_only; /* a failed attempt the provider billed: tokens and cost count, requests +0 */
 } tg_ledger_rec_t;
 
 /* redis_url: redis://[[user]:password@]host[:port][/db] or unix:///path; NULL/"" = ledger
@@ -46,6 +48,31 @@ void tg_ledger_stats(const tg_ledger_t *l, uint64_t *written, uint64_t *journale
 /* Stop: try to flush (the caller runs the loop a little), then write what is left to the
  * journal. Call before event_base_free(). NULL is fine. */
 void tg_ledger_free(tg_ledger_t *l);
+
+/* Another module's command on the ledger's connection (quota checks, admin reads): one
+ * round trip, in order with the records. fn runs exactly once, later, on the loop: with the
+ * reply, or with NULL when the link dropped or timed out before the answer (never from
+ * inside tg_ledger_query or tg_ledger_query_cancel). Returns NULL (fn never runs) when Redis
+ * is not connected. */
+typedef struct tg_ledger_query_s tg_ledger_query_t;
+typedef void (*tg_ledger_reply_fn)(const struct redisReply *reply, void *ud);
+tg_ledger_query_t *tg_ledger_query(tg_ledger_t *l, int argc, const char **argv, const size_t *lens,
+                                   tg_ledger_reply_fn fn, void *ud);
+/* fn will not run (the reply, when it comes, is dropped). The handle is invalid after. */
+void tg_ledger_query_cancel(tg_ledger_query_t *q);
+
+/* The Lua scripts' bodies are sent as EVALSHA; this is the SHA-1 hex (41 bytes) of `script`. */
+void tg_ledger_sha1_hex(const char *script, size_t len, char out[41]);
+
+/* A parsed redis URL: redis://[[user]:password@]host[:port][/db] or unix:///path. The host is
+ * resolved to an address, once, blocking (start-up and CLI only). */
+typedef struct {
+    char host[64], target[300]; /* target: host:port or path, for messages */
+    int port, db;
+    char *unix_path, *user, *password; /* malloc'd or NULL */
+} tg_redis_url_t;
+int tg_redis_url_parse(const char *url, tg_redis_url_t *u, char *err, size_t errlen);
+void tg_redis_url_free(tg_redis_url_t *u);
 
 /* Tuning, for tests: reconnect backoff (default 250 ms doubling to 5000 ms); command
  * timeout after which a silent Redis counts as down (default 2000 ms, also the connect
