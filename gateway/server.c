@@ -1,11 +1,14 @@
-/* server.c — start-up, workers and signals. Each worker thread owns an
- * event_base with its SO_REUSEPORT listener, HTTP server, libcurl multi
+/* server.c — start-up, workers, signals and reload. Each worker thread owns
+ * an event_base with its SO_REUSEPORT listener, HTTP server, libcurl multi
  * handle and Redis ledger connection; nothing is shared between workers but
  * the config snapshot (reference-counted) and metrics (atomics). The main
- * thread waits for signals: SIGHUP reloads the config (validated first; an
- * invalid one is logged and the old one stays), SIGTERM/SIGINT stop
- * accepting, let requests in flight finish within the grace period, flush
- * the ledger, and exit 0.
+ * thread polls a signalfd and an inotify descriptor: SIGHUP, or a change to
+ * the config file or any file it includes (100 ms after the last event, and
+ * only when their bytes changed), reloads the config — validated first; an
+ * invalid one is logged with FILE:LINE:COL and the old one stays. Workers
+ * never wait on a reload: they take the new snapshot with their next request.
+ * SIGTERM/SIGINT stop accepting, let requests in flight finish within the
+ * grace period, flush the ledger, and exit 0.
  */
 #include "gateway/server.h"
 
@@ -15,11 +18,16 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/random.h>
+#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,12 +42,14 @@
 #include "policy/health.h"
 
 #define GRACE_MS 30000
+#define DEBOUNCE_MS 100 /* editors write a file in several steps: reload once, after the last */
+#define MAX_WATCHED 64
 
 typedef struct {
     tg_worker_t w;
     pthread_t thread;
     int fd;
-    struct event *flush_ev, *stop_ev, *drain_ev;
+    struct event *flush_ev, *stop_ev, *drain_ev, *params_ev;
     int64_t drain_deadline_ms;
 } slot_t;
 
@@ -84,14 +94,17 @@ static int64_t mono_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void on_flush(evutil_socket_t fd, short ev, void *arg) { tg_log_flush(); }
+static void on_flush(evutil_socket_t fd, short ev, void *arg) {
+    tg_log_flush();
+}
 
 /* Graceful drain: every 50 ms, stop once no connection is left and the
  * ledger has nothing unacknowledged, or when the grace period ran out. */
 static void on_drain_tick(evutil_socket_t fd, short ev, void *arg) {
     slot_t *s = arg;
-    int idle = tg_http_server_connections(s->w.http) == 0 &&
-               (s->w.ledger == NULL || tg_ledger_backlog(s->w.ledger) == 0 || !tg_ledger_connected(s->w.ledger));
+    int idle =
+        tg_http_server_connections(s->w.http) == 0 &&
+        (s->w.ledger == NULL || tg_ledger_backlog(s->w.ledger) == 0 || !tg_ledger_connected(s->w.ledger));
     if (idle || mono_ms() > s->drain_deadline_ms) event_base_loopexit(s->w.base, NULL);
 }
 
@@ -102,6 +115,22 @@ static void on_stop(evutil_socket_t fd, short ev, void *arg) {
     s->drain_deadline_ms = mono_ms() + GRACE_MS;
     struct timeval tv = {0, 50000};
     event_add(s->drain_ev, &tv);
+}
+
+/* The circuit and latency knobs of a config, for a worker's health table. */
+static void apply_health_params(tg_health_t *h, const tg_config_t *c) {
+    tg_health_params_t p = {c->circuit.failures, c->circuit.cooldown_ms, c->circuit.max_cooldown_ms,
+                            c->latency_alpha};
+    tg_health_set_params(h, &p);
+}
+
+/* On the worker's thread after a reload: the health table is the worker's
+ * alone, so only it may change the table's parameters. */
+static void on_params(evutil_socket_t fd, short ev, void *arg) {
+    slot_t *s = arg;
+    tg_config_t *c = tg_config_current();
+    if (c && s->w.health) apply_health_params(s->w.health, c);
+    tg_config_unref(c);
 }
 
 static void *worker_main(void *arg) {
@@ -126,7 +155,8 @@ static void apply_overrides(tg_config_t *c, const tg_server_opts_t *o) {
 static tg_config_t *load(const tg_server_opts_t *o) {
     tg_diag_t d = {0};
     tg_config_t *c = tg_config_load(o->config_path, &d);
-    for (size_t i = 0; i < d.n; i++) tg_log(c ? TG_LOG_WARN : TG_LOG_ERROR, "%s", d.msgs[i]);
+    for (size_t i = 0; i < d.n; i++)
+        tg_log(c ? TG_LOG_WARN : TG_LOG_ERROR, "%s", d.msgs[i]);
     tg_diag_free(&d);
     if (c) apply_overrides(c, o);
     return c;
@@ -177,6 +207,8 @@ static int worker_init(slot_t *s, int i, tg_config_t *c) {
     if (c->limits.keepalive_timeout_ms) lim.keepalive_timeout_ms = c->limits.keepalive_timeout_ms;
     s->w.http = tg_http_server_new(s->w.base, s->fd, &lim, &tg_request_handler, &s->w);
     if (s->w.up == NULL || s->w.http == NULL || s->w.health == NULL) return -1;
+    apply_health_params(s->w.health, c);
+    s->params_ev = event_new(s->w.base, -1, 0, on_params, s);
     s->flush_ev = event_new(s->w.base, -1, EV_PERSIST, on_flush, s);
     struct timeval tv = {0, 100000};
     event_add(s->flush_ev, &tv);
@@ -202,23 +234,140 @@ static void worker_free(slot_t *s) {
     if (s->flush_ev) event_free(s->flush_ev);
     if (s->stop_ev) event_free(s->stop_ev);
     if (s->drain_ev) event_free(s->drain_ev);
+    if (s->params_ev) event_free(s->params_ev);
     if (s->w.base) event_base_free(s->w.base);
     tg_log_flush();
 }
 
-static void reload(const tg_server_opts_t *o) {
+static void reload(const tg_server_opts_t *o, slot_t *slots, int n, const char *why) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
     tg_config_t *old = tg_config_current();
     tg_config_t *c = load(o);
     if (c == NULL) {
-        tg_error("reload of %s failed: the running configuration stays", o->config_path);
+        tg_error("reload of %s (%s) failed: the running configuration stays", o->config_path, why);
     } else {
         if (c->listen_port != old->listen_port || strcmp(c->listen_host, old->listen_host) != 0 ||
             c->workers != old->workers)
             tg_warn("listen and workers changes take effect at the next restart");
         tg_config_install(c);
-        tg_info("reloaded %s", o->config_path);
+        for (int i = 0; i < n; i++)
+            if (slots[i].params_ev) event_active(slots[i].params_ev, EV_TIMEOUT, 0);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+        tg_info("reloaded %s in %.2f ms (%s): %zu providers, %zu routes, %zu prices, %zu keys",
+                o->config_path, ms, why, c->n_providers, c->n_routes, c->n_prices, c->n_keys);
     }
     tg_config_unref(old);
+}
+
+/* --- watching the config files --------------------------------------------- */
+
+/* Directories are watched rather than files: an editor that saves by
+ * writing a new file and renaming it over the old one replaces the inode a
+ * file watch would follow. Events are filtered by file name. */
+typedef struct {
+    int fd;
+    struct {
+        int wd;
+        char name[NAME_MAX + 1];
+    } w[MAX_WATCHED];
+    int n;
+} watch_t;
+
+static void watch_one(watch_t *wt, const char *path) {
+    char *d = strdup(path), *f = strdup(path);
+    if (d && f && wt->n < MAX_WATCHED) {
+        int wd = inotify_add_watch(wt->fd, dirname(d),
+                                   IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_MODIFY |
+                                       IN_MOVED_FROM);
+        if (wd < 0) {
+            tg_warn("cannot watch %s for changes (%s): reload it with SIGHUP", path, strerror(errno));
+        } else {
+            wt->w[wt->n].wd = wd;
+            snprintf(wt->w[wt->n].name, sizeof(wt->w[wt->n].name), "%s", basename(f));
+            wt->n++;
+        }
+    }
+    free(d);
+    free(f);
+}
+
+/* Watches every file c was loaded from, by the name it was given and,
+ * when that is a symbolic link, by where it points. Watches only grow: a
+ * directory watched twice is the same watch, and a file no longer included
+ * costs a stray event at most. */
+static void watch_config(watch_t *wt, const tg_config_t *c) {
+    if (wt->fd < 0) return;
+    wt->n = 0;
+    for (size_t i = 0; i < c->n_files; i++) {
+        watch_one(wt, c->files[i]);
+        char *real = realpath(c->files[i], NULL);
+        if (real && strcmp(real, c->files[i]) != 0) watch_one(wt, real);
+        free(real);
+    }
+}
+
+/* Reads the pending events; 1 when one names a watched file. */
+static int watch_read(watch_t *wt) {
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int hit = 0;
+    ssize_t len;
+    while ((len = read(wt->fd, buf, sizeof(buf))) > 0) {
+        for (char *p = buf; p < buf + len;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            if (ev->mask & IN_Q_OVERFLOW) hit = 1;
+            for (int i = 0; i < wt->n && !hit && ev->len; i++)
+                hit = wt->w[i].wd == ev->wd && strcmp(wt->w[i].name, ev->name) == 0;
+            p += sizeof(*ev) + ev->len;
+        }
+    }
+    return hit;
+}
+
+/* The main thread's loop: signals and file changes until a stop signal. */
+static void main_loop(const tg_server_opts_t *o, slot_t *slots, int n, const sigset_t *set) {
+    int sfd = signalfd(-1, set, SFD_CLOEXEC);
+    watch_t wt = {.fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)};
+    if (wt.fd < 0) tg_warn("inotify unavailable (%s): reload the config with SIGHUP", strerror(errno));
+    tg_config_t *c = tg_config_current();
+    watch_config(&wt, c);
+    tg_config_unref(c);
+    int64_t due = -1; /* when a debounced file change is to be looked at */
+    for (;;) {
+        struct pollfd pf[2] = {{sfd, POLLIN, 0}, {wt.fd, POLLIN, 0}};
+        int timeout = due < 0 ? -1 : (int)(due > mono_ms() ? due - mono_ms() : 0);
+        int k = poll(pf, wt.fd >= 0 ? 2 : 1, timeout);
+        if (k < 0 && errno != EINTR) break;
+        if (k > 0 && (pf[1].revents & POLLIN) && watch_read(&wt)) due = mono_ms() + DEBOUNCE_MS;
+        if (due >= 0 && mono_ms() >= due) {
+            due = -1;
+            c = tg_config_current();
+            int changed = tg_config_files_digest(c) != c->files_digest;
+            tg_config_unref(c);
+            if (changed) {
+                reload(o, slots, n, "file change");
+                c = tg_config_current();
+                watch_config(&wt, c);
+                tg_config_unref(c);
+            }
+        }
+        if (k > 0 && (pf[0].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            if (read(sfd, &si, sizeof(si)) != sizeof(si)) continue;
+            if (si.ssi_signo == SIGHUP) {
+                reload(o, slots, n, "SIGHUP");
+                c = tg_config_current();
+                watch_config(&wt, c);
+                tg_config_unref(c);
+                continue;
+            }
+            tg_info("signal %d: draining (up to %d s), then exiting", (int)si.ssi_signo, GRACE_MS / 1000);
+            break;
+        }
+    }
+    if (wt.fd >= 0) close(wt.fd);
+    if (sfd >= 0) close(sfd);
 }
 
 int tg_server_run(const tg_server_opts_t *o) {
@@ -230,11 +379,8 @@ int tg_server_run(const tg_server_opts_t *o) {
     if (c == NULL) return 1;
     tg_log_level_t lvl;
     if (c->log_level && tg_log_parse_level(c->log_level, &lvl) == 0) tg_log_set_level(lvl);
-    int sim = start_simulator(c);
-    if (sim < 0) {
-        tg_config_unref(c);
-        return 1;
-    }
+    /* Blocked before any thread starts (the built-in simulator's too), so
+     * that every signal reaches the main thread's signalfd. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -242,6 +388,11 @@ int tg_server_run(const tg_server_opts_t *o) {
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    int sim = start_simulator(c);
+    if (sim < 0) {
+        tg_config_unref(c);
+        return 1;
+    }
 
     int n = c->workers > 0 ? c->workers : 1;
     slot_t *slots = calloc((size_t)n, sizeof(*slots));
@@ -268,18 +419,11 @@ int tg_server_run(const tg_server_opts_t *o) {
             if (pthread_create(&slots[started].thread, NULL, worker_main, &slots[started]) != 0) break;
         tg_info("tollgate listening on %s:%d with %d worker%s", c->listen_host, c->listen_port, n,
                 n == 1 ? "" : "s");
-        for (;;) {
-            int sig = 0;
-            if (sigwait(&set, &sig) != 0) continue;
-            if (sig == SIGHUP) {
-                reload(o);
-                continue;
-            }
-            tg_info("signal %d: draining (up to %d s), then exiting", sig, GRACE_MS / 1000);
-            break;
-        }
-        for (int i = 0; i < started; i++) event_active(slots[i].stop_ev, EV_TIMEOUT, 0);
-        for (int i = 0; i < started; i++) pthread_join(slots[i].thread, NULL);
+        main_loop(o, slots, started, &set);
+        for (int i = 0; i < started; i++)
+            event_active(slots[i].stop_ev, EV_TIMEOUT, 0);
+        for (int i = 0; i < started; i++)
+            pthread_join(slots[i].thread, NULL);
     }
     for (int i = 0; i < n; i++) {
         worker_free(&slots[i]);
