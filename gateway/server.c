@@ -156,7 +156,7 @@ static tg_config_t *load(const tg_server_opts_t *o) {
     tg_diag_t d = {0};
     tg_config_t *c = tg_config_load(o->config_path, &d);
     for (size_t i = 0; i < d.n; i++)
-        tg_log(c ? TG_LOG_WARN : TG_LOG_ERROR, "%s", d.msgs[i]);
+        tg_log(strstr(d.msgs[i], ": warning: ") ? TG_LOG_WARN : TG_LOG_ERROR, "%s", d.msgs[i]);
     tg_diag_free(&d);
     if (c) apply_overrides(c, o);
     return c;
