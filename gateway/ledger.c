@@ -52,7 +52,8 @@ static const char LUA[] =
     "if redis.call('EXISTS',KEYS[1])==1 then return 0 end\n"
     "local function t(k,w) local x=redis.call('TYPE',k).ok return x==w or x=='none' end\n"
     "if not (t(KEYS[2],'hash') and t(KEYS[3],'stream') and t(KEYS[4],'hash') and t(KEYS[5],'string')) then\n"
-    "  return redis.error_reply('WRONGTYPE a tollgate ledger key ('..KEYS[2]..', '..KEYS[3]..', '..KEYS[4]..\n"
+    "  return redis.error_reply('WRONGTYPE a tollgate ledger key ('..KEYS[2]..', '..KEYS[3]..', "
+    "'..KEYS[4]..\n"
     "    ', '..KEYS[5]..') holds something else')\n"
     "end\n"
     "local h,p=KEYS[2],ARGV[2]\n"
@@ -342,8 +343,10 @@ static ent_t *line_parse(const char *p, size_t n) {
     }
     for (int i = 0; i < N_N; i++) {
         json_t *x = json_object_get(o, num_names[i]);
-        if (x == NULL && i == N_REQS) x = json_integer(1); /* journals written before the field */
-        else json_incref(x);
+        if (x == NULL && i == N_REQS)
+            x = json_integer(1); /* journals written before the field */
+        else
+            json_incref(x);
         int ok = json_is_integer(x);
         v.n[i] = ok ? json_integer_value(x) : 0;
         json_decref(x);
@@ -724,11 +727,13 @@ static void on_connect(const redisAsyncContext *cac, int status) {
     answered(l);
     l->state = ST_LOADING;
     if (l->url.password) {
-        int rc = l->url.user ? redisAsyncCommand(l->ac, on_setup, "AUTH", "AUTH %s %s", l->url.user, l->url.password)
-                         : redisAsyncCommand(l->ac, on_setup, "AUTH", "AUTH %s", l->url.password);
+        int rc = l->url.user
+                     ? redisAsyncCommand(l->ac, on_setup, "AUTH", "AUTH %s %s", l->url.user, l->url.password)
+                     : redisAsyncCommand(l->ac, on_setup, "AUTH", "AUTH %s", l->url.password);
         if (rc == REDIS_OK) issued(l);
     }
-    if (l->url.db > 0 && redisAsyncCommand(l->ac, on_setup, "SELECT", "SELECT %d", l->url.db) == REDIS_OK) issued(l);
+    if (l->url.db > 0 && redisAsyncCommand(l->ac, on_setup, "SELECT", "SELECT %d", l->url.db) == REDIS_OK)
+        issued(l);
     load_script(l);
 }
 
@@ -740,8 +745,8 @@ static void on_disconnect(const redisAsyncContext *cac, int status) {
 }
 
 static void connect_redis(tg_ledger_t *l) {
-    redisAsyncContext *ac =
-        l->url.unix_path ? redisAsyncConnectUnix(l->url.unix_path) : redisAsyncConnect(l->url.host, l->url.port);
+    redisAsyncContext *ac = l->url.unix_path ? redisAsyncConnectUnix(l->url.unix_path)
+                                             : redisAsyncConnect(l->url.host, l->url.port);
     if (ac == NULL || ac->err) {
         char why[128];
         snprintf(why, sizeof(why), "%s", ac ? ac->errstr : "out of memory");
@@ -1082,7 +1087,8 @@ int tg_redis_url_parse(const char *url, tg_redis_url_t *u, char *err, size_t err
     return 0;
 bad:
     tg_redis_url_free(u);
-    snprintf(err, errlen, "bad redis url '%s' (want redis://[[user]:password@]host[:port][/db] or unix:///path)",
+    snprintf(err, errlen,
+             "bad redis url '%s' (want redis://[[user]:password@]host[:port][/db] or unix:///path)",
              url ? url : "");
     return -1;
 }

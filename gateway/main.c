@@ -1,5 +1,5 @@
 /* main.c — the `tollgate` command: serve (default), check, simulate,
- * --version and help. Only main exits; each command returns its code
+ * report, --version and help. Only main exits; each command returns its code
  * (0 ok, 1 invalid input/config, 2 usage error). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 
 #include "gateway/config.h"
 #include "gateway/pool.h"
+#include "gateway/report.h"
 #include "gateway/scan.h"
 #include "policy/route.h"
 #include "gateway/server.h"
@@ -20,12 +21,16 @@ static void usage(FILE *f) {
     fprintf(f, "usage: tollgate [serve] [-c FILE] [--listen HOST:PORT] [--redis URL] [--workers N]\n"
                "       tollgate check [-c FILE]\n"
                "       tollgate explain [-c FILE] [--key NAME] REQUEST.json\n"
+               "       tollgate report [-c FILE] [--redis URL] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
+               "                       [--by provider|model|key|day] [--format table|csv|json]\n"
                "       tollgate simulate [--host H] [--port N] [--ttft-ms N] [--tps N] [--fault PROVIDER:STATUS[:PCT]]\n"
                "       tollgate --version | help\n"
                "\n"
                "  serve     run the gateway (default config %s)\n"
                "  check     validate the config, routes and prices; FILE:LINE:COL: message per problem\n"
                "  explain   print the routing decision for a request, without calling any provider\n"
+               "  report    spend per provider, model, key or day from Redis, with a totals row\n"
+               "            (exit 3 when Redis cannot be reached)\n"
                "  simulate  run the simulated providers (OpenAI, DeepSeek, Qwen dialects)\n",
             DEFAULT_CONFIG);
 }
@@ -144,6 +149,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "check") == 0) return cmd_check(argc - 2, argv + 2);
     if (strcmp(cmd, "explain") == 0) return cmd_explain(argc - 2, argv + 2);
+    if (strcmp(cmd, "report") == 0) return tg_report_main(argc - 1, argv + 1, DEFAULT_CONFIG);
     if (strcmp(cmd, "simulate") == 0) return tg_simulate_main(argc - 1, argv + 1);
     if (strcmp(cmd, "help") == 0) {
         usage(stdout);

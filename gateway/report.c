@@ -1,0 +1,563 @@
+/* report.c — spend reports: the ledger's day hashes (tg:usage:{YYYY-MM-DD}, fields
+ * provider|model|key|metric) summed over a range of UTC days, grouped by provider, model,
+ * key or day (and, for the dashboard, by a second dimension), with a totals row.
+ * Fields enter one at a time through tg_report_add (from HGETALL replies, sync or async);
+ * rows leave as a table, CSV or SPEC §2's JSON. Money stays in integer micro-USD and is
+ * printed with six decimals, never through a float. The `tollgate report` command is here
+ * too: one pipelined HGETALL per day on a blocking hiredis connection (a CLI, no loop). */
+#include "gateway/report.h"
+
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gateway/config.h"
+#include "gateway/ledger.h"
+
+static const char *const by_names[] = {"provider", "model", "key", "day"};
+static const char *const metric_names[] = {"requests",      "input_tokens",     "cached_input_tokens",
+                                           "output_tokens", "reasoning_tokens", "cost_micro_usd"};
+
+/* --- days ------------------------------------------------------------------------------------ */
+
+/* Howard Hinnant's days_from_civil: exact for the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int tg_report_parse_day(const char *s, size_t len, int64_t *day) {
+    if (s == NULL || len != 10 || s[4] != '-' || s[7] != '-') return -1;
+    int v[8];
+    const int pos[8] = {0, 1, 2, 3, 5, 6, 8, 9};
+    for (int i = 0; i < 8; i++) {
+        if (s[pos[i]] < '0' || s[pos[i]] > '9') return -1;
+        v[i] = s[pos[i]] - '0';
+    }
+    int y = v[0] * 1000 + v[1] * 100 + v[2] * 10 + v[3], m = v[4] * 10 + v[5], d = v[6] * 10 + v[7];
+    static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1970 || m < 1 || m > 12 || d < 1 || d > mdays[m - 1]) return -1;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (m == 2 && d == 29 && !leap) return -1;
+    *day = days_from_civil(y, m, d);
+    return 0;
+}
+
+void tg_report_day_text(int64_t day, char out[11]) {
+    time_t t = (time_t)(day * 86400);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 11, "%Y-%m-%d", &tm);
+}
+
+int tg_report_parse_by(const char *s, size_t len) {
+    for (int i = 0; i < 4; i++)
+        if (s && strlen(by_names[i]) == len && memcmp(s, by_names[i], len) == 0) return i;
+    return -1;
+}
+
+void tg_report_usd(int64_t micro, char out[32]) {
+    uint64_t u = micro < 0 ? (uint64_t)0 - (uint64_t)micro : (uint64_t)micro;
+    snprintf(out, 32, "%s%" PRIu64 ".%06" PRIu64, micro < 0 ? "-" : "", u / 1000000, u % 1000000);
+}
+
+/* --- aggregation ------------------------------------------------------------------------------ */
+
+int tg_report_init(tg_report_t *r, const char *from, size_t from_len, const char *to, size_t to_len,
+                   const char *by, size_t by_len, int64_t now_ms, char *err, size_t errlen) {
+    memset(r, 0, sizeof(*r));
+    r->by2 = TG_BY_NONE;
+    int64_t today = now_ms / 86400000;
+    char t[11];
+    tg_report_day_text(today, t);
+    int64_t first = today - (atoi(t + 8) - 1);
+    r->from_day = first;
+    r->to_day = today;
+    if (from && from_len && tg_report_parse_day(from, from_len, &r->from_day) != 0) {
+        snprintf(err, errlen, "from: '%.*s' is not a date YYYY-MM-DD (UTC)",
+                 (int)(from_len > 40 ? 40 : from_len), from);
+        return -1;
+    }
+    if (to && to_len && tg_report_parse_day(to, to_len, &r->to_day) != 0) {
+        snprintf(err, errlen, "to: '%.*s' is not a date YYYY-MM-DD (UTC)", (int)(to_len > 40 ? 40 : to_len),
+                 to);
+        return -1;
+    }
+    if (r->from_day > r->to_day) {
+        snprintf(err, errlen, "from is after to");
+        return -1;
+    }
+    if (r->to_day - r->from_day + 1 > TG_REPORT_MAX_DAYS) {
+        snprintf(err, errlen, "the range is longer than %d days", TG_REPORT_MAX_DAYS);
+        return -1;
+    }
+    r->by = TG_BY_PROVIDER;
+    if (by && by_len) {
+        int b = tg_report_parse_by(by, by_len);
+        if (b < 0) {
+            snprintf(err, errlen, "by: '%.*s' is not one of provider, model, key, day",
+                     (int)(by_len > 40 ? 40 : by_len), by);
+            return -1;
+        }
+        r->by = (tg_report_by_t)b;
+    }
+    return 0;
+}
+
+static uint64_t fnv64(const char *a, size_t an, const char *b, size_t bn) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < an; i++)
+        h = (h ^ (unsigned char)a[i]) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (size_t i = 0; i < bn; i++)
+        h = (h ^ (unsigned char)b[i]) * 1099511628211ULL;
+    return h;
+}
+
+static int rehash(tg_report_t *r) {
+    size_t ns = r->nslots ? r->nslots * 2 : 64;
+    size_t *sl = calloc(ns, sizeof(*sl));
+    if (sl == NULL) return -1;
+    for (size_t i = 0; i < r->n; i++) {
+        const tg_report_row_t *row = &r->rows[i];
+        size_t l2 = row->name2 ? strlen(row->name2) : 0;
+        size_t k = fnv64(row->name, strlen(row->name), row->name2 ? row->name2 : "", l2) & (ns - 1);
+        while (sl[k])
+            k = (k + 1) & (ns - 1);
+        sl[k] = i + 1;
+    }
+    free(r->slots);
+    r->slots = sl;
+    r->nslots = ns;
+    return 0;
+}
+
+static int same(const char *s, const char *p, size_t n) {
+    return s != NULL && strlen(s) == n && memcmp(s, p, n) == 0;
+}
+
+static tg_report_row_t *row_get(tg_report_t *r, const char *a, size_t an, const char *b, size_t bn,
+                                int has_b) {
+    if ((r->n + 1) * 2 > r->nslots && rehash(r) != 0) return NULL;
+    size_t k = fnv64(a, an, b, bn) & (r->nslots - 1);
+    for (; r->slots[k]; k = (k + 1) & (r->nslots - 1)) {
+        tg_report_row_t *row = &r->rows[r->slots[k] - 1];
+        if (same(row->name, a, an) && (!has_b || same(row->name2, b, bn))) return row;
+    }
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? r->cap * 2 : 32;
+        tg_report_row_t *nr = realloc(r->rows, nc * sizeof(*nr));
+        if (nr == NULL) return NULL;
+        r->rows = nr;
+        r->cap = nc;
+    }
+    tg_report_row_t *row = &r->rows[r->n];
+    memset(row, 0, sizeof(*row));
+    row->name = strndup(a, an);
+    row->name2 = has_b ? strndup(b, bn) : NULL;
+    if (row->name == NULL || (has_b && row->name2 == NULL)) {
+        free(row->name);
+        free(row->name2);
+        return NULL;
+    }
+    r->slots[k] = ++r->n;
+    return row;
+}
+
+/* The part of "provider|model|key" a grouping names; model is "provider/model". */
+static void dim(tg_report_by_t by, const char *f, size_t pl, size_t ml, size_t kl, const char *day, char *tmp,
+                size_t tmpcap, const char **out, size_t *len) {
+    switch (by) {
+    case TG_BY_PROVIDER:
+        *out = f, *len = pl;
+        return;
+    case TG_BY_MODEL:
+        *len = (size_t)snprintf(tmp, tmpcap, "%.*s/%.*s", (int)pl, f, (int)ml, f + pl + 1);
+        if (*len >= tmpcap) *len = tmpcap - 1;
+        *out = tmp;
+        return;
+    case TG_BY_KEY:
+        *out = f + pl + 1 + ml + 1, *len = kl;
+        return;
+    default:
+        *out = day, *len = 10;
+        return;
+    }
+}
+
+void tg_report_add(tg_report_t *r, int64_t day, const char *field, size_t flen, const char *val,
+                   size_t vlen) {
+    /* provider|model|key|metric: provider is up to the first bar, metric after the last,
+     * key between the last two; the model (the rest) may hold a bar of its own. */
+    const char *b1 = memchr(field, '|', flen), *b3 = NULL, *b2 = NULL;
+    for (size_t i = flen; i-- > 0;)
+        if (field[i] == '|') {
+            if (b3 == NULL)
+                b3 = field + i;
+            else if (b2 == NULL)
+                b2 = field + i;
+        }
+    char num[32];
+    char *end;
+    if (b1 == NULL || b2 == NULL || b3 == NULL || b2 <= b1 || vlen == 0 || vlen >= sizeof(num)) goto bad;
+    memcpy(num, val, vlen);
+    num[vlen] = '\0';
+    long long v = strtoll(num, &end, 10);
+    if (*end != '\0') goto bad;
+    const char *metric = b3 + 1;
+    size_t mlen = (size_t)(field + flen - metric);
+    int m = -1;
+    for (int i = 0; i < 6; i++)
+        if (same(metric_names[i], metric, mlen)) m = i;
+    if (m < 0) goto bad;
+    size_t pl = (size_t)(b1 - field), ml = (size_t)(b2 - b1 - 1), kl = (size_t)(b3 - b2 - 1);
+    char dtext[11], t1[600], t2[600];
+    tg_report_day_text(day, dtext);
+    const char *a, *b = "";
+    size_t al, bl = 0;
+    dim(r->by, field, pl, ml, kl, dtext, t1, sizeof(t1), &a, &al);
+    if (r->by2 != TG_BY_NONE) dim(r->by2, field, pl, ml, kl, dtext, t2, sizeof(t2), &b, &bl);
+    tg_report_row_t *row = row_get(r, a, al, b, bl, r->by2 != TG_BY_NONE);
+    if (row == NULL) return;
+    int64_t *dst[6] = {&row->s.requests, &row->s.input,     &row->s.cached,
+                       &row->s.output,   &row->s.reasoning, &row->s.cost_micro};
+    int64_t *tot[6] = {&r->total.requests, &r->total.input,     &r->total.cached,
+                       &r->total.output,   &r->total.reasoning, &r->total.cost_micro};
+    *dst[m] += v;
+    *tot[m] += v;
+    return;
+bad:
+    r->bad_fields++;
+}
+
+static int row_cmp_name(const void *pa, const void *pb) {
+    const tg_report_row_t *a = pa, *b = pb;
+    int c = strcmp(a->name, b->name);
+    if (c == 0 && a->name2 && b->name2) c = strcmp(a->name2, b->name2);
+    return c;
+}
+
+static int row_cmp_cost(const void *pa, const void *pb) {
+    const tg_report_row_t *a = pa, *b = pb;
+    if (a->s.cost_micro != b->s.cost_micro) return a->s.cost_micro > b->s.cost_micro ? -1 : 1;
+    return row_cmp_name(pa, pb);
+}
+
+void tg_report_finish(tg_report_t *r) {
+    if (r->n == 0) return;
+    qsort(r->rows, r->n, sizeof(*r->rows),
+          r->by == TG_BY_DAY || r->by2 != TG_BY_NONE ? row_cmp_name : row_cmp_cost);
+    free(r->slots); /* the index is stale now */
+    r->slots = NULL;
+    r->nslots = 0;
+}
+
+void tg_report_free(tg_report_t *r) {
+    for (size_t i = 0; i < r->n; i++) {
+        free(r->rows[i].name);
+        free(r->rows[i].name2);
+    }
+    free(r->rows);
+    free(r->slots);
+    memset(r, 0, sizeof(*r));
+}
+
+/* --- rendering --------------------------------------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int oom;
+} buf_t;
+
+static void bprintf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bprintf(buf_t *b, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0 || b->oom) return;
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t nc = b->cap ? b->cap * 2 : 4096;
+        while (nc < b->len + (size_t)n + 1)
+            nc *= 2;
+        char *np = realloc(b->p, nc);
+        if (np == NULL) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+}
+
+static char *bdone(buf_t *b) {
+    if (b->oom) {
+        free(b->p);
+        return NULL;
+    }
+    return b->p ? b->p : strdup("");
+}
+
+static void json_string(buf_t *b, const char *s) {
+    bprintf(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            bprintf(b, "\\%c", c);
+        else if (c < 0x20)
+            bprintf(b, "\\u%04x", c);
+        else
+            bprintf(b, "%c", c);
+    }
+    bprintf(b, "\"");
+}
+
+static void json_sums(buf_t *b, const tg_report_sums_t *s) {
+    char usd[32];
+    tg_report_usd(s->cost_micro, usd);
+    bprintf(b,
+            "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
+            ",\"output_tokens\":%" PRId64 ",\"reasoning_tokens\":%" PRId64 ",\"cost_usd\":%s",
+            s->requests, s->input, s->cached, s->output, s->reasoning, usd);
+}
+
+char *tg_report_json(const tg_report_t *r) {
+    buf_t b = {0};
+    char f[11], t[11];
+    tg_report_day_text(r->from_day, f);
+    tg_report_day_text(r->to_day, t);
+    bprintf(&b, "{\"from\":\"%s\",\"to\":\"%s\",\"by\":\"%s\",\"rows\":[", f, t, by_names[r->by]);
+    for (size_t i = 0; i < r->n; i++) {
+        bprintf(&b, "%s{\"%s\":", i ? "," : "", by_names[r->by]);
+        json_string(&b, r->rows[i].name);
+        if (r->by2 != TG_BY_NONE && r->rows[i].name2) {
+            bprintf(&b, ",\"%s\":", by_names[r->by2]);
+            json_string(&b, r->rows[i].name2);
+        }
+        bprintf(&b, ",");
+        json_sums(&b, &r->rows[i].s);
+        bprintf(&b, "}");
+    }
+    bprintf(&b, "],\"total\":{");
+    json_sums(&b, &r->total);
+    bprintf(&b, "}}\n");
+    return bdone(&b);
+}
+
+/* A CSV cell: quoted when it holds a comma, quote or line break. */
+static void csv_cell(buf_t *b, const char *s) {
+    if (strpbrk(s, ",\"\r\n") == NULL) {
+        bprintf(b, "%s", s);
+        return;
+    }
+    bprintf(b, "\"");
+    for (; *s; s++)
+        bprintf(b, *s == '"' ? "\"\"" : "%c", *s);
+    bprintf(b, "\"");
+}
+
+static void csv_sums(buf_t *b, const tg_report_sums_t *s) {
+    char usd[32];
+    tg_report_usd(s->cost_micro, usd);
+    bprintf(b, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s\n", s->requests, s->input,
+            s->cached, s->output, s->reasoning, usd);
+}
+
+char *tg_report_csv(const tg_report_t *r) {
+    buf_t b = {0};
+    bprintf(&b, "%s,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd\n",
+            by_names[r->by]);
+    for (size_t i = 0; i < r->n; i++) {
+        csv_cell(&b, r->rows[i].name);
+        csv_sums(&b, &r->rows[i].s);
+    }
+    bprintf(&b, "TOTAL");
+    csv_sums(&b, &r->total);
+    return bdone(&b);
+}
+
+static void table_line(buf_t *b, int w, const char *name, const tg_report_sums_t *s) {
+    char usd[32];
+    tg_report_usd(s->cost_micro, usd);
+    bprintf(b, "%-*s %9" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %14s\n", w, name,
+            s->requests, s->input, s->cached, s->output, s->reasoning, usd);
+}
+
+char *tg_report_table(const tg_report_t *r) {
+    buf_t b = {0};
+    int w = 8;
+    for (size_t i = 0; i < r->n; i++) {
+        int l = (int)strlen(r->rows[i].name);
+        if (l > w) w = l < 60 ? l : 60;
+    }
+    char f[11], t[11];
+    tg_report_day_text(r->from_day, f);
+    tg_report_day_text(r->to_day, t);
+    bprintf(&b, "spend %s .. %s (UTC) by %s\n\n", f, t, by_names[r->by]);
+    bprintf(&b, "%-*s %9s %13s %13s %13s %13s %14s\n", w, by_names[r->by], "requests", "input",
+            "cached_input", "output", "reasoning", "cost_usd");
+    for (size_t i = 0; i < r->n; i++)
+        table_line(&b, w, r->rows[i].name[0] ? r->rows[i].name : "(none)", &r->rows[i].s);
+    for (int i = 0; i < w + 9 + 4 * 14 + 15; i++)
+        bprintf(&b, "-");
+    bprintf(&b, "\n");
+    table_line(&b, w, "TOTAL", &r->total);
+    return bdone(&b);
+}
+
+/* --- the command ---------------------------------------------------------------------------------- */
+
+static redisContext *connect_sync(const char *url, char *err, size_t errlen) {
+    tg_redis_url_t u;
+    if (tg_redis_url_parse(url, &u, err, errlen) != 0) return NULL;
+    struct timeval tv = {3, 0};
+    redisContext *c = u.unix_path ? redisConnectUnixWithTimeout(u.unix_path, tv)
+                                  : redisConnectWithTimeout(u.host, u.port, tv);
+    if (c == NULL || c->err) {
+        snprintf(err, errlen, "cannot reach redis at %s: %s", u.target, c ? c->errstr : "out of memory");
+        goto fail;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *rep = NULL;
+    if (u.password)
+        rep = u.user ? redisCommand(c, "AUTH %s %s", u.user, u.password)
+                     : redisCommand(c, "AUTH %s", u.password);
+    if (u.password && (rep == NULL || rep->type == REDIS_REPLY_ERROR)) {
+        snprintf(err, errlen, "redis at %s refused AUTH: %s", u.target, rep ? rep->str : c->errstr);
+        goto fail_rep;
+    }
+    if (rep) freeReplyObject(rep);
+    rep = NULL;
+    if (u.db > 0 && ((rep = redisCommand(c, "SELECT %d", u.db)) == NULL || rep->type == REDIS_REPLY_ERROR)) {
+        snprintf(err, errlen, "redis at %s refused SELECT %d: %s", u.target, u.db,
+                 rep ? rep->str : c->errstr);
+        goto fail_rep;
+    }
+    if (rep) freeReplyObject(rep);
+    tg_redis_url_free(&u);
+    return c;
+fail_rep:
+    if (rep) freeReplyObject(rep);
+fail:
+    if (c) redisFree(c);
+    tg_redis_url_free(&u);
+    return NULL;
+}
+
+/* One pipelined HGETALL per day. 0, or -1 with err (the link failed: exit 3). */
+static int fetch(redisContext *c, tg_report_t *r, char *err, size_t errlen) {
+    for (int64_t d = r->from_day; d <= r->to_day; d++) {
+        char day[11];
+        tg_report_day_text(d, day);
+        if (redisAppendCommand(c, "HGETALL tg:usage:%s", day) != REDIS_OK) goto io;
+    }
+    for (int64_t d = r->from_day; d <= r->to_day; d++) {
+        void *v = NULL;
+        if (redisGetReply(c, &v) != REDIS_OK || v == NULL) goto io;
+        redisReply *rep = v;
+        if (rep->type == REDIS_REPLY_ARRAY)
+            for (size_t i = 0; i + 1 < rep->elements; i += 2)
+                tg_report_add(r, d, rep->element[i]->str, rep->element[i]->len, rep->element[i + 1]->str,
+                              rep->element[i + 1]->len);
+        else if (rep->type == REDIS_REPLY_ERROR)
+            r->bad_fields++; /* a key of another type: nothing of ours to read */
+        freeReplyObject(rep);
+    }
+    return 0;
+io:
+    snprintf(err, errlen, "redis stopped answering: %s", c->errstr[0] ? c->errstr : "connection lost");
+    return -1;
+}
+
+static const char *redis_url_of(const char *path, int *rc) {
+    tg_diag_t d = {0};
+    tg_config_t *cfg = tg_config_load(path, &d);
+    for (size_t i = 0; cfg == NULL && i < d.n; i++)
+        fprintf(stderr, "%s\n", d.msgs[i]);
+    tg_diag_free(&d);
+    if (cfg == NULL) {
+        fprintf(stderr, "tollgate report: cannot load %s (give --redis URL to skip it)\n", path);
+        *rc = 1;
+        return NULL;
+    }
+    static char url[1024];
+    snprintf(url, sizeof(url), "%s", cfg->redis_url ? cfg->redis_url : "");
+    tg_config_unref(cfg);
+    if (url[0] == '\0') {
+        fprintf(stderr, "tollgate report: %s sets no redis (the ledger is off): give --redis URL\n", path);
+        *rc = 3;
+        return NULL;
+    }
+    return url;
+}
+
+int tg_report_main(int argc, char **argv, const char *default_config) {
+    const char *cfg = default_config, *url = NULL, *from = NULL, *to = NULL, *by = NULL, *fmt = "table";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char **dst = strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0 ? &cfg
+                           : strcmp(a, "--redis") == 0                        ? &url
+                           : strcmp(a, "--from") == 0                         ? &from
+                           : strcmp(a, "--to") == 0                           ? &to
+                           : strcmp(a, "--by") == 0                           ? &by
+                           : strcmp(a, "--format") == 0                       ? &fmt
+                                                                              : NULL;
+        if (dst == NULL || v == NULL) {
+            fprintf(stderr,
+                    "tollgate report: unknown or incomplete option '%s'\nusage: tollgate report [-c FILE] "
+                    "[--redis URL] "
+                    "[--from YYYY-MM-DD] [--to YYYY-MM-DD] [--by provider|model|key|day] [--format "
+                    "table|csv|json]\n",
+                    a);
+            return 2;
+        }
+        *dst = argv[++i];
+    }
+    if (strcmp(fmt, "table") != 0 && strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0) {
+        fprintf(stderr, "tollgate report: --format must be table, csv or json\n");
+        return 2;
+    }
+    char err[512];
+    tg_report_t r;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (tg_report_init(&r, from, from ? strlen(from) : 0, to, to ? strlen(to) : 0, by, by ? strlen(by) : 0,
+                       (int64_t)now.tv_sec * 1000, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tollgate report: %s\n", err);
+        return 2;
+    }
+    int rc = 0;
+    if (url == NULL && (url = redis_url_of(cfg, &rc)) == NULL) return rc;
+    redisContext *c = connect_sync(url, err, sizeof(err));
+    if (c == NULL || fetch(c, &r, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tollgate report: %s\n", err);
+        if (c) redisFree(c);
+        tg_report_free(&r);
+        return 3;
+    }
+    redisFree(c);
+    tg_report_finish(&r);
+    char *out = fmt[0] == 'j' ? tg_report_json(&r) : fmt[0] == 'c' ? tg_report_csv(&r) : tg_report_table(&r);
+    if (out) fputs(out, stdout);
+    if (r.bad_fields)
+        fprintf(stderr,
+                "tollgate report: %zu fields in tg:usage:* were not provider|model|key|metric integers "
+                "and were skipped\n",
+                r.bad_fields);
+    free(out);
+    tg_report_free(&r);
+    return out ? 0 : 1;
+}

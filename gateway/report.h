@@ -1,0 +1,68 @@
+/* report.h — spend reports from the ledger's day hashes (tg:usage:{YYYY-MM-DD}, SPEC §5):
+ * grouped by provider, model, key or day over a range of UTC days, with a totals row, as a
+ * table, CSV or JSON. `tollgate report` (synchronous hiredis, a CLI) and /admin/spend and
+ * /dashboard (async, on a worker loop, gateway/admin.c) fill the same tg_report_t. */
+#ifndef TG_REPORT_H
+#define TG_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { TG_BY_NONE = -1, TG_BY_PROVIDER, TG_BY_MODEL, TG_BY_KEY, TG_BY_DAY } tg_report_by_t;
+
+typedef struct {
+    int64_t requests, input, cached, output, reasoning, cost_micro;
+} tg_report_sums_t;
+
+typedef struct {
+    char *name;  /* provider, "provider/model", key name (may be ""), or YYYY-MM-DD */
+    char *name2; /* the second grouping's value (the dashboard's day), NULL without one */
+    tg_report_sums_t s;
+} tg_report_row_t;
+
+typedef struct {
+    int64_t from_day, to_day; /* days since 1970-01-01, inclusive */
+    tg_report_by_t by, by2;
+    tg_report_row_t *rows; /* sorted by tg_report_finish */
+    size_t n, cap;
+    size_t *slots; /* hash index into rows (+1; 0 = empty) */
+    size_t nslots;
+    tg_report_sums_t total;
+    size_t bad_fields; /* fields that were not provider|model|key|metric or not integers */
+} tg_report_t;
+
+/* The longest range a report reads (one HGETALL per day). */
+#define TG_REPORT_MAX_DAYS 1100
+
+/* YYYY-MM-DD (a real calendar date) to days since the epoch. 0 or -1. */
+int tg_report_parse_day(const char *s, size_t len, int64_t *day);
+/* Days since the epoch to YYYY-MM-DD. */
+void tg_report_day_text(int64_t day, char out[11]);
+/* "provider" | "model" | "key" | "day" -> enum; -1 when unknown. */
+int tg_report_parse_by(const char *s, size_t len);
+
+/* Range and grouping from the user's text (NULL or "" = default: from the 1st of the month
+ * of now_ms to that day, by provider). 0, or -1 with a message in err. */
+int tg_report_init(tg_report_t *r, const char *from, size_t from_len, const char *to, size_t to_len,
+                   const char *by, size_t by_len, int64_t now_ms, char *err, size_t errlen);
+/* Adds one field of day `day`'s hash ("provider|model|key|metric" -> integer text). */
+void tg_report_add(tg_report_t *r, int64_t day, const char *field, size_t flen, const char *val, size_t vlen);
+/* Sorts rows: by day or name ascending; provider/model/key by cost, highest first. */
+void tg_report_finish(tg_report_t *r);
+void tg_report_free(tg_report_t *r);
+
+/* "%lld.%06lld" of micro-USD: exact, no floating point. out holds 32 bytes. */
+void tg_report_usd(int64_t micro, char out[32]);
+
+/* Renderings (malloc'd, NUL-terminated; NULL when out of memory). JSON is SPEC §2's shape:
+ * {"from","to","by","rows":[{"<by>":…,"requests",…,"cost_usd"}],"total":{…}}. */
+char *tg_report_json(const tg_report_t *r);
+char *tg_report_csv(const tg_report_t *r);
+char *tg_report_table(const tg_report_t *r);
+
+/* `tollgate report [-c FILE] [--redis URL] [--from DATE] [--to DATE] [--by provider|model|key|day]
+ * [--format table|csv|json]`; argv[0] is the command name. Returns the exit code: 0 ok,
+ * 1 bad config, 2 usage error, 3 cannot reach Redis. */
+int tg_report_main(int argc, char **argv, const char *default_config);
+
+#endif
