@@ -29,13 +29,13 @@ typedef struct {
     tg_client_dialect_t client;
     int client_wants_usage; /* OpenAI client asked for stream_options.include_usage */
     const tg_provider_t *provider;
-    const tg_price_t *price; /* may be NULL */
-    const char *model;       /* the provider's model id */
-    const struct tg_http_req_s *http;  /* the client's request (headers such as anthropic-beta) */
+    const tg_price_t *price;          /* may be NULL */
+    const char *model;                /* the provider's model id */
+    const struct tg_http_req_s *http; /* the client's request (headers such as anthropic-beta) */
     const char *const *extra_headers; /* forwarded x-sim-* lines (simulated providers only) */
     size_t n_extra;
     size_t content_bytes; /* answer text seen so far, for estimates when no usage comes */
-    void *state; /* the dialect's per-attempt state (stream translation) */
+    void *state;          /* the dialect's per-attempt state (stream translation) */
 } tg_call_t;
 
 /* Where a dialect sends stream events for the client. `event` may be NULL
@@ -48,10 +48,10 @@ typedef struct {
 
 /* What an upstream error means for the client and for failover. */
 typedef struct {
-    int retryable;      /* another candidate may succeed: fail over */
-    int status;         /* status for the client when no candidate is left */
-    const char *type;   /* OpenAI error type, e.g. "invalid_request_error" */
-    char message[512];  /* the provider's own message when it gave one */
+    int retryable;     /* another candidate may succeed: fail over */
+    int status;        /* status for the client when no candidate is left */
+    const char *type;  /* OpenAI error type, e.g. "invalid_request_error" */
+    char message[512]; /* the provider's own message when it gave one */
 } tg_upstream_error_t;
 
 enum { TG_STREAM_MORE = 0, TG_STREAM_DONE = 1, TG_STREAM_ERROR = -1 };
@@ -79,6 +79,7 @@ typedef struct tg_dialect_s {
 const tg_dialect_t *tg_dialect_find(const char *name);
 
 extern const tg_dialect_t tg_dialect_openai;
+extern const tg_dialect_t tg_dialect_anthropic;
 
 /* Shared helpers for dialects. */
 /* Retryable for failover: 408, 409, 429, 5xx, 529, and the provider-side

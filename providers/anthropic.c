@@ -1,0 +1,202 @@
+/* anthropic.c — the Anthropic Messages dialect (Claude): POST {url}/v1/messages
+ * with x-api-key and anthropic-version.
+ *
+ * An Anthropic client's body passes through byte for byte with only the
+ * model spliced, its anthropic-beta header forwarded, and the answer or the
+ * SSE events relayed unchanged; usage is read on the way (message_start for
+ * input and cache counts, the last message_delta for output). An OpenAI
+ * client's request is translated (providers/translate.c), and so is the
+ * answer: a chat.completion, or chunks built one event at a time by a
+ * translator kept in tg_call_t.state. Errors map to failover decisions:
+ * 429, 529 and 5xx are retryable, a 400 is the client's and is relayed.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "gateway/http1.h"
+#include "gateway/log.h"
+#include "providers/provider.h"
+#include "providers/translate.h"
+
+#define ANTHROPIC_VERSION "2023-06-01"
+#define FALLBACK_MAX_TOKENS 4096 /* neither the provider nor the price entry names one */
+
+/* Provider's default_max_tokens first (an operator's choice, which also
+ * bounds Anthropic's output-token rate limit estimate), then the model's
+ * max_output. */
+static int64_t default_max_tokens(const tg_call_t *c) {
+    if (c->provider->default_max_tokens > 0) return c->provider->default_max_tokens;
+    if (c->price && c->price->max_output > 0) return c->price->max_output;
+    return FALLBACK_MAX_TOKENS;
+}
+
+static char *translated_body(tg_call_t *c, size_t *len, char *err, size_t errlen) {
+    json_error_t je;
+    json_t *req = json_loadb(c->body, c->body_len, 0, &je);
+    tg_tr_req_opts_t o = {.model = c->model, .default_max_tokens = default_max_tokens(c)};
+    json_t *out = req ? tg_tr_req_openai_to_anthropic(req, &o, err, errlen) : NULL;
+    if (req == NULL) snprintf(err, errlen, "the request body is not JSON");
+    json_decref(req);
+    if (out == NULL) return NULL;
+    if (o.note[0]) tg_info("%s/%s: request translated for Claude: %s", c->provider->name, c->model, o.note);
+    return tg_tr_dump(c->pool, out, len);
+}
+
+static int anthropic_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t errlen) {
+    size_t blen = 0;
+    char *body;
+    if (c->client == TG_CLIENT_ANTHROPIC) {
+        tg_edit_t e;
+        size_t n = tg_scan_set_model(c->scan, c->model, c->pool, &e) == 0;
+        body = tg_splice(c->pool, c->body, c->body_len, &e, n, &blen);
+    } else {
+        body = translated_body(c, &blen, err, errlen);
+        if (body == NULL) return -1;
+        if (c->scan->stream)
+            c->state = tg_tr_stream_new(c->pool, 1, c->client_wants_usage, (int64_t)time(NULL));
+    }
+    if (body == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    size_t nh = 0;
+    const char **h = tg_pool_alloc(c->pool, (5 + c->n_extra) * sizeof(*h));
+    const char *key = c->provider->api_key ? c->provider->api_key : "sim";
+    h[nh++] = tg_pool_printf(c->pool, "x-api-key: %s", key);
+    h[nh++] = "anthropic-version: " ANTHROPIC_VERSION;
+    h[nh++] = "Content-Type: application/json";
+    h[nh++] = c->scan->stream ? "Accept: text/event-stream" : "Accept: application/json";
+    size_t bl = 0;
+    const char *beta =
+        c->client == TG_CLIENT_ANTHROPIC && c->http ? tg_http_header(c->http, "anthropic-beta", &bl) : NULL;
+    if (beta && bl) h[nh++] = tg_pool_printf(c->pool, "anthropic-beta: %.*s", (int)bl, beta);
+    for (size_t i = 0; i < c->n_extra; i++)
+        h[nh++] = c->extra_headers[i];
+    out->url = tg_pool_printf(c->pool, "%s/v1/messages", c->provider->url);
+    out->headers = h;
+    out->nheaders = nh;
+    out->body = body;
+    out->body_len = blen;
+    return 0;
+}
+
+/* Bytes of answer text in a message, for an estimate when usage is missing. */
+static size_t content_bytes(const json_t *msg) {
+    size_t n = 0, i;
+    const json_t *b;
+    json_array_foreach(json_object_get(msg, "content"), i, b) {
+        const json_t *t = json_object_get(b, "text");
+        if (!t) t = json_object_get(b, "thinking");
+        n += json_string_length(t);
+    }
+    return n;
+}
+
+static int anthropic_parse_response(tg_call_t *c, const char *body, size_t len, tg_usage_t *u,
+                                    const char **out, size_t *out_len) {
+    json_error_t je;
+    json_t *msg = json_loadb(body, len, 0, &je);
+    if (!json_is_object(msg)) {
+        json_decref(msg);
+        return -1;
+    }
+    tg_tr_usage_anthropic(json_object_get(msg, "usage"), u);
+    c->content_bytes += content_bytes(msg);
+    if (c->client == TG_CLIENT_ANTHROPIC) {
+        json_decref(msg);
+        *out = body;
+        *out_len = len;
+        return 0;
+    }
+    char err[128];
+    json_t *oa = tg_tr_resp_anthropic_to_openai(msg, (int64_t)time(NULL), err, sizeof(err));
+    json_decref(msg);
+    if (oa == NULL) return -1;
+    *out = tg_tr_dump(c->pool, oa, out_len);
+    return *out ? 0 : -1;
+}
+
+/* The event's type: its SSE name, else the data's "type" (a provider that
+ * sends data-only events). */
+static const char *event_type(tg_call_t *c, const char *event, const char *data, size_t len) {
+    if (event) return event;
+    json_t *o = json_loadb(data, len, 0, NULL);
+    const char *t = json_string_value(json_object_get(o, "type"));
+    const char *r = t ? tg_pool_strdup(c->pool, t) : "";
+    json_decref(o);
+    return r;
+}
+
+static int error_event(const char *data, size_t len, char *err, size_t errlen) {
+    json_t *o = json_loadb(data, len, 0, NULL);
+    const json_t *e = json_object_get(o, "error");
+    const char *t = json_string_value(json_object_get(e, "type"));
+    const char *m = json_string_value(json_object_get(e, "message"));
+    snprintf(err, errlen, "%s%s%s", t ? t : "error", m ? ": " : "", m ? m : "");
+    json_decref(o);
+    return TG_STREAM_ERROR;
+}
+
+/* Anthropic client: every event is relayed as it came; usage is read from
+ * message_start and message_delta only (two parses per answer). */
+static int passthrough_event(tg_call_t *c, const char *event, const char *data, size_t len, tg_usage_t *u,
+                             const tg_emitter_t *out, char *err, size_t errlen) {
+    const char *t = event_type(c, event, data, len);
+    if (!strcmp(t, "error")) return error_event(data, len, err, errlen);
+    int start = !strcmp(t, "message_start");
+    if (start || !strcmp(t, "message_delta")) {
+        json_t *o = json_loadb(data, len, 0, NULL);
+        if (o == NULL) {
+            snprintf(err, errlen, "%s sent a stream event that is not JSON", c->provider->name);
+            return TG_STREAM_ERROR;
+        }
+        tg_tr_usage_anthropic(json_object_get(start ? json_object_get(o, "message") : o, "usage"), u);
+        json_decref(o);
+    } else if (!strcmp(t, "content_block_delta")) {
+        c->content_bytes += len > 60 ? len - 60 : 0; /* minus the event's own framing, roughly */
+    }
+    out->emit(out->ud, event ? event : t, data, len);
+    return !strcmp(t, "message_stop") ? TG_STREAM_DONE : TG_STREAM_MORE;
+}
+
+static int anthropic_stream_event(tg_call_t *c, const char *event, const char *data, size_t len,
+                                  tg_usage_t *u, const tg_emitter_t *out, char *err, size_t errlen) {
+    if (c->state == NULL) return passthrough_event(c, event, data, len, u, out, err, errlen);
+    int rc =
+        tg_tr_stream_event(c->state, event, data, len, u, &c->content_bytes, out->emit, out->ud, err, errlen);
+    return rc == TG_TR_DONE ? TG_STREAM_DONE : rc == TG_TR_ERROR ? TG_STREAM_ERROR : TG_STREAM_MORE;
+}
+
+static void anthropic_map_error(tg_call_t *c, int status, const char *body, size_t len,
+                                tg_upstream_error_t *e) {
+    e->retryable = tg_status_retryable(status); /* 429, 529 and every 5xx included */
+    e->message[0] = '\0';
+    json_t *o = len ? json_loadb(body, len, 0, NULL) : NULL;
+    const json_t *err = json_object_get(o, "error");
+    const char *m = json_string_value(json_object_get(err, "message"));
+    if (m == NULL) m = json_string_value(err); /* a proxy's {"error":"text"} */
+    if (m) snprintf(e->message, sizeof(e->message), "%s", m);
+    json_decref(o);
+    if (status == 400 || status == 413 || status == 422) {
+        e->status = status;
+        e->type = "invalid_request_error";
+    } else if (status == 429) {
+        e->status = 429;
+        e->type = "rate_limit_error";
+    } else {
+        e->status = 502;
+        e->type = "upstream_error";
+    }
+}
+
+const tg_dialect_t tg_dialect_anthropic = {
+    .name = "anthropic",
+    .build = anthropic_build,
+    .parse_response = anthropic_parse_response,
+    .stream_event = anthropic_stream_event,
+    .map_error = anthropic_map_error,
+};

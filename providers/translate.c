@@ -1,0 +1,1035 @@
+/* translate.c — OpenAI chat completions <-> Anthropic messages (the table in
+ * PROVIDERS.md). Requests and whole answers are pure functions from one
+ * jansson value to a new one: a DOM is built here because the document
+ * changes shape. Streams are translated one upstream event at a time by a
+ * small state machine kept in the attempt's pool: each event becomes zero or
+ * more client events written through the caller's emitter from one reused
+ * buffer, so nothing grows with the length of the answer. Usage of either
+ * dialect is normalised into tg_usage_t here too. What has no equivalent is
+ * dropped with a note for the log, or refused with a message (see
+ * docs/translation.md).
+ */
+#include "providers/translate.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Budgets for OpenAI's reasoning_effort when Claude thinks instead. */
+#define EFFORT_LOW 1024
+#define EFFORT_MEDIUM 4096
+#define EFFORT_HIGH 16384
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void note(tg_tr_req_opts_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(tg_tr_req_opts_t *o, const char *fmt, ...) {
+    size_t n = strlen(o->note);
+    if (n + 3 >= sizeof(o->note)) return;
+    if (n) {
+        memcpy(o->note + n, "; ", 3);
+        n += 2;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->note + n, sizeof(o->note) - n, fmt, ap);
+    va_end(ap);
+}
+
+static const char *jstr(const json_t *o, const char *key) {
+    return json_string_value(json_object_get(o, key));
+}
+
+static int jtrue(const json_t *o, const char *key) {
+    return json_is_true(json_object_get(o, key));
+}
+
+char *tg_tr_dump(tg_pool_t *pool, json_t *o, size_t *len) {
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (s == NULL) return NULL;
+    *len = strlen(s);
+    char *p = tg_pool_strndup(pool, s, *len);
+    free(s);
+    return p;
+}
+
+/* --- stop / finish reasons and usage ------------------------------------ */
+
+const char *tg_tr_finish_reason(const char *stop_reason) {
+    if (stop_reason == NULL) return "stop";
+    if (!strcmp(stop_reason, "max_tokens") || !strcmp(stop_reason, "model_context_window_exceeded"))
+        return "length";
+    if (!strcmp(stop_reason, "tool_use")) return "tool_calls";
+    if (!strcmp(stop_reason, "refusal")) return "content_filter";
+    return "stop"; /* end_turn, stop_sequence, pause_turn */
+}
+
+const char *tg_tr_stop_reason(const char *finish_reason) {
+    if (finish_reason == NULL) return "end_turn";
+    if (!strcmp(finish_reason, "length")) return "max_tokens";
+    if (!strcmp(finish_reason, "tool_calls") || !strcmp(finish_reason, "function_call")) return "tool_use";
+    if (!strcmp(finish_reason, "content_filter")) return "refusal";
+    return "end_turn";
+}
+
+static int get_count(const json_t *o, const char *key, int64_t *v) {
+    const json_t *n = json_object_get(o, key);
+    if (!json_is_integer(n)) return 0;
+    *v = json_integer_value(n);
+    return 1;
+}
+
+/* Anthropic's input_tokens exclude cache reads and writes; ours include them.
+ * Only the fields present are overwritten: message_delta may repeat some. */
+void tg_tr_usage_anthropic(const json_t *usage, tg_usage_t *u) {
+    if (!json_is_object(usage)) return;
+    int64_t plain = u->input_tokens - u->cached_input_tokens - u->cache_write_tokens;
+    int64_t v;
+    int any = 0;
+    if (get_count(usage, "input_tokens", &v)) plain = v, any = 1;
+    if (get_count(usage, "cache_read_input_tokens", &v)) u->cached_input_tokens = v, any = 1;
+    if (get_count(usage, "cache_creation_input_tokens", &v)) u->cache_write_tokens = v, any = 1;
+    if (get_count(usage, "output_tokens", &v)) u->output_tokens = v, any = 1;
+    u->input_tokens = plain + u->cached_input_tokens + u->cache_write_tokens;
+    if (any) {
+        u->present = 1;
+        u->estimated = 0;
+    }
+}
+
+/* DeepSeek's prompt_cache_hit_tokens win over prompt_tokens_details. */
+void tg_tr_usage_openai(const json_t *usage, tg_usage_t *u) {
+    if (!json_is_object(usage)) return;
+    int64_t v;
+    u->present = 1;
+    u->estimated = 0;
+    if (get_count(usage, "prompt_tokens", &v)) u->input_tokens = v;
+    if (get_count(usage, "completion_tokens", &v)) u->output_tokens = v;
+    if (get_count(usage, "prompt_cache_hit_tokens", &v))
+        u->cached_input_tokens = v;
+    else if (get_count(json_object_get(usage, "prompt_tokens_details"), "cached_tokens", &v))
+        u->cached_input_tokens = v;
+    if (get_count(json_object_get(usage, "completion_tokens_details"), "reasoning_tokens", &v))
+        u->reasoning_tokens = v;
+}
+
+static json_t *usage_openai_json(const tg_usage_t *u) {
+    return json_pack("{s:I,s:I,s:I,s:{s:I}}", "prompt_tokens", (json_int_t)u->input_tokens,
+                     "completion_tokens", (json_int_t)u->output_tokens, "total_tokens",
+                     (json_int_t)(u->input_tokens + u->output_tokens), "prompt_tokens_details",
+                     "cached_tokens", (json_int_t)u->cached_input_tokens);
+}
+
+static json_t *usage_anthropic_json(const tg_usage_t *u) {
+    int64_t plain = u->input_tokens - u->cached_input_tokens - u->cache_write_tokens;
+    return json_pack("{s:I,s:I,s:I,s:I}", "input_tokens", (json_int_t)(plain < 0 ? 0 : plain),
+                     "cache_creation_input_tokens", (json_int_t)u->cache_write_tokens,
+                     "cache_read_input_tokens", (json_int_t)u->cached_input_tokens, "output_tokens",
+                     (json_int_t)u->output_tokens);
+}
+
+/* --- OpenAI request -> Anthropic request -------------------------------- */
+
+/* An image_url part: a data: URL becomes a base64 source, anything else a
+ * url source. */
+static json_t *image_block(const json_t *part, char *err, size_t errlen) {
+    const json_t *iu = json_object_get(part, "image_url");
+    const char *url = json_is_string(iu) ? json_string_value(iu) : jstr(iu, "url");
+    if (url == NULL) {
+        seterr(err, errlen, "an image_url part needs image_url.url");
+        return NULL;
+    }
+    if (strncmp(url, "data:", 5) != 0)
+        return json_pack("{s:s,s:{s:s,s:s}}", "type", "image", "source", "type", "url", "url", url);
+    const char *semi = strchr(url + 5, ';'), *comma = strchr(url + 5, ',');
+    if (semi == NULL || comma == NULL || semi > comma || strncmp(semi, ";base64,", 8) != 0) {
+        seterr(err, errlen, "an image data: URL must be 'data:<media type>;base64,<data>'");
+        return NULL;
+    }
+    json_t *mt = json_stringn(url + 5, (size_t)(semi - (url + 5)));
+    return json_pack("{s:s,s:{s:s,s:o,s:s}}", "type", "image", "source", "type", "base64", "media_type", mt,
+                     "data", comma + 1);
+}
+
+/* Appends the blocks of an OpenAI content (string, parts or null). Empty
+ * texts are skipped: Anthropic refuses empty text blocks. */
+static int add_content(json_t *blocks, const json_t *content, char *err, size_t errlen) {
+    if (json_is_string(content)) {
+        if (json_string_length(content))
+            json_array_append_new(blocks, json_pack("{s:s,s:O}", "type", "text", "text", content));
+        return 0;
+    }
+    size_t i;
+    const json_t *p;
+    json_array_foreach(content, i, p) {
+        const char *t = jstr(p, "type");
+        json_t *b = NULL;
+        if (t && !strcmp(t, "text")) {
+            const json_t *txt = json_object_get(p, "text");
+            if (!json_is_string(txt) || !json_string_length(txt)) continue;
+            b = json_pack("{s:s,s:O}", "type", "text", "text", txt);
+            const json_t *cc = json_object_get(p, "cache_control");
+            if (cc) json_object_set(b, "cache_control", (json_t *)cc);
+        } else if (t && !strcmp(t, "image_url")) {
+            if ((b = image_block(p, err, errlen)) == NULL) return -1;
+        } else {
+            seterr(err, errlen, "content part type '%s' cannot be sent to an Anthropic model", t ? t : "?");
+            return -1;
+        }
+        json_array_append_new(blocks, b);
+    }
+    return 0;
+}
+
+/* The text of a system message (string or text parts). */
+static void add_system(json_t **sys, const json_t *content) {
+    const json_t *one = content;
+    size_t i = 0, n = json_is_array(content) ? json_array_size(content) : 1;
+    for (; i < n; i++) {
+        if (json_is_array(content)) one = json_object_get(json_array_get(content, i), "text");
+        const char *s = json_string_value(one);
+        if (s == NULL || !*s) continue;
+        if (*sys == NULL)
+            *sys = json_string(s);
+        else {
+            const char *old = json_string_value(*sys);
+            size_t a = strlen(old), b = strlen(s);
+            char *cat = malloc(a + b + 3);
+            memcpy(cat, old, a);
+            memcpy(cat + a, "\n\n", 2);
+            memcpy(cat + a + 2, s, b + 1);
+            json_string_set(*sys, cat);
+            free(cat);
+        }
+    }
+}
+
+static int add_tool_uses(json_t *blocks, const json_t *calls, size_t mi, char *err, size_t errlen) {
+    size_t i;
+    const json_t *tc;
+    json_array_foreach(calls, i, tc) {
+        const json_t *fn = json_object_get(tc, "function");
+        const char *id = jstr(tc, "id"), *name = jstr(fn, "name"), *args = jstr(fn, "arguments");
+        if (id == NULL || name == NULL) {
+            seterr(err, errlen, "messages[%zu].tool_calls[%zu] needs an id and function.name", mi, i);
+            return -1;
+        }
+        json_t *input = args && *args ? json_loads(args, JSON_DECODE_ANY, NULL) : json_object();
+        if (!json_is_object(input)) {
+            json_decref(input);
+            seterr(err, errlen, "messages[%zu].tool_calls[%zu].function.arguments is not a JSON object", mi,
+                   i);
+            return -1;
+        }
+        json_array_append_new(blocks, json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", id, "name",
+                                                name, "input", input));
+    }
+    return 0;
+}
+
+static json_t *tool_result(const json_t *m) {
+    const json_t *c = json_object_get(m, "content");
+    json_t *content;
+    if (json_is_array(c)) {
+        content = json_array();
+        size_t i;
+        const json_t *p;
+        json_array_foreach(c, i, p) {
+            const char *t = jstr(p, "text");
+            if (t) json_array_append_new(content, json_pack("{s:s,s:s}", "type", "text", "text", t));
+        }
+    } else {
+        content = json_string(json_is_string(c) ? json_string_value(c) : "");
+    }
+    return json_pack("{s:s,s:s,s:o}", "type", "tool_result", "tool_use_id",
+                     jstr(m, "tool_call_id") ? jstr(m, "tool_call_id") : "", "content", content);
+}
+
+/* One OpenAI message as Anthropic blocks into *blocks (role in *role). */
+static int message_blocks(const json_t *m, size_t mi, const char **role, json_t *blocks, tg_tr_req_opts_t *o,
+                          char *err, size_t errlen) {
+    const char *r = jstr(m, "role");
+    const json_t *content = json_object_get(m, "content");
+    if (r && !strcmp(r, "tool")) {
+        *role = "user";
+        json_array_append_new(blocks, tool_result(m));
+        return 0;
+    }
+    if (r && !strcmp(r, "user")) {
+        *role = "user";
+        return add_content(blocks, content, err, errlen);
+    }
+    if (r && !strcmp(r, "assistant")) {
+        *role = "assistant";
+        if (json_is_string(json_object_get(m, "reasoning_content")))
+            note(o, "assistant reasoning_content dropped (Claude needs signed thinking blocks)");
+        if (add_content(blocks, content, err, errlen)) return -1;
+        return add_tool_uses(blocks, json_object_get(m, "tool_calls"), mi, err, errlen);
+    }
+    seterr(err, errlen, "messages[%zu]: role '%s' cannot be sent to an Anthropic model", mi, r ? r : "?");
+    return -1;
+}
+
+/* system anywhere is hoisted; consecutive same-role messages are merged. */
+static int convert_messages(const json_t *msgs, json_t *out, json_t **sys, tg_tr_req_opts_t *o, char *err,
+                            size_t errlen) {
+    json_t *list = json_array(), *last = NULL;
+    const char *last_role = NULL;
+    size_t i;
+    const json_t *m;
+    json_array_foreach(msgs, i, m) {
+        const char *r = jstr(m, "role");
+        if (r && (!strcmp(r, "system") || !strcmp(r, "developer"))) {
+            add_system(sys, json_object_get(m, "content"));
+            continue;
+        }
+        const char *role = NULL;
+        json_t *blocks = json_array();
+        if (message_blocks(m, i, &role, blocks, o, err, errlen)) {
+            json_decref(blocks);
+            json_decref(list);
+            return -1;
+        }
+        if (last && !strcmp(last_role, role)) {
+            json_array_extend(json_object_get(last, "content"), blocks);
+            json_decref(blocks);
+            continue;
+        }
+        last = json_pack("{s:s,s:o}", "role", role, "content", blocks);
+        last_role = role;
+        json_array_append_new(list, last);
+    }
+    json_object_set_new(out, "messages", list);
+    return 0;
+}
+
+static int convert_tools(const json_t *req, json_t *out, char *err, size_t errlen) {
+    const json_t *tools = json_object_get(req, "tools");
+    if (json_is_array(tools) && json_array_size(tools)) {
+        json_t *list = json_array();
+        size_t i;
+        const json_t *t;
+        json_array_foreach(tools, i, t) {
+            const json_t *fn = json_object_get(t, "function");
+            const char *name = jstr(fn, "name");
+            if (name == NULL) {
+                json_decref(list);
+                seterr(err, errlen, "tools[%zu]: only function tools can be sent to an Anthropic model", i);
+                return -1;
+            }
+            json_t *params = json_object_get(fn, "parameters");
+            json_t *tool = json_pack("{s:s}", "name", name);
+            if (jstr(fn, "description"))
+                json_object_set(tool, "description", json_object_get(fn, "description"));
+            json_object_set_new(tool, "input_schema",
+                                params ? json_incref(params)
+                                       : json_pack("{s:s,s:{}}", "type", "object", "properties"));
+            json_array_append_new(list, tool);
+        }
+        json_object_set_new(out, "tools", list);
+    }
+    const json_t *tc = json_object_get(req, "tool_choice");
+    json_t *choice = NULL;
+    if (json_is_string(tc)) {
+        const char *s = json_string_value(tc);
+        choice = json_pack("{s:s}", "type",
+                           !strcmp(s, "required") ? "any"
+                           : !strcmp(s, "none")   ? "none"
+                                                  : "auto");
+    } else if (jstr(json_object_get(tc, "function"), "name")) {
+        choice =
+            json_pack("{s:s,s:s}", "type", "tool", "name", jstr(json_object_get(tc, "function"), "name"));
+    }
+    if (json_is_false(json_object_get(req, "parallel_tool_calls")) && json_object_get(out, "tools")) {
+        if (choice == NULL) choice = json_pack("{s:s}", "type", "auto");
+        json_object_set_new(choice, "disable_parallel_tool_use", json_true());
+    }
+    if (choice) json_object_set_new(out, "tool_choice", choice);
+    return 0;
+}
+
+/* No response_format in the Messages API: the instruction goes into system. */
+static void response_format(const json_t *req, json_t **sys, tg_tr_req_opts_t *o) {
+    const json_t *rf = json_object_get(req, "response_format");
+    const char *t = jstr(rf, "type");
+    if (t == NULL || !strcmp(t, "text")) return;
+    json_t *line;
+    if (!strcmp(t, "json_schema")) {
+        char *schema =
+            json_dumps(json_object_get(json_object_get(rf, "json_schema"), "schema"), JSON_COMPACT);
+        line = json_sprintf(
+            "Respond only with a JSON object that follows this JSON schema, with no other text: %s",
+            schema ? schema : "{}");
+        free(schema);
+    } else {
+        line = json_string("Respond only with a valid JSON object, with no other text.");
+    }
+    add_system(sys, line);
+    json_decref(line);
+    note(o, "response_format %s given to Claude as a system instruction", t);
+}
+
+/* thinking: Anthropic's own object, or OpenAI's reasoning_effort, or Qwen's
+ * enable_thinking / thinking_budget. Returns the budget, 0 when off. */
+static int64_t thinking(const json_t *req, json_t *out) {
+    const json_t *th = json_object_get(req, "thinking");
+    int64_t budget = 0;
+    if (json_is_object(th)) {
+        json_object_set(out, "thinking", (json_t *)th);
+        get_count(th, "budget_tokens", &budget);
+        return !strcmp(jstr(th, "type") ? jstr(th, "type") : "", "enabled") ? budget : 0;
+    }
+    const char *eff = jstr(req, "reasoning_effort");
+    if (eff && !strcmp(eff, "low"))
+        budget = EFFORT_LOW;
+    else if (eff && !strcmp(eff, "medium"))
+        budget = EFFORT_MEDIUM;
+    else if (eff && !strcmp(eff, "high"))
+        budget = EFFORT_HIGH;
+    else if (jtrue(req, "enable_thinking") && !get_count(req, "thinking_budget", &budget))
+        budget = EFFORT_MEDIUM;
+    if (budget < EFFORT_LOW && budget > 0) budget = EFFORT_LOW; /* Claude's minimum */
+    if (budget)
+        json_object_set_new(out, "thinking",
+                            json_pack("{s:s,s:I}", "type", "enabled", "budget_tokens", (json_int_t)budget));
+    return budget;
+}
+
+static void sampling(const json_t *req, json_t *out, int thinking_on, tg_tr_req_opts_t *o) {
+    const json_t *t = json_object_get(req, "temperature");
+    if (json_is_number(t) && thinking_on) {
+        note(o, "temperature dropped: Claude does not take it with thinking on");
+    } else if (json_is_number(t)) {
+        double v = json_number_value(t), c = v < 0 ? 0 : v > 1 ? 1 : v;
+        if (c != v) note(o, "temperature %g clamped to %g (Claude's range is 0..1)", v, c);
+        json_object_set_new(out, "temperature",
+                            c == v ? json_incref((json_t *)t) : json_integer((json_int_t)c));
+    }
+    if (json_is_number(json_object_get(req, "top_p")))
+        json_object_set(out, "top_p", json_object_get(req, "top_p"));
+    const json_t *stop = json_object_get(req, "stop");
+    if (json_is_string(stop))
+        json_object_set_new(out, "stop_sequences", json_pack("[O]", stop));
+    else if (json_is_array(stop) && json_array_size(stop))
+        json_object_set(out, "stop_sequences", (json_t *)stop);
+    static const char *const dropped[] = {"presence_penalty", "frequency_penalty", "logit_bias",
+                                          "logprobs",         "top_logprobs",      "seed"};
+    for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
+        if (json_object_get(req, dropped[i]) && !json_is_null(json_object_get(req, dropped[i])))
+            note(o, "%s dropped (no Claude equivalent)", dropped[i]);
+    if (jstr(req, "user"))
+        json_object_set_new(out, "metadata", json_pack("{s:s}", "user_id", jstr(req, "user")));
+}
+
+static int64_t max_tokens_of(const json_t *req, int64_t dflt) {
+    int64_t v;
+    if (get_count(req, "max_completion_tokens", &v) || get_count(req, "max_tokens", &v)) return v;
+    return dflt > 0 ? dflt : 4096;
+}
+
+json_t *tg_tr_req_openai_to_anthropic(const json_t *req, tg_tr_req_opts_t *o, char *err, size_t errlen) {
+    const json_t *n = json_object_get(req, "n");
+    if (json_is_integer(n) && json_integer_value(n) > 1) {
+        seterr(err, errlen, "'n' greater than 1 is not supported by Anthropic models");
+        return NULL;
+    }
+    json_t *out = json_object(), *sys = NULL;
+    const char *model = o->model ? o->model : jstr(req, "model");
+    json_object_set_new(out, "model", json_string(model ? model : ""));
+    if (convert_messages(json_object_get(req, "messages"), out, &sys, o, err, errlen) ||
+        convert_tools(req, out, err, errlen)) {
+        json_decref(sys);
+        json_decref(out);
+        return NULL;
+    }
+    response_format(req, &sys, o);
+    if (sys) json_object_set_new(out, "system", sys);
+    int64_t max = max_tokens_of(req, o->default_max_tokens);
+    int64_t budget = thinking(req, out);
+    if (budget && max <= budget) {
+        note(o, "max_tokens %lld raised above the thinking budget", (long long)max);
+        max += budget;
+    }
+    json_object_set_new(out, "max_tokens", json_integer((json_int_t)max));
+    sampling(req, out, budget > 0, o);
+    if (jtrue(req, "stream")) json_object_set_new(out, "stream", json_true());
+    return out;
+}
+
+/* --- Anthropic answer -> OpenAI chat.completion --------------------------- */
+
+/* Appends s to a growing jansson string (NULL starts one). */
+static json_t *cat_text(json_t *acc, const char *s) {
+    if (acc == NULL) return json_string(s);
+    const char *old = json_string_value(acc);
+    size_t a = strlen(old), b = strlen(s);
+    char *buf = malloc(a + b + 1);
+    memcpy(buf, old, a);
+    memcpy(buf + a, s, b + 1);
+    json_string_set(acc, buf);
+    free(buf);
+    return acc;
+}
+
+json_t *tg_tr_resp_anthropic_to_openai(const json_t *msg, int64_t created, char *err, size_t errlen) {
+    const json_t *content = json_object_get(msg, "content");
+    if (!json_is_object(msg) || !json_is_array(content)) {
+        seterr(err, errlen, "the answer is not an Anthropic message");
+        return NULL;
+    }
+    json_t *text = NULL, *reasoning = NULL, *calls = json_array();
+    size_t i;
+    const json_t *b;
+    json_array_foreach(content, i, b) {
+        const char *t = jstr(b, "type");
+        if (t && !strcmp(t, "text") && jstr(b, "text"))
+            text = cat_text(text, jstr(b, "text"));
+        else if (t && !strcmp(t, "thinking") && jstr(b, "thinking"))
+            reasoning = cat_text(reasoning, jstr(b, "thinking"));
+        else if (t && !strcmp(t, "tool_use")) {
+            char *args = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
+            json_array_append_new(calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id",
+                                                   jstr(b, "id") ? jstr(b, "id") : "", "type", "function",
+                                                   "function", "name", jstr(b, "name") ? jstr(b, "name") : "",
+                                                   "arguments", args ? args : "{}"));
+            free(args);
+        }
+    }
+    json_t *m = json_pack("{s:s}", "role", "assistant");
+    json_object_set_new(m, "content", text ? text : json_array_size(calls) ? json_null() : json_string(""));
+    if (reasoning) json_object_set_new(m, "reasoning_content", reasoning);
+    if (json_array_size(calls))
+        json_object_set_new(m, "tool_calls", calls);
+    else
+        json_decref(calls);
+    tg_usage_t u = {0};
+    tg_tr_usage_anthropic(json_object_get(msg, "usage"), &u);
+    json_t *out =
+        json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n,s:s}]}", "id", jstr(msg, "id") ? jstr(msg, "id") : "",
+                  "object", "chat.completion", "created", (json_int_t)created, "model",
+                  jstr(msg, "model") ? jstr(msg, "model") : "", "choices", "index", 0, "message", m,
+                  "logprobs", "finish_reason", tg_tr_finish_reason(jstr(msg, "stop_reason")));
+    if (u.present) json_object_set_new(out, "usage", usage_openai_json(&u));
+    return out;
+}
+
+/* --- Anthropic request -> OpenAI request --------------------------------- */
+
+static json_t *image_part(const json_t *b, char *err, size_t errlen) {
+    const json_t *src = json_object_get(b, "source");
+    const char *t = jstr(src, "type");
+    if (t && !strcmp(t, "url") && jstr(src, "url"))
+        return json_pack("{s:s,s:{s:s}}", "type", "image_url", "image_url", "url", jstr(src, "url"));
+    if (t && !strcmp(t, "base64") && jstr(src, "media_type") && jstr(src, "data")) {
+        json_t *url = json_sprintf("data:%s;base64,%s", jstr(src, "media_type"), jstr(src, "data"));
+        return json_pack("{s:s,s:{s:o}}", "type", "image_url", "image_url", "url", url);
+    }
+    seterr(err, errlen, "an image block needs a base64 or url source");
+    return NULL;
+}
+
+/* A tool_result block as an OpenAI tool message (text only). */
+static json_t *tool_message(const json_t *b, tg_tr_req_opts_t *o) {
+    const json_t *c = json_object_get(b, "content");
+    json_t *text = jtrue(b, "is_error") ? json_string("Error: ") : NULL;
+    if (json_is_string(c)) text = cat_text(text, json_string_value(c));
+    size_t i;
+    const json_t *p;
+    json_array_foreach(c, i, p) {
+        if (jstr(p, "text"))
+            text = cat_text(text, jstr(p, "text"));
+        else
+            note(o, "a non-text tool_result part was dropped");
+    }
+    return json_pack("{s:s,s:s,s:o}", "role", "tool", "tool_call_id",
+                     jstr(b, "tool_use_id") ? jstr(b, "tool_use_id") : "", "content",
+                     text ? text : json_string(""));
+}
+
+/* A user message: tool results become tool messages (first, so they follow
+ * the assistant's calls); the rest one user message. */
+static int user_message(const json_t *m, json_t *list, tg_tr_req_opts_t *o, char *err, size_t errlen) {
+    const json_t *c = json_object_get(m, "content");
+    if (json_is_string(c)) {
+        json_array_append_new(list, json_pack("{s:s,s:O}", "role", "user", "content", c));
+        return 0;
+    }
+    json_t *parts = json_array();
+    size_t i;
+    const json_t *b;
+    json_array_foreach(c, i, b) {
+        const char *t = jstr(b, "type");
+        json_t *p = NULL;
+        if (t && !strcmp(t, "tool_result"))
+            json_array_append_new(list, tool_message(b, o));
+        else if (t && !strcmp(t, "text"))
+            p = json_pack("{s:s,s:s}", "type", "text", "text", jstr(b, "text") ? jstr(b, "text") : "");
+        else if (t && !strcmp(t, "image")) {
+            if ((p = image_part(b, err, errlen)) == NULL) goto fail;
+        } else {
+            seterr(err, errlen, "content block type '%s' cannot be sent to an OpenAI-compatible model",
+                   t ? t : "?");
+            goto fail;
+        }
+        if (p) json_array_append_new(parts, p);
+    }
+    if (json_array_size(parts) == 1 && jstr(json_array_get(parts, 0), "text"))
+        json_array_append_new(list, json_pack("{s:s,s:O}", "role", "user", "content",
+                                              json_object_get(json_array_get(parts, 0), "text")));
+    else if (json_array_size(parts))
+        json_array_append_new(list, json_pack("{s:s,s:O}", "role", "user", "content", parts));
+    json_decref(parts);
+    return 0;
+fail:
+    json_decref(parts);
+    return -1;
+}
+
+static int assistant_message(const json_t *m, json_t *list, tg_tr_req_opts_t *o, char *err, size_t errlen) {
+    const json_t *c = json_object_get(m, "content");
+    if (json_is_string(c)) {
+        json_array_append_new(list, json_pack("{s:s,s:O}", "role", "assistant", "content", c));
+        return 0;
+    }
+    json_t *text = NULL, *calls = json_array();
+    size_t i;
+    const json_t *b;
+    json_array_foreach(c, i, b) {
+        const char *t = jstr(b, "type");
+        if (t && !strcmp(t, "text") && jstr(b, "text"))
+            text = cat_text(text, jstr(b, "text"));
+        else if (t && !strcmp(t, "tool_use")) {
+            char *args = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
+            json_array_append_new(calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id",
+                                                   jstr(b, "id") ? jstr(b, "id") : "", "type", "function",
+                                                   "function", "name", jstr(b, "name") ? jstr(b, "name") : "",
+                                                   "arguments", args ? args : "{}"));
+            free(args);
+        } else if (t && (!strcmp(t, "thinking") || !strcmp(t, "redacted_thinking"))) {
+            note(o, "assistant thinking blocks dropped");
+        } else if (t && strcmp(t, "text")) {
+            json_decref(text);
+            json_decref(calls);
+            seterr(err, errlen, "content block type '%s' cannot be sent to an OpenAI-compatible model", t);
+            return -1;
+        }
+    }
+    json_t *out = json_pack("{s:s}", "role", "assistant");
+    json_object_set_new(out, "content", text ? text : json_array_size(calls) ? json_null() : json_string(""));
+    if (json_array_size(calls))
+        json_object_set_new(out, "tool_calls", calls);
+    else
+        json_decref(calls);
+    json_array_append_new(list, out);
+    return 0;
+}
+
+static json_t *system_text(const json_t *sys) {
+    if (json_is_string(sys)) return json_incref((json_t *)sys);
+    json_t *text = NULL;
+    size_t i;
+    const json_t *b;
+    json_array_foreach(sys, i, b) {
+        if (!jstr(b, "text")) continue;
+        if (text) text = cat_text(text, "\n\n");
+        text = cat_text(text, jstr(b, "text"));
+    }
+    return text;
+}
+
+static void openai_tools(const json_t *req, json_t *out) {
+    const json_t *tools = json_object_get(req, "tools");
+    if (json_is_array(tools) && json_array_size(tools)) {
+        json_t *list = json_array();
+        size_t i;
+        const json_t *t;
+        json_array_foreach(tools, i, t) {
+            json_t *fn = json_pack("{s:s}", "name", jstr(t, "name") ? jstr(t, "name") : "");
+            if (jstr(t, "description")) json_object_set(fn, "description", json_object_get(t, "description"));
+            const json_t *schema = json_object_get(t, "input_schema");
+            json_object_set_new(fn, "parameters",
+                                schema ? json_incref((json_t *)schema)
+                                       : json_pack("{s:s,s:{}}", "type", "object", "properties"));
+            json_array_append_new(list, json_pack("{s:s,s:o}", "type", "function", "function", fn));
+        }
+        json_object_set_new(out, "tools", list);
+    }
+    const json_t *tc = json_object_get(req, "tool_choice");
+    const char *t = jstr(tc, "type");
+    if (t == NULL) return;
+    if (!strcmp(t, "tool"))
+        json_object_set_new(out, "tool_choice",
+                            json_pack("{s:s,s:{s:s}}", "type", "function", "function", "name",
+                                      jstr(tc, "name") ? jstr(tc, "name") : ""));
+    else
+        json_object_set_new(out, "tool_choice",
+                            json_string(!strcmp(t, "any")    ? "required"
+                                        : !strcmp(t, "none") ? "none"
+                                                             : "auto"));
+    if (jtrue(tc, "disable_parallel_tool_use")) json_object_set_new(out, "parallel_tool_calls", json_false());
+}
+
+/* Server tools (web search, code execution...) run at Anthropic only. */
+static int server_tools(const json_t *req, char *err, size_t errlen) {
+    size_t i;
+    const json_t *t;
+    json_array_foreach(json_object_get(req, "tools"), i, t) {
+        const char *type = jstr(t, "type");
+        if (type && strcmp(type, "custom") && !json_object_get(t, "input_schema")) {
+            seterr(err, errlen, "tools[%zu]: the '%s' tool runs at Anthropic only", i, type);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void openai_params(const json_t *req, json_t *out, tg_tr_req_opts_t *o) {
+    int64_t v;
+    if (get_count(req, "max_tokens", &v)) json_object_set_new(out, "max_tokens", json_integer((json_int_t)v));
+    if (json_is_array(json_object_get(req, "stop_sequences")) &&
+        json_array_size(json_object_get(req, "stop_sequences")))
+        json_object_set(out, "stop", json_object_get(req, "stop_sequences"));
+    if (json_is_number(json_object_get(req, "temperature")))
+        json_object_set(out, "temperature", json_object_get(req, "temperature"));
+    if (json_is_number(json_object_get(req, "top_p")))
+        json_object_set(out, "top_p", json_object_get(req, "top_p"));
+    if (json_object_get(req, "top_k")) note(o, "top_k dropped");
+    if (json_object_get(req, "thinking")) note(o, "thinking options dropped");
+    if (jstr(json_object_get(req, "metadata"), "user_id"))
+        json_object_set(out, "user", json_object_get(json_object_get(req, "metadata"), "user_id"));
+    if (jtrue(req, "stream")) {
+        json_object_set_new(out, "stream", json_true());
+        json_object_set_new(out, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    }
+}
+
+json_t *tg_tr_req_anthropic_to_openai(const json_t *req, tg_tr_req_opts_t *o, char *err, size_t errlen) {
+    if (server_tools(req, err, errlen)) return NULL;
+    json_t *out = json_object(), *list = json_array();
+    const char *model = o->model ? o->model : jstr(req, "model");
+    json_object_set_new(out, "model", json_string(model ? model : ""));
+    json_t *sys = system_text(json_object_get(req, "system"));
+    if (sys) json_array_append_new(list, json_pack("{s:s,s:o}", "role", "system", "content", sys));
+    size_t i;
+    const json_t *m;
+    json_array_foreach(json_object_get(req, "messages"), i, m) {
+        const char *r = jstr(m, "role");
+        int rc = r && !strcmp(r, "assistant") ? assistant_message(m, list, o, err, errlen)
+                                              : user_message(m, list, o, err, errlen);
+        if (rc) {
+            json_decref(list);
+            json_decref(out);
+            return NULL;
+        }
+    }
+    json_object_set_new(out, "messages", list);
+    openai_tools(req, out);
+    openai_params(req, out, o);
+    return out;
+}
+
+/* --- OpenAI answer -> Anthropic message ---------------------------------- */
+
+static json_t *tool_use_block(const json_t *tc) {
+    const json_t *fn = json_object_get(tc, "function");
+    const char *args = jstr(fn, "arguments");
+    json_t *input = args && *args ? json_loads(args, 0, NULL) : NULL;
+    if (!json_is_object(input)) {
+        json_decref(input);
+        input = json_object();
+    }
+    return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", jstr(tc, "id") ? jstr(tc, "id") : "",
+                     "name", jstr(fn, "name") ? jstr(fn, "name") : "", "input", input);
+}
+
+json_t *tg_tr_resp_openai_to_anthropic(const json_t *resp, char *err, size_t errlen) {
+    const json_t *ch = json_array_get(json_object_get(resp, "choices"), 0);
+    const json_t *m = json_object_get(ch, "message");
+    if (!json_is_object(m)) {
+        seterr(err, errlen, "the answer is not an OpenAI chat.completion");
+        return NULL;
+    }
+    json_t *content = json_array();
+    const char *r = jstr(m, "reasoning_content"), *t = jstr(m, "content");
+    if (r && *r)
+        json_array_append_new(content,
+                              json_pack("{s:s,s:s,s:s}", "type", "thinking", "thinking", r, "signature", ""));
+    if (t && *t) json_array_append_new(content, json_pack("{s:s,s:s}", "type", "text", "text", t));
+    size_t i;
+    const json_t *tc;
+    json_array_foreach(json_object_get(m, "tool_calls"), i, tc)
+        json_array_append_new(content, tool_use_block(tc));
+    tg_usage_t u = {0};
+    tg_tr_usage_openai(json_object_get(resp, "usage"), &u);
+    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:n,s:o}", "id", jstr(resp, "id") ? jstr(resp, "id") : "",
+                     "type", "message", "role", "assistant", "model",
+                     jstr(resp, "model") ? jstr(resp, "model") : "", "content", content, "stop_reason",
+                     tg_tr_stop_reason(jstr(ch, "finish_reason")), "stop_sequence", "usage",
+                     usage_anthropic_json(&u));
+}
+
+/* --- streams --------------------------------------------------------------- */
+
+#define MAX_TOOLS 64 /* OpenAI tool_calls indexes tracked per answer */
+
+enum { BLK_NONE, BLK_TEXT, BLK_THINKING, BLK_TOOL };
+
+struct tg_tr_stream_s {
+    tg_pool_t *pool;
+    int to_openai, include_usage;
+    int64_t created;
+    char *buf; /* one event's output, reused; grows (by doubling) only for a large event */
+    size_t cap;
+    char id[96], model[128];
+    /* Anthropic -> OpenAI */
+    int n_tools, cur_tool;
+    /* OpenAI -> Anthropic */
+    int started, open, n_blocks;
+    int tool_block[MAX_TOOLS]; /* OpenAI tool index -> Anthropic block index + 1 (0 = none) */
+    const char *stop_reason;
+};
+
+tg_tr_stream_t *tg_tr_stream_new(tg_pool_t *pool, int to_openai, int include_usage, int64_t created) {
+    tg_tr_stream_t *s = tg_pool_calloc(pool, sizeof(*s));
+    s->pool = pool;
+    s->to_openai = to_openai;
+    s->include_usage = include_usage;
+    s->created = created;
+    s->cap = 1024;
+    s->buf = tg_pool_alloc(pool, s->cap);
+    s->cur_tool = -1;
+    return s;
+}
+
+/* Serialises o (stolen) into the reused buffer and emits it. */
+static void emit_json(tg_tr_stream_t *s, tg_tr_emit_fn emit, void *ud, const char *event, json_t *o) {
+    size_t n = json_dumpb(o, s->buf, s->cap, JSON_COMPACT);
+    if (n > s->cap) {
+        while (s->cap < n)
+            s->cap *= 2;
+        s->buf = tg_pool_alloc(s->pool, s->cap);
+        n = json_dumpb(o, s->buf, s->cap, JSON_COMPACT);
+    }
+    json_decref(o);
+    if (n) emit(ud, event, s->buf, n);
+}
+
+static void copy_str(char *dst, size_t cap, const char *src) {
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* Anthropic -> OpenAI: one chunk with `delta` (stolen) and a finish_reason. */
+static void oa_chunk(tg_tr_stream_t *s, tg_tr_emit_fn emit, void *ud, json_t *delta, const char *finish) {
+    json_t *c = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n,s:s?}]}", "id", s->id, "object",
+                          "chat.completion.chunk", "created", (json_int_t)s->created, "model", s->model,
+                          "choices", "index", 0, "delta", delta, "logprobs", "finish_reason", finish);
+    emit_json(s, emit, ud, NULL, c);
+}
+
+static void oa_tool_delta(tg_tr_stream_t *s, tg_tr_emit_fn emit, void *ud, json_t *call) {
+    json_object_set_new(call, "index", json_integer(s->cur_tool));
+    oa_chunk(s, emit, ud, json_pack("{s:[o]}", "tool_calls", call), NULL);
+}
+
+static void a2o_block_start(tg_tr_stream_t *s, const json_t *b, tg_tr_emit_fn emit, void *ud) {
+    const char *t = jstr(b, "type");
+    if (t && !strcmp(t, "tool_use")) {
+        s->cur_tool = s->n_tools++;
+        oa_tool_delta(s, emit, ud,
+                      json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", jstr(b, "id") ? jstr(b, "id") : "", "type",
+                                "function", "function", "name", jstr(b, "name") ? jstr(b, "name") : "",
+                                "arguments", ""));
+    } else if (t && !strcmp(t, "text") && jstr(b, "text") && *jstr(b, "text")) {
+        oa_chunk(s, emit, ud, json_pack("{s:s}", "content", jstr(b, "text")), NULL);
+    }
+}
+
+static void a2o_delta(tg_tr_stream_t *s, const json_t *d, size_t *bytes, tg_tr_emit_fn emit, void *ud) {
+    const char *t = jstr(d, "type"), *v;
+    if (t == NULL) return;
+    if (!strcmp(t, "text_delta") && (v = jstr(d, "text")) && *v) {
+        *bytes += strlen(v);
+        oa_chunk(s, emit, ud, json_pack("{s:s}", "content", v), NULL);
+    } else if (!strcmp(t, "thinking_delta") && (v = jstr(d, "thinking")) && *v) {
+        *bytes += strlen(v);
+        oa_chunk(s, emit, ud, json_pack("{s:s}", "reasoning_content", v), NULL);
+    } else if (!strcmp(t, "input_json_delta") && (v = jstr(d, "partial_json")) && *v && s->cur_tool >= 0) {
+        *bytes += strlen(v);
+        oa_tool_delta(s, emit, ud, json_pack("{s:{s:s}}", "function", "arguments", v));
+    }
+    /* signature_delta and citations_delta have no OpenAI form. */
+}
+
+static int a2o_event(tg_tr_stream_t *s, const char *type, const json_t *o, tg_usage_t *u, size_t *bytes,
+                     tg_tr_emit_fn emit, void *ud) {
+    if (!strcmp(type, "message_start")) {
+        const json_t *m = json_object_get(o, "message");
+        copy_str(s->id, sizeof(s->id), jstr(m, "id"));
+        copy_str(s->model, sizeof(s->model), jstr(m, "model"));
+        tg_tr_usage_anthropic(json_object_get(m, "usage"), u);
+        oa_chunk(s, emit, ud, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL);
+    } else if (!strcmp(type, "content_block_start")) {
+        a2o_block_start(s, json_object_get(o, "content_block"), emit, ud);
+    } else if (!strcmp(type, "content_block_delta")) {
+        a2o_delta(s, json_object_get(o, "delta"), bytes, emit, ud);
+    } else if (!strcmp(type, "content_block_stop")) {
+        s->cur_tool = -1;
+    } else if (!strcmp(type, "message_delta")) {
+        tg_tr_usage_anthropic(json_object_get(o, "usage"), u);
+        const char *sr = jstr(json_object_get(o, "delta"), "stop_reason");
+        oa_chunk(s, emit, ud, json_object(), tg_tr_finish_reason(sr));
+    } else if (!strcmp(type, "message_stop")) {
+        if (s->include_usage) {
+            json_t *c = json_pack("{s:s,s:s,s:I,s:s,s:[],s:o}", "id", s->id, "object",
+                                  "chat.completion.chunk", "created", (json_int_t)s->created, "model",
+                                  s->model, "choices", "usage", usage_openai_json(u));
+            emit_json(s, emit, ud, NULL, c);
+        }
+        return TG_TR_DONE;
+    }
+    return TG_TR_MORE; /* ping and unknown events are dropped */
+}
+
+/* OpenAI -> Anthropic. */
+static void an_event(tg_tr_stream_t *s, tg_tr_emit_fn emit, void *ud, const char *type, json_t *o) {
+    json_object_set_new(o, "type", json_string(type));
+    emit_json(s, emit, ud, type, o);
+}
+
+static void o2a_start(tg_tr_stream_t *s, const json_t *o, const tg_usage_t *u, tg_tr_emit_fn emit, void *ud) {
+    if (s->started) return;
+    s->started = 1;
+    copy_str(s->id, sizeof(s->id), jstr(o, "id"));
+    copy_str(s->model, sizeof(s->model), jstr(o, "model"));
+    json_t *m = json_pack("{s:s,s:s,s:s,s:s,s:[],s:n,s:n,s:o}", "id", s->id, "type", "message", "role",
+                          "assistant", "model", s->model, "content", "stop_reason", "stop_sequence", "usage",
+                          usage_anthropic_json(u));
+    an_event(s, emit, ud, "message_start", json_pack("{s:o}", "message", m));
+}
+
+static void o2a_close(tg_tr_stream_t *s, tg_tr_emit_fn emit, void *ud) {
+    if (s->open == BLK_NONE) return;
+    an_event(s, emit, ud, "content_block_stop", json_pack("{s:i}", "index", s->n_blocks - 1));
+    s->open = BLK_NONE;
+}
+
+/* Opens a new block of `kind` (closing the open one) unless it is open. */
+static void o2a_open(tg_tr_stream_t *s, int kind, json_t *block, tg_tr_emit_fn emit, void *ud) {
+    if (s->open == kind && kind != BLK_TOOL) {
+        json_decref(block);
+        return;
+    }
+    o2a_close(s, emit, ud);
+    s->open = kind;
+    an_event(s, emit, ud, "content_block_start",
+             json_pack("{s:i,s:o}", "index", s->n_blocks++, "content_block", block));
+}
+
+static void o2a_block_delta(tg_tr_stream_t *s, int index, json_t *delta, tg_tr_emit_fn emit, void *ud) {
+    an_event(s, emit, ud, "content_block_delta", json_pack("{s:i,s:o}", "index", index, "delta", delta));
+}
+
+static void o2a_tools(tg_tr_stream_t *s, const json_t *calls, size_t *bytes, tg_tr_emit_fn emit, void *ud) {
+    size_t i;
+    const json_t *tc;
+    json_array_foreach(calls, i, tc) {
+        json_int_t k = json_integer_value(json_object_get(tc, "index"));
+        if (k < 0 || k >= MAX_TOOLS) continue;
+        const json_t *fn = json_object_get(tc, "function");
+        if (s->tool_block[k] == 0) {
+            const char *id = jstr(tc, "id"), *name = jstr(fn, "name");
+            json_t *b = json_pack("{s:s,s:s,s:s,s:{}}", "type", "tool_use", "id", id ? id : "", "name",
+                                  name ? name : "", "input");
+            o2a_open(s, BLK_TOOL, b, emit, ud);
+            s->tool_block[k] = s->n_blocks;
+        }
+        const char *args = jstr(fn, "arguments");
+        if (args && *args) {
+            *bytes += strlen(args);
+            o2a_block_delta(s, s->tool_block[k] - 1,
+                            json_pack("{s:s,s:s}", "type", "input_json_delta", "partial_json", args), emit,
+                            ud);
+        }
+    }
+}
+
+static void o2a_choice(tg_tr_stream_t *s, const json_t *ch, size_t *bytes, tg_tr_emit_fn emit, void *ud) {
+    const json_t *d = json_object_get(ch, "delta");
+    const char *r = jstr(d, "reasoning_content"), *t = jstr(d, "content");
+    if (r && *r) {
+        o2a_open(s, BLK_THINKING,
+                 json_pack("{s:s,s:s,s:s}", "type", "thinking", "thinking", "", "signature", ""), emit, ud);
+        *bytes += strlen(r);
+        o2a_block_delta(s, s->n_blocks - 1, json_pack("{s:s,s:s}", "type", "thinking_delta", "thinking", r),
+                        emit, ud);
+    }
+    if (t && *t) {
+        o2a_open(s, BLK_TEXT, json_pack("{s:s,s:s}", "type", "text", "text", ""), emit, ud);
+        *bytes += strlen(t);
+        o2a_block_delta(s, s->n_blocks - 1, json_pack("{s:s,s:s}", "type", "text_delta", "text", t), emit,
+                        ud);
+    }
+    o2a_tools(s, json_object_get(d, "tool_calls"), bytes, emit, ud);
+    const char *f = jstr(ch, "finish_reason");
+    if (f) {
+        s->stop_reason = tg_tr_stop_reason(f);
+        o2a_close(s, emit, ud);
+    }
+}
+
+/* [DONE]: the last block's stop, message_delta with the final usage, message_stop. */
+static int o2a_done(tg_tr_stream_t *s, const tg_usage_t *u, tg_tr_emit_fn emit, void *ud) {
+    o2a_start(s, NULL, u, emit, ud);
+    o2a_close(s, emit, ud);
+    json_t *d =
+        json_pack("{s:{s:s,s:n},s:o}", "delta", "stop_reason", s->stop_reason ? s->stop_reason : "end_turn",
+                  "stop_sequence", "usage", usage_anthropic_json(u));
+    an_event(s, emit, ud, "message_delta", d);
+    an_event(s, emit, ud, "message_stop", json_object());
+    return TG_TR_DONE;
+}
+
+static void error_text(const json_t *e, char *err, size_t errlen) {
+    const char *type = jstr(e, "type"), *msg = jstr(e, "message");
+    seterr(err, errlen, "%s%s%s", type ? type : "", type && msg ? ": " : "", msg ? msg : type ? "" : "error");
+}
+
+int tg_tr_stream_event(tg_tr_stream_t *s, const char *event, const char *data, size_t len, tg_usage_t *u,
+                       size_t *content_bytes, tg_tr_emit_fn emit, void *ud, char *err, size_t errlen) {
+    if (!s->to_openai && len == 6 && !memcmp(data, "[DONE]", 6)) return o2a_done(s, u, emit, ud);
+    json_error_t je;
+    json_t *o = json_loadb(data, len, 0, &je);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        seterr(err, errlen, "the provider sent a stream event that is not a JSON object");
+        return TG_TR_ERROR;
+    }
+    int rc = TG_TR_MORE;
+    const json_t *e = json_object_get(o, "error");
+    const char *type = jstr(o, "type") ? jstr(o, "type") : event ? event : "";
+    if (e && !json_is_null(e)) {
+        error_text(e, err, errlen);
+        rc = TG_TR_ERROR;
+    } else if (s->to_openai) {
+        rc = a2o_event(s, type, o, u, content_bytes, emit, ud);
+    } else {
+        tg_tr_usage_openai(json_object_get(o, "usage"), u);
+        o2a_start(s, o, u, emit, ud);
+        size_t i;
+        const json_t *ch;
+        json_array_foreach(json_object_get(o, "choices"), i, ch) {
+            if (json_integer_value(json_object_get(ch, "index")) == 0)
+                o2a_choice(s, ch, content_bytes, emit, ud);
+        }
+    }
+    json_decref(o);
+    return rc;
+}
