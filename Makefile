@@ -5,6 +5,7 @@
 #   make test       unit tests (cmocka) then end-to-end tests (node:test + openai SDK)
 #   make asan       the same suite on an ASan + UBSan build
 #   make bench      load figures against the simulator and nginx (bench/)
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS (default 30) each
 #   make clean
 
 PKGS      := libevent libevent_pthreads libcurl jansson openssl hiredis yaml-0.1
@@ -21,7 +22,7 @@ LIBOBJ    := $(filter-out $(BUILD)/gateway/main.o,$(OBJ))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test unit e2e asan bench clean deps check-deps fmt
+.PHONY: all run test unit e2e asan bench fuzz clean deps check-deps fmt
 all: check-deps tollgate
 
 tollgate: $(BUILD)/tollgate
@@ -43,16 +44,19 @@ test_deps = $(patsubst %.c,$(BUILD)/%.o,$(shell sed -n 's|^/\* deps: \(.*\) \*/$
 $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $$(call test_deps,tests/unit/test_$$*.c)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# Missing Debian packages are installed (as root) or named, by purpose.
 check-deps:
-	@./tools/deps.sh --check || ./tools/deps.sh
+	@./tools/deps.sh --check build || ./tools/deps.sh build
 
 deps:
-	@./tools/deps.sh
+	@./tools/deps.sh test bench
 
 unit: check-deps $(UNIT_BIN)
+	@./tools/deps.sh --check test || ./tools/deps.sh test
 	@./tools/run-unit.sh $(UNIT_BIN)
 
 e2e: check-deps $(BUILD)/tollgate
+	@./tools/deps.sh --check test || ./tools/deps.sh test
 	@TOLLGATE_BIN=$(abspath $(BUILD)/tollgate) ./tools/run-e2e.sh
 
 test: unit e2e
@@ -62,10 +66,16 @@ asan:
 	    LDFLAGS="-fsanitize=address,undefined" test
 
 run: all
+	@./tools/deps.sh --check run || ./tools/deps.sh run
 	@./tools/run.sh
 
 bench: all
+	@./tools/deps.sh --check bench || ./tools/deps.sh bench
 	@./bench/run.sh
+
+fuzz:
+	@./tools/deps.sh --check test || ./tools/deps.sh test
+	@./tools/fuzz.sh $(FUZZ_SECONDS)
 
 fmt:
 	clang-format -i $(SRC) $(wildcard gateway/*.h providers/*.h policy/*.h) $(UNIT_SRC)

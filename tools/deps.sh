@@ -1,10 +1,26 @@
 #!/usr/bin/env bash
-# deps.sh — checks (and, as root, installs) the Debian packages Tollgate needs to
-# build and test: the C libraries (through pkg-config), two header-only or
-# pkg-config-less libraries (http_parser, jsmn), and the tools the tests drive.
-#   tools/deps.sh --check   exit 0 when everything is present, else 1 (silent)
-#   tools/deps.sh           install what is missing (root), or print the apt-get line
+# deps.sh — checks (and, as root, installs) the Debian packages Tollgate needs,
+# by purpose, so `make run` does not pull in a browser:
+#   build  the C libraries (through pkg-config), http_parser and jsmn headers, cc
+#   run    build + redis-server (make run starts a private Redis)
+#   test   run + node/npm, curl, clang with libFuzzer (fuzz targets), chromium
+#          (the dashboard test drives headless Chromium)
+#   bench  run + nginx-light (the proxy_pass baseline) and wrk
+#   tools/deps.sh --check [GROUP...]  exit 0 when everything is present, else 1 (silent)
+#   tools/deps.sh [GROUP...]          install what is missing (root), or print the apt-get line
+# With no GROUP: test.
 set -euo pipefail
+check=0
+groups=()
+for a in "$@"; do
+    case "$a" in
+        --check) check=1 ;;
+        build | run | test | bench) groups+=("$a") ;;
+        *) echo "deps.sh: unknown argument '$a'" >&2; exit 2 ;;
+    esac
+done
+[ ${#groups[@]} -gt 0 ] || groups=(test)
+want() { local g; for g in "${groups[@]}"; do case "$g:$1" in "$1:$1" | test:run | bench:run | run:build | test:build | bench:build) return 0 ;; esac; done; return 1; }
 
 # pkg-config module -> Debian package
 declare -A PC=(
@@ -15,10 +31,10 @@ declare -A PC=(
 # header -> Debian package (neither ships a .pc file on Debian 12)
 declare -A HDR=([/usr/include/http_parser.h]=libhttp-parser-dev [/usr/include/jsmn.h]=libjsmn-dev)
 # command -> Debian package
-declare -A CMD=(
-    [cc]=build-essential [make]=build-essential [pkg-config]=pkg-config [redis-server]=redis-server
-    [redis-cli]=redis-server [node]=nodejs [npm]=npm [curl]=curl
-)
+declare -A CMD=([cc]=build-essential [make]=build-essential [pkg-config]=pkg-config)
+want run && CMD+=([redis-server]=redis-server [redis-cli]=redis-server [curl]=curl)
+want test && CMD+=([node]=nodejs [npm]=npm [clang]=clang [chromium]=chromium)
+want bench && CMD+=([nginx]=nginx-light [wrk]=wrk)
 
 missing=()
 add() { case " ${missing[*]-} " in *" $1 "*) ;; *) missing+=("$1") ;; esac; }
@@ -30,9 +46,13 @@ else
     for m in "${!PC[@]}"; do add "${PC[$m]}"; done
 fi
 for h in "${!HDR[@]}"; do [ -f "$h" ] || add "${HDR[$h]}"; done
+# libFuzzer's runtime comes with clang's compiler-rt package.
+if want test && ! compgen -G '/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a' >/dev/null; then
+    add libclang-rt-14-dev
+fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
-[ "${1:-}" = "--check" ] && exit 1
+[ $check -eq 1 ] && exit 1
 
 # Sorted so the printed line is the same on every run.
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort)
