@@ -125,14 +125,14 @@ export async function startSimulator(dir) {
     return p;
 }
 
-function configYaml({ port, simUrl, dir, limits }) {
+function configYaml({ port, simUrl, dir, limits, redisUrl = REDIS_URL, extraProviders = '' }) {
     const lim = { max_body_bytes: 1048576, upstream_connect_ms: 2000, first_byte_ms: 10000, idle_ms: 1500, ...limits };
     const prov = (name, dialect, url, env, region) =>
         `  ${name}: { dialect: ${dialect}, base_url: ${url}, api_key_env: ${env}, region: ${region} }`;
     return `# Written by tests/e2e/harness.mjs for one test file.
 listen: 127.0.0.1:${port}
 workers: 2
-redis: ${REDIS_URL}
+redis: ${redisUrl}
 admin_token_env: TOLLGATE_ADMIN_TOKEN
 journal: ${path.join(dir, 'journal')}
 limits: { ${Object.entries(lim).map(([k, v]) => `${k}: ${v}`).join(', ')} }
@@ -146,6 +146,7 @@ ${prov('openai', 'openai', 'https://api.openai.com/v1', 'TG_E2E_UNSET_OPENAI_KEY
 ${prov('anthropic', 'anthropic', 'https://api.anthropic.com', 'TG_E2E_UNSET_ANTHROPIC_KEY', 'us')}
   # A "real" OpenAI-compatible vendor with a key, which happens to be the simulator.
 ${prov('vendorx', 'openai', `${simUrl}/openai/v1`, 'TG_E2E_VENDOR_KEY', 'eu')}
+${extraProviders}
 keys:
   - { name: test, sha256: "${sha256(KEY)}" }
   - { name: ledger, sha256: "${sha256(LEDGER_KEY)}" }
@@ -160,9 +161,9 @@ const ROUTES = `routes:
 aliases: { deepseek: deepseek/deepseek-flash, mini: openai/gpt-4o-mini }
 `;
 
-function pricesYaml() {
+function pricesYaml(extra = {}) {
     let s = 'prices:\n';
-    for (const [id, p] of Object.entries(PRICES)) {
+    for (const [id, p] of Object.entries({ ...PRICES, ...extra })) {
         s += `  ${id}: { input: ${p.input}, cached_input: ${p.cached_input}, output: ${p.output}, ` +
             `context: 131072, source: e2e test, as_of: ${todayUtc()} }\n`;
     }
@@ -180,33 +181,53 @@ function gatewayEnv() {
 
 /**
  * Starts a simulator and a gateway in front of it. Options: limits (merged
- * into the config's limits). Returns { port, url, base, sim, gw, dir, stop() }.
+ * into the config's limits); redisUrl (default the suite's Redis);
+ * extraProviders (YAML lines appended under providers:, two-space indent);
+ * extraPrices (more PRICES entries). Returns { port, url, base, sim, gw, dir,
+ * stop(), restart(opts) }; restart starts a new gateway process on the same
+ * port, directory and journal (opts as above, e.g. another redisUrl) after
+ * the old one has exited.
  */
 export async function startGateway(opts = {}) {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-e2e-'));
     const sim = await startSimulator(dir);
     const port = await freePort();
-    writeFileSync(path.join(dir, 'tollgate.yaml'), configYaml({ port, simUrl: sim.url, dir, limits: opts.limits }));
-    writeFileSync(path.join(dir, 'routes.yaml'), ROUTES);
-    writeFileSync(path.join(dir, 'prices.yaml'), pricesYaml());
-    const gw = new Proc('gateway', ['serve', '-c', path.join(dir, 'tollgate.yaml')], { cwd: dir, env: gatewayEnv() },
-        path.join(dir, 'gateway.log'));
+    const writeConfig = (o) => {
+        writeFileSync(path.join(dir, 'tollgate.yaml'), configYaml({ ...o, port, simUrl: sim.url, dir }));
+        writeFileSync(path.join(dir, 'routes.yaml'), ROUTES);
+        writeFileSync(path.join(dir, 'prices.yaml'), pricesYaml(o.extraPrices));
+    };
+    const spawnGateway = async () => {
+        const p = new Proc('gateway', ['serve', '-c', path.join(dir, 'tollgate.yaml')], { cwd: dir, env: gatewayEnv() },
+            path.join(dir, 'gateway.log'));
+        await p.waitReady(`${url}/healthz`);
+        return p;
+    };
     const url = `http://127.0.0.1:${port}`;
+    writeConfig(opts);
+    let gw;
     try {
-        await gw.waitReady(`${url}/healthz`);
+        gw = await spawnGateway();
     } catch (e) {
         await sim.stop();
         throw e;
     }
-    return {
+    const g = {
         port, url, base: `${url}/v1`, sim, gw, dir,
         async stop() {
-            const e = await gw.stop();
+            const e = await g.gw.stop();
             await sim.stop();
             if (!process.env.TG_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
             return e;
         },
+        async restart(o = {}) {
+            await g.gw.stop();
+            writeConfig({ ...opts, ...o });
+            g.gw = await spawnGateway();
+            return g.gw;
+        },
     };
+    return g;
 }
 
 // ---- the simulator's own API ----
