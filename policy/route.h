@@ -41,7 +41,7 @@ typedef struct {
     const char *route;           /* rule name, or "direct" */
     const tg_candidate_t *cands; /* in the order to try (pool copies) */
     size_t n;
-    char err[256]; /* why there is no candidate */
+    char err[512]; /* why there is no candidate */
     /* Fields below are new in the policy engine. */
     int status;                 /* 0 ok; on failure the HTTP status to answer:
                                    404 unknown model, 403 the key may not use the provider/model

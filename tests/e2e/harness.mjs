@@ -125,13 +125,13 @@ export async function startSimulator(dir) {
     return p;
 }
 
-function configYaml({ port, simUrl, dir, limits, redisUrl = REDIS_URL, extraProviders = '' }) {
+function configYaml({ port, simUrl, dir, limits, redisUrl = REDIS_URL, extraProviders = '', keys = [], extraConfig = '', workers = 2 }) {
     const lim = { max_body_bytes: 1048576, upstream_connect_ms: 2000, first_byte_ms: 10000, idle_ms: 1500, ...limits };
     const prov = (name, dialect, url, env, region) =>
         `  ${name}: { dialect: ${dialect}, base_url: ${url}, api_key_env: ${env}, region: ${region} }`;
     return `# Written by tests/e2e/harness.mjs for one test file.
 listen: 127.0.0.1:${port}
-workers: 2
+workers: ${workers}
 redis: ${redisUrl}
 admin_token_env: TOLLGATE_ADMIN_TOKEN
 journal: ${path.join(dir, 'journal')}
@@ -150,7 +150,7 @@ ${extraProviders}
 keys:
   - { name: test, sha256: "${sha256(KEY)}" }
   - { name: ledger, sha256: "${sha256(LEDGER_KEY)}" }
-`;
+${keys.map((k) => `  - { name: ${k.name}, sha256: "${sha256(k.secret)}", tags: [${(k.tags || []).join(', ')}] }\n`).join('')}${extraConfig}`;
 }
 
 const ROUTES = `routes:
@@ -183,7 +183,11 @@ function gatewayEnv() {
  * Starts a simulator and a gateway in front of it. Options: limits (merged
  * into the config's limits); redisUrl (default the suite's Redis);
  * extraProviders (YAML lines appended under providers:, two-space indent);
- * extraPrices (more PRICES entries). Returns { port, url, base, sim, gw, dir,
+ * extraPrices (more PRICES entries); workers (default 2); keys (more
+ * gateway keys: [{name, secret, tags}]); extraConfig (YAML appended at the
+ * top level of tollgate.yaml); routes (replaces routes.yaml); extraPricesYaml
+ * (YAML lines appended under prices:, e.g. entries with windows). `config` is
+ * the path of tollgate.yaml. Returns { port, url, base, sim, gw, dir,
  * stop(), restart(opts) }; restart starts a new gateway process on the same
  * port, directory and journal (opts as above, e.g. another redisUrl) after
  * the old one has exited.
@@ -194,8 +198,8 @@ export async function startGateway(opts = {}) {
     const port = await freePort();
     const writeConfig = (o) => {
         writeFileSync(path.join(dir, 'tollgate.yaml'), configYaml({ ...o, port, simUrl: sim.url, dir }));
-        writeFileSync(path.join(dir, 'routes.yaml'), ROUTES);
-        writeFileSync(path.join(dir, 'prices.yaml'), pricesYaml(o.extraPrices));
+        writeFileSync(path.join(dir, 'routes.yaml'), o.routes ?? ROUTES);
+        writeFileSync(path.join(dir, 'prices.yaml'), pricesYaml(o.extraPrices) + (o.extraPricesYaml ?? ''));
     };
     const spawnGateway = async () => {
         const p = new Proc('gateway', ['serve', '-c', path.join(dir, 'tollgate.yaml')], { cwd: dir, env: gatewayEnv() },
@@ -213,7 +217,7 @@ export async function startGateway(opts = {}) {
         throw e;
     }
     const g = {
-        port, url, base: `${url}/v1`, sim, gw, dir,
+        port, url, base: `${url}/v1`, sim, gw, dir, config: path.join(dir, 'tollgate.yaml'),
         async stop() {
             const e = await g.gw.stop();
             await sim.stop();
@@ -252,6 +256,35 @@ export async function simFinalState(sim, id, ms = 10000) {
         return last && last.state !== 'open';
     }, ms);
     return last;
+}
+
+/** POST /_sim/config: per-provider knobs ({provider, ttft_ms, tps, fault_status, fault_percent, retry_after}). */
+export async function simConfig(sim, knobs) {
+    const r = await fetch(`${sim.url}/_sim/config`, { method: 'POST', body: JSON.stringify(knobs) });
+    if (r.status !== 200) throw new Error(`/_sim/config ${JSON.stringify(knobs)}: ${r.status} ${await r.text()}`);
+    return r.json();
+}
+
+/** `tollgate explain -c CONFIG [--key NAME]` of a request body (object): the decision as JSON. */
+export async function explain(configPath, body, keyName) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-explain-'));
+    const file = path.join(dir, 'request.json');
+    writeFileSync(file, JSON.stringify(body));
+    try {
+        const args = ['explain', '-c', configPath, ...(keyName ? ['--key', keyName] : []), file];
+        const { stdout } = await execFileP(BIN, args, { env: gatewayEnv() });
+        return JSON.parse(stdout);
+    } finally {
+        rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+/** The value of one Prometheus sample line of GET /metrics, or undefined. */
+export async function metric(gw, name, labels) {
+    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    const want = `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}} `;
+    const line = text.split('\n').find((l) => l.startsWith(want));
+    return line === undefined ? undefined : Number(line.slice(want.length));
 }
 
 export function simId(tag) {
