@@ -25,6 +25,14 @@
 #define ANTHROPIC_VERSION "2023-06-01"
 #define FALLBACK_MAX_TOKENS 4096 /* neither the provider nor the price entry names one */
 
+/* Anthropic client's stream: message_start is held until the next event,
+ * so that an error event right behind it (overloaded) reaches the request
+ * before any byte went to the client, and another candidate can be tried. */
+typedef struct {
+    const char *start;
+    size_t start_len;
+} passthrough_t;
+
 /* Provider's default_max_tokens first (an operator's choice, which also
  * bounds Anthropic's output-token rate limit estimate), then the model's
  * max_output. */
@@ -53,6 +61,7 @@ static int anthropic_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t
         tg_edit_t e;
         size_t n = tg_scan_set_model(c->scan, c->model, c->pool, &e) == 0;
         body = tg_splice(c->pool, c->body, c->body_len, &e, n, &blen);
+        if (c->scan->stream) c->state = tg_pool_calloc(c->pool, sizeof(passthrough_t));
     } else {
         body = translated_body(c, &blen, err, errlen);
         if (body == NULL) return -1;
@@ -141,31 +150,46 @@ static int error_event(const char *data, size_t len, char *err, size_t errlen) {
     return TG_STREAM_ERROR;
 }
 
-/* Anthropic client: every event is relayed as it came; usage is read from
- * message_start and message_delta only (two parses per answer). */
+static int read_usage(tg_call_t *c, int start, const char *data, size_t len, tg_usage_t *u, char *err,
+                      size_t errlen) {
+    json_t *o = json_loadb(data, len, 0, NULL);
+    if (o == NULL) {
+        snprintf(err, errlen, "%s sent a stream event that is not JSON", c->provider->name);
+        return -1;
+    }
+    tg_tr_usage_anthropic(json_object_get(start ? json_object_get(o, "message") : o, "usage"), u);
+    json_decref(o);
+    return 0;
+}
+
+/* Every event is relayed as it came; usage is read from message_start and
+ * message_delta only (two parses per answer). */
 static int passthrough_event(tg_call_t *c, const char *event, const char *data, size_t len, tg_usage_t *u,
                              const tg_emitter_t *out, char *err, size_t errlen) {
+    passthrough_t *p = c->state;
     const char *t = event_type(c, event, data, len);
     if (!strcmp(t, "error")) return error_event(data, len, err, errlen);
     int start = !strcmp(t, "message_start");
-    if (start || !strcmp(t, "message_delta")) {
-        json_t *o = json_loadb(data, len, 0, NULL);
-        if (o == NULL) {
-            snprintf(err, errlen, "%s sent a stream event that is not JSON", c->provider->name);
-            return TG_STREAM_ERROR;
-        }
-        tg_tr_usage_anthropic(json_object_get(start ? json_object_get(o, "message") : o, "usage"), u);
-        json_decref(o);
-    } else if (!strcmp(t, "content_block_delta")) {
-        c->content_bytes += len > 60 ? len - 60 : 0; /* minus the event's own framing, roughly */
+    if ((start || !strcmp(t, "message_delta")) && read_usage(c, start, data, len, u, err, errlen))
+        return TG_STREAM_ERROR;
+    if (start && p && p->start == NULL) {
+        p->start = tg_pool_strndup(c->pool, data, len);
+        p->start_len = len;
+        return TG_STREAM_MORE;
     }
+    if (p && p->start) {
+        out->emit(out->ud, "message_start", p->start, p->start_len);
+        p->start = NULL;
+    }
+    if (!strcmp(t, "content_block_delta"))
+        c->content_bytes += len > 60 ? len - 60 : 0; /* minus framing, roughly */
     out->emit(out->ud, event ? event : t, data, len);
     return !strcmp(t, "message_stop") ? TG_STREAM_DONE : TG_STREAM_MORE;
 }
 
 static int anthropic_stream_event(tg_call_t *c, const char *event, const char *data, size_t len,
                                   tg_usage_t *u, const tg_emitter_t *out, char *err, size_t errlen) {
-    if (c->state == NULL) return passthrough_event(c, event, data, len, u, out, err, errlen);
+    if (c->client == TG_CLIENT_ANTHROPIC) return passthrough_event(c, event, data, len, u, out, err, errlen);
     int rc =
         tg_tr_stream_event(c->state, event, data, len, u, &c->content_bytes, out->emit, out->ud, err, errlen);
     return rc == TG_TR_DONE ? TG_STREAM_DONE : rc == TG_TR_ERROR ? TG_STREAM_ERROR : TG_STREAM_MORE;

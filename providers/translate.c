@@ -5,9 +5,18 @@
  * small state machine kept in the attempt's pool: each event becomes zero or
  * more client events written through the caller's emitter from one reused
  * buffer, so nothing grows with the length of the answer. Usage of either
- * dialect is normalised into tg_usage_t here too. What has no equivalent is
- * dropped with a note for the log, or refused with a message (see
- * docs/translation.md).
+ * dialect is normalised into tg_usage_t here too.
+ *
+ * Gaps (no equivalent on the other side): response_format becomes a system
+ * instruction for Claude (no JSON guarantee); reasoning_content / thinking
+ * blocks in *requests* are dropped both ways (Claude needs its own signed
+ * blocks back; OpenAI-dialect vendors refuse or ignore them) while answers
+ * and streams carry them; Anthropic thinking options are dropped for
+ * OpenAI-dialect models, top_k too; penalties, seed and logprobs are dropped
+ * for Claude; n > 1, audio/file parts, Anthropic documents and server tools
+ * are refused with a message; tool_result images are dropped and is_error
+ * becomes an "Error: " prefix; an OpenAI-dialect stream's message_start has
+ * zero input tokens (the counts come with the final message_delta).
  */
 #include "providers/translate.h"
 
@@ -791,6 +800,7 @@ struct tg_tr_stream_s {
     char id[96], model[128];
     /* Anthropic -> OpenAI */
     int n_tools, cur_tool;
+    int role_sent; /* held back until there is content, so an early error can still fail over */
     /* OpenAI -> Anthropic */
     int started, open, n_blocks;
     int tool_block[MAX_TOOLS]; /* OpenAI tool index -> Anthropic block index + 1 (0 = none) */
@@ -828,6 +838,10 @@ static void copy_str(char *dst, size_t cap, const char *src) {
 
 /* Anthropic -> OpenAI: one chunk with `delta` (stolen) and a finish_reason. */
 static void oa_chunk(tg_tr_stream_t *s, tg_tr_emit_fn emit, void *ud, json_t *delta, const char *finish) {
+    if (!s->role_sent) {
+        s->role_sent = 1;
+        oa_chunk(s, emit, ud, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL);
+    }
     json_t *c = json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n,s:s?}]}", "id", s->id, "object",
                           "chat.completion.chunk", "created", (json_int_t)s->created, "model", s->model,
                           "choices", "index", 0, "delta", delta, "logprobs", "finish_reason", finish);
@@ -875,7 +889,6 @@ static int a2o_event(tg_tr_stream_t *s, const char *type, const json_t *o, tg_us
         copy_str(s->id, sizeof(s->id), jstr(m, "id"));
         copy_str(s->model, sizeof(s->model), jstr(m, "model"));
         tg_tr_usage_anthropic(json_object_get(m, "usage"), u);
-        oa_chunk(s, emit, ud, json_pack("{s:s,s:s}", "role", "assistant", "content", ""), NULL);
     } else if (!strcmp(type, "content_block_start")) {
         a2o_block_start(s, json_object_get(o, "content_block"), emit, ud);
     } else if (!strcmp(type, "content_block_delta")) {

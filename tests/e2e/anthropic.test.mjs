@@ -287,3 +287,13 @@ test('a 400 from Claude is the client\'s: relayed to an OpenAI client with its m
         oa.chat.completions.create({ model: CLAUDE, messages: user }, { headers: { 'x-sim-status': '400' } }),
         (e) => e.status === 400 && /Simulated error 400/.test(e.message));
 });
+
+test('Claude overloaded right after message_start: nothing was sent yet, so it counts as a failed attempt (502), not a cut stream', async () => {
+    const h = { headers: { 'x-sim-error-after': '1' } };
+    await assert.rejects(
+        an.messages.create({ model: CLAUDE, max_tokens: 10, messages: user, stream: true }, h).then(async (s) => { for await (const _ of s); }),
+        (e) => e.status === 502 && /overloaded/i.test(e.message));
+    await assert.rejects(
+        oa.chat.completions.create({ model: CLAUDE, messages: user, stream: true }, h).then(async (s) => { for await (const _ of s); }),
+        (e) => e.status === 502 && /overloaded/i.test(e.message));
+});

@@ -110,7 +110,7 @@ static void test_anthropic_client_body_passes_through(void **state) {
         "\"hi\"}],\"stream\":true, \"x_unknown\":[1,2]}";
     assert_int_equal(r.body_len, strlen(want));
     assert_memory_equal(r.body, want, r.body_len);
-    assert_null(f->call.state); /* events are relayed, not translated */
+    assert_non_null(f->call.state); /* the pass-through stream's small state */
 }
 
 static void test_openai_client_translated_max_tokens_defaults(void **state) {
@@ -260,6 +260,14 @@ static void test_stream_error_event_is_an_error(void **state) {
               TG_CLIENT_ANTHROPIC);
     tg_usage_t u = {0};
     char err[256] = "";
+    tg_upcall_req_t r = {0};
+    assert_int_equal(tg_dialect_anthropic.build(&f->call, &r, err, sizeof(err)), 0);
+    /* message_start is held back: an error right behind it leaves the client
+     * untouched, so the request can still fail over. */
+    assert_int_equal(feed(f, &tg_dialect_anthropic, "message_start",
+                          "{\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":5}}}", &u,
+                          err),
+                     TG_STREAM_MORE);
     int rc = feed(f, &tg_dialect_anthropic, "error",
                   "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}",
                   &u, err);
@@ -268,7 +276,7 @@ static void test_stream_error_event_is_an_error(void **state) {
     assert_int_equal(json_array_size(f->events), 0); /* the request sends the error in the client's dialect */
 }
 
-static void test_stream_translated_for_openai_client_drops_ping(void **state) {
+static void test_stream_translated_for_openai_client_role_waits_ping_dropped(void **state) {
     fx_t *f = *state;
     call_init(f, "{\"model\":\"c\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
               TG_CLIENT_OPENAI);
@@ -282,8 +290,17 @@ static void test_stream_translated_for_openai_client_drops_ping(void **state) {
          "5,\"output_tokens\":1}}}",
          &u, err);
     feed(f, &tg_dialect_anthropic, "ping", "{\"type\":\"ping\"}", &u, err);
-    assert_int_equal(json_array_size(f->events), 1); /* the role chunk; no ping */
-    assert_null(json_string_value(json_array_get(json_array_get(f->events, 0), 0)));
+    /* Nothing yet: no ping, and the role chunk waits for content so that an
+     * error event right after message_start can still fail over. */
+    assert_int_equal(json_array_size(f->events), 0);
+    feed(f, &tg_dialect_anthropic, "content_block_delta",
+         "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}",
+         &u, err);
+    assert_int_equal(json_array_size(f->events), 2);
+    for (size_t i = 0; i < 2; i++)
+        assert_null(json_string_value(json_array_get(json_array_get(f->events, i), 0)));
+    assert_non_null(
+        strstr(json_string_value(json_array_get(json_array_get(f->events, 0), 1)), "\"role\":\"assistant\""));
     assert_int_equal(feed(f, &tg_dialect_anthropic, "message_stop", "{\"type\":\"message_stop\"}", &u, err),
                      TG_STREAM_DONE);
     assert_int_equal(u.input_tokens, 5);
@@ -386,7 +403,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_stream_passthrough_keeps_events_and_reads_usage, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stream_error_event_is_an_error, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stream_translated_for_openai_client_drops_ping, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_translated_for_openai_client_role_waits_ping_dropped,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_error, setup, teardown),
         cmocka_unit_test(test_dialect_registry),
         cmocka_unit_test_setup_teardown(test_openai_provider_for_anthropic_client, setup, teardown),
