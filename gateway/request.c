@@ -24,11 +24,13 @@
 
 #include <jansson.h>
 
+#include "gateway/admin.h"
 #include "gateway/config.h"
 #include "gateway/ledger.h"
 #include "gateway/log.h"
 #include "gateway/metrics.h"
 #include "gateway/pool.h"
+#include "gateway/quota.h"
 #include "gateway/scan.h"
 #include "gateway/server.h"
 #include "gateway/sse.h"
@@ -84,6 +86,9 @@ typedef struct {
     tg_client_dialect_t client; /* the API the client called: errors and stream ends in its shape */
     tg_health_entry_t *he; /* health of the attempt in flight; NULL when none is open */
     int64_t att_start_us, att_ttft_us;
+    tg_quota_check_t *quota; /* budget/rate check waiting for Redis; NULL when none */
+    tg_admin_kind_t admin;   /* an admin endpoint: no provider call */
+    tg_admin_t *admin_state; /* its pending Redis reads (in the pool) */
 } tg_request_t;
 
 static void attempt_next(tg_request_t *r);
@@ -348,8 +353,35 @@ static void release_attempt(tg_request_t *r) {
     r->stream_err[0] = '\0';
 }
 
+/* One ledger record (and the metrics and local quota figures that go with it). A failed
+ * attempt the provider billed (it reported usage) gets its own record, id "<id>.<attempt>",
+ * which adds tokens and cost but no request. */
+static void record_usage(tg_request_t *r, const char *id, int status, int attempt_only, int64_t dur_us) {
+    int64_t micro = cost_micro(r);
+    tg_ledger_rec_t rec = {
+        .request_id = id,
+        .key_name = r->key ? r->key->name : "",
+        .route = r->route.route,
+        .provider = r->cur->provider->name,
+        .model = r->cur->model,
+        .status = status,
+        .attempts = (int)r->attempts,
+        .usage = r->usage,
+        .cost_micro_usd = micro,
+        .ts_ms = r->ts_ms,
+        .latency_ms = dur_us / 1000,
+        .ttft_ms = r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000,
+        .attempt_only = attempt_only,
+    };
+    if (r->w->ledger) tg_ledger_record(r->w->ledger, &rec);
+    tg_metrics_usage(r->cur->provider->name, r->cur->model, &r->usage, micro);
+    tg_quota_note(r->key, r->ts_ms + dur_us / 1000, micro, r->usage.input_tokens + r->usage.output_tokens);
+}
+
 /* The attempt failed before anything reached the client: try the next one. */
 static void attempt_failed(tg_request_t *r, fail_kind_t kind, const char *why, const char *metric) {
+    if (r->usage.present && (r->usage.input_tokens > 0 || r->usage.output_tokens > 0))
+        record_usage(r, tg_pool_printf(r->pool, "%s.%u", r->id, r->attempts), 502, 1, now_us() - r->t0_us);
     log_attempt(r, why);
     tg_metrics_attempt(r->cur->provider->name, metric);
     health_end(r, TG_OUTCOME_FAIL);
@@ -616,6 +648,24 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         serve_metrics(h);
         return TG_HTTP_HANDLED;
     }
+    tg_admin_kind_t admin = tg_admin_kind(path, plen);
+    if (admin != TG_ADMIN_NONE) {
+        if (!get) {
+            const char *allow[] = {"Allow: GET"};
+            send_error_h(h, TG_CLIENT_OPENAI, 405, "invalid_request_error", "method_not_allowed",
+                         "method not allowed on this path", allow, 1);
+            return TG_HTTP_HANDLED;
+        }
+        tg_pool_t *pool = tg_pool_create(4096);
+        tg_request_t *r = tg_pool_calloc(pool, sizeof(*r));
+        r->pool = pool;
+        r->w = w;
+        r->cfg = tg_config_current();
+        r->admin = admin;
+        r->ts_ms = wall_ms();
+        tg_http_set_data(h, r);
+        return TG_HTTP_CONTINUE; /* answered from on_request, after Redis */
+    }
     int chat = path_is(path, plen, "/v1/chat/completions");
     int messages = path_is(path, plen, "/v1/messages");
     int models = path_is(path, plen, "/v1/models");
@@ -671,9 +721,33 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     return TG_HTTP_CONTINUE;
 }
 
+/* Over budget (402) or rate (429), in the client's dialect with retry-after; else go on. */
+static void quota_decided(tg_request_t *r, const tg_quota_result_t *q) {
+    if (q->status == 0) {
+        attempt_next(r);
+        return;
+    }
+    r->status = q->status;
+    const char *hdr[1] = {tg_pool_printf(r->pool, "retry-after: %d", q->retry_after_s)};
+    int budget = q->verdict == TG_QUOTA_BUDGET;
+    send_error_h(r->http, r->client, q->status, budget ? "insufficient_quota" : "rate_limit_error",
+                 budget ? "budget_exceeded" : q->verdict == TG_QUOTA_TPM ? "tpm_exceeded" : "rpm_exceeded",
+                 q->message, hdr, 1);
+}
+
+static void on_quota(const tg_quota_result_t *q, void *ud) {
+    tg_request_t *r = ud;
+    r->quota = NULL;
+    quota_decided(r, q);
+}
+
 static void on_request(tg_http_req_t *h, void *ud) {
     tg_request_t *r = tg_http_data(h);
     if (r == NULL) return;
+    if (r->admin) {
+        r->admin_state = tg_admin_serve(r->admin, h, r->cfg, r->w->ledger, r->pool, r->ts_ms);
+        return;
+    }
     char err[256];
     r->body = tg_http_body(h, &r->body_len);
     if (tg_scan_request(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
@@ -697,7 +771,10 @@ static void on_request(tg_http_req_t *h, void *ud) {
         return;
     }
     collect_sim_headers(r);
-    attempt_next(r);
+    tg_quota_result_t qr;
+    if (tg_quota_check(r->w->ledger, r->w->base, r->pool, r->key, r->id, r->ts_ms, r->cfg->workers, on_quota, r,
+                       &r->quota, &qr) == 0)
+        quota_decided(r, &qr);
 }
 
 static void on_drain(tg_http_req_t *h, void *ud) {
@@ -731,6 +808,14 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     tg_request_t *r = tg_http_data(h);
     if (r == NULL) return;
     r->http = NULL;
+    tg_quota_cancel(r->quota); /* a client that left during the check */
+    r->quota = NULL;
+    if (r->admin) {
+        tg_admin_cancel(r->admin_state);
+        tg_config_unref(r->cfg);
+        tg_pool_destroy(r->pool);
+        return;
+    }
     if (r->up) {
         tg_upcall_cancel(r->up); /* closes the connection: the provider stops generating */
         r->up = NULL;
@@ -740,23 +825,7 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     int64_t dur = now_us() - r->t0_us;
     if (r->cur && r->attempts > 0) {
         usage_finalise(r);
-        int64_t micro = cost_micro(r);
-        tg_ledger_rec_t rec = {
-            .request_id = r->id,
-            .key_name = r->key ? r->key->name : "",
-            .route = r->route.route,
-            .provider = r->cur->provider->name,
-            .model = r->cur->model,
-            .status = r->status,
-            .attempts = (int)r->attempts,
-            .usage = r->usage,
-            .cost_micro_usd = micro,
-            .ts_ms = r->ts_ms,
-            .latency_ms = dur / 1000,
-            .ttft_ms = r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000,
-        };
-        if (r->w->ledger) tg_ledger_record(r->w->ledger, &rec);
-        tg_metrics_usage(r->cur->provider->name, r->cur->model, &r->usage, micro);
+        record_usage(r, r->id, r->status, 0, dur);
     }
     tg_metrics_request(r->status ? r->status : 200, dur);
     access_log(r, aborted, dur);

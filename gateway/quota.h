@@ -1,0 +1,46 @@
+/* quota.h — per-key budgets (budget_usd_month) and rate limits (rpm, tpm), checked before the
+ * upstream call in one Redis round trip (a Lua script on the ledger's connection), shared by
+ * every gateway instance on that Redis. Without Redis a per-worker local approximation
+ * decides (docs/operations.md). Used only from a worker's loop. */
+#ifndef TG_QUOTA_H
+#define TG_QUOTA_H
+
+#include <stdint.h>
+
+#include "gateway/config.h"
+#include "gateway/ledger.h"
+#include "gateway/pool.h"
+
+struct event_base;
+
+typedef enum { TG_QUOTA_OK = 0, TG_QUOTA_RPM = 1, TG_QUOTA_TPM = 2, TG_QUOTA_BUDGET = 3 } tg_quota_verdict_t;
+
+typedef struct {
+    tg_quota_verdict_t verdict;
+    int status;        /* 0 when allowed, else 402 (budget) or 429 (rpm, tpm) */
+    int retry_after_s; /* when refused: seconds until a retry can pass (>= 1) */
+    int degraded;      /* decided without Redis, by this worker's local approximation */
+    char message[300]; /* for the client, when refused */
+} tg_quota_result_t;
+
+typedef void (*tg_quota_fn)(const tg_quota_result_t *res, void *ud);
+typedef struct tg_quota_check_s tg_quota_check_t;
+
+/* 1 when the key has a budget, rpm or tpm (else no check and no round trip). */
+int tg_quota_applies(const tg_key_t *key);
+
+/* Checks `key` for a request starting at now_ms (unix ms). Returns 0 when decided at once
+ * (res filled, fn never runs), or 1 when the answer is pending: fn runs once, later, from
+ * the loop, unless tg_quota_cancel came first. The check lives in `pool` (the request's);
+ * `workers` is the number of workers sharing the local approximation's limits. */
+int tg_quota_check(tg_ledger_t *l, struct event_base *base, tg_pool_t *pool, const tg_key_t *key,
+                   const char *request_id, int64_t now_ms, int workers, tg_quota_fn fn, void *ud,
+                   tg_quota_check_t **pending, tg_quota_result_t *res);
+/* The request is going away: fn will not run. */
+void tg_quota_cancel(tg_quota_check_t *c);
+
+/* A finished request's spend and tokens, for the local approximation used while Redis is
+ * away (the ledger carries the same figures to Redis). */
+void tg_quota_note(const tg_key_t *key, int64_t ts_ms, int64_t cost_micro_usd, int64_t tokens);
+
+#endif
