@@ -35,9 +35,8 @@
 #define LINE_MAX_BYTES (64 * 1024)   /* a longer "line" in the journal is corrupt */
 #define CHUNK_RECORDS 512            /* journal records per replay batch */
 #define CHUNK_BYTES (256 * 1024)     /* journal bytes read per replay batch */
-#define JBUF_FLUSH (256 * 1024)      /* write the journal buffer early beyond this */
 #define JBUF_HARD (64 * 1024 * 1024) /* drop (loudly) beyond this: the disk is failing */
-#define SYNC_MS 200                  /* journal write + fdatasync period */
+#define SYNC_MS 200                  /* journal fdatasync period (and retry of a failed write) */
 #define DONE_TTL "604800"            /* tg:done:<id> lives 7 days */
 #define EVENTS_MAXLEN "1000000"
 
@@ -365,7 +364,8 @@ static void sync_arm(tg_ledger_t *l) {
     }
 }
 
-/* Writes the buffer to the file (no fsync: the sync timer does that). A failed or short
+/* Writes the buffer to the file (no fsync: the sync timer does that). The buffer holds more
+ * than one line only after a failed write, kept for the sync timer to try again. A failed or short
  * write is cut off again so the file never holds half a line; the buffer is kept. */
 static int journal_write(tg_ledger_t *l) {
     size_t off = 0;
@@ -412,10 +412,9 @@ static void journal_append(tg_ledger_t *l, const rv_t *v) {
     l->jbuf_len += line_format(l->jbuf + l->jbuf_len, v);
     l->jcount++;
     l->journaled++;
-    if (l->jbuf_len >= JBUF_FLUSH)
-        journal_write(l);
-    else
-        sync_arm(l);
+    /* Written at once, so a record survives the process (SIGKILL, a crash): one write(2) per
+     * record while Redis is away; only the fdatasync is batched (SYNC_MS), for power loss. */
+    journal_write(l);
 }
 
 static void on_sync(evutil_socket_t fd, short what, void *arg) {
