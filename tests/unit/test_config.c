@@ -484,7 +484,7 @@ static void test_policy_knobs(void **state) {
 static void test_files_and_digest(void **state) {
     char *main = write_tmp("dg.yaml", "include: [dg-routes.yaml]\n");
     char *inc = write_tmp("dg-routes.yaml", "aliases: { a: p/m }\n");
-    write_tmp("dg-routes.yaml", "aliases: {}\n");
+    free(write_tmp("dg-routes.yaml", "aliases: {}\n"));
     tg_diag_t d = {0};
     tg_config_t *c = tg_config_load(main, &d);
     assert_non_null(c);
@@ -492,9 +492,9 @@ static void test_files_and_digest(void **state) {
     assert_string_equal(c->files[0], main);
     assert_string_equal(c->files[1], inc);
     assert_true(tg_config_files_digest(c) == c->files_digest);
-    write_tmp("dg-routes.yaml", "aliases: {}\n"); /* rewritten, same bytes */
+    free(write_tmp("dg-routes.yaml", "aliases: {}\n")); /* rewritten, same bytes */
     assert_true(tg_config_files_digest(c) == c->files_digest);
-    write_tmp("dg-routes.yaml", "aliases: { }\n");
+    free(write_tmp("dg-routes.yaml", "aliases: { }\n"));
     assert_true(tg_config_files_digest(c) != c->files_digest);
     unlink(inc);
     assert_true(tg_config_files_digest(c) != c->files_digest);
