@@ -3,13 +3,29 @@
 # ways in one run — straight to the simulator, through nginx proxy_pass (when
 # nginx is installed), through Tollgate — with the same wrk load. Prints
 # requests/s, p50, p99, CPU µs per request of the front process, its RSS,
-# and Tollgate's ratios to the baselines. Starts and stops only what it
-# started. Knobs: BENCH_SECONDS (10), BENCH_CONNS (50), BENCH_WORKERS (1).
+# and Tollgate's ratios to the baselines. Then the gateway's start-up time
+# and idle RSS, and a streaming run (bench/stream.mjs): BENCH_STREAMS
+# concurrent SSE streams held open, straight to the simulator and through
+# Tollgate, with time to first token of probe streams sent meanwhile and the
+# gateway's RSS per open stream. Starts and stops only what it started.
+# Knobs: BENCH_SECONDS (10), BENCH_CONNS (50), BENCH_WORKERS (1),
+# BENCH_STREAMS (1000; 0 skips the streaming run), BENCH_MODE (all | rps | stream).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNS:-50}
 WORKERS=${BENCH_WORKERS:-1}
+STREAMS=${BENCH_STREAMS:-1000}
+MODE=${BENCH_MODE:-all}
+# Each stream holds a client socket and an upstream socket in the gateway, one
+# in the simulator and one in the load generator: raise the descriptor limit
+# (children inherit it) or shrink the run to fit.
+want_fds=$((STREAMS * 2 + 1024))
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want_fds" ]; then
+  ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+  fit=$(( ($(ulimit -n) - 1024) / 2 ))
+  if [ "$STREAMS" -gt "$fit" ]; then echo "bench: ulimit -n $(ulimit -n) allows $fit streams, not $STREAMS"; STREAMS=$fit; fi
+fi
 BIN=${TOLLGATE_BIN:-./tollgate}
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)"; exit 1; }
 DIR=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
@@ -47,7 +63,14 @@ keys:
   - { name: bench, sha256: "$KEYHASH" }
 YAML
 "$BIN" serve -c "$DIR/tollgate.yaml" >/dev/null 2>"$DIR/gw.log" & GWPID=$!; PIDS+=($GWPID)
+# Start-up: from the spawn above to the first accepted connection (polled
+# without sleeping, so the figure is good to about a millisecond).
+t_spawn=$(date +%s%N)
+for _ in $(seq 20000); do (exec 3<>/dev/tcp/127.0.0.1/"$GW") 2>/dev/null && break; done
+STARTUP_MS=$(( ($(date +%s%N) - t_spawn) / 1000000 ))
 wait_port "$GW"
+sleep 0.2
+IDLE_KB=$(rss_kb "$GWPID")
 
 NGXPID=""
 if command -v nginx >/dev/null; then
@@ -82,6 +105,33 @@ run() {
   fi
 }
 
+echo "bench: gateway start-up ${STARTUP_MS} ms, idle RSS $((IDLE_KB / 1024)).$(( (IDLE_KB % 1024) * 10 / 1024 )) MB"
+
+# The streaming run: prints its table and returns.
+streams() {
+  [ "$STREAMS" -gt 0 ] || return 0
+  command -v node >/dev/null || { echo "bench: node is missing: no streaming run"; return 0; }
+  echo
+  echo "bench: $STREAMS concurrent SSE streams held open (60 tokens at 2 tokens/s each), TTFT of 200 probe streams sent meanwhile"
+  local sd st before
+  sd=$(node bench/stream.mjs "http://127.0.0.1:$SIM/deepseek/v1/chat/completions" "$STREAMS")
+  sleep 1
+  before=$(rss_kb "$GWPID")
+  st=$(node bench/stream.mjs "http://127.0.0.1:$GW/v1/chat/completions" "$STREAMS" "$GWPID")
+  echo "$sd" >>"$DIR/stream.log"; echo "$st" >>"$DIR/stream.log"
+  local j='const o=JSON.parse(process.argv[1]);console.log([o.ok,o.failed,o.ttft_p50_ms,o.ttft_p99_ms,o.burst_ttft_p99_ms,o.rss_kb??"-"].join(" "))'
+  printf '%-22s %8s %7s %10s %10s %14s %12s\n' target streams failed "TTFT p50" "TTFT p99" "burst p99" "RSS/stream"
+  read -r ok fl p50 p99 bp _ <<<"$(node -e "$j" "$sd")"
+  printf '%-22s %8s %7s %10s %10s %14s %12s\n' "direct (simulator)" "$ok" "$fl" "${p50} ms" "${p99} ms" "${bp} ms" -
+  local dp99=$p99
+  read -r ok fl p50 p99 bp rss <<<"$(node -e "$j" "$st")"
+  local per=$(( (rss - before) * 1024 / (ok > 0 ? ok : 1) ))
+  printf '%-22s %8s %7s %10s %10s %14s %12s\n' "tollgate" "$ok" "$fl" "${p50} ms" "${p99} ms" "${bp} ms" "$per B"
+  echo
+  echo "tollgate added TTFT p99: $(awk -v a="$p99" -v b="$dp99" 'BEGIN{printf "%.2f", a-b}') ms; RSS with $ok streams open: $((rss / 1024)) MB ($per bytes per stream over $((before / 1024)) MB before)"
+}
+if [ "$MODE" = stream ]; then streams; exit 0; fi
+
 echo "bench: ${SECS}s per run, wrk -t1 -c$CONNS, 1 KB chat POST, $WORKERS worker(s); sim :$SIM"
 D=$(run "http://127.0.0.1:$SIM/deepseek/v1/chat/completions" "")
 N=""; [ -n "$NGXPID" ] && N=$(run "http://127.0.0.1:$NGX/v1/chat/completions" "$NGXPID")
@@ -99,4 +149,5 @@ if [ -n "$N" ]; then
   echo "tollgate / nginx req/s:  $(awk -v a="$tr" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
   echo "CPU per request, tollgate vs nginx: $(echo "$T" | awk '{print $4}') µs vs $(echo "$N" | awk '{print $4}') µs"
 fi
+[ "$MODE" = all ] && streams
 if grep -q '"level":"error"' "$DIR/gw.log"; then echo "bench: the gateway logged errors:"; grep '"level":"error"' "$DIR/gw.log" | head -5; fi
