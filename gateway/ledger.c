@@ -441,12 +441,19 @@ static void journal_truncate(tg_ledger_t *l) {
 }
 
 /* Opens the journal; an existing one (a crash, or Redis down at the last stop) is kept for
- * replay. A last line without its newline is closed off so that new lines start clean. */
+ * replay. A last line without its newline is closed off so that new lines start clean. A
+ * missing directory (var/ on a fresh checkout) is made, one level only. */
 static int journal_open(tg_ledger_t *l, char *err, size_t errlen) {
     l->jfd = open(l->jpath, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    const char *slash = strrchr(l->jpath, '/');
+    if (l->jfd < 0 && errno == ENOENT && slash != NULL && slash != l->jpath) {
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - l->jpath), l->jpath);
+        if (mkdir(dir, 0700) == 0 || errno == EEXIST) l->jfd = open(l->jpath, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    }
     struct stat st;
     if (l->jfd < 0 || fstat(l->jfd, &st) < 0) {
-        snprintf(err, errlen, "ledger: cannot open journal %s: %s", l->jpath, strerror(errno));
+        snprintf(err, errlen, "cannot open journal %s: %s", l->jpath, strerror(errno));
         return -1;
     }
     l->jsize = st.st_size;
@@ -463,7 +470,7 @@ static int journal_open(tg_ledger_t *l, char *err, size_t errlen) {
     if (last != '\n') {
         tg_warn("ledger: journal %s ends in a torn line (crash mid-write); it will be skipped", l->jpath);
         if (write(l->jfd, "\n", 1) != 1) {
-            snprintf(err, errlen, "ledger: cannot repair journal %s: %s", l->jpath, strerror(errno));
+            snprintf(err, errlen, "cannot repair journal %s: %s", l->jpath, strerror(errno));
             return -1;
         }
         l->jsize++;
@@ -1103,7 +1110,7 @@ tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const
                            int worker, char *err, size_t errlen) {
     tg_ledger_t *l = calloc(1, sizeof(*l));
     if (l == NULL) {
-        snprintf(err, errlen, "ledger: out of memory");
+        snprintf(err, errlen, "out of memory");
         return NULL;
     }
     l->base = base;
@@ -1120,7 +1127,7 @@ tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const
     l->sync_ev = evtimer_new(base, on_sync, l);
     l->qfail_ev = evtimer_new(base, on_qfail, l);
     if (l->retry_ev == NULL || l->io_ev == NULL || l->sync_ev == NULL || l->qfail_ev == NULL) {
-        snprintf(err, errlen, "ledger: cannot create timers");
+        snprintf(err, errlen, "cannot create timers");
         goto fail;
     }
     if (journal_path != NULL && journal_path[0] != '\0') {
