@@ -745,7 +745,9 @@ static void on_request(tg_http_req_t *h, void *ud) {
     tg_request_t *r = tg_http_data(h);
     if (r == NULL) return;
     if (r->admin) {
-        r->admin_state = tg_admin_serve(r->admin, h, r->cfg, r->w->ledger, r->pool, r->ts_ms);
+        /* An answer given at once ran on_finish inside: r is gone unless a is pending. */
+        tg_admin_t *a = tg_admin_serve(r->admin, h, r->cfg, r->w->ledger, r->pool, r->ts_ms);
+        if (a != NULL) r->admin_state = a;
         return;
     }
     char err[256];
