@@ -23,9 +23,13 @@ const ROUTES = `routes:
     match: { model: mixed }
     strategy: ordered
     candidates: [qwen/qwen-plus, deepseek/deepseek-flash]
+  - name: billed-failover
+    match: { model: billed-failover }
+    strategy: ordered
+    candidates: [anthropic/claude-sonnet-4-5, deepseek/deepseek-flash]
 `;
 // One gateway key per test, so that each test reads counters of its own.
-const K = Object.fromEntries(['cached', 'dscache', 'stream0', 'cancel', 'midfail', 'mixed', 'report', 'hang']
+const K = Object.fromEntries(['cached', 'dscache', 'stream0', 'cancel', 'midfail', 'billedfo', 'mixed', 'report']
     .map((n) => [n, { name: `k-${n}`, secret: `tg-e2e-${n}-${process.pid}` }]));
 K.budget = { name: 'k-budget', secret: `tg-e2e-budget-${process.pid}`, budget: 0.0002 };
 K.rpm = { name: 'k-rpm', secret: `tg-e2e-rpm-${process.pid}`, rpm: 3 };
@@ -228,6 +232,30 @@ test('spend is recorded when the upstream fails mid-answer (error event, reset)'
         assert.ok(Number(ev.cost_micro_usd) > 0);
     }
     void c;
+});
+
+test('a failed attempt the provider billed is recorded (tokens and cost, not a request)', async () => {
+    // Claude reports its input in message_start, then fails before any content: the gateway
+    // fails over (nothing reached the client yet), and Claude's input is still billed.
+    const sid = simId('billed-fo');
+    const r = await fetch(gw.url + '/v1/chat/completions', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${K.billedfo.secret}`, 'content-type': 'application/json', 'x-sim-error-after': '1', 'x-sim-id': sid },
+        body: chatBody('billed-failover', { stream: true, max_tokens: 20 }),
+    });
+    await readAllText(r);
+    assert.equal(r.headers.get('x-tollgate-attempts'), '2', 'the second candidate answered');
+    const id = r.headers.get('x-tollgate-request-id');
+    const first = await eventOf(`${id}.1`);
+    assert.equal(first.provider, 'anthropic');
+    assert.equal(first.requests, '0');
+    assert.equal(first.estimated, '0', "the provider's own count");
+    assert.ok(Number(first.input_tokens) > 0 && Number(first.cost_micro_usd) > 0);
+    const t = await waitRequests(K.billedfo, 1);
+    const second = await eventOf(id);
+    assert.equal(t.requests, 1, 'one request');
+    assert.equal(t.input_tokens, Number(first.input_tokens) + Number(second.input_tokens), 'both attempts billed');
+    assert.equal(t.cost_micro_usd, Number(first.cost_micro_usd) + Number(second.cost_micro_usd));
 });
 
 // ---- report and /admin/spend ----
