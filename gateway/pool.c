@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 typedef struct tg_pool_block_s {
     struct tg_pool_block_s *next;
@@ -104,8 +105,88 @@ char *tg_pool_strdup(tg_pool_t *p, const char *s) {
     return tg_pool_strndup(p, s, strlen(s));
 }
 
+/* printf for the conversions hot paths use — %s, %.*s, %c, %%, and %d %i
+ * %u with no size, l, ll or z — at a fraction of vsnprintf's cost (which
+ * was a tenth of a request's instructions, measured with callgrind). Writes
+ * to `o` unless it is NULL; returns the length, or -1 at anything else
+ * (flags, widths, other conversions): the caller then uses vsnprintf. */
+static long fmt_fast(char *o, const char *f, va_list ap) {
+    size_t n = 0;
+    for (; *f; f++) {
+        if (*f != '%') {
+            if (o) o[n] = *f;
+            n++;
+            continue;
+        }
+        f++;
+        const char *s = NULL;
+        size_t sl = 0;
+        char num[24];
+        if (f[0] == '.' && f[1] == '*' && f[2] == 's') {
+            int prec = va_arg(ap, int);
+            s = va_arg(ap, const char *);
+            if (s == NULL) s = "(null)";
+            sl = prec < 0 ? strlen(s) : strnlen(s, (size_t)prec);
+            f += 2;
+        } else if (*f == 's') {
+            s = va_arg(ap, const char *);
+            if (s == NULL) s = "(null)";
+            sl = strlen(s);
+        } else if (*f == '%' || *f == 'c') {
+            num[0] = *f == '%' ? '%' : (char)va_arg(ap, int);
+            s = num, sl = 1;
+        } else {
+            int size = 0; /* 0 int, 1 long, 2 long long, 3 size_t */
+            if (f[0] == 'l' && f[1] == 'l')
+                size = 2, f += 2;
+            else if (*f == 'l')
+                size = 1, f++;
+            else if (*f == 'z')
+                size = 3, f++;
+            unsigned long long v;
+            int neg = 0;
+            if (*f == 'd' || *f == 'i') {
+                long long x = size == 0   ? va_arg(ap, int)
+                              : size == 1 ? va_arg(ap, long)
+                              : size == 2 ? va_arg(ap, long long)
+                                          : (long long)va_arg(ap, ssize_t);
+                neg = x < 0;
+                v = neg ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+            } else if (*f == 'u') {
+                v = size == 0   ? va_arg(ap, unsigned)
+                    : size == 1 ? va_arg(ap, unsigned long)
+                    : size == 2 ? va_arg(ap, unsigned long long)
+                                : va_arg(ap, size_t);
+            } else {
+                return -1;
+            }
+            char *e = num + sizeof num, *d = e;
+            do
+                *--d = (char)('0' + v % 10);
+            while (v /= 10);
+            if (neg) *--d = '-';
+            s = d, sl = (size_t)(e - d);
+        }
+        if (o) memcpy(o + n, s, sl);
+        n += sl;
+    }
+    return (long)n;
+}
+
 char *tg_pool_printf(tg_pool_t *p, const char *fmt, ...) {
     va_list ap;
+    va_start(ap, fmt);
+    long fast = fmt_fast(NULL, fmt, ap);
+    va_end(ap);
+    if (fast >= 0) {
+        char *r = tg_pool_alloc(p, (size_t)fast + 1);
+        if (r == NULL) return NULL;
+        va_start(ap, fmt);
+        fmt_fast(r, fmt, ap);
+        va_end(ap);
+        r[fast] = '\0';
+        return r;
+    }
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
