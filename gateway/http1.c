@@ -104,7 +104,7 @@ struct tg_http_req_s {
     struct evbuffer *out;
     struct sockaddr_storage sa;
     char peer[INET6_ADDRSTRLEN];
-    hslot_t slots[]; /* max_headers of them */
+    hslot_t *slots; /* max_headers of them; allocated with rbuf (used only while P_HEAD) */
 };
 
 typedef tg_http_req_t conn_t;
@@ -123,6 +123,7 @@ static size_t out_pending(const conn_t *c) {
 static void conn_free(conn_t *c) {
     if (c->out) evbuffer_free(c->out);
     free(c->rbuf);
+    free(c->slots);
     free(c->hstore);
     free(c->body);
     free(c);
@@ -876,6 +877,19 @@ static int can_feed(const conn_t *c) {
     return !c->dead && !c->closing && (c->phase == P_IDLE || c->phase == P_HEAD || c->phase == P_BODY);
 }
 
+/* Between requests, and while a response is produced after the whole
+ * request was read, the read buffer holds nothing: give it back, as nginx
+ * does, so that idle keep-alive connections and long streams cost no read
+ * buffer (10,000 of either would otherwise pin 10,000 of them). */
+static void rbuf_release(conn_t *c) {
+    if (c->rbuf == NULL || c->rpos != c->rlen || (c->phase != P_IDLE && c->phase != P_DONE)) return;
+    free(c->rbuf);
+    free(c->slots);
+    c->rbuf = NULL;
+    c->slots = NULL;
+    c->rcap = c->rlen = c->rpos = 0;
+}
+
 /* Feeds buffered bytes to the parser and runs the handler at each event.
  * Iterative, so a burst of pipelined requests answered synchronously does
  * not recurse. */
@@ -916,6 +930,7 @@ static void conn_process(conn_t *c) {
     }
     c->in_process = 0;
     if (!c->dead) {
+        rbuf_release(c);
         if (!c->read_on && c->rlen - c->rpos < PIPELINE_CAP / 2) read_start(c);
         timer_update(c, 0);
     }
@@ -926,6 +941,20 @@ static void conn_process(conn_t *c) {
 
 /* Room for the next recv; 0 when the connection must stop reading. */
 static int rbuf_room(conn_t *c) {
+    if (c->rbuf == NULL) {
+        /* Allocated only when bytes are waiting: idle connections hold none. */
+        c->rbuf = malloc(RBUF_SIZE);
+        c->slots = malloc(c->s->lim.max_headers * sizeof(hslot_t));
+        if (c->rbuf == NULL || c->slots == NULL) {
+            free(c->rbuf);
+            free(c->slots);
+            c->rbuf = NULL;
+            c->slots = NULL;
+            return 0;
+        }
+        c->rcap = RBUF_SIZE;
+        c->rlen = c->rpos = 0;
+    }
     if (c->rlen < c->rcap) return 1;
     if (c->phase != P_HEAD && c->rpos > 0) {
         memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
@@ -1032,18 +1061,13 @@ static void on_kick(evutil_socket_t fd, short what, void *arg) {
 }
 
 static void conn_new(tg_http_server_t *s, int fd, const struct sockaddr_storage *sa) {
-    conn_t *c = calloc(1, sizeof(*c) + s->lim.max_headers * sizeof(hslot_t));
-    char *rbuf = malloc(RBUF_SIZE);
-    if (c == NULL || rbuf == NULL) {
-        free(c);
-        free(rbuf);
+    conn_t *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
         close(fd);
         return;
     }
     c->s = s;
     c->fd = fd;
-    c->rbuf = rbuf;
-    c->rcap = RBUF_SIZE;
     c->sa = *sa;
     c->keepalive = 1;
     c->content_length = -1;
