@@ -14,7 +14,7 @@ import {
 
 let gw;
 before(async () => {
-    gw = await startGateway({ limits: { header_timeout_ms: 1000, first_byte_ms: 1500, idle_ms: 1000 } });
+    gw = await startGateway({ limits: { first_byte_ms: 1500, idle_ms: 1000 } });
 });
 after(async () => {
     await gw?.stop();
@@ -67,7 +67,18 @@ test('upstream stalls past the first-byte timeout: 504', async () => {
 });
 
 test('slowloris: trickled headers are cut at the header timeout; others are served meanwhile', async () => {
-    const socks = await Promise.all(Array.from({ length: 50 }, () => rawConnect(gw.port)));
+    // A gateway of its own with a short header timeout (the others keep the default).
+    const g = await startGateway({ limits: { header_timeout_ms: 1000 } });
+    try {
+        await slowloris(g);
+    } finally {
+        await g.stop();
+    }
+    await stillServes();
+});
+
+async function slowloris(g) {
+    const socks = await Promise.all(Array.from({ length: 50 }, () => rawConnect(g.port)));
     const head = rawRequest('POST', '/v1/chat/completions', { body: chatBody('deepseek') });
     let i = 0;
     const drip = setInterval(() => {
@@ -75,7 +86,7 @@ test('slowloris: trickled headers are cut at the header timeout; others are serv
         i++;
     }, 100);
     try {
-        await stillServes();
+        await stillServes(g);
         const closed = await until(() => socks.every((s) => s.gone), 10000);
         assert.ok(closed, `${socks.filter((s) => !s.gone).length} trickling connections are still open`);
         // Nothing was answered with a 200 to a request that never completed its headers.
@@ -84,8 +95,8 @@ test('slowloris: trickled headers are cut at the header timeout; others are serv
         clearInterval(drip);
         for (const s of socks) s.destroy();
     }
-    await stillServes();
-});
+    await stillServes(g);
+}
 
 test('64 KB of headers: 431, and the connection closes', async () => {
     const res = await rawOnce(rawRequest('POST', '/v1/chat/completions', {
