@@ -86,6 +86,7 @@ typedef struct {
     tg_client_dialect_t client; /* the API the client called: errors and stream ends in its shape */
     tg_health_entry_t *he; /* health of the attempt in flight; NULL when none is open */
     int64_t att_start_us, att_ttft_us;
+    int billable; /* the last attempt reached a provider that may bill it (not an HTTP error, not a connect failure) */
     tg_quota_check_t *quota; /* budget/rate check waiting for Redis; NULL when none */
     tg_admin_kind_t admin;   /* an admin endpoint: no provider call */
     tg_admin_t *admin_state; /* its pending Redis reads (in the pool) */
@@ -205,10 +206,11 @@ static const char *usd_text(tg_pool_t *pool, int64_t micro) {
 }
 
 /* When the provider gave no usage (a cut stream, a vendor that sends none),
- * estimate from what we saw: ~4 bytes a token. */
+ * estimate from what we saw: ~4 bytes a token. An attempt that ended in an HTTP
+ * error or never connected billed nothing: nothing is estimated for it. */
 static void usage_finalise(tg_request_t *r) {
     tg_usage_t *u = &r->usage;
-    if (u->present) return;
+    if (u->present || !r->billable) return;
     u->estimated = 1;
     u->input_tokens = (int64_t)(r->scan.text_bytes + 3) / 4 + 4 * (int64_t)r->scan.n_messages;
     u->output_tokens = (int64_t)(r->call.content_bytes + 3) / 4;
@@ -380,8 +382,11 @@ static void record_usage(tg_request_t *r, const char *id, int status, int attemp
 
 /* The attempt failed before anything reached the client: try the next one. */
 static void attempt_failed(tg_request_t *r, fail_kind_t kind, const char *why, const char *metric) {
-    if (r->usage.present && (r->usage.input_tokens > 0 || r->usage.output_tokens > 0))
+    if (r->usage.present && (r->usage.input_tokens > 0 || r->usage.output_tokens > 0)) {
         record_usage(r, tg_pool_printf(r->pool, "%s.%u", r->id, r->attempts), 502, 1, now_us() - r->t0_us);
+        memset(&r->usage, 0, sizeof(r->usage)); /* counted: not again in the request's own record */
+    }
+    r->billable = 0;
     log_attempt(r, why);
     tg_metrics_attempt(r->cur->provider->name, metric);
     health_end(r, TG_OUTCOME_FAIL);
@@ -455,6 +460,7 @@ static const char *result_text(tg_up_result_t res, const char **metric, fail_kin
 static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void *ud) {
     tg_request_t *r = ud;
     r->up = NULL;
+    if (res == TG_UP_ECONNECT || (res == TG_UP_OK && (r->up_status < 200 || r->up_status >= 300))) r->billable = 0;
     if (r->http == NULL) return;
     int ok2xx = r->up_status >= 200 && r->up_status < 300;
     if (res == TG_UP_OK && ok2xx && !r->stream) {
@@ -575,6 +581,7 @@ static void attempt_next(tg_request_t *r) {
         req.timeouts = (tg_upcall_timeouts_t){l->upstream_connect_ms, l->first_byte_ms, l->idle_ms, l->total_ms};
         r->up = tg_upcall_start(r->w->up, &req, &up_cb, r, err, sizeof(err));
         if (r->up != NULL) {
+            r->billable = 1;
             if (he) tg_health_begin(he, now / 1000);
             r->he = he;
             r->att_start_us = now;

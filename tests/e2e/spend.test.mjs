@@ -29,7 +29,7 @@ const ROUTES = `routes:
     candidates: [anthropic/claude-sonnet-4-5, deepseek/deepseek-flash]
 `;
 // One gateway key per test, so that each test reads counters of its own.
-const K = Object.fromEntries(['cached', 'dscache', 'stream0', 'cancel', 'midfail', 'billedfo', 'mixed', 'report']
+const K = Object.fromEntries(['cached', 'dscache', 'stream0', 'cancel', 'midfail', 'billedfo', 'refused', 'mixed', 'report']
     .map((n) => [n, { name: `k-${n}`, secret: `tg-e2e-${n}-${process.pid}` }]));
 K.budget = { name: 'k-budget', secret: `tg-e2e-budget-${process.pid}`, budget: 0.0002 };
 K.rpm = { name: 'k-rpm', secret: `tg-e2e-rpm-${process.pid}`, rpm: 3 };
@@ -256,6 +256,18 @@ test('a failed attempt the provider billed is recorded (tokens and cost, not a r
     assert.equal(t.requests, 1, 'one request');
     assert.equal(t.input_tokens, Number(first.input_tokens) + Number(second.input_tokens), 'both attempts billed');
     assert.equal(t.cost_micro_usd, Number(first.cost_micro_usd) + Number(second.cost_micro_usd));
+});
+
+test('a request every provider refused (HTTP errors) is counted but costs nothing', async () => {
+    const r = await fetch(gw.url + '/v1/chat/completions', {
+        method: 'POST',
+        headers: { authorization: `Bearer ${K.refused.secret}`, 'content-type': 'application/json', 'x-sim-status': '500' },
+        body: chatBody('billed-failover', { max_tokens: 20 }),
+    });
+    assert.equal(r.status, 502);
+    await r.arrayBuffer();
+    const t = await waitRequests(K.refused, 1);
+    assert.deepEqual(t, { requests: 1, input_tokens: 0, cached_input_tokens: 0, output_tokens: 0, reasoning_tokens: 0, cost_micro_usd: 0 });
 });
 
 // ---- report and /admin/spend ----
