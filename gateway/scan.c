@@ -214,6 +214,154 @@ static int validate(scan_t *s) {
     return 0;
 }
 
+/* ---- the fast path: a strict tokenizer for well-formed bodies ----------- */
+
+/* jsmn steps through strings one byte at a time with several tests per byte
+ * (callgrind: most of a request's scanning cost). This tokenizer produces
+ * the very tokens jsmn would (same types, offsets, sizes and parent links)
+ * for a well-formed body that fits the stack array and the depth limit, and
+ * checks the whole grammar on the way, so validate() is not needed after it.
+ * Anything else — an error, a control byte in a string, a NUL, a big or deep
+ * body — returns -1 with no message, and the jsmn path decides (and words
+ * the error). tests/fuzz/fuzz_tokens.c checks the two agree. */
+static long hex4(const char *p);
+
+enum { C_PLAIN, C_QUOTE, C_BSLASH, C_STOP };
+static const unsigned char str_class[256] = {
+    [0 ... 31] = C_STOP,
+    ['"'] = C_QUOTE,
+    ['\\'] = C_BSLASH,
+};
+
+static int is_delim(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ']' || c == '}';
+}
+
+/* Returns the index of the closing quote of the string whose content starts
+ * at i, or 0 (never a closing quote's index) when the fast path gives up. */
+static size_t fast_string(const char *js, size_t len, size_t i) {
+    for (;;) {
+        while (i + 4 <= len && !(str_class[(unsigned char)js[i]] | str_class[(unsigned char)js[i + 1]] |
+                                 str_class[(unsigned char)js[i + 2]] | str_class[(unsigned char)js[i + 3]]))
+            i += 4;
+        if (i >= len) return 0;
+        switch (str_class[(unsigned char)js[i]]) {
+        case C_PLAIN:
+            i++;
+            break;
+        case C_QUOTE:
+            return i;
+        case C_BSLASH:
+            if (i + 1 >= len) return 0;
+            if (js[i + 1] == 'u') {
+                if (i + 6 > len || hex4(js + i + 2) < 0) return 0;
+                i += 6;
+            } else if (js[i + 1] && strchr("\"/\\bfnrt", js[i + 1])) {
+                i += 2;
+            } else {
+                return 0;
+            }
+            break;
+        default:
+            return 0;
+        }
+    }
+}
+
+static jsmntok_t *fast_tok(jsmntok_t *t, int *n, int cap, jsmntype_t type, size_t start, int parent) {
+    if (*n >= cap || start > INT_MAX) return NULL;
+    jsmntok_t *k = &t[(*n)++];
+    k->type = type;
+    k->start = (int)start;
+    k->end = -1;
+    k->size = 0;
+    k->parent = parent;
+    if (parent >= 0) t[parent].size++;
+    return k;
+}
+
+static int fast_tokenize(scan_t *s, jsmntok_t *t, int cap) {
+    const char *js = s->js;
+    size_t len = s->len, i = 0;
+    int n = 0, depth = 0, stack[TG_SCAN_MAX_DEPTH];
+    /* sup: jsmn's toksuper (the container, or the key whose value is next);
+     * want: what the grammar allows next. */
+    int sup = -1;
+    enum { W_VALUE, W_KEY_OR_CLOSE, W_KEY, W_COLON, W_COMMA_OR_CLOSE, W_VALUE_OR_CLOSE } want = W_VALUE;
+    for (;;) {
+        while (i < len && is_ws(js[i]))
+            i++;
+        if (i >= len) return -1;
+        char c = js[i];
+        jsmntok_t *k;
+        if (depth == 0 && c != '{') return -1; /* the top-level value is an object */
+        if (want == W_COLON) {
+            if (c != ':') return -1;
+            want = W_VALUE;
+            i++;
+            continue;
+        }
+        if (want == W_COMMA_OR_CLOSE && c == ',') {
+            sup = stack[depth - 1];
+            want = t[sup].type == JSMN_OBJECT ? W_KEY : W_VALUE;
+            i++;
+            continue;
+        }
+        if ((c == '}' || c == ']') &&
+            (want == W_COMMA_OR_CLOSE || want == W_KEY_OR_CLOSE || want == W_VALUE_OR_CLOSE)) {
+            int open = stack[depth - 1];
+            if (t[open].type != (c == '}' ? JSMN_OBJECT : JSMN_ARRAY)) return -1;
+            t[open].end = (int)(i + 1);
+            depth--;
+            i++;
+            if (depth == 0) {
+                while (i < len && is_ws(js[i]))
+                    i++;
+                if (i != len) return -1;
+                s->t = t;
+                s->n = n;
+                return 0;
+            }
+            sup = stack[depth - 1];
+            want = W_COMMA_OR_CLOSE;
+            continue;
+        }
+        int is_key = want == W_KEY || want == W_KEY_OR_CLOSE;
+        if (want == W_COMMA_OR_CLOSE || (is_key && c != '"')) return -1;
+        if (c == '"') {
+            size_t end = fast_string(js, len, i + 1);
+            if (end == 0 || !(k = fast_tok(t, &n, cap, JSMN_STRING, i + 1, sup))) return -1;
+            k->end = (int)end;
+            i = end + 1;
+            if (is_key) {
+                sup = n - 1;
+                want = W_COLON;
+            } else {
+                want = W_COMMA_OR_CLOSE;
+            }
+        } else if (c == '{' || c == '[') {
+            if (depth == TG_SCAN_MAX_DEPTH) return -1;
+            if (!(k = fast_tok(t, &n, cap, c == '{' ? JSMN_OBJECT : JSMN_ARRAY, i, sup))) return -1;
+            stack[depth++] = n - 1;
+            sup = n - 1;
+            want = c == '{' ? W_KEY_OR_CLOSE : W_VALUE_OR_CLOSE;
+            i++;
+        } else {
+            size_t e = i;
+            while (e < len && !is_delim(js[e])) {
+                if (js[e] < 32 || js[e] >= 127) return -1;
+                e++;
+            }
+            if (e >= len || !valid_primitive(js + i, e - i)) return -1;
+            if (!(k = fast_tok(t, &n, cap, JSMN_PRIMITIVE, i, sup))) return -1;
+            k->end = (int)e;
+            i = e;
+            want = W_COMMA_OR_CLOSE;
+        }
+        if (want == W_COMMA_OR_CLOSE && depth > 0) sup = stack[depth - 1];
+    }
+}
+
 /* Tokenizes and validates; the top-level value must be an object. */
 static int parse(scan_t *s, jsmntok_t *stack_toks, const char *not_object) {
     size_t i = 0;
@@ -221,6 +369,7 @@ static int parse(scan_t *s, jsmntok_t *stack_toks, const char *not_object) {
         i++;
     if (i == s->len || s->js[i] != '{') return fail(s, "%s", not_object);
     if (s->len > INT_MAX) return fail(s, "JSON too large to scan");
+    if (fast_tokenize(s, stack_toks, STACK_TOKS) == 0) return 0;
     if (tokenize(s, stack_toks) != 0 || validate(s) != 0) return -1;
     return 0;
 }

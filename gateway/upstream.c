@@ -674,8 +674,8 @@ tg_upstream_t *tg_upstream_new(struct event_base *base) {
         free(up);
         return NULL;
     }
-    static const char *const proxy_vars[] = {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
-                                              "all_proxy", "ALL_PROXY"};
+    static const char *const proxy_vars[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
+                                             "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
     up->no_proxy_env = 1;
     for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
         if (getenv(proxy_vars[i])) up->no_proxy_env = 0;
