@@ -86,6 +86,7 @@ typedef struct {
     tg_client_dialect_t client; /* the API the client called: errors and stream ends in its shape */
     tg_health_entry_t *he; /* health of the attempt in flight; NULL when none is open */
     int64_t att_start_us, att_ttft_us;
+    unsigned n_refused; /* candidates whose dialect could not build this request */
     int billable; /* the last attempt reached a provider that may bill it (not an HTTP error, not a connect failure) */
     tg_quota_check_t *quota; /* budget/rate check waiting for Redis; NULL when none */
     tg_admin_kind_t admin;   /* an admin endpoint: no provider call */
@@ -220,8 +221,10 @@ static const char *usage_json(tg_request_t *r) {
     const tg_usage_t *u = &r->usage;
     return tg_pool_printf(r->pool,
                           "{\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
-                          ",\"output_tokens\":%" PRId64 ",\"reasoning_tokens\":%" PRId64 "%s}",
-                          u->input_tokens, u->cached_input_tokens, u->output_tokens, u->reasoning_tokens,
+                          ",\"cache_write_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
+                          ",\"reasoning_tokens\":%" PRId64 "%s}",
+                          u->input_tokens, u->cached_input_tokens, u->cache_write_tokens, u->output_tokens,
+                          u->reasoning_tokens,
                           u->estimated ? ",\"estimated\":true" : "");
 }
 
@@ -457,6 +460,16 @@ static const char *result_text(tg_up_result_t res, const char **metric, fail_kin
     }
 }
 
+/* A provider may quote the credentials it was sent in an error text (some
+ * echo the key they refused): mask them before anything reaches a client
+ * or a log. In place, same length. */
+static void redact_key(const tg_request_t *r, char *text) {
+    const char *key = r->cur ? r->cur->provider->api_key : NULL;
+    size_t kl = key ? strlen(key) : 0;
+    if (kl < 4) return;
+    for (char *p = strstr(text, key); p; p = strstr(p + kl, key)) memset(p, '*', kl);
+}
+
 static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void *ud) {
     tg_request_t *r = ud;
     r->up = NULL;
@@ -475,6 +488,7 @@ static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void
     if (res == TG_UP_OK && !ok2xx) {
         tg_upstream_error_t e = {0};
         r->cur->provider->dialect->map_error(&r->call, r->up_status, r->rbuf ? r->rbuf : "", r->rlen, &e);
+        redact_key(r, e.message);
         const char *why = tg_pool_printf(r->pool, "HTTP %d%s%s", r->up_status, e.message[0] ? " " : "",
                                          e.message);
         const char *metric = r->up_status == 429 ? "http_429" : r->up_status >= 500 ? "http_5xx" : "http_4xx";
@@ -496,6 +510,7 @@ static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void
     }
     /* A transport failure, a stream that ended without its end marker, or
      * an error event inside the stream. */
+    redact_key(r, r->stream_err);
     const char *metric;
     fail_kind_t kind;
     const char *why = result_text(res, &metric, &kind);
@@ -574,7 +589,11 @@ static void attempt_next(tg_request_t *r) {
         tg_upcall_req_t req = {0};
         char err[256];
         if (c->provider->dialect->build(&r->call, &req, err, sizeof(err)) != 0) {
+            /* The dialect cannot express this request (n > 1, an audio
+             * part...): not an upstream call, so not an attempt. */
             log_attempt(r, err);
+            r->attempts--;
+            r->n_refused++;
             continue;
         }
         const tg_limits_t *l = &r->cfg->limits;
@@ -592,8 +611,11 @@ static void attempt_next(tg_request_t *r) {
         r->last_fail = FAIL_CONNECT;
     }
     if (r->attempts == 0 && r->alog_len) {
-        r->status = 503;
-        send_error(r->http, r->client, 503, "upstream_error", "no_usable_provider", r->alog);
+        /* Every candidate's dialect refused the request itself: the client's to fix. */
+        int bad = r->n_refused > 0 && r->n_refused == r->next;
+        r->status = bad ? 400 : 503;
+        send_error(r->http, r->client, r->status, bad ? "invalid_request_error" : "upstream_error",
+                   bad ? "unsupported_request" : "no_usable_provider", r->alog);
         return;
     }
     all_failed(r);
