@@ -1,9 +1,10 @@
 /* scan.c — one-pass scans of JSON request and answer bodies, and splicing.
- * jsmn (strict, with parent links) cuts the body into tokens in a stack
- * array, moving to a larger array from the request's pool only for big
- * bodies; one iterative walk then checks what jsmn leaves unchecked (commas,
- * colons, number grammar, nesting depth, nothing after the value), and a few
- * short walks read the fields the gateway needs. Nothing here builds a DOM or
+ * A strict tokenizer of our own cuts a well-formed body into jsmn tokens in a
+ * stack array; when it gives up (an error, a big or deep body) jsmn (strict,
+ * with parent links) does it, moving to a larger array from the request's
+ * pool for big bodies, and one iterative walk checks what jsmn leaves
+ * unchecked (commas, colons, number grammar, nesting depth, nothing after
+ * the value). A few short walks then read the fields the gateway needs. Nothing here builds a DOM or
  * mallocs: decoded strings and grown token arrays come from the caller's
  * pool. Edits (model, stream_options) leave as byte ranges for tg_splice(). */
 #define JSMN_STATIC
