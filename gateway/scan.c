@@ -4,9 +4,9 @@
  * with parent links) does it, moving to a larger array from the request's
  * pool for big bodies, and one iterative walk checks what jsmn leaves
  * unchecked (commas, colons, number grammar, nesting depth, nothing after
- * the value). A few short walks then read the fields the gateway needs. Nothing here builds a DOM or
- * mallocs: decoded strings and grown token arrays come from the caller's
- * pool. Edits (model, stream_options) leave as byte ranges for tg_splice(). */
+ * the value). A few short walks then read the fields the gateway needs.
+ * Nothing here builds a DOM or mallocs: decoded strings and grown token
+ * arrays come from the caller's pool. Edits (model, stream_options) leave as byte ranges for tg_splice(). */
 #define JSMN_STATIC
 #define JSMN_STRICT
 #define JSMN_PARENT_LINKS
