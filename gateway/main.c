@@ -31,7 +31,7 @@ static void usage(FILE *f) {
                "  explain   print the routing decision for a request, without calling any provider\n"
                "  report    spend per provider, model, key or day from Redis, with a totals row\n"
                "            (exit 3 when Redis cannot be reached)\n"
-               "  simulate  run the simulated providers (OpenAI, DeepSeek, Qwen dialects)\n",
+               "  simulate  run the simulated providers (OpenAI, DeepSeek, Qwen and Anthropic dialects; default port 8090)\n",
             DEFAULT_CONFIG);
 }
 
