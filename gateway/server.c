@@ -112,6 +112,12 @@ static void on_stop(evutil_socket_t fd, short ev, void *arg) {
     slot_t *s = arg;
     s->w.draining = 1;
     tg_http_server_stop_accepting(s->w.http);
+    /* Closing the listener makes new clients see a refusal (and go to
+     * another instance) rather than wait in a backlog nobody reads. */
+    if (s->fd >= 0) {
+        close(s->fd);
+        s->fd = -1;
+    }
     s->drain_deadline_ms = mono_ms() + GRACE_MS;
     struct timeval tv = {0, 50000};
     event_add(s->drain_ev, &tv);
