@@ -6,6 +6,7 @@
  * HTML page with one inline SVG bar chart per provider (no script, no CDN, no fetch).
  * The state lives in the request's pool; a client that leaves first cancels the queries. */
 #include "gateway/admin.h"
+#include "gateway/strbuf.h"
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -233,58 +234,27 @@ void tg_admin_cancel(tg_admin_t *a) {
 
 /* --- the dashboard ------------------------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} out_t;
-
-static void out(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out(out_t *o, const char *fmt, ...) {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->p ? o->p + o->len : NULL, o->p ? o->cap - o->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0 || o->oom) return;
-        if (o->p && o->len + (size_t)n < o->cap) {
-            o->len += (size_t)n;
-            return;
-        }
-        size_t nc = o->cap ? o->cap * 2 : 16384;
-        while (nc < o->len + (size_t)n + 1)
-            nc *= 2;
-        char *np = realloc(o->p, nc);
-        if (np == NULL) {
-            o->oom = 1;
-            return;
-        }
-        o->p = np;
-        o->cap = nc;
-    }
-}
-
 /* Text for HTML content and attribute values. */
-static void out_esc(out_t *o, const char *s) {
+static void out_esc(tg_strbuf_t *o, const char *s) {
     for (; *s; s++)
         switch (*s) {
         case '&':
-            out(o, "&amp;");
+            tg_strbuf_printf(o, "&amp;");
             break;
         case '<':
-            out(o, "&lt;");
+            tg_strbuf_printf(o, "&lt;");
             break;
         case '>':
-            out(o, "&gt;");
+            tg_strbuf_printf(o, "&gt;");
             break;
         case '"':
-            out(o, "&quot;");
+            tg_strbuf_printf(o, "&quot;");
             break;
         case '\'':
-            out(o, "&#39;");
+            tg_strbuf_printf(o, "&#39;");
             break;
         default:
-            out(o, "%c", *s);
+            tg_strbuf_printf(o, "%c", *s);
         }
 }
 
@@ -293,7 +263,7 @@ static void out_esc(out_t *o, const char *s) {
 #define CH_PAD 40
 
 /* One provider's bars: rows [i, j) of the report are its days, in order. */
-static void chart(out_t *o, const tg_report_t *r, size_t i, size_t j, int64_t total) {
+static void chart(tg_strbuf_t *o, const tg_report_t *r, size_t i, size_t j, int64_t total) {
     int64_t ndays = r->to_day - r->from_day + 1, max = 1;
     for (size_t k = i; k < j; k++)
         if (r->rows[k].s.cost_micro > max) max = r->rows[k].s.cost_micro;
@@ -301,20 +271,20 @@ static void chart(out_t *o, const tg_report_t *r, size_t i, size_t j, int64_t to
     tg_report_usd(total, usd);
     tg_report_day_text(r->from_day, first);
     tg_report_day_text(r->to_day, last);
-    out(o, "<section class=\"provider\" data-provider=\"");
+    tg_strbuf_printf(o, "<section class=\"provider\" data-provider=\"");
     out_esc(o, r->rows[i].name);
-    out(o, "\"><h2>");
+    tg_strbuf_printf(o, "\"><h2>");
     out_esc(o, r->rows[i].name);
-    out(o, " <small>$%s</small></h2>\n", usd);
-    out(o,
+    tg_strbuf_printf(o, " <small>$%s</small></h2>\n", usd);
+    tg_strbuf_printf(o,
         "<svg class=\"chart\" role=\"img\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
         "xmlns=\"http://www.w3.org/2000/svg\"><title>",
         CH_W, CH_H + 30, CH_W, CH_H + 30);
     out_esc(o, r->rows[i].name);
-    out(o, ": spend per day (USD)</title>\n");
-    out(o, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" class=\"axis\"/>\n", CH_PAD, CH_H, CH_W, CH_H);
+    tg_strbuf_printf(o, ": spend per day (USD)</title>\n");
+    tg_strbuf_printf(o, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" class=\"axis\"/>\n", CH_PAD, CH_H, CH_W, CH_H);
     tg_report_usd(max, usd);
-    out(o, "<text x=\"2\" y=\"12\" class=\"lbl\">$%s</text><text x=\"2\" y=\"%d\" class=\"lbl\">$0</text>\n",
+    tg_strbuf_printf(o, "<text x=\"2\" y=\"12\" class=\"lbl\">$%s</text><text x=\"2\" y=\"%d\" class=\"lbl\">$0</text>\n",
         usd, CH_H);
     double bw = (double)(CH_W - CH_PAD) / (double)ndays;
     for (size_t k = i; k < j; k++) {
@@ -323,14 +293,14 @@ static void chart(out_t *o, const tg_report_t *r, size_t i, size_t j, int64_t to
         double hgt = (double)r->rows[k].s.cost_micro * (CH_H - 20) / (double)max;
         if (r->rows[k].s.cost_micro > 0 && hgt < 1) hgt = 1;
         tg_report_usd(r->rows[k].s.cost_micro, usd);
-        out(o,
+        tg_strbuf_printf(o,
             "<rect class=\"bar\" data-day=\"%s\" data-usd=\"%s\" data-requests=\"%" PRId64
             "\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>%s: $%s, %" PRId64
             " requests</title></rect>\n",
             r->rows[k].name2, usd, r->rows[k].s.requests, CH_PAD + (double)(d - r->from_day) * bw + bw * 0.1,
             CH_H - hgt, bw * 0.8, hgt, r->rows[k].name2, usd, r->rows[k].s.requests);
     }
-    out(o,
+    tg_strbuf_printf(o,
         "<text x=\"%d\" y=\"%d\" class=\"lbl\">%s</text><text x=\"%d\" y=\"%d\" class=\"lbl\" "
         "text-anchor=\"end\">%s</text>\n</svg></section>\n",
         CH_PAD, CH_H + 18, first, CH_W, CH_H + 18, last);
@@ -345,21 +315,21 @@ static const char CSS[] =
     ".lbl{font-size:11px;fill:#555}.empty{color:#666}";
 
 char *tg_admin_dashboard_html(const tg_report_t *r) {
-    out_t o = {0};
+    tg_strbuf_t o = {0};
     char first[11], last[11], usd[32];
     tg_report_day_text(r->from_day, first);
     tg_report_day_text(r->to_day, last);
-    out(&o,
+    tg_strbuf_printf(&o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Tollgate spend</title>"
         "<style>%s</style></head><body>\n",
         CSS);
     tg_report_usd(r->total.cost_micro, usd);
-    out(&o,
+    tg_strbuf_printf(&o,
         "<h1>Spend per provider per day</h1>\n<p id=\"range\">%s .. %s (UTC): <b id=\"total-usd\">$%s</b>, "
         "%" PRId64 " requests</p>\n",
         first, last, usd, r->total.requests);
     /* providers by spend: sums over their days (rows are sorted by provider, then day) */
-    out(&o, "<table id=\"totals\"><tr><th>provider</th><th>requests</th><th>input</th><th>cached input</th>"
+    tg_strbuf_printf(&o, "<table id=\"totals\"><tr><th>provider</th><th>requests</th><th>input</th><th>cached input</th>"
             "<th>output</th><th>reasoning</th><th>USD</th></tr>\n");
     for (size_t i = 0; i < r->n;) {
         size_t j = i;
@@ -371,16 +341,16 @@ char *tg_admin_dashboard_html(const tg_report_t *r) {
             s.cost_micro += r->rows[j].s.cost_micro;
         }
         tg_report_usd(s.cost_micro, usd);
-        out(&o, "<tr><td>");
+        tg_strbuf_printf(&o, "<tr><td>");
         out_esc(&o, r->rows[i].name);
-        out(&o,
+        tg_strbuf_printf(&o,
             "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64
             "</td><td>%" PRId64 "</td><td>%s</td></tr>\n",
             s.requests, s.input, s.cached, s.output, s.reasoning, usd);
         i = j;
     }
-    out(&o, "</table>\n");
-    if (r->n == 0) out(&o, "<p class=\"empty\">No spend recorded in this range.</p>\n");
+    tg_strbuf_printf(&o, "</table>\n");
+    if (r->n == 0) tg_strbuf_printf(&o, "<p class=\"empty\">No spend recorded in this range.</p>\n");
     for (size_t i = 0; i < r->n;) {
         size_t j = i;
         int64_t total = 0;
@@ -389,7 +359,7 @@ char *tg_admin_dashboard_html(const tg_report_t *r) {
         chart(&o, r, i, j, total);
         i = j;
     }
-    out(&o, "<p class=\"lbl\">Figures from Redis (tg:usage:{day}); the same as <code>tollgate report --by "
+    tg_strbuf_printf(&o, "<p class=\"lbl\">Figures from Redis (tg:usage:{day}); the same as <code>tollgate report --by "
             "day</code>."
             "</p>\n</body></html>\n");
     if (o.oom) {

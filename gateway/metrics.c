@@ -3,6 +3,7 @@
  * every worker; per provider/model usage sits in a small table behind a
  * mutex held for a few additions per finished request. */
 #include "gateway/metrics.h"
+#include "gateway/strbuf.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -94,83 +95,58 @@ void tg_metrics_usage(const char *provider, const char *model, const tg_usage_t 
     pthread_mutex_unlock(&table_mu);
 }
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} out_t;
 
-static void out_printf(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out_printf(out_t *o, const char *fmt, ...) {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->p ? o->p + o->len : NULL, o->p ? o->cap - o->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) return;
-        if (o->p && o->len + (size_t)n < o->cap) {
-            o->len += (size_t)n;
-            return;
-        }
-        size_t nc = o->cap ? o->cap * 2 : 8192;
-        while (nc < o->len + (size_t)n + 1) nc *= 2;
-        char *np = realloc(o->p, nc);
-        if (np == NULL) return;
-        o->p = np;
-        o->cap = nc;
-    }
-}
-
-static void histo_render(out_t *o, const char *name, const char *help, histo_t *h) {
-    out_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+static void histo_render(tg_strbuf_t *o, const char *name, const char *help, histo_t *h) {
+    tg_strbuf_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (int i = 0; i < NBUCKETS; i++) {
         cum += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
-        out_printf(o, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, (double)bucket_us[i] / 1e6, cum);
+        tg_strbuf_printf(o, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, (double)bucket_us[i] / 1e6, cum);
     }
     uint64_t count = atomic_load_explicit(&h->count, memory_order_relaxed);
-    out_printf(o, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n", name, count, name,
+    tg_strbuf_printf(o, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n", name, count, name,
                (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6, name, count);
 }
 
 char *tg_metrics_render(const char *extra, size_t *len) {
-    out_t o = {0};
+    tg_strbuf_t o = {0};
     static const char *cls[] = {"499", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    out_printf(&o, "# HELP tollgate_requests_total Client requests by status class.\n"
+    tg_strbuf_printf(&o, "# HELP tollgate_requests_total Client requests by status class.\n"
                    "# TYPE tollgate_requests_total counter\n");
     for (int i = 0; i < 6; i++)
-        out_printf(&o, "tollgate_requests_total{code=\"%s\"} %" PRIu64 "\n", cls[i],
+        tg_strbuf_printf(&o, "tollgate_requests_total{code=\"%s\"} %" PRIu64 "\n", cls[i],
                    atomic_load_explicit(&requests_by_class[i], memory_order_relaxed));
     histo_render(&o, "tollgate_request_duration_seconds", "Time from request start to its last byte.",
                  &req_histo);
     histo_render(&o, "tollgate_first_byte_seconds", "Time from request start to the first byte sent to the client.",
                  &ttfb_histo);
     pthread_mutex_lock(&table_mu);
-    out_printf(&o, "# HELP tollgate_upstream_attempts_total Upstream attempts by provider and result.\n"
+    tg_strbuf_printf(&o, "# HELP tollgate_upstream_attempts_total Upstream attempts by provider and result.\n"
                    "# TYPE tollgate_upstream_attempts_total counter\n");
     for (attempt_row_t *r = attempt_rows; r; r = r->next)
-        out_printf(&o, "tollgate_upstream_attempts_total{provider=\"%s\",result=\"%s\"} %" PRIu64 "\n",
+        tg_strbuf_printf(&o, "tollgate_upstream_attempts_total{provider=\"%s\",result=\"%s\"} %" PRIu64 "\n",
                    r->provider, r->result, r->n);
-    out_printf(&o, "# HELP tollgate_tokens_total Tokens by provider, model and kind.\n"
+    tg_strbuf_printf(&o, "# HELP tollgate_tokens_total Tokens by provider, model and kind.\n"
                    "# TYPE tollgate_tokens_total counter\n");
     for (usage_row_t *r = usage_rows; r; r = r->next) {
         const char *kinds[] = {"input", "cached_input", "output", "reasoning"};
         uint64_t v[] = {r->input, r->cached, r->output, r->reasoning};
         for (int k = 0; k < 4; k++)
-            out_printf(&o, "tollgate_tokens_total{provider=\"%s\",model=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
+            tg_strbuf_printf(&o, "tollgate_tokens_total{provider=\"%s\",model=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
                        r->provider, r->model, kinds[k], v[k]);
     }
-    out_printf(&o, "# HELP tollgate_cost_usd_total Spend in USD by provider and model.\n"
+    tg_strbuf_printf(&o, "# HELP tollgate_cost_usd_total Spend in USD by provider and model.\n"
                    "# TYPE tollgate_cost_usd_total counter\n");
     for (usage_row_t *r = usage_rows; r; r = r->next)
-        out_printf(&o, "tollgate_cost_usd_total{provider=\"%s\",model=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
+        tg_strbuf_printf(&o, "tollgate_cost_usd_total{provider=\"%s\",model=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
                    r->provider, r->model, r->cost_micro / 1000000, r->cost_micro % 1000000);
-    out_printf(&o, "# HELP tollgate_usage_estimated_total Requests whose usage was estimated (provider sent none).\n"
+    tg_strbuf_printf(&o, "# HELP tollgate_usage_estimated_total Requests whose usage was estimated (provider sent none).\n"
                    "# TYPE tollgate_usage_estimated_total counter\n");
     for (usage_row_t *r = usage_rows; r; r = r->next)
-        out_printf(&o, "tollgate_usage_estimated_total{provider=\"%s\",model=\"%s\"} %" PRIu64 "\n", r->provider,
+        tg_strbuf_printf(&o, "tollgate_usage_estimated_total{provider=\"%s\",model=\"%s\"} %" PRIu64 "\n", r->provider,
                    r->model, r->estimated);
     pthread_mutex_unlock(&table_mu);
-    if (extra) out_printf(&o, "%s", extra);
+    if (extra) tg_strbuf_printf(&o, "%s", extra);
     *len = o.len;
     return o.p;
 }

@@ -6,6 +6,7 @@
  * printed with six decimals, never through a float. The `tollgate report` command is here
  * too: one pipelined HGETALL per day on a blocking hiredis connection (a CLI, no loop). */
 #include "gateway/report.h"
+#include "gateway/strbuf.h"
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -272,38 +273,8 @@ void tg_report_free(tg_report_t *r) {
 
 /* --- rendering --------------------------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} buf_t;
 
-static void bprintf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void bprintf(buf_t *b, const char *fmt, ...) {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0 || b->oom) return;
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t nc = b->cap ? b->cap * 2 : 4096;
-        while (nc < b->len + (size_t)n + 1)
-            nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (np == NULL) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-}
-
-static char *bdone(buf_t *b) {
+static char *bdone(tg_strbuf_t *b) {
     if (b->oom) {
         free(b->p);
         return NULL;
@@ -311,93 +282,93 @@ static char *bdone(buf_t *b) {
     return b->p ? b->p : strdup("");
 }
 
-static void json_string(buf_t *b, const char *s) {
-    bprintf(b, "\"");
+static void json_string(tg_strbuf_t *b, const char *s) {
+    tg_strbuf_printf(b, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\')
-            bprintf(b, "\\%c", c);
+            tg_strbuf_printf(b, "\\%c", c);
         else if (c < 0x20)
-            bprintf(b, "\\u%04x", c);
+            tg_strbuf_printf(b, "\\u%04x", c);
         else
-            bprintf(b, "%c", c);
+            tg_strbuf_printf(b, "%c", c);
     }
-    bprintf(b, "\"");
+    tg_strbuf_printf(b, "\"");
 }
 
-static void json_sums(buf_t *b, const tg_report_sums_t *s) {
+static void json_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
     char usd[32];
     tg_report_usd(s->cost_micro, usd);
-    bprintf(b,
+    tg_strbuf_printf(b,
             "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
             ",\"output_tokens\":%" PRId64 ",\"reasoning_tokens\":%" PRId64 ",\"cost_usd\":%s",
             s->requests, s->input, s->cached, s->output, s->reasoning, usd);
 }
 
 char *tg_report_json(const tg_report_t *r) {
-    buf_t b = {0};
+    tg_strbuf_t b = {0};
     char f[11], t[11];
     tg_report_day_text(r->from_day, f);
     tg_report_day_text(r->to_day, t);
-    bprintf(&b, "{\"from\":\"%s\",\"to\":\"%s\",\"by\":\"%s\",\"rows\":[", f, t, by_names[r->by]);
+    tg_strbuf_printf(&b, "{\"from\":\"%s\",\"to\":\"%s\",\"by\":\"%s\",\"rows\":[", f, t, by_names[r->by]);
     for (size_t i = 0; i < r->n; i++) {
-        bprintf(&b, "%s{\"%s\":", i ? "," : "", by_names[r->by]);
+        tg_strbuf_printf(&b, "%s{\"%s\":", i ? "," : "", by_names[r->by]);
         json_string(&b, r->rows[i].name);
         if (r->by2 != TG_BY_NONE && r->rows[i].name2) {
-            bprintf(&b, ",\"%s\":", by_names[r->by2]);
+            tg_strbuf_printf(&b, ",\"%s\":", by_names[r->by2]);
             json_string(&b, r->rows[i].name2);
         }
-        bprintf(&b, ",");
+        tg_strbuf_printf(&b, ",");
         json_sums(&b, &r->rows[i].s);
-        bprintf(&b, "}");
+        tg_strbuf_printf(&b, "}");
     }
-    bprintf(&b, "],\"total\":{");
+    tg_strbuf_printf(&b, "],\"total\":{");
     json_sums(&b, &r->total);
-    bprintf(&b, "}}\n");
+    tg_strbuf_printf(&b, "}}\n");
     return bdone(&b);
 }
 
 /* A CSV cell: quoted when it holds a comma, quote or line break. */
-static void csv_cell(buf_t *b, const char *s) {
+static void csv_cell(tg_strbuf_t *b, const char *s) {
     if (strpbrk(s, ",\"\r\n") == NULL) {
-        bprintf(b, "%s", s);
+        tg_strbuf_printf(b, "%s", s);
         return;
     }
-    bprintf(b, "\"");
+    tg_strbuf_printf(b, "\"");
     for (; *s; s++)
-        bprintf(b, *s == '"' ? "\"\"" : "%c", *s);
-    bprintf(b, "\"");
+        tg_strbuf_printf(b, *s == '"' ? "\"\"" : "%c", *s);
+    tg_strbuf_printf(b, "\"");
 }
 
-static void csv_sums(buf_t *b, const tg_report_sums_t *s) {
+static void csv_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
     char usd[32];
     tg_report_usd(s->cost_micro, usd);
-    bprintf(b, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s\n", s->requests, s->input,
+    tg_strbuf_printf(b, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s\n", s->requests, s->input,
             s->cached, s->output, s->reasoning, usd);
 }
 
 char *tg_report_csv(const tg_report_t *r) {
-    buf_t b = {0};
-    bprintf(&b, "%s,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd\n",
+    tg_strbuf_t b = {0};
+    tg_strbuf_printf(&b, "%s,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd\n",
             by_names[r->by]);
     for (size_t i = 0; i < r->n; i++) {
         csv_cell(&b, r->rows[i].name);
         csv_sums(&b, &r->rows[i].s);
     }
-    bprintf(&b, "TOTAL");
+    tg_strbuf_printf(&b, "TOTAL");
     csv_sums(&b, &r->total);
     return bdone(&b);
 }
 
-static void table_line(buf_t *b, int w, const char *name, const tg_report_sums_t *s) {
+static void table_line(tg_strbuf_t *b, int w, const char *name, const tg_report_sums_t *s) {
     char usd[32];
     tg_report_usd(s->cost_micro, usd);
-    bprintf(b, "%-*s %9" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %14s\n", w, name,
+    tg_strbuf_printf(b, "%-*s %9" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %14s\n", w, name,
             s->requests, s->input, s->cached, s->output, s->reasoning, usd);
 }
 
 char *tg_report_table(const tg_report_t *r) {
-    buf_t b = {0};
+    tg_strbuf_t b = {0};
     int w = 8;
     for (size_t i = 0; i < r->n; i++) {
         int l = (int)strlen(r->rows[i].name);
@@ -406,14 +377,14 @@ char *tg_report_table(const tg_report_t *r) {
     char f[11], t[11];
     tg_report_day_text(r->from_day, f);
     tg_report_day_text(r->to_day, t);
-    bprintf(&b, "spend %s .. %s (UTC) by %s\n\n", f, t, by_names[r->by]);
-    bprintf(&b, "%-*s %9s %13s %13s %13s %13s %14s\n", w, by_names[r->by], "requests", "input",
+    tg_strbuf_printf(&b, "spend %s .. %s (UTC) by %s\n\n", f, t, by_names[r->by]);
+    tg_strbuf_printf(&b, "%-*s %9s %13s %13s %13s %13s %14s\n", w, by_names[r->by], "requests", "input",
             "cached_input", "output", "reasoning", "cost_usd");
     for (size_t i = 0; i < r->n; i++)
         table_line(&b, w, r->rows[i].name[0] ? r->rows[i].name : "(none)", &r->rows[i].s);
     for (int i = 0; i < w + 9 + 4 * 14 + 15; i++)
-        bprintf(&b, "-");
-    bprintf(&b, "\n");
+        tg_strbuf_printf(&b, "-");
+    tg_strbuf_printf(&b, "\n");
     table_line(&b, w, "TOTAL", &r->total);
     return bdone(&b);
 }

@@ -197,7 +197,6 @@ static int anthropic_stream_event(tg_call_t *c, const char *event, const char *d
 
 static void anthropic_map_error(tg_call_t *c, int status, const char *body, size_t len,
                                 tg_upstream_error_t *e) {
-    e->retryable = tg_status_retryable(status); /* 429, 529 and every 5xx included */
     e->message[0] = '\0';
     json_t *o = len ? json_loadb(body, len, 0, NULL) : NULL;
     const json_t *err = json_object_get(o, "error");
@@ -205,16 +204,7 @@ static void anthropic_map_error(tg_call_t *c, int status, const char *body, size
     if (m == NULL) m = json_string_value(err); /* a proxy's {"error":"text"} */
     if (m) snprintf(e->message, sizeof(e->message), "%s", m);
     json_decref(o);
-    if (status == 400 || status == 413 || status == 422) {
-        e->status = status;
-        e->type = "invalid_request_error";
-    } else if (status == 429) {
-        e->status = 429;
-        e->type = "rate_limit_error";
-    } else {
-        e->status = 502;
-        e->type = "upstream_error";
-    }
+    tg_upstream_error_classify(status, e);
 }
 
 const tg_dialect_t tg_dialect_anthropic = {

@@ -59,6 +59,20 @@ static char *spliced_body(tg_call_t *c, size_t *len, char *err, size_t errlen) {
     return body;
 }
 
+void tg_upstream_error_classify(int status, tg_upstream_error_t *e) {
+    e->retryable = tg_status_retryable(status);
+    if (status == 400 || status == 413 || status == 422) {
+        e->status = status;
+        e->type = "invalid_request_error";
+    } else if (status == 429) {
+        e->status = 429;
+        e->type = "rate_limit_error";
+    } else {
+        e->status = 502;
+        e->type = "upstream_error";
+    }
+}
+
 static int openai_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t errlen) {
     size_t blen = 0;
     char *body = c->client == TG_CLIENT_ANTHROPIC ? translated_body(c, &blen, err, errlen)
@@ -152,7 +166,6 @@ static int openai_stream_event(tg_call_t *c, const char *event, const char *data
 }
 
 static void openai_map_error(tg_call_t *c, int status, const char *body, size_t len, tg_upstream_error_t *e) {
-    e->retryable = tg_status_retryable(status);
     e->message[0] = '\0';
     /* The provider's message, when it is the usual {"error":{"message":...}}. */
     const char *m = len ? memmem(body, len, "\"message\"", 9) : NULL;
@@ -167,16 +180,7 @@ static void openai_map_error(tg_call_t *c, int status, const char *body, size_t 
             e->message[i] = '\0';
         }
     }
-    if (status == 400 || status == 413 || status == 422) {
-        e->status = status;
-        e->type = "invalid_request_error";
-    } else if (status == 429) {
-        e->status = 429;
-        e->type = "rate_limit_error";
-    } else {
-        e->status = 502;
-        e->type = "upstream_error";
-    }
+    tg_upstream_error_classify(status, e);
 }
 
 const tg_dialect_t tg_dialect_openai = {

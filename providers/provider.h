@@ -85,5 +85,8 @@ extern const tg_dialect_t tg_dialect_anthropic;
 /* Retryable for failover: 408, 409, 429, 5xx, 529, and the provider-side
  * configuration errors 401/403/404 (another provider may serve). */
 int tg_status_retryable(int status);
+/* Fills retryable, the status the client gets when no candidate is left
+ * (400/413/422 and 429 kept, anything else 502) and the error type. */
+void tg_upstream_error_classify(int status, tg_upstream_error_t *e);
 
 #endif
