@@ -277,14 +277,16 @@ static void chart(tg_strbuf_t *o, const tg_report_t *r, size_t i, size_t j, int6
     out_esc(o, r->rows[i].name);
     tg_strbuf_printf(o, " <small>$%s</small></h2>\n", usd);
     tg_strbuf_printf(o,
-        "<svg class=\"chart\" role=\"img\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
-        "xmlns=\"http://www.w3.org/2000/svg\"><title>",
-        CH_W, CH_H + 30, CH_W, CH_H + 30);
+                     "<svg class=\"chart\" role=\"img\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" "
+                     "xmlns=\"http://www.w3.org/2000/svg\"><title>",
+                     CH_W, CH_H + 30, CH_W, CH_H + 30);
     out_esc(o, r->rows[i].name);
     tg_strbuf_printf(o, ": spend per day (USD)</title>\n");
-    tg_strbuf_printf(o, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" class=\"axis\"/>\n", CH_PAD, CH_H, CH_W, CH_H);
+    tg_strbuf_printf(o, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" class=\"axis\"/>\n", CH_PAD, CH_H,
+                     CH_W, CH_H);
     tg_report_usd(max, usd);
-    tg_strbuf_printf(o, "<text x=\"2\" y=\"12\" class=\"lbl\">$%s</text><text x=\"2\" y=\"%d\" class=\"lbl\">$0</text>\n",
+    tg_strbuf_printf(
+        o, "<text x=\"2\" y=\"12\" class=\"lbl\">$%s</text><text x=\"2\" y=\"%d\" class=\"lbl\">$0</text>\n",
         usd, CH_H);
     double bw = (double)(CH_W - CH_PAD) / (double)ndays;
     for (size_t k = i; k < j; k++) {
@@ -294,16 +296,17 @@ static void chart(tg_strbuf_t *o, const tg_report_t *r, size_t i, size_t j, int6
         if (r->rows[k].s.cost_micro > 0 && hgt < 1) hgt = 1;
         tg_report_usd(r->rows[k].s.cost_micro, usd);
         tg_strbuf_printf(o,
-            "<rect class=\"bar\" data-day=\"%s\" data-usd=\"%s\" data-requests=\"%" PRId64
-            "\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>%s: $%s, %" PRId64
-            " requests</title></rect>\n",
-            r->rows[k].name2, usd, r->rows[k].s.requests, CH_PAD + (double)(d - r->from_day) * bw + bw * 0.1,
-            CH_H - hgt, bw * 0.8, hgt, r->rows[k].name2, usd, r->rows[k].s.requests);
+                         "<rect class=\"bar\" data-day=\"%s\" data-usd=\"%s\" data-requests=\"%" PRId64
+                         "\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>%s: $%s, %" PRId64
+                         " requests</title></rect>\n",
+                         r->rows[k].name2, usd, r->rows[k].s.requests,
+                         CH_PAD + (double)(d - r->from_day) * bw + bw * 0.1, CH_H - hgt, bw * 0.8, hgt,
+                         r->rows[k].name2, usd, r->rows[k].s.requests);
     }
     tg_strbuf_printf(o,
-        "<text x=\"%d\" y=\"%d\" class=\"lbl\">%s</text><text x=\"%d\" y=\"%d\" class=\"lbl\" "
-        "text-anchor=\"end\">%s</text>\n</svg></section>\n",
-        CH_PAD, CH_H + 18, first, CH_W, CH_H + 18, last);
+                     "<text x=\"%d\" y=\"%d\" class=\"lbl\">%s</text><text x=\"%d\" y=\"%d\" class=\"lbl\" "
+                     "text-anchor=\"end\">%s</text>\n</svg></section>\n",
+                     CH_PAD, CH_H + 18, first, CH_W, CH_H + 18, last);
 }
 
 static const char CSS[] =
@@ -319,17 +322,20 @@ char *tg_admin_dashboard_html(const tg_report_t *r) {
     char first[11], last[11], usd[32];
     tg_report_day_text(r->from_day, first);
     tg_report_day_text(r->to_day, last);
-    tg_strbuf_printf(&o,
+    tg_strbuf_printf(
+        &o,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Tollgate spend</title>"
         "<style>%s</style></head><body>\n",
         CSS);
     tg_report_usd(r->total.cost_micro, usd);
-    tg_strbuf_printf(&o,
+    tg_strbuf_printf(
+        &o,
         "<h1>Spend per provider per day</h1>\n<p id=\"range\">%s .. %s (UTC): <b id=\"total-usd\">$%s</b>, "
         "%" PRId64 " requests</p>\n",
         first, last, usd, r->total.requests);
     /* providers by spend: sums over their days (rows are sorted by provider, then day) */
-    tg_strbuf_printf(&o, "<table id=\"totals\"><tr><th>provider</th><th>requests</th><th>input</th><th>cached input</th>"
+    tg_strbuf_printf(
+        &o, "<table id=\"totals\"><tr><th>provider</th><th>requests</th><th>input</th><th>cached input</th>"
             "<th>output</th><th>reasoning</th><th>USD</th></tr>\n");
     for (size_t i = 0; i < r->n;) {
         size_t j = i;
@@ -344,9 +350,9 @@ char *tg_admin_dashboard_html(const tg_report_t *r) {
         tg_strbuf_printf(&o, "<tr><td>");
         out_esc(&o, r->rows[i].name);
         tg_strbuf_printf(&o,
-            "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64
-            "</td><td>%" PRId64 "</td><td>%s</td></tr>\n",
-            s.requests, s.input, s.cached, s.output, s.reasoning, usd);
+                         "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64
+                         "</td><td>%" PRId64 "</td><td>%s</td></tr>\n",
+                         s.requests, s.input, s.cached, s.output, s.reasoning, usd);
         i = j;
     }
     tg_strbuf_printf(&o, "</table>\n");
@@ -359,7 +365,8 @@ char *tg_admin_dashboard_html(const tg_report_t *r) {
         chart(&o, r, i, j, total);
         i = j;
     }
-    tg_strbuf_printf(&o, "<p class=\"lbl\">Figures from Redis (tg:usage:{day}); the same as <code>tollgate report --by "
+    tg_strbuf_printf(
+        &o, "<p class=\"lbl\">Figures from Redis (tg:usage:{day}); the same as <code>tollgate report --by "
             "day</code>."
             "</p>\n</body></html>\n");
     if (o.oom) {

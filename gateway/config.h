@@ -12,16 +12,16 @@
 struct tg_dialect_s;
 
 typedef struct {
-    char *name;         /* "deepseek" */
-    char *dialect_name; /* "openai" | "anthropic" */
+    char *name;                         /* "deepseek" */
+    char *dialect_name;                 /* "openai" | "anthropic" */
     const struct tg_dialect_s *dialect; /* filled by config from tg_dialect_find() */
-    char *base_url;     /* as configured, no trailing slash */
-    char *url;          /* where calls go: base_url, or the simulator when simulated */
+    char *base_url;                     /* as configured, no trailing slash */
+    char *url;                          /* where calls go: base_url, or the simulator when simulated */
     char *api_key_env;
-    char *api_key;      /* from the environment; NULL when unset. Never log it. */
-    char *region;       /* "cn", "us", "eu", "sg"... or NULL */
-    int simulated;      /* no key set and simulator.when_no_key: calls go to the simulator */
-    char **models;      /* models this provider offers (from prices and `models:`), NULL-terminated */
+    char *api_key; /* from the environment; NULL when unset. Never log it. */
+    char *region;  /* "cn", "us", "eu", "sg"... or NULL */
+    int simulated; /* no key set and simulator.when_no_key: calls go to the simulator */
+    char **models; /* models this provider offers (from prices and `models:`), NULL-terminated */
     size_t n_models;
     int64_t default_max_tokens; /* for dialects that require max_tokens; 0 = use model's */
 } tg_provider_t;
@@ -29,17 +29,17 @@ typedef struct {
 /* Prices in micro-USD per 1M tokens (= pico-USD per token), so that
  * tokens x price / 1e6 is micro-USD with no floating point. */
 typedef struct {
-    int from_min, to_min; /* minutes after 00:00 UTC; may wrap past midnight */
+    int from_min, to_min;                /* minutes after 00:00 UTC; may wrap past midnight */
     int64_t input, cached_input, output; /* -1 = keep the base price */
 } tg_price_window_t;
 
 typedef struct {
-    char *id;       /* "deepseek/deepseek-flash" */
-    char *provider; /* "deepseek" */
-    char *model;    /* "deepseek-flash" */
+    char *id;                                         /* "deepseek/deepseek-flash" */
+    char *provider;                                   /* "deepseek" */
+    char *model;                                      /* "deepseek-flash" */
     int64_t input, cached_input, output, cache_write; /* micro-USD per 1M tokens */
-    int64_t context;  /* tokens, 0 unknown */
-    int64_t max_output; /* tokens, 0 unknown */
+    int64_t context;                                  /* tokens, 0 unknown */
+    int64_t max_output;                               /* tokens, 0 unknown */
     tg_price_window_t *windows;
     size_t n_windows;
     char *source, *as_of;
@@ -54,31 +54,38 @@ typedef struct {
     int64_t rpm, tpm;        /* 0 = none */
 } tg_key_t;
 
-typedef enum { TG_STRATEGY_ORDERED, TG_STRATEGY_WEIGHTED, TG_STRATEGY_CHEAPEST, TG_STRATEGY_FASTEST } tg_strategy_t;
+typedef enum {
+    TG_STRATEGY_ORDERED,
+    TG_STRATEGY_WEIGHTED,
+    TG_STRATEGY_CHEAPEST,
+    TG_STRATEGY_FASTEST
+} tg_strategy_t;
 
 typedef struct {
     char *target; /* "provider/model" */
     const tg_provider_t *provider;
-    char *model;  /* the provider's model id */
+    char *model;     /* the provider's model id */
     unsigned weight; /* default 1 */
 } tg_candidate_t;
 
 typedef struct {
     char *name;
-    const char *file; int line; /* where it was defined, for explain */
+    const char *file;
+    int line; /* where it was defined, for explain */
     /* match: NULL / -1 = key not given */
     char *m_model;
     char *m_language;
     char *m_key;
     char *m_key_tag;
     char *m_header_name, *m_header_value;
-    int m_has_tools, m_has_images; /* -1 not given, else 0/1 */
+    int m_has_tools, m_has_images;                    /* -1 not given, else 0/1 */
     int64_t m_min_prompt_tokens, m_max_prompt_tokens; /* -1 not given */
-    int m_time_from, m_time_to; /* minutes UTC, -1 not given */
+    int m_time_from, m_time_to;                       /* minutes UTC, -1 not given */
     /* require */
-    char **r_regions; size_t n_r_regions;
+    char **r_regions;
+    size_t n_r_regions;
     double r_max_usd_per_mtok_output; /* 0 = none */
-    int64_t r_min_context; /* 0 = none */
+    int64_t r_min_context;            /* 0 = none */
     tg_strategy_t strategy;
     tg_candidate_t *candidates;
     size_t n_candidates;
@@ -109,22 +116,27 @@ typedef struct tg_config_s {
     char *path;
     char *listen_host;
     int listen_port;
-    int workers;           /* resolved: `auto` = number of online CPUs */
-    char *redis_url;       /* NULL = no ledger */
+    int workers;     /* resolved: `auto` = number of online CPUs */
+    char *redis_url; /* NULL = no ledger */
     char *admin_token_env;
-    char *admin_token;     /* from the environment, NULL when unset */
-    char *log_level;       /* "info" */
-    char *journal_path;    /* default var/tollgate-journal */
+    char *admin_token;  /* from the environment, NULL when unset */
+    char *log_level;    /* "info" */
+    char *journal_path; /* default var/tollgate-journal */
     tg_limits_t limits;
     /* simulator: used for providers with no key when sim_when_no_key */
-    char *sim_url;         /* default http://127.0.0.1:8090 */
-    int sim_when_no_key;   /* default 1 */
-    int sim_embedded;      /* serve starts the simulator in-process when needed (default 1) */
-    tg_provider_t *providers; size_t n_providers;
-    tg_price_t *prices;       size_t n_prices;
-    tg_key_t *keys;           size_t n_keys;
-    tg_route_t *routes;       size_t n_routes;
-    tg_alias_t *aliases;      size_t n_aliases;
+    char *sim_url;       /* default http://127.0.0.1:8090 */
+    int sim_when_no_key; /* default 1 */
+    int sim_embedded;    /* serve starts the simulator in-process when needed (default 1) */
+    tg_provider_t *providers;
+    size_t n_providers;
+    tg_price_t *prices;
+    size_t n_prices;
+    tg_key_t *keys;
+    size_t n_keys;
+    tg_route_t *routes;
+    size_t n_routes;
+    tg_alias_t *aliases;
+    size_t n_aliases;
     void *arena; /* owns every string and array above */
     /* Fields below were added with the policy engine (kept after the old ones). */
     tg_circuit_conf_t circuit;

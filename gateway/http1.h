@@ -55,15 +55,15 @@ typedef struct {
 } tg_http_handler_t;
 
 typedef struct {
-    size_t max_header_bytes;  /* all request-line + header bytes; 431 past it (default 16 KiB) */
-    unsigned max_headers;     /* header count; 431 past it (default 100) */
-    size_t max_body_bytes;    /* 413 past it (default 4 MiB) */
-    unsigned header_timeout_ms;  /* first byte to end of headers (default 10 s) */
-    unsigned body_timeout_ms;    /* between body reads (default 30 s) */
+    size_t max_header_bytes;       /* all request-line + header bytes; 431 past it (default 16 KiB) */
+    unsigned max_headers;          /* header count; 431 past it (default 100) */
+    size_t max_body_bytes;         /* 413 past it (default 4 MiB) */
+    unsigned header_timeout_ms;    /* first byte to end of headers (default 10 s) */
+    unsigned body_timeout_ms;      /* between body reads (default 30 s) */
     unsigned keepalive_timeout_ms; /* idle between requests (default 60 s) */
-    unsigned send_timeout_ms;    /* output stuck above the high-water mark (default 60 s) */
-    size_t high_water;        /* tg_http_stream_write() returns 1 past this many queued bytes (default 256 KiB) */
-    size_t low_water;         /* on_drain fires when the queue falls to this (default 64 KiB) */
+    unsigned send_timeout_ms;      /* output stuck above the high-water mark (default 60 s) */
+    size_t high_water; /* tg_http_stream_write() returns 1 past this many queued bytes (default 256 KiB) */
+    size_t low_water;  /* on_drain fires when the queue falls to this (default 64 KiB) */
 } tg_http_limits_t;
 
 /* Fills `l` with the defaults above. */
@@ -86,8 +86,8 @@ void tg_http_server_free(tg_http_server_t *s);
 int tg_http_listen(const char *host, int port, int backlog);
 
 /* --- request accessors (valid from on_headers until on_finish) --- */
-const char *tg_http_method(const tg_http_req_t *r);          /* "GET", "POST"... */
-const char *tg_http_path(const tg_http_req_t *r, size_t *len); /* without query */
+const char *tg_http_method(const tg_http_req_t *r);             /* "GET", "POST"... */
+const char *tg_http_path(const tg_http_req_t *r, size_t *len);  /* without query */
 const char *tg_http_query(const tg_http_req_t *r, size_t *len); /* after '?', or NULL */
 /* Case-insensitive lookup; first match. NULL when absent. */
 const char *tg_http_header(const tg_http_req_t *r, const char *name, size_t *len);
@@ -108,8 +108,8 @@ void *tg_http_data(const tg_http_req_t *r);
  * when it will close. */
 
 /* Whole response with Content-Length. `body` is copied. */
-void tg_http_respond(tg_http_req_t *r, int status, const char *const *hdrs, size_t nhdrs,
-                     const char *body, size_t len);
+void tg_http_respond(tg_http_req_t *r, int status, const char *const *hdrs, size_t nhdrs, const char *body,
+                     size_t len);
 /* Starts a chunked response (for SSE). */
 void tg_http_stream_start(tg_http_req_t *r, int status, const char *const *hdrs, size_t nhdrs);
 /* Queues one chunk (copied). Returns 0, or 1 when queued output is above the

@@ -449,7 +449,8 @@ static int journal_open(tg_ledger_t *l, char *err, size_t errlen) {
     if (l->jfd < 0 && errno == ENOENT && slash != NULL && slash != l->jpath) {
         char dir[4096];
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - l->jpath), l->jpath);
-        if (mkdir(dir, 0700) == 0 || errno == EEXIST) l->jfd = open(l->jpath, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (mkdir(dir, 0700) == 0 || errno == EEXIST)
+            l->jfd = open(l->jpath, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     }
     struct stat st;
     if (l->jfd < 0 || fstat(l->jfd, &st) < 0) {

@@ -12,7 +12,9 @@
 static tg_log_level_t min_level = TG_LOG_INFO;
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
-void tg_log_set_level(tg_log_level_t lvl) { min_level = lvl; }
+void tg_log_set_level(tg_log_level_t lvl) {
+    min_level = lvl;
+}
 
 int tg_log_parse_level(const char *s, tg_log_level_t *out) {
     for (int i = 0; i < 4; i++)
@@ -53,8 +55,8 @@ void tg_log(tg_log_level_t lvl, const char *fmt, ...) {
     struct tm tm;
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    int n = snprintf(line, sizeof(line), "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"%s\"}\n",
-                     ts, now.tv_nsec / 1000000, level_names[lvl], esc);
+    int n = snprintf(line, sizeof(line), "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"%s\"}\n", ts,
+                     now.tv_nsec / 1000000, level_names[lvl], esc);
     if (n > 0) {
         ssize_t w = write(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
         (void)w;

@@ -18,20 +18,23 @@
 #define DEFAULT_CONFIG "config/tollgate.yaml"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: tollgate [serve] [-c FILE] [--listen HOST:PORT] [--redis URL] [--workers N]\n"
-               "       tollgate check [-c FILE]\n"
-               "       tollgate explain [-c FILE] [--key NAME] REQUEST.json\n"
-               "       tollgate report [-c FILE] [--redis URL] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
-               "                       [--by provider|model|key|day] [--format table|csv|json]\n"
-               "       tollgate simulate [--host H] [--port N] [--ttft-ms N] [--tps N] [--fault PROVIDER:STATUS[:PCT]]\n"
-               "       tollgate --version | help\n"
-               "\n"
-               "  serve     run the gateway (default config %s)\n"
-               "  check     validate the config, routes and prices; FILE:LINE:COL: message per problem\n"
-               "  explain   print the routing decision for a request, without calling any provider\n"
-               "  report    spend per provider, model, key or day from Redis, with a totals row\n"
-               "            (exit 3 when Redis cannot be reached)\n"
-               "  simulate  run the simulated providers (OpenAI, DeepSeek, Qwen and Anthropic dialects; default port 8090)\n",
+    fprintf(f,
+            "usage: tollgate [serve] [-c FILE] [--listen HOST:PORT] [--redis URL] [--workers N]\n"
+            "       tollgate check [-c FILE]\n"
+            "       tollgate explain [-c FILE] [--key NAME] REQUEST.json\n"
+            "       tollgate report [-c FILE] [--redis URL] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
+            "                       [--by provider|model|key|day] [--format table|csv|json]\n"
+            "       tollgate simulate [--host H] [--port N] [--ttft-ms N] [--tps N] [--fault "
+            "PROVIDER:STATUS[:PCT]]\n"
+            "       tollgate --version | help\n"
+            "\n"
+            "  serve     run the gateway (default config %s)\n"
+            "  check     validate the config, routes and prices; FILE:LINE:COL: message per problem\n"
+            "  explain   print the routing decision for a request, without calling any provider\n"
+            "  report    spend per provider, model, key or day from Redis, with a totals row\n"
+            "            (exit 3 when Redis cannot be reached)\n"
+            "  simulate  run the simulated providers (OpenAI, DeepSeek, Qwen and Anthropic dialects; default "
+            "port 8090)\n",
             DEFAULT_CONFIG);
 }
 
@@ -40,10 +43,14 @@ static int cmd_serve(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && v) o.config_path = argv[++i];
-        else if (strcmp(a, "--listen") == 0 && v) o.listen = argv[++i];
-        else if (strcmp(a, "--redis") == 0 && v) o.redis = argv[++i];
-        else if (strcmp(a, "--workers") == 0 && v) o.workers = atoi(argv[++i]);
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && v)
+            o.config_path = argv[++i];
+        else if (strcmp(a, "--listen") == 0 && v)
+            o.listen = argv[++i];
+        else if (strcmp(a, "--redis") == 0 && v)
+            o.redis = argv[++i];
+        else if (strcmp(a, "--workers") == 0 && v)
+            o.workers = atoi(argv[++i]);
         else {
             fprintf(stderr, "tollgate serve: unknown or incomplete option '%s'\n", a);
             usage(stderr);
@@ -56,7 +63,8 @@ static int cmd_serve(int argc, char **argv) {
 static int cmd_check(int argc, char **argv) {
     const char *path = DEFAULT_CONFIG;
     for (int i = 0; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) path = argv[++i];
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            path = argv[++i];
         else {
             fprintf(stderr, "tollgate check: unknown or incomplete option '%s'\n", argv[i]);
             return 2;
@@ -70,9 +78,12 @@ static int cmd_check(int argc, char **argv) {
 static int cmd_explain(int argc, char **argv) {
     const char *path = DEFAULT_CONFIG, *req = NULL, *keyname = NULL;
     for (int i = 0; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) path = argv[++i];
-        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) keyname = argv[++i];
-        else if (argv[i][0] != '-' && req == NULL) req = argv[i];
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            path = argv[++i];
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+            keyname = argv[++i];
+        else if (argv[i][0] != '-' && req == NULL)
+            req = argv[i];
         else {
             fprintf(stderr, "tollgate explain: unknown or incomplete option '%s'\n", argv[i]);
             return 2;

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #define NBUCKETS 12
-static const int64_t bucket_us[NBUCKETS] = {500,    1000,    5000,    10000,   50000,   100000,
+static const int64_t bucket_us[NBUCKETS] = {500,    1000,   5000,    10000,   50000,   100000,
                                             250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
 typedef struct {
@@ -57,12 +57,15 @@ void tg_metrics_request(int status, int64_t duration_us) {
     histo_add(&req_histo, duration_us);
 }
 
-void tg_metrics_ttfb(int64_t us) { histo_add(&ttfb_histo, us); }
+void tg_metrics_ttfb(int64_t us) {
+    histo_add(&ttfb_histo, us);
+}
 
 void tg_metrics_attempt(const char *provider, const char *result) {
     pthread_mutex_lock(&table_mu);
     attempt_row_t *r = attempt_rows;
-    while (r && (strcmp(r->provider, provider) != 0 || strcmp(r->result, result) != 0)) r = r->next;
+    while (r && (strcmp(r->provider, provider) != 0 || strcmp(r->result, result) != 0))
+        r = r->next;
     if (r == NULL && (r = calloc(1, sizeof(*r))) != NULL) {
         snprintf(r->provider, sizeof(r->provider), "%s", provider);
         snprintf(r->result, sizeof(r->result), "%s", result);
@@ -76,7 +79,8 @@ void tg_metrics_attempt(const char *provider, const char *result) {
 void tg_metrics_usage(const char *provider, const char *model, const tg_usage_t *u, int64_t cost_micro_usd) {
     pthread_mutex_lock(&table_mu);
     usage_row_t *r = usage_rows;
-    while (r && (strcmp(r->provider, provider) != 0 || strcmp(r->model, model) != 0)) r = r->next;
+    while (r && (strcmp(r->provider, provider) != 0 || strcmp(r->model, model) != 0))
+        r = r->next;
     if (r == NULL && (r = calloc(1, sizeof(*r))) != NULL) {
         snprintf(r->provider, sizeof(r->provider), "%s", provider);
         snprintf(r->model, sizeof(r->model), "%s", model);
@@ -95,7 +99,6 @@ void tg_metrics_usage(const char *provider, const char *model, const tg_usage_t 
     pthread_mutex_unlock(&table_mu);
 }
 
-
 static void histo_render(tg_strbuf_t *o, const char *name, const char *help, histo_t *h) {
     tg_strbuf_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
@@ -104,47 +107,51 @@ static void histo_render(tg_strbuf_t *o, const char *name, const char *help, his
         tg_strbuf_printf(o, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, (double)bucket_us[i] / 1e6, cum);
     }
     uint64_t count = atomic_load_explicit(&h->count, memory_order_relaxed);
-    tg_strbuf_printf(o, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n", name, count, name,
-               (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6, name, count);
+    tg_strbuf_printf(o, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.6f\n%s_count %" PRIu64 "\n", name,
+                     count, name, (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6, name,
+                     count);
 }
 
 char *tg_metrics_render(const char *extra, size_t *len) {
     tg_strbuf_t o = {0};
     static const char *cls[] = {"499", "1xx", "2xx", "3xx", "4xx", "5xx"};
     tg_strbuf_printf(&o, "# HELP tollgate_requests_total Client requests by status class.\n"
-                   "# TYPE tollgate_requests_total counter\n");
+                         "# TYPE tollgate_requests_total counter\n");
     for (int i = 0; i < 6; i++)
         tg_strbuf_printf(&o, "tollgate_requests_total{code=\"%s\"} %" PRIu64 "\n", cls[i],
-                   atomic_load_explicit(&requests_by_class[i], memory_order_relaxed));
+                         atomic_load_explicit(&requests_by_class[i], memory_order_relaxed));
     histo_render(&o, "tollgate_request_duration_seconds", "Time from request start to its last byte.",
                  &req_histo);
-    histo_render(&o, "tollgate_first_byte_seconds", "Time from request start to the first byte sent to the client.",
-                 &ttfb_histo);
+    histo_render(&o, "tollgate_first_byte_seconds",
+                 "Time from request start to the first byte sent to the client.", &ttfb_histo);
     pthread_mutex_lock(&table_mu);
     tg_strbuf_printf(&o, "# HELP tollgate_upstream_attempts_total Upstream attempts by provider and result.\n"
-                   "# TYPE tollgate_upstream_attempts_total counter\n");
+                         "# TYPE tollgate_upstream_attempts_total counter\n");
     for (attempt_row_t *r = attempt_rows; r; r = r->next)
         tg_strbuf_printf(&o, "tollgate_upstream_attempts_total{provider=\"%s\",result=\"%s\"} %" PRIu64 "\n",
-                   r->provider, r->result, r->n);
+                         r->provider, r->result, r->n);
     tg_strbuf_printf(&o, "# HELP tollgate_tokens_total Tokens by provider, model and kind.\n"
-                   "# TYPE tollgate_tokens_total counter\n");
+                         "# TYPE tollgate_tokens_total counter\n");
     for (usage_row_t *r = usage_rows; r; r = r->next) {
         const char *kinds[] = {"input", "cached_input", "output", "reasoning"};
         uint64_t v[] = {r->input, r->cached, r->output, r->reasoning};
         for (int k = 0; k < 4; k++)
-            tg_strbuf_printf(&o, "tollgate_tokens_total{provider=\"%s\",model=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
-                       r->provider, r->model, kinds[k], v[k]);
+            tg_strbuf_printf(&o,
+                             "tollgate_tokens_total{provider=\"%s\",model=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
+                             r->provider, r->model, kinds[k], v[k]);
     }
     tg_strbuf_printf(&o, "# HELP tollgate_cost_usd_total Spend in USD by provider and model.\n"
-                   "# TYPE tollgate_cost_usd_total counter\n");
+                         "# TYPE tollgate_cost_usd_total counter\n");
     for (usage_row_t *r = usage_rows; r; r = r->next)
-        tg_strbuf_printf(&o, "tollgate_cost_usd_total{provider=\"%s\",model=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
-                   r->provider, r->model, r->cost_micro / 1000000, r->cost_micro % 1000000);
-    tg_strbuf_printf(&o, "# HELP tollgate_usage_estimated_total Requests whose usage was estimated (provider sent none).\n"
-                   "# TYPE tollgate_usage_estimated_total counter\n");
+        tg_strbuf_printf(&o,
+                         "tollgate_cost_usd_total{provider=\"%s\",model=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
+                         r->provider, r->model, r->cost_micro / 1000000, r->cost_micro % 1000000);
+    tg_strbuf_printf(
+        &o, "# HELP tollgate_usage_estimated_total Requests whose usage was estimated (provider sent none).\n"
+            "# TYPE tollgate_usage_estimated_total counter\n");
     for (usage_row_t *r = usage_rows; r; r = r->next)
-        tg_strbuf_printf(&o, "tollgate_usage_estimated_total{provider=\"%s\",model=\"%s\"} %" PRIu64 "\n", r->provider,
-                   r->model, r->estimated);
+        tg_strbuf_printf(&o, "tollgate_usage_estimated_total{provider=\"%s\",model=\"%s\"} %" PRIu64 "\n",
+                         r->provider, r->model, r->estimated);
     pthread_mutex_unlock(&table_mu);
     if (extra) tg_strbuf_printf(&o, "%s", extra);
     *len = o.len;

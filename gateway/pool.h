@@ -15,7 +15,6 @@ void *tg_pool_alloc(tg_pool_t *p, size_t n);
 void *tg_pool_calloc(tg_pool_t *p, size_t n);
 char *tg_pool_strndup(tg_pool_t *p, const char *s, size_t n);
 char *tg_pool_strdup(tg_pool_t *p, const char *s);
-char *tg_pool_printf(tg_pool_t *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+char *tg_pool_printf(tg_pool_t *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -273,7 +273,6 @@ void tg_report_free(tg_report_t *r) {
 
 /* --- rendering --------------------------------------------------------------------------------- */
 
-
 static char *bdone(tg_strbuf_t *b) {
     if (b->oom) {
         free(b->p);
@@ -300,9 +299,9 @@ static void json_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
     char usd[32];
     tg_report_usd(s->cost_micro, usd);
     tg_strbuf_printf(b,
-            "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
-            ",\"output_tokens\":%" PRId64 ",\"reasoning_tokens\":%" PRId64 ",\"cost_usd\":%s",
-            s->requests, s->input, s->cached, s->output, s->reasoning, usd);
+                     "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
+                     ",\"output_tokens\":%" PRId64 ",\"reasoning_tokens\":%" PRId64 ",\"cost_usd\":%s",
+                     s->requests, s->input, s->cached, s->output, s->reasoning, usd);
 }
 
 char *tg_report_json(const tg_report_t *r) {
@@ -343,14 +342,15 @@ static void csv_cell(tg_strbuf_t *b, const char *s) {
 static void csv_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
     char usd[32];
     tg_report_usd(s->cost_micro, usd);
-    tg_strbuf_printf(b, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s\n", s->requests, s->input,
-            s->cached, s->output, s->reasoning, usd);
+    tg_strbuf_printf(b, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s\n", s->requests,
+                     s->input, s->cached, s->output, s->reasoning, usd);
 }
 
 char *tg_report_csv(const tg_report_t *r) {
     tg_strbuf_t b = {0};
-    tg_strbuf_printf(&b, "%s,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd\n",
-            by_names[r->by]);
+    tg_strbuf_printf(&b,
+                     "%s,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd\n",
+                     by_names[r->by]);
     for (size_t i = 0; i < r->n; i++) {
         csv_cell(&b, r->rows[i].name);
         csv_sums(&b, &r->rows[i].s);
@@ -363,8 +363,8 @@ char *tg_report_csv(const tg_report_t *r) {
 static void table_line(tg_strbuf_t *b, int w, const char *name, const tg_report_sums_t *s) {
     char usd[32];
     tg_report_usd(s->cost_micro, usd);
-    tg_strbuf_printf(b, "%-*s %9" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %14s\n", w, name,
-            s->requests, s->input, s->cached, s->output, s->reasoning, usd);
+    tg_strbuf_printf(b, "%-*s %9" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %14s\n", w,
+                     name, s->requests, s->input, s->cached, s->output, s->reasoning, usd);
 }
 
 char *tg_report_table(const tg_report_t *r) {
@@ -379,7 +379,7 @@ char *tg_report_table(const tg_report_t *r) {
     tg_report_day_text(r->to_day, t);
     tg_strbuf_printf(&b, "spend %s .. %s (UTC) by %s\n\n", f, t, by_names[r->by]);
     tg_strbuf_printf(&b, "%-*s %9s %13s %13s %13s %13s %14s\n", w, by_names[r->by], "requests", "input",
-            "cached_input", "output", "reasoning", "cost_usd");
+                     "cached_input", "output", "reasoning", "cost_usd");
     for (size_t i = 0; i < r->n; i++)
         table_line(&b, w, r->rows[i].name[0] ? r->rows[i].name : "(none)", &r->rows[i].s);
     for (int i = 0; i < w + 9 + 4 * 14 + 15; i++)

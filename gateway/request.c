@@ -57,37 +57,38 @@ typedef struct {
     size_t body_len;
     tg_scan_req_t scan;
     tg_route_result_t route;
-    size_t next;       /* next candidate to try */
+    size_t next; /* next candidate to try */
     unsigned attempts;
     const tg_candidate_t *cur;
     tg_call_t call;
     tg_upcall_t *up;
     int up_status;
-    int stream;        /* this attempt relays SSE (2xx answer to a stream request) */
-    char *rbuf;        /* malloc'd: answer or error body */
+    int stream; /* this attempt relays SSE (2xx answer to a stream request) */
+    char *rbuf; /* malloc'd: answer or error body */
     size_t rlen, rcap;
     int rbuf_over;
     tg_sse_parser_t sse;
     int sse_live;
     tg_usage_t usage;
-    int started;       /* bytes of the response have been queued for the client */
-    int done_seen;     /* the provider's end marker arrived */
-    int want_pause;    /* the client's buffer is above high-water */
+    int started;    /* bytes of the response have been queued for the client */
+    int done_seen;  /* the provider's end marker arrived */
+    int want_pause; /* the client's buffer is above high-water */
     int paused;
     char stream_err[512];
-    int status;        /* what the client got */
+    int status; /* what the client got */
     fail_kind_t last_fail;
-    int all_connect;   /* every failure so far was a connect failure */
+    int all_connect; /* every failure so far was a connect failure */
     char retry_after[32];
-    char alog[1024];   /* "deepseek/deepseek-flash: HTTP 500 (...); ..." */
+    char alog[1024]; /* "deepseek/deepseek-flash: HTTP 500 (...); ..." */
     size_t alog_len;
     const char **extra;
     size_t n_extra;
     tg_client_dialect_t client; /* the API the client called: errors and stream ends in its shape */
-    tg_health_entry_t *he; /* health of the attempt in flight; NULL when none is open */
+    tg_health_entry_t *he;      /* health of the attempt in flight; NULL when none is open */
     int64_t att_start_us, att_ttft_us;
     unsigned n_refused; /* candidates whose dialect could not build this request */
-    int billable; /* the last attempt reached a provider that may bill it (not an HTTP error, not a connect failure) */
+    int billable; /* the last attempt reached a provider that may bill it (not an HTTP error, not a connect
+                     failure) */
     tg_quota_check_t *quota; /* budget/rate check waiting for Redis; NULL when none */
     tg_admin_kind_t admin;   /* an admin endpoint: no provider call */
     tg_admin_t *admin_state; /* its pending Redis reads (in the pool) */
@@ -131,22 +132,32 @@ static void respond_json(tg_http_req_t *h, int status, const char *const *hdrs, 
     const char *all[16];
     size_t k = 0;
     all[k++] = "Content-Type: application/json";
-    for (size_t i = 0; i < n && k < 16; i++) all[k++] = hdrs[i];
+    for (size_t i = 0; i < n && k < 16; i++)
+        all[k++] = hdrs[i];
     tg_http_respond(h, status, all, k, body, len);
 }
 
 /* Anthropic error types by status (their API reference's table). */
 static const char *anthropic_type(int status) {
     switch (status) {
-    case 400: return "invalid_request_error";
-    case 401: return "authentication_error";
-    case 402: return "billing_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 413: return "request_too_large";
-    case 429: return "rate_limit_error";
-    case 529: return "overloaded_error";
-    default: return "api_error";
+    case 400:
+        return "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 402:
+        return "billing_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 529:
+        return "overloaded_error";
+    default:
+        return "api_error";
     }
 }
 
@@ -159,8 +170,10 @@ static void send_error_h(tg_http_req_t *h, tg_client_dialect_t client, int statu
                                 "message", msg)
                     : json_pack("{s:{s:s,s:s,s:s?}}", "error", "message", msg, "type", type, "code", code);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    if (s) respond_json(h, status, hdrs, n, s, strlen(s));
-    else respond_json(h, status, hdrs, n, "{\"error\":{\"message\":\"error\"}}", 29);
+    if (s)
+        respond_json(h, status, hdrs, n, s, strlen(s));
+    else
+        respond_json(h, status, hdrs, n, "{\"error\":{\"message\":\"error\"}}", 29);
     free(s);
     json_decref(o);
 }
@@ -224,8 +237,7 @@ static const char *usage_json(tg_request_t *r) {
                           ",\"cache_write_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
                           ",\"reasoning_tokens\":%" PRId64 "%s}",
                           u->input_tokens, u->cached_input_tokens, u->cache_write_tokens, u->output_tokens,
-                          u->reasoning_tokens,
-                          u->estimated ? ",\"estimated\":true" : "");
+                          u->reasoning_tokens, u->estimated ? ",\"estimated\":true" : "");
 }
 
 /* --- relay -------------------------------------------------------------- */
@@ -288,7 +300,8 @@ static void buf_append(tg_request_t *r, const char *p, size_t n, size_t cap) {
     if (n == 0) return;
     if (r->rlen + n > r->rcap) {
         size_t nc = r->rcap ? r->rcap : 4096;
-        while (nc < r->rlen + n) nc *= 2;
+        while (nc < r->rlen + n)
+            nc *= 2;
         char *b = realloc(r->rbuf, nc + 1);
         if (b == NULL) {
             r->rbuf_over = 1;
@@ -413,8 +426,8 @@ static void finish_stream(tg_request_t *r, const char *error) {
         r->status = 200;
     } else {
         int anth = r->client == TG_CLIENT_ANTHROPIC;
-        json_t *o = anth ? json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", "api_error", "message",
-                                     error)
+        json_t *o = anth ? json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", "api_error",
+                                     "message", error)
                          : json_pack("{s:{s:s,s:s,s:s}}", "error", "message", error, "type", "upstream_error",
                                      "code", "upstream_stream_broken");
         char *s = json_dumps(o, JSON_COMPACT);
@@ -451,12 +464,30 @@ static void finish_answer(tg_request_t *r) {
 
 static const char *result_text(tg_up_result_t res, const char **metric, fail_kind_t *kind) {
     switch (res) {
-    case TG_UP_ECONNECT: *metric = "connect"; *kind = FAIL_CONNECT; return "connection failed";
-    case TG_UP_EFIRSTBYTE: *metric = "timeout"; *kind = FAIL_TIMEOUT; return "no first byte in time";
-    case TG_UP_EIDLE: *metric = "timeout"; *kind = FAIL_TIMEOUT; return "stalled (idle timeout)";
-    case TG_UP_ETOTAL: *metric = "timeout"; *kind = FAIL_TIMEOUT; return "total timeout";
-    case TG_UP_ERESET: *metric = "reset"; *kind = FAIL_OTHER; return "connection reset mid-answer";
-    default: *metric = "other"; *kind = FAIL_OTHER; return "transfer failed";
+    case TG_UP_ECONNECT:
+        *metric = "connect";
+        *kind = FAIL_CONNECT;
+        return "connection failed";
+    case TG_UP_EFIRSTBYTE:
+        *metric = "timeout";
+        *kind = FAIL_TIMEOUT;
+        return "no first byte in time";
+    case TG_UP_EIDLE:
+        *metric = "timeout";
+        *kind = FAIL_TIMEOUT;
+        return "stalled (idle timeout)";
+    case TG_UP_ETOTAL:
+        *metric = "timeout";
+        *kind = FAIL_TIMEOUT;
+        return "total timeout";
+    case TG_UP_ERESET:
+        *metric = "reset";
+        *kind = FAIL_OTHER;
+        return "connection reset mid-answer";
+    default:
+        *metric = "other";
+        *kind = FAIL_OTHER;
+        return "transfer failed";
     }
 }
 
@@ -467,13 +498,15 @@ static void redact_key(const tg_request_t *r, char *text) {
     const char *key = r->cur ? r->cur->provider->api_key : NULL;
     size_t kl = key ? strlen(key) : 0;
     if (kl < 4) return;
-    for (char *p = strstr(text, key); p; p = strstr(p + kl, key)) memset(p, '*', kl);
+    for (char *p = strstr(text, key); p; p = strstr(p + kl, key))
+        memset(p, '*', kl);
 }
 
 static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void *ud) {
     tg_request_t *r = ud;
     r->up = NULL;
-    if (res == TG_UP_ECONNECT || (res == TG_UP_OK && (r->up_status < 200 || r->up_status >= 300))) r->billable = 0;
+    if (res == TG_UP_ECONNECT || (res == TG_UP_OK && (r->up_status < 200 || r->up_status >= 300)))
+        r->billable = 0;
     if (r->http == NULL) return;
     int ok2xx = r->up_status >= 200 && r->up_status < 300;
     if (res == TG_UP_OK && ok2xx && !r->stream) {
@@ -489,10 +522,11 @@ static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void
         tg_upstream_error_t e = {0};
         r->cur->provider->dialect->map_error(&r->call, r->up_status, r->rbuf ? r->rbuf : "", r->rlen, &e);
         redact_key(r, e.message);
-        const char *why = tg_pool_printf(r->pool, "HTTP %d%s%s", r->up_status, e.message[0] ? " " : "",
-                                         e.message);
+        const char *why =
+            tg_pool_printf(r->pool, "HTTP %d%s%s", r->up_status, e.message[0] ? " " : "", e.message);
         const char *metric = r->up_status == 429 ? "http_429" : r->up_status >= 500 ? "http_5xx" : "http_4xx";
-        if (r->he && r->retry_after[0] && (r->up_status == 429 || r->up_status == 503 || r->up_status == 529)) {
+        if (r->he && r->retry_after[0] &&
+            (r->up_status == 429 || r->up_status == 503 || r->up_status == 529)) {
             long secs = strtol(r->retry_after, NULL, 10);
             if (secs > 0 && secs < 3600) tg_health_retry_after(r->he, now_us() / 1000 + secs * 1000);
         }
@@ -597,7 +631,8 @@ static void attempt_next(tg_request_t *r) {
             continue;
         }
         const tg_limits_t *l = &r->cfg->limits;
-        req.timeouts = (tg_upcall_timeouts_t){l->upstream_connect_ms, l->first_byte_ms, l->idle_ms, l->total_ms};
+        req.timeouts =
+            (tg_upcall_timeouts_t){l->upstream_connect_ms, l->first_byte_ms, l->idle_ms, l->total_ms};
         r->up = tg_upcall_start(r->w->up, &req, &up_cb, r, err, sizeof(err));
         if (r->up != NULL) {
             r->billable = 1;
@@ -629,7 +664,8 @@ static const char *bearer(const tg_http_req_t *h, size_t *len) {
     if (v == NULL || n < 7 || strncasecmp(v, "Bearer ", 7) != 0) return NULL;
     v += 7;
     n -= 7;
-    while (n && *v == ' ') v++, n--;
+    while (n && *v == ' ')
+        v++, n--;
     *len = n;
     return n ? v : NULL;
 }
@@ -650,8 +686,8 @@ static void collect_sim_headers(tg_request_t *r) {
     for (size_t i = 0; i < n; i++) {
         const tg_http_header_t *h = tg_http_header_at(r->http, i);
         if (h->name_len > 6 && strncasecmp(h->name, "x-sim-", 6) == 0)
-            r->extra[r->n_extra++] = tg_pool_printf(r->pool, "%.*s: %.*s", (int)h->name_len, h->name,
-                                                    (int)h->value_len, h->value);
+            r->extra[r->n_extra++] =
+                tg_pool_printf(r->pool, "%.*s: %.*s", (int)h->name_len, h->name, (int)h->value_len, h->value);
     }
 }
 
@@ -717,15 +753,16 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     size_t klen = 0;
     /* Anthropic SDKs send the key as x-api-key; OpenAI SDKs as a bearer token. */
     const char *secret = bearer(h, &klen);
-    if (secret == NULL && (secret = tg_http_header(h, "x-api-key", &klen)) != NULL && klen == 0) secret = NULL;
+    if (secret == NULL && (secret = tg_http_header(h, "x-api-key", &klen)) != NULL && klen == 0)
+        secret = NULL;
     const tg_key_t *key = secret ? tg_config_key(cfg, secret, klen) : NULL;
     if (key == NULL) {
         tg_config_unref(cfg);
         send_error(h, client, 401, "invalid_request_error", "invalid_api_key",
                    secret ? "the gateway key is not valid"
-                          : client == TG_CLIENT_ANTHROPIC
-                              ? "missing gateway key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
-                              : "missing gateway key: send 'Authorization: Bearer <key>'");
+                   : client == TG_CLIENT_ANTHROPIC
+                       ? "missing gateway key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
+                       : "missing gateway key: send 'Authorization: Bearer <key>'");
         return TG_HTTP_HANDLED;
     }
     if (models) {
@@ -760,7 +797,9 @@ static void quota_decided(tg_request_t *r, const tg_quota_result_t *q) {
     const char *hdr[1] = {tg_pool_printf(r->pool, "retry-after: %d", q->retry_after_s)};
     int budget = q->verdict == TG_QUOTA_BUDGET;
     send_error_h(r->http, r->client, q->status, budget ? "insufficient_quota" : "rate_limit_error",
-                 budget ? "budget_exceeded" : q->verdict == TG_QUOTA_TPM ? "tpm_exceeded" : "rpm_exceeded",
+                 budget                       ? "budget_exceeded"
+                 : q->verdict == TG_QUOTA_TPM ? "tpm_exceeded"
+                                              : "rpm_exceeded",
                  q->message, hdr, 1);
 }
 
@@ -796,15 +835,20 @@ static void on_request(tg_http_req_t *h, void *ud) {
     if (tg_route_pick_opts(r->cfg, &ctx, &ro, r->pool, &r->route) != 0) {
         int st = r->route.status ? r->route.status : 404;
         r->status = st;
-        send_error(h, r->client, st, st == 403 ? "permission_error" : st == 503 ? "upstream_error" : "invalid_request_error",
-                   st == 403 ? "route_forbidden" : st == 503 ? "no_usable_provider" : "model_not_found",
+        send_error(h, r->client, st,
+                   st == 403   ? "permission_error"
+                   : st == 503 ? "upstream_error"
+                               : "invalid_request_error",
+                   st == 403   ? "route_forbidden"
+                   : st == 503 ? "no_usable_provider"
+                               : "model_not_found",
                    r->route.err);
         return;
     }
     collect_sim_headers(r);
     tg_quota_result_t qr;
-    if (tg_quota_check(r->w->ledger, r->w->base, r->pool, r->key, r->id, r->ts_ms, r->cfg->workers, on_quota, r,
-                       &r->quota, &qr) == 0)
+    if (tg_quota_check(r->w->ledger, r->w->base, r->pool, r->key, r->id, r->ts_ms, r->cfg->workers, on_quota,
+                       r, &r->quota, &qr) == 0)
         quota_decided(r, &qr);
 }
 
@@ -820,19 +864,19 @@ static void on_drain(tg_http_req_t *h, void *ud) {
 
 static void access_log(tg_request_t *r, int aborted, int64_t dur_us) {
     const tg_usage_t *u = &r->usage;
-    char line[768];
-    int n = snprintf(line, sizeof(line),
-                     "{\"ts\":%" PRId64 ",\"id\":\"%s\",\"key\":\"%s\",\"route\":\"%s\",\"provider\":\"%s\","
-                     "\"model\":\"%s\",\"status\":%d,\"attempts\":%u,\"stream\":%s,\"input_tokens\":%" PRId64
-                     ",\"cached_input_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
-                     ",\"estimated\":%s,\"cost_usd\":%s,\"ms\":%" PRId64 ",\"ttfb_ms\":%" PRId64
-                     ",\"client_closed\":%s}",
-                     r->ts_ms, r->id, r->key ? r->key->name : "", r->route.route ? r->route.route : "",
-                     r->cur ? r->cur->provider->name : "", r->cur ? r->cur->model : "", r->status, r->attempts,
-                     r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens, u->output_tokens,
-                     u->estimated ? "true" : "false", usd_text(r->pool, r->cur ? cost_micro(r) : 0),
-                     dur_us / 1000, r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000, aborted ? "true" : "false");
-    if (n > 0) tg_log_access(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+    /* tg_pool_printf formats these conversions itself: no vsnprintf per request. */
+    const char *line = tg_pool_printf(
+        r->pool,
+        "{\"ts\":%" PRId64 ",\"id\":\"%s\",\"key\":\"%s\",\"route\":\"%s\",\"provider\":\"%s\","
+        "\"model\":\"%s\",\"status\":%d,\"attempts\":%u,\"stream\":%s,\"input_tokens\":%" PRId64
+        ",\"cached_input_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
+        ",\"estimated\":%s,\"cost_usd\":%s,\"ms\":%" PRId64 ",\"ttfb_ms\":%" PRId64 ",\"client_closed\":%s}",
+        r->ts_ms, r->id, r->key ? r->key->name : "", r->route.route ? r->route.route : "",
+        r->cur ? r->cur->provider->name : "", r->cur ? r->cur->model : "", r->status, r->attempts,
+        r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens, u->output_tokens,
+        u->estimated ? "true" : "false", usd_text(r->pool, r->cur ? cost_micro(r) : 0), dur_us / 1000,
+        r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000, aborted ? "true" : "false");
+    if (line) tg_log_access(line, strlen(line));
 }
 
 static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
@@ -878,8 +922,10 @@ static void serve_health(tg_http_req_t *h, int ready) {
     for (size_t i = 0; c && i < c->n_providers; i++)
         if (c->providers[i].dialect && (c->providers[i].api_key || c->providers[i].simulated)) usable++;
     tg_config_unref(c);
-    if (usable) respond_json(h, 200, NULL, 0, "{\"status\":\"ready\"}", 18);
-    else respond_json(h, 503, NULL, 0, "{\"status\":\"no usable provider\"}", 31);
+    if (usable)
+        respond_json(h, 200, NULL, 0, "{\"status\":\"ready\"}", 18);
+    else
+        respond_json(h, 503, NULL, 0, "{\"status\":\"no usable provider\"}", 31);
 }
 
 static void serve_metrics(tg_http_req_t *h) {
@@ -898,15 +944,15 @@ static void serve_models(tg_http_req_t *h, const tg_config_t *c) {
         json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", c->routes[i].name, "object", "model",
                                               "created", 0, "owned_by", "tollgate-route"));
     for (size_t i = 0; i < c->n_aliases; i++)
-        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", c->aliases[i].name, "object", "model",
-                                              "created", 0, "owned_by", "tollgate-alias"));
+        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", c->aliases[i].name, "object",
+                                              "model", "created", 0, "owned_by", "tollgate-alias"));
     for (size_t i = 0; i < c->n_providers; i++) {
         const tg_provider_t *p = &c->providers[i];
         for (size_t j = 0; j < p->n_models; j++) {
             char id[256];
             snprintf(id, sizeof(id), "%s/%s", p->name, p->models[j]);
-            json_array_append_new(
-                data, json_pack("{s:s,s:s,s:i,s:s}", "id", id, "object", "model", "created", 0, "owned_by", p->name));
+            json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", id, "object", "model", "created",
+                                                  0, "owned_by", p->name));
         }
     }
     json_t *o = json_pack("{s:s,s:o}", "object", "list", "data", data);

@@ -19,15 +19,15 @@ typedef struct tg_worker_s {
     struct tg_upstream_s *up;
     struct tg_ledger_s *ledger;
     struct tg_health_s *health; /* provider latency and circuit state, this worker's view */
-    uint64_t rng;       /* request ids */
-    int draining;       /* stop was asked: answer with Connection: close */
+    uint64_t rng;               /* request ids */
+    int draining;               /* stop was asked: answer with Connection: close */
 } tg_worker_t;
 
 typedef struct {
     const char *config_path;
-    const char *listen;  /* overrides the config's listen when set */
-    const char *redis;   /* overrides the config's redis when set ("" = off) */
-    int workers;         /* overrides when > 0 */
+    const char *listen; /* overrides the config's listen when set */
+    const char *redis;  /* overrides the config's redis when set ("" = off) */
+    int workers;        /* overrides when > 0 */
 } tg_server_opts_t;
 
 /* Prometheus lines for the workers' circuit state, in-flight calls and

@@ -19,7 +19,8 @@ void tg_strbuf_printf(tg_strbuf_t *b, const char *fmt, ...) {
             return;
         }
         size_t nc = b->cap ? b->cap * 2 : 4096;
-        while (nc < b->len + (size_t)n + 1) nc *= 2;
+        while (nc < b->len + (size_t)n + 1)
+            nc *= 2;
         char *np = realloc(b->p, nc);
         if (np == NULL) {
             b->oom = 1;

@@ -21,13 +21,13 @@ typedef struct tg_upcall_s tg_upcall_t;
 
 /* Results given to on_done. */
 typedef enum {
-    TG_UP_OK = 0,          /* transfer complete */
-    TG_UP_ECONNECT,        /* could not connect / DNS / TLS handshake */
-    TG_UP_EFIRSTBYTE,      /* no response byte within first_byte_ms */
-    TG_UP_EIDLE,           /* no body byte for idle_ms after the first */
-    TG_UP_ETOTAL,          /* total_ms exceeded */
-    TG_UP_ERESET,          /* connection broke mid-response (reset, truncated) */
-    TG_UP_EABORTED,        /* stopped because on_headers/on_data said so */
+    TG_UP_OK = 0,     /* transfer complete */
+    TG_UP_ECONNECT,   /* could not connect / DNS / TLS handshake */
+    TG_UP_EFIRSTBYTE, /* no response byte within first_byte_ms */
+    TG_UP_EIDLE,      /* no body byte for idle_ms after the first */
+    TG_UP_ETOTAL,     /* total_ms exceeded */
+    TG_UP_ERESET,     /* connection broke mid-response (reset, truncated) */
+    TG_UP_EABORTED,   /* stopped because on_headers/on_data said so */
     TG_UP_EOTHER
 } tg_up_result_t;
 
@@ -52,10 +52,10 @@ typedef struct {
 } tg_upcall_timeouts_t;
 
 typedef struct {
-    const char *url;           /* absolute http(s) URL */
+    const char *url;            /* absolute http(s) URL */
     const char *const *headers; /* "Name: value" lines; Expect: is blanked by us */
     size_t nheaders;
-    const char *body;          /* POST body; must stay valid until on_done/cancel */
+    const char *body; /* POST body; must stay valid until on_done/cancel */
     size_t body_len;
     tg_upcall_timeouts_t timeouts;
 } tg_upcall_req_t;

@@ -441,8 +441,9 @@ static char *write_tmp(const char *name, const char *text) {
 }
 
 static void test_policy_knobs(void **state) {
-    char *main = write_tmp("knobs.yaml", "circuit: { failures: 2, cooldown_ms: 1500, max_cooldown_ms: 3000 }\n"
-                                         "routing: { default_output_tokens: 1000, latency_alpha: 0.5 }\n");
+    char *main =
+        write_tmp("knobs.yaml", "circuit: { failures: 2, cooldown_ms: 1500, max_cooldown_ms: 3000 }\n"
+                                "routing: { default_output_tokens: 1000, latency_alpha: 0.5 }\n");
     tg_diag_t d = {0};
     tg_config_t *c = tg_config_load(main, &d);
     assert_non_null(c);
