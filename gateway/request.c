@@ -572,8 +572,12 @@ static const tg_upcall_cb_t up_cb = {up_on_headers, up_on_data, up_on_done};
 
 static void all_failed(tg_request_t *r) {
     int status = r->last_fail == FAIL_TIMEOUT ? 504 : r->all_connect ? 503 : 502;
-    const char *hdr[1];
+    const char *hdr[4];
     size_t nh = 0;
+    /* The client learns what was tried even when nothing answered. */
+    hdr[nh++] = tg_pool_printf(r->pool, "x-tollgate-route: %s", r->route.route);
+    hdr[nh++] = tg_pool_printf(r->pool, "x-tollgate-attempts: %u", r->attempts);
+    hdr[nh++] = tg_pool_printf(r->pool, "x-tollgate-request-id: %s", r->id);
     if (r->up_status == 429 && r->retry_after[0]) {
         status = 429;
         hdr[nh++] = tg_pool_printf(r->pool, "retry-after: %s", r->retry_after);

@@ -117,6 +117,9 @@ test('upstream 500 on every attempt: 502 listing the attempt', async () => {
     const r = await post(gw, chatBody('deepseek/deepseek-flash'), { 'x-sim-status': '500' });
     assertOpenAIError(r, 502, /deepseek/);
     assert.match(r.json.error.message, /500/);
+    assert.equal(r.headers.get('x-tollgate-attempts'), '1');
+    assert.equal(r.headers.get('x-tollgate-route'), 'direct');
+    assert.match(r.headers.get('x-tollgate-request-id') ?? '', /^[0-9a-f]{16}$/);
     await stillServes();
 });
 
