@@ -476,6 +476,17 @@ json_t *tg_tr_req_openai_to_anthropic(const json_t *req, tg_tr_req_opts_t *o, ch
 /* --- Anthropic answer -> OpenAI chat.completion --------------------------- */
 
 /* Appends s to a growing jansson string (NULL starts one). */
+
+/* An Anthropic tool_use block as an OpenAI tool call (arguments as a JSON string). */
+static json_t *tool_call_of(const json_t *b) {
+    char *args = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *call = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", jstr(b, "id") ? jstr(b, "id") : "", "type",
+                             "function", "function", "name", jstr(b, "name") ? jstr(b, "name") : "",
+                             "arguments", args ? args : "{}");
+    free(args);
+    return call;
+}
+
 static json_t *cat_text(json_t *acc, const char *s) {
     if (acc == NULL) return json_string(s);
     const char *old = json_string_value(acc);
@@ -504,12 +515,7 @@ json_t *tg_tr_resp_anthropic_to_openai(const json_t *msg, int64_t created, char 
         else if (t && !strcmp(t, "thinking") && jstr(b, "thinking"))
             reasoning = cat_text(reasoning, jstr(b, "thinking"));
         else if (t && !strcmp(t, "tool_use")) {
-            char *args = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
-            json_array_append_new(calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id",
-                                                   jstr(b, "id") ? jstr(b, "id") : "", "type", "function",
-                                                   "function", "name", jstr(b, "name") ? jstr(b, "name") : "",
-                                                   "arguments", args ? args : "{}"));
-            free(args);
+            json_array_append_new(calls, tool_call_of(b));
         }
     }
     json_t *m = json_pack("{s:s}", "role", "assistant");
@@ -616,12 +622,7 @@ static int assistant_message(const json_t *m, json_t *list, tg_tr_req_opts_t *o,
         if (t && !strcmp(t, "text") && jstr(b, "text"))
             text = cat_text(text, jstr(b, "text"));
         else if (t && !strcmp(t, "tool_use")) {
-            char *args = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
-            json_array_append_new(calls, json_pack("{s:s,s:s,s:{s:s,s:s}}", "id",
-                                                   jstr(b, "id") ? jstr(b, "id") : "", "type", "function",
-                                                   "function", "name", jstr(b, "name") ? jstr(b, "name") : "",
-                                                   "arguments", args ? args : "{}"));
-            free(args);
+            json_array_append_new(calls, tool_call_of(b));
         } else if (t && (!strcmp(t, "thinking") || !strcmp(t, "redacted_thinking"))) {
             note(o, "assistant thinking blocks dropped");
         } else if (t && strcmp(t, "text")) {

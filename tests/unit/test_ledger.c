@@ -26,6 +26,7 @@
 
 #include "gateway/ledger.h"
 #include "gateway/log.h"
+#include "tests/unit/redis_fixture.h"
 
 /* 2025-03-01T12:00:00Z; every tenth record is on the next UTC day, 00:00:00.000 */
 #define TS_DAY0 1740830400000LL
@@ -45,26 +46,6 @@ typedef struct {
 } fx_t;
 
 /* --- redis-server ---------------------------------------------------------------------------- */
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static redisContext *sync_client(int port) {
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (c == NULL || c->err) {
-        if (c) redisFree(c);
-        return NULL;
-    }
-    return c;
-}
 
 static int redis_ping(int port, const char *password) {
     redisContext *c = sync_client(port);

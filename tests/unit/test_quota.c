@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "gateway/quota.h"
+#include "tests/unit/redis_fixture.h"
 
 typedef struct {
     char dir[64];
@@ -40,26 +41,6 @@ typedef struct {
     int calls;
     tg_quota_result_t res;
 } seen_t;
-
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static redisContext *sync_client(int port) {
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    if (c == NULL || c->err) {
-        if (c) redisFree(c);
-        return NULL;
-    }
-    return c;
-}
 
 static void redis_do(int port, const char *cmd) {
     redisContext *c = sync_client(port);
