@@ -26,7 +26,7 @@ UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 all: check-deps tollgate
 
 tollgate: $(BUILD)/tollgate
-	@cp $< $@
+	@cp $< $@.new && mv -f $@.new $@
 
 $(BUILD)/tollgate: $(OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)

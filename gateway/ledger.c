@@ -521,17 +521,27 @@ static void kill_later(tg_ledger_t *l) {
 
 static void on_reply(redisAsyncContext *ac, void *r, void *priv);
 
+/* Decimal text of v; two digits a step (a record has ~50 numbers and lengths). */
 static char *put_i64(char *o, int64_t v) {
-    char t[24];
-    int n = 0;
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    char t[24], *e = t + sizeof t, *d = e;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do
-        t[n++] = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
+    while (u >= 100) {
+        d -= 2;
+        memcpy(d, pairs + (u % 100) * 2, 2);
+        u /= 100;
+    }
+    if (u >= 10) {
+        d -= 2;
+        memcpy(d, pairs + u * 2, 2);
+    } else {
+        *--d = (char)('0' + u);
+    }
     if (v < 0) *o++ = '-';
-    while (n > 0)
-        *o++ = t[--n];
-    return o;
+    memcpy(o, d, (size_t)(e - d));
+    return o + (e - d);
 }
 
 /* One RESP bulk string made of up to three parts (keys are built in place). */

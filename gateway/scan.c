@@ -19,6 +19,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define STACK_TOKS 256
 /* After the stack array, jsmn runs in windows of this many tokens so that
@@ -242,6 +245,21 @@ static int is_delim(char c) {
  * at i, or 0 (never a closing quote's index) when the fast path gives up. */
 static size_t fast_string(const char *js, size_t len, size_t i) {
     for (;;) {
+#ifdef __SSE2__
+        /* 16 bytes a test: the first quote, backslash or control byte. */
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1f);
+        while (i + 16 <= len) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(js + i));
+            __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                       _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
+            unsigned m = (unsigned)_mm_movemask_epi8(hit);
+            if (m != 0) {
+                i += (size_t)__builtin_ctz(m);
+                break;
+            }
+            i += 16;
+        }
+#endif
         while (i + 4 <= len && !(str_class[(unsigned char)js[i]] | str_class[(unsigned char)js[i + 1]] |
                                  str_class[(unsigned char)js[i + 2]] | str_class[(unsigned char)js[i + 3]]))
             i += 4;

@@ -360,6 +360,26 @@ static void test_key_lookup(void **state) {
     assert_null(tg_config_key(c, "tg-demo-kez", 11));
     assert_null(tg_config_key(c, "tg-demo-ke", 10));
     assert_null(tg_config_key(c, "", 0));
+    /* Digests are remembered per thread: secrets sharing a cache slot (same
+     * length, same last and middle bytes), evictions and repeats still give
+     * exact answers, and a near miss of a remembered key is refused. */
+    char buf[32];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 40; i++) {
+            snprintf(buf, sizeof buf, "tg-%cemo-key", 'a' + i % 26);
+            const tg_key_t *x = tg_config_key(c, buf, 11);
+            if (buf[3] == 'd')
+                assert_ptr_equal(x, k);
+            else
+                assert_null(x);
+            assert_ptr_equal(tg_config_key(c, "tg-demo-key", 11), k);
+            assert_null(tg_config_key(c, "tg-demo-kez", 11));
+            assert_null(tg_config_key(c, "xg-demo-key", 11));
+        }
+    }
+    char long_key[300];
+    memset(long_key, 'k', sizeof long_key);
+    assert_null(tg_config_key(c, long_key, sizeof long_key));
     tg_config_unref(c);
 }
 

@@ -63,10 +63,35 @@ static void printf_matches_snprintf(void **state) {
     tg_pool_destroy(p);
 }
 
+/* Results written in place at the end of a block, at every length around
+ * the room left, interleaved with other allocations: none overlaps. */
+static void printf_in_place_never_overlaps(void **state) {
+    tg_pool_t *p = tg_pool_create(256);
+    enum { N = 400 };
+    char *got[N], want[N][96];
+    unsigned char *other[N];
+    char word[64];
+    for (int i = 0; i < N; i++) {
+        int wl = i % 60;
+        memset(word, 'a' + i % 26, (size_t)wl);
+        word[wl] = '\0';
+        snprintf(want[i], sizeof want[i], "%d:%s|%u", i, word, (unsigned)(i * 7));
+        got[i] = tg_pool_printf(p, "%d:%s|%u", i, word, (unsigned)(i * 7));
+        assert_non_null(got[i]);
+        assert_int_equal((uintptr_t)got[i] % 16, 0);
+        other[i] = tg_pool_alloc(p, (size_t)(i % 5) * 8 + 1);
+        memset(other[i], 0xee, (size_t)(i % 5) * 8 + 1);
+    }
+    for (int i = 0; i < N; i++)
+        assert_string_equal(got[i], want[i]);
+    tg_pool_destroy(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(alloc_aligned_and_growing),
         cmocka_unit_test(printf_matches_snprintf),
+        cmocka_unit_test(printf_in_place_never_overlaps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
