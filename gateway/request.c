@@ -79,7 +79,9 @@ typedef struct {
     fail_kind_t last_fail;
     int all_connect; /* every failure so far was a connect failure */
     char retry_after[32];
-    char alog[1024]; /* "deepseek/deepseek-flash: HTTP 500 (...); ..." */
+    /* "deepseek/deepseek-flash: HTTP 500 (...); ..." — ALOG_MAX bytes from the
+     * pool at the first failed attempt (most requests never have one). */
+    char *alog;
     size_t alog_len;
     const char **extra;
     size_t n_extra;
@@ -349,12 +351,14 @@ static int up_on_data(tg_upcall_t *u, const char *p, size_t n, void *ud) {
 
 /* --- finishing an attempt ---------------------------------------------- */
 
+#define ALOG_MAX 1024
 static void log_attempt(tg_request_t *r, const char *what) {
-    if (r->alog_len >= sizeof(r->alog) - 1) return;
-    int n = snprintf(r->alog + r->alog_len, sizeof(r->alog) - r->alog_len, "%s%s: %s",
-                     r->alog_len ? "; " : "", r->cur->target, what);
+    if (r->alog == NULL && (r->alog = tg_pool_alloc(r->pool, ALOG_MAX)) == NULL) return;
+    if (r->alog_len >= ALOG_MAX - 1) return;
+    int n = snprintf(r->alog + r->alog_len, ALOG_MAX - r->alog_len, "%s%s: %s", r->alog_len ? "; " : "",
+                     r->cur->target, what);
     if (n > 0) r->alog_len += (size_t)n;
-    if (r->alog_len >= sizeof(r->alog)) r->alog_len = sizeof(r->alog) - 1;
+    if (r->alog_len >= ALOG_MAX) r->alog_len = ALOG_MAX - 1;
 }
 
 static void release_attempt(tg_request_t *r) {
@@ -584,7 +588,7 @@ static void all_failed(tg_request_t *r) {
     }
     r->status = status;
     const char *msg = tg_pool_printf(r->pool, "every provider failed (%u attempt%s): %s", r->attempts,
-                                     r->attempts == 1 ? "" : "s", r->alog);
+                                     r->attempts == 1 ? "" : "s", r->alog ? r->alog : "");
     send_error_h(r->http, r->client, status, status == 429 ? "rate_limit_error" : "upstream_error",
                  "all_providers_failed", msg, hdr, nh);
 }
@@ -637,6 +641,7 @@ static void attempt_next(tg_request_t *r) {
         const tg_limits_t *l = &r->cfg->limits;
         req.timeouts =
             (tg_upcall_timeouts_t){l->upstream_connect_ms, l->first_byte_ms, l->idle_ms, l->total_ms};
+        req.streaming = r->scan.stream;
         r->up = tg_upcall_start(r->w->up, &req, &up_cb, r, err, sizeof(err));
         if (r->up != NULL) {
             r->billable = 1;
@@ -774,7 +779,11 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         tg_config_unref(cfg);
         return TG_HTTP_HANDLED;
     }
-    tg_pool_t *pool = tg_pool_create(8192);
+    /* The first block holds a typical request whole (the request, its scan,
+     * the spliced body): sized by the body so a stream held open for minutes
+     * keeps ~4 KB, not a fixed 8 KB. */
+    int64_t cl = tg_http_content_length(h);
+    tg_pool_t *pool = tg_pool_create(cl < 0 ? 8192 : 4096 + (size_t)(cl < 14336 ? cl : 14336) * 2);
     tg_request_t *r = tg_pool_calloc(pool, sizeof(*r));
     r->pool = pool;
     r->w = w;

@@ -586,7 +586,8 @@ static int member(const scan_t *s, int obj, const char *name) {
 typedef struct {
     scan_t *s;
     tg_scan_req_t *out;
-    char *user;    /* TG_SCAN_TEXT_MAX + 1 bytes from the pool */
+    char *user;    /* cap + 1 bytes from the pool */
+    size_t cap;    /* TG_SCAN_TEXT_MAX, or the body's length when shorter (text never decodes longer) */
     int user_full; /* a piece was cut: later text must not follow it */
 } req_t;
 
@@ -594,7 +595,7 @@ typedef struct {
 static int add_text(req_t *r, int k, int is_user) {
     scan_t *s = r->s;
     tg_scan_req_t *o = r->out;
-    size_t room = TG_SCAN_TEXT_MAX - o->user_text_len, w = 0;
+    size_t room = r->cap - o->user_text_len, w = 0;
     char *dst = r->user + o->user_text_len;
     if (!is_user || r->user_full) room = 0;
     /* Parts are joined with a newline so words do not run together. */
@@ -801,9 +802,10 @@ int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t
     out->max_tokens = -1;
     out->user_text = "";
     if (parse(&s, toks, "request body must be a JSON object") != 0) return -1;
-    char *user = tg_pool_alloc(pool, TG_SCAN_TEXT_MAX + 1);
+    size_t cap = len < TG_SCAN_TEXT_MAX ? len : TG_SCAN_TEXT_MAX;
+    char *user = tg_pool_alloc(pool, cap + 1);
     if (user == NULL) return fail(&s, "out of memory");
-    req_t r = {.s = &s, .out = out, .user = user};
+    req_t r = {.s = &s, .out = out, .user = user, .cap = cap};
     top_t m;
     find_top(&s, &m);
     if (request_fields(&r, &m) != 0) return -1;

@@ -51,6 +51,7 @@ struct tg_upcall_s {
     size_t skip;
     unsigned sent : 1, got_byte : 1, headers_done : 1, paused : 1, cancelled : 1, aborted : 1, finishing : 1,
         want_resume : 1, queued : 1;
+    int small_buf; /* 4 KB receive buffer (event streams), else 16 KB; fixed for the handle's life */
     tg_upcall_t *prev, *next; /* active list, or free list (next only) */
     tg_upcall_t *qnext;       /* deferred-work queue */
     char errbuf[CURL_ERROR_SIZE];
@@ -63,8 +64,11 @@ struct tg_upstream_s {
     struct event *defer; /* runs the deferred-work queue */
     tg_upsock_t *socks;
     tg_upcall_t *active;
-    tg_upcall_t *free_list;
-    unsigned nactive, nfree;
+    /* Idle handles by receive buffer: [0] 16 KB for whole answers, [1] 4 KB
+     * for event streams (held open for minutes; the buffer was half of a
+     * stream's memory). A handle keeps its size for life. */
+    tg_upcall_t *free_list[2];
+    unsigned nactive, nfree[2];
     tg_upcall_t *queue;
     /* >0 while inside curl_multi_socket_action / curl_easy_pause, i.e. while
      * curl callbacks (and so user callbacks) may run. */
@@ -202,13 +206,14 @@ static void detach(tg_upcall_t *u, int close_conn) {
 
 static void release(tg_upcall_t *u) {
     tg_upstream_t *up = u->up;
-    if (up->nfree >= TG_UP_FREE_MAX) {
+    int k = u->small_buf;
+    if (up->nfree[k] >= TG_UP_FREE_MAX) {
         call_destroy(u);
         return;
     }
-    u->next = up->free_list;
-    up->free_list = u;
-    up->nfree++;
+    u->next = up->free_list[k];
+    up->free_list[k] = u;
+    up->nfree[k]++;
 }
 
 static void resume_now(tg_upcall_t *u) {
@@ -472,10 +477,11 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *arg) {
 
 /* ---- calls ---- */
 
-static tg_upcall_t *call_new(tg_upstream_t *up) {
+static tg_upcall_t *call_new(tg_upstream_t *up, int small_buf) {
     tg_upcall_t *u = calloc(1, sizeof *u);
     if (!u) return NULL;
     u->up = up;
+    u->small_buf = small_buf;
     u->easy = curl_easy_init();
     u->phase_timer = evtimer_new(up->base, on_phase_timer, u);
     u->total_timer = evtimer_new(up->base, on_total_timer, u);
@@ -504,6 +510,7 @@ static tg_upcall_t *call_new(tg_upstream_t *up) {
     curl_easy_setopt(e, CURLOPT_WRITEDATA, u);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, u);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, small_buf ? 4096L : 16384L);
     if (up->no_proxy_env) {
         /* Without these curl reads six proxy variables from the environment
          * on every transfer (a getenv scan each, measured with callgrind);
@@ -514,11 +521,11 @@ static tg_upcall_t *call_new(tg_upstream_t *up) {
     return u;
 }
 
-static tg_upcall_t *call_get(tg_upstream_t *up) {
-    tg_upcall_t *u = up->free_list;
-    if (!u) return call_new(up);
-    up->free_list = u->next;
-    up->nfree--;
+static tg_upcall_t *call_get(tg_upstream_t *up, int small_buf) {
+    tg_upcall_t *u = up->free_list[small_buf];
+    if (!u) return call_new(up, small_buf);
+    up->free_list[small_buf] = u->next;
+    up->nfree[small_buf]--;
     u->next = NULL;
     return u;
 }
@@ -585,7 +592,7 @@ tg_upcall_t *tg_upcall_start(tg_upstream_t *up, const tg_upcall_req_t *req, cons
         snprintf(err, errlen, "upstream URL must be http:// or https://");
         return NULL;
     }
-    tg_upcall_t *u = call_get(up);
+    tg_upcall_t *u = call_get(up, req->streaming ? 1 : 0);
     if (!u) {
         snprintf(err, errlen, "out of memory starting an upstream call");
         return NULL;
@@ -694,10 +701,12 @@ void tg_upstream_free(tg_upstream_t *up) {
         detach(u, 1);
         release(u);
     }
-    while (up->free_list) {
-        tg_upcall_t *u = up->free_list;
-        up->free_list = u->next;
-        call_destroy(u);
+    for (int k = 0; k < 2; k++) {
+        while (up->free_list[k]) {
+            tg_upcall_t *u = up->free_list[k];
+            up->free_list[k] = u->next;
+            call_destroy(u);
+        }
     }
     /* Closes the cached connections; curl may still report their sockets. */
     curl_multi_cleanup(up->multi);

@@ -58,6 +58,7 @@ typedef struct {
     const char *body; /* POST body; must stay valid until on_done/cancel */
     size_t body_len;
     tg_upcall_timeouts_t timeouts;
+    int streaming; /* the answer is an event stream: a 4 KB receive buffer instead of 16 KB */
 } tg_upcall_req_t;
 
 tg_upstream_t *tg_upstream_new(struct event_base *base);

@@ -324,7 +324,7 @@ static tg_upcall_t *start(client_t *c, const char *path, const char *body, tg_up
                                        "Accept-Encoding: gzip, br"};
     char url[128], err[256];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", F->srv.port, path);
-    tg_upcall_req_t req = {url, hdrs, 4, body, body ? strlen(body) : 0, to};
+    tg_upcall_req_t req = {url, hdrs, 4, body, body ? strlen(body) : 0, to, 0};
     c->u = tg_upcall_start(F->up, &req, &CB, c, err, sizeof err);
     assert_non_null(c->u);
     return c->u;
@@ -402,7 +402,7 @@ static void test_connect_refused(void **state) {
     static const char *const hdrs[] = {"Authorization: Bearer sk-secret-123"};
     char url[64], err[128], want[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat?key=sk-q", ntohs(sin.sin_port));
-    tg_upcall_req_t req = {url, hdrs, 1, "{}", 2, {0}};
+    tg_upcall_req_t req = {url, hdrs, 1, "{}", 2, {0}, 0};
     client_t c = {0};
     c.u = tg_upcall_start(F->up, &req, &CB, &c, err, sizeof err);
     assert_non_null(c.u);
@@ -416,7 +416,7 @@ static void test_connect_refused(void **state) {
 }
 
 static void test_bad_scheme_not_started(void **state) {
-    tg_upcall_req_t req = {"ftp://127.0.0.1/x", NULL, 0, NULL, 0, {0}};
+    tg_upcall_req_t req = {"ftp://127.0.0.1/x", NULL, 0, NULL, 0, {0}, 0};
     char err[128] = "";
     client_t c = {0};
     assert_null(tg_upcall_start(F->up, &req, &CB, &c, err, sizeof err));
@@ -627,6 +627,30 @@ static void test_thousand_calls_reuse_handle_and_connection(void **state) {
     assert_int_equal(F->srv.accepted, 1);
 }
 
+/* Streamed answers use handles with a 4 KB receive buffer, whole answers
+ * 16 KB ones: the kinds alternate, each gets its own handle back, and a
+ * 300 KB answer arrives intact through the small buffer too, paused or not. */
+static void test_stream_handles_small_buffer(void **state) {
+    tg_upcall_t *whole = NULL, *streamed = NULL;
+    char url[128], err[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/big", F->srv.port);
+    for (int i = 0; i < 6; i++) {
+        client_t c = {0};
+        c.pause_ms = i >= 4; /* the last two pause on every piece */
+        tg_upcall_req_t req = {url, NULL, 0, NULL, 0, {0}, i % 2};
+        c.u = tg_upcall_start(F->up, &req, &CB, &c, err, sizeof err);
+        assert_non_null(c.u);
+        tg_upcall_t **mine = i % 2 ? &streamed : &whole;
+        if (*mine == NULL) *mine = c.u;
+        assert_ptr_equal(c.u, *mine);
+        run_until(&c.done, 1);
+        assert_int_equal(c.res, TG_UP_OK);
+        check_pattern(&c, 300000);
+        client_clear(&c);
+    }
+    assert_ptr_not_equal(whole, streamed);
+}
+
 static void test_free_with_calls_in_flight(void **state) {
     client_t a = {0}, b = {0};
     start(&a, "/never", "{}", (tg_upcall_timeouts_t){0});
@@ -664,6 +688,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_cancel_while_paused_closes_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort_from_on_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thousand_calls_reuse_handle_and_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_handles_small_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_calls_in_flight, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
