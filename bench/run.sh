@@ -82,11 +82,12 @@ fi
 
 # One wrk run; prints "rps p50_ms p99_ms cpu_us_per_req rss_mb" for the
 # process whose CPU we charge (the front), or "-" for the direct run.
+# RUN_CONNS / RUN_SCRIPT override the connections and the script (paced runs).
 run() {
-  local url=$1 pid=$2 out t0 t1 reqs
-  wrk -t1 -c"$CONNS" -d1s -s bench/post.lua "$url" >/dev/null 2>&1 || true  # warm-up
+  local url=$1 pid=$2 out t0 t1 reqs conns=${RUN_CONNS:-$CONNS} script=${RUN_SCRIPT:-bench/post.lua}
+  wrk -t1 -c"$conns" -d1s -s "$script" "$url" >/dev/null 2>&1 || true  # warm-up
   [ -n "$pid" ] && t0=$(ticks "$pid")
-  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s bench/post.lua "$url")
+  out=$(wrk -t1 -c"$conns" -d"${SECS}s" --latency -s "$script" "$url")
   [ -n "$pid" ] && t1=$(ticks "$pid")
   echo "$out" >>"$DIR/wrk.log"
   reqs=$(echo "$out" | awk '/requests in/{print $1}')
@@ -149,5 +150,22 @@ if [ -n "$N" ]; then
   echo "tollgate / nginx req/s:  $(awk -v a="$tr" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
   echo "CPU per request, tollgate vs nginx: $(echo "$T" | awk '{print $4}') µs vs $(echo "$N" | awk '{print $4}') µs"
 fi
+
+# Latency at half of Tollgate's peak rate: connections that each wait 10 ms
+# between requests (bench/paced.lua), the same offered load straight to the
+# simulator and through Tollgate; the goal compares the two p99s.
+half=$(awk -v a="$tr" 'BEGIN{printf "%d", a / 2}')
+pconns=$(( half / 100 > 0 ? half / 100 : 1 ))
+echo
+echo "bench: half of Tollgate's peak, ~$half req/s offered: wrk -c$pconns, each connection pausing 10 ms between requests"
+PD=$(RUN_CONNS=$pconns RUN_SCRIPT=bench/paced.lua run "http://127.0.0.1:$SIM/deepseek/v1/chat/completions" "")
+PT=$(RUN_CONNS=$pconns RUN_SCRIPT=bench/paced.lua run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID")
+printf '%-22s %10s %9s %9s %12s %8s\n' "target" "req/s" "p50" "p99" "CPU µs/req" "RSS MB"
+row "direct (simulator)" "$PD"
+row "tollgate" "$PT"
+ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) printf "%.3f", (v+0) / 1000; else if (v ~ /ms$/) printf "%.3f", v+0; else printf "%.3f", (v+0) * 1000 }'; }
+dp=$(echo "$PD" | awk '{print $3}'); tp=$(echo "$PT" | awk '{print $3}')
+echo
+echo "tollgate added p99 at half peak: $(awk -v a="$(ms "$tp")" -v b="$(ms "$dp")" 'BEGIN{printf "%.2f", a-b}') ms"
 [ "$MODE" = all ] && streams
 if grep -q '"level":"error"' "$DIR/gw.log"; then echo "bench: the gateway logged errors:"; grep '"level":"error"' "$DIR/gw.log" | head -5; fi
