@@ -13,6 +13,7 @@
 #include <jsmn.h>
 
 #include "gateway/scan.h"
+#include "gateway/usage.h"
 
 #include <limits.h>
 #include <stddef.h>
@@ -734,7 +735,7 @@ static int int_field(req_t *r, int v, const char *name, int64_t *dst) {
     if (v < 0 || is_null(r->s, v)) return 0;
     int64_t x = uint_value(r->s, v);
     if (x < 0) return fail(r->s, "'%s' must be a non-negative integer", name);
-    *dst = x;
+    *dst = x > TG_COUNT_MAX ? TG_COUNT_MAX : x; /* read for estimates only; the body keeps its value */
     return 0;
 }
 
@@ -818,6 +819,12 @@ int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t
 
 /* ---- answers ------------------------------------------------------------- */
 
+/* A provider's token count, held to TG_COUNT_MAX (usage.h); -1 when not one. */
+static int64_t count_value(const scan_t *s, int k) {
+    int64_t v = uint_value(s, k);
+    return v > TG_COUNT_MAX ? TG_COUNT_MAX : v;
+}
+
 static void usage(const scan_t *s, int u, tg_scan_resp_t *o) {
     char buf[KEY_MAX];
     o->has_usage = 1;
@@ -826,19 +833,19 @@ static void usage(const scan_t *s, int u, tg_scan_resp_t *o) {
         size_t kl = key_name(s, k, buf, &kn);
         int v = k + 1;
         if (IS(kn, kl, "prompt_tokens"))
-            o->prompt_tokens = uint_value(s, v);
+            o->prompt_tokens = count_value(s, v);
         else if (IS(kn, kl, "completion_tokens"))
-            o->completion_tokens = uint_value(s, v);
+            o->completion_tokens = count_value(s, v);
         else if (IS(kn, kl, "prompt_cache_hit_tokens"))
-            o->cache_hit_tokens = uint_value(s, v);
+            o->cache_hit_tokens = count_value(s, v);
         else if (IS(kn, kl, "prompt_cache_miss_tokens"))
-            o->cache_miss_tokens = uint_value(s, v);
+            o->cache_miss_tokens = count_value(s, v);
         else if (IS(kn, kl, "prompt_tokens_details") && s->t[v].type == JSMN_OBJECT) {
             int d = member(s, v, "cached_tokens");
-            if (d >= 0) o->cached_tokens = uint_value(s, d);
+            if (d >= 0) o->cached_tokens = count_value(s, d);
         } else if (IS(kn, kl, "completion_tokens_details") && s->t[v].type == JSMN_OBJECT) {
             int d = member(s, v, "reasoning_tokens");
-            if (d >= 0) o->reasoning_tokens = uint_value(s, d);
+            if (d >= 0) o->reasoning_tokens = count_value(s, d);
         }
     }
 }

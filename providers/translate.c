@@ -89,10 +89,13 @@ const char *tg_tr_stop_reason(const char *finish_reason) {
     return "end_turn";
 }
 
+/* A token count: a non-negative integer, held to TG_COUNT_MAX so that sums of
+ * counts (usage totals, max_tokens plus a thinking budget) cannot overflow
+ * (found by tests/fuzz/fuzz_translate.c with 19-digit numbers). */
 static int get_count(const json_t *o, const char *key, int64_t *v) {
     const json_t *n = json_object_get(o, key);
-    if (!json_is_integer(n)) return 0;
-    *v = json_integer_value(n);
+    if (!json_is_integer(n) || json_integer_value(n) < 0) return 0;
+    *v = json_integer_value(n) > TG_COUNT_MAX ? TG_COUNT_MAX : json_integer_value(n);
     return 1;
 }
 
@@ -833,8 +836,17 @@ static void emit_json(tg_tr_stream_t *s, tg_tr_emit_fn emit, void *ud, const cha
     if (n) emit(ud, event, s->buf, n);
 }
 
+/* Copies what fits, cut before a UTF-8 character that does not fit whole:
+ * a cut character would make jansson refuse every event built with it. */
 static void copy_str(char *dst, size_t cap, const char *src) {
-    snprintf(dst, cap, "%s", src ? src : "");
+    size_t n = src ? strlen(src) : 0;
+    if (n >= cap) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+            n--; /* src[n] is the first byte left out: not a continuation byte */
+    }
+    if (n) memcpy(dst, src, n);
+    dst[n] = '\0';
 }
 
 /* Anthropic -> OpenAI: one chunk with `delta` (stolen) and a finish_reason. */

@@ -66,7 +66,8 @@ static void assert_json_equal(const char *name, json_t *got, json_t *want) {
     if (json_equal(got, want)) return;
     char *g = json_dumps(got, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     char *w = json_dumps(want, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_ENCODE_ANY);
-    print_error("%s\n--- got:\n%s\n--- want:\n%s\n", name, g ? g : "NULL", w ? w : "NULL");
+    /* stderr, not print_error: cmocka cuts long messages. */
+    fprintf(stderr, "%s\n--- got:\n%s\n--- want:\n%s\n", name, g ? g : "NULL", w ? w : "NULL");
     free(g);
     free(w);
     fail_msg("%s: output differs from %s.out.json", name, name);
