@@ -11,7 +11,6 @@
 #include "gateway/http1.h"
 
 #include "gateway/log.h"
-#include "gateway/prio.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1078,9 +1077,6 @@ static void conn_new(tg_http_server_t *s, int fd, const struct sockaddr_storage 
     event_assign(&c->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     evtimer_assign(&c->tmr, s->base, on_timer, c);
     event_assign(&c->kick, s->base, -1, 0, on_kick, c);
-    /* Requests are urgent; writes to a slow reader are bulk (prio.h). */
-    event_priority_set(&c->rev, TG_PRIO_URGENT);
-    event_priority_set(&c->kick, TG_PRIO_URGENT);
     c->next = s->conns;
     if (s->conns) s->conns->prev = c;
     s->conns = c;
@@ -1152,7 +1148,6 @@ tg_http_server_t *tg_http_server_new(struct event_base *base, int fd, const tg_h
     s->h = *h;
     s->ud = ud;
     event_assign(&s->accept_ev, base, fd, EV_READ | EV_PERSIST, on_accept, s);
-    event_priority_set(&s->accept_ev, TG_PRIO_URGENT);
     evtimer_assign(&s->retry_ev, base, on_accept_retry, s);
     if (event_add(&s->accept_ev, NULL) < 0) {
         free(s);

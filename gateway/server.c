@@ -35,7 +35,6 @@
 #include "gateway/http1.h"
 #include "gateway/ledger.h"
 #include "gateway/log.h"
-#include "gateway/prio.h"
 #include "gateway/pool.h"
 #include "gateway/request.h"
 #include "gateway/simulate.h"
@@ -193,7 +192,7 @@ static int start_simulator(tg_config_t *c) {
 static int worker_init(slot_t *s, int i, tg_config_t *c) {
     s->w.index = i;
     s->w.base = event_base_new();
-    if (s->w.base == NULL || event_base_priority_init(s->w.base, TG_PRIO_COUNT) != 0) return -1;
+    if (s->w.base == NULL) return -1;
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) seed = (uint64_t)time(NULL) ^ ((uint64_t)i << 32);
     s->w.rng = seed;

@@ -20,7 +20,6 @@
 #include <strings.h>
 
 #include "gateway/log.h"
-#include "gateway/prio.h"
 
 /* Idle calls kept for reuse beyond this are freed: each holds an easy handle
  * with its receive buffer, so a burst must not pin memory forever. */
@@ -30,8 +29,6 @@
  * the socket until CURL_POLL_REMOVE. */
 typedef struct tg_upsock_s {
     struct event *ev;
-    curl_socket_t fd;
-    int urgent; /* at TG_PRIO_URGENT (see set_prio) */
     struct tg_upsock_s *prev, *next;
 } tg_upsock_t;
 
@@ -53,7 +50,7 @@ struct tg_upcall_s {
      * consumed (see write_cb). */
     size_t skip;
     unsigned sent : 1, got_byte : 1, headers_done : 1, paused : 1, cancelled : 1, aborted : 1, finishing : 1,
-        want_resume : 1, queued : 1, got_data : 1;
+        want_resume : 1, queued : 1;
     int small_buf; /* 4 KB receive buffer (event streams), else 16 KB; fixed for the handle's life */
     tg_upcall_t *prev, *next; /* active list, or free list (next only) */
     tg_upcall_t *qnext;       /* deferred-work queue */
@@ -77,9 +74,6 @@ struct tg_upstream_s {
      * curl callbacks (and so user callbacks) may run. */
     int in_curl;
     int no_proxy_env; /* no *_proxy variable was set at start-up */
-    int prios;        /* the base has urgent and bulk priorities */
-    tg_upsock_t **by_fd; /* watched sockets by descriptor, for set_prio */
-    size_t n_by_fd;
 };
 
 static void finish(tg_upcall_t *u, tg_up_result_t res, const char *err);
@@ -104,55 +98,12 @@ static void on_curl_timer(evutil_socket_t fd, short kind, void *arg) {
     socket_action(arg, CURL_SOCKET_TIMEOUT, 0);
 }
 
-/* Priorities. A call's socket is urgent until the call's first answer bytes
- * are handed on, bulk after: libevent runs every active urgent event before
- * any bulk one, so a new request and its first token never queue behind a
- * burst of tokens for thousands of open streams (measured: added time to
- * first token under load). The client side is urgent too (http1.c). Must be
- * called with the event not added. */
-static void set_prio(tg_upstream_t *up, tg_upsock_t *s, int urgent) {
-    s->urgent = urgent;
-    if (up->prios) event_priority_set(s->ev, urgent ? TG_PRIO_URGENT : TG_PRIO_BULK);
-}
-
-static int by_fd_put(tg_upstream_t *up, curl_socket_t fd, tg_upsock_t *s) {
-    if (fd < 0) return 0;
-    if ((size_t)fd >= up->n_by_fd) {
-        if (s == NULL) return 0;
-        size_t n = up->n_by_fd ? up->n_by_fd : 64;
-        while (n <= (size_t)fd)
-            n *= 2;
-        tg_upsock_t **a = realloc(up->by_fd, n * sizeof(*a));
-        if (a == NULL) return -1;
-        memset(a + up->n_by_fd, 0, (n - up->n_by_fd) * sizeof(*a));
-        up->by_fd = a;
-        up->n_by_fd = n;
-    }
-    up->by_fd[fd] = s;
-    return 0;
-}
-
-/* The call's first answer bytes went out: its socket joins the bulk. */
-static void demote(tg_upcall_t *u) {
-    tg_upstream_t *up = u->up;
-    curl_socket_t fd = CURL_SOCKET_BAD;
-    if (!up->prios || curl_easy_getinfo(u->easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd < 0 ||
-        (size_t)fd >= up->n_by_fd)
-        return;
-    tg_upsock_t *s = up->by_fd[fd];
-    if (s == NULL || !s->urgent) return;
-    event_del(s->ev);
-    set_prio(up, s, 0);
-    event_add(s->ev, NULL);
-}
-
 static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *sockp) {
     tg_upstream_t *up = userp;
     tg_upsock_t *s = sockp;
 
     if (what == CURL_POLL_REMOVE) {
         if (s) {
-            by_fd_put(up, fd, NULL);
             event_free(s->ev);
             if (s->prev)
                 s->prev->next = s->next;
@@ -169,12 +120,10 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
         s = calloc(1, sizeof *s);
         if (!s) return -1;
         s->ev = event_new(up->base, fd, kind, on_sock_event, up);
-        if (!s->ev || by_fd_put(up, fd, s) != 0) {
-            if (s->ev) event_free(s->ev);
+        if (!s->ev) {
             free(s);
             return -1;
         }
-        s->fd = fd;
         s->next = up->socks;
         if (up->socks) up->socks->prev = s;
         up->socks = s;
@@ -183,9 +132,6 @@ static int sock_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *so
         event_del(s->ev);
         event_assign(s->ev, up->base, fd, kind, on_sock_event, up);
     }
-    tg_upcall_t *u = NULL;
-    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&u);
-    set_prio(up, s, u == NULL || !u->got_data);
     event_add(s->ev, NULL);
     return 0;
 }
@@ -512,10 +458,6 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *arg) {
     u->skip -= k;
     if (k == n) return n;
     arm_ms(u->phase_timer, u->idle_ms);
-    if (!u->got_data) {
-        u->got_data = 1;
-        demote(u);
-    }
     int rc = u->cb.on_data ? u->cb.on_data(u, p + k, n - k, u->ud) : 0;
     if (u->cancelled) return 0;
     if (rc < 0) {
@@ -665,7 +607,7 @@ tg_upcall_t *tg_upcall_start(tg_upstream_t *up, const tg_upcall_req_t *req, cons
     u->hdr_len = 0;
     u->status = 0;
     u->skip = 0;
-    u->sent = u->got_byte = u->got_data = u->headers_done = u->paused = 0;
+    u->sent = u->got_byte = u->headers_done = u->paused = 0;
     u->cancelled = u->aborted = u->finishing = u->want_resume = u->queued = 0;
     setup_call(u, req, https);
     CURLMcode mc = curl_multi_add_handle(up->multi, u->easy);
@@ -728,7 +670,6 @@ tg_upstream_t *tg_upstream_new(struct event_base *base) {
     tg_upstream_t *up = calloc(1, sizeof *up);
     if (!up) return NULL;
     up->base = base;
-    up->prios = event_base_get_npriorities(base) > TG_PRIO_BULK;
     up->multi = curl_multi_init();
     up->timer = evtimer_new(base, on_curl_timer, up);
     up->defer = event_new(base, -1, 0, on_defer, up);
@@ -777,6 +718,5 @@ void tg_upstream_free(tg_upstream_t *up) {
     }
     event_free(up->timer);
     event_free(up->defer);
-    free(up->by_fd);
     free(up);
 }
