@@ -151,13 +151,13 @@ if [ -n "$N" ]; then
   echo "CPU per request, tollgate vs nginx: $(echo "$T" | awk '{print $4}') µs vs $(echo "$N" | awk '{print $4}') µs"
 fi
 
-# Latency at half of Tollgate's peak rate: connections that each wait 10 ms
+# Latency at half of Tollgate's peak rate: connections that each wait a random 10 ms (mean)
 # between requests (bench/paced.lua), the same offered load straight to the
 # simulator and through Tollgate; the goal compares the two p99s.
 half=$(awk -v a="$tr" 'BEGIN{printf "%d", a / 2}')
 pconns=$(( half / 100 > 0 ? half / 100 : 1 ))
 echo
-echo "bench: half of Tollgate's peak, ~$half req/s offered: wrk -c$pconns, each connection pausing 10 ms between requests"
+echo "bench: half of Tollgate's peak, ~$half req/s offered: wrk -c$pconns, each connection pausing a random 10 ms on average between requests"
 PD=$(RUN_CONNS=$pconns RUN_SCRIPT=bench/paced.lua run "http://127.0.0.1:$SIM/deepseek/v1/chat/completions" "")
 PT=$(RUN_CONNS=$pconns RUN_SCRIPT=bench/paced.lua run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID")
 printf '%-22s %10s %9s %9s %12s %8s\n' "target" "req/s" "p50" "p99" "CPU µs/req" "RSS MB"
