@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/inotify.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
@@ -376,6 +377,27 @@ static void main_loop(const tg_server_opts_t *o, slot_t *slots, int n, const sig
     if (sfd >= 0) close(sfd);
 }
 
+/* Each open stream holds two descriptors (client and upstream): the usual
+ * soft limit of 1,024 would cap a gateway near 500 streams, so the soft
+ * limit is raised to the hard one, as Redis and nginx do, and the result is
+ * logged with the stream count it allows. */
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        struct rlimit nl = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &nl) == 0) rl.rlim_cur = want;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY) return;
+    unsigned long streams = rl.rlim_cur > 64 ? (unsigned long)(rl.rlim_cur - 64) / 2 : 0;
+    if (streams < 5000)
+        tg_warn("open files limit %lu allows about %lu concurrent streams; raise it (ulimit -n, LimitNOFILE=)",
+                (unsigned long)rl.rlim_cur, streams);
+    else
+        tg_info("open files limit %lu (about %lu concurrent streams)", (unsigned long)rl.rlim_cur, streams);
+}
+
 int tg_server_run(const tg_server_opts_t *o) {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || evthread_use_pthreads() != 0) {
         tg_error("cannot initialise libcurl or libevent threads");
@@ -385,6 +407,7 @@ int tg_server_run(const tg_server_opts_t *o) {
     if (c == NULL) return 1;
     tg_log_level_t lvl;
     if (c->log_level && tg_log_parse_level(c->log_level, &lvl) == 0) tg_log_set_level(lvl);
+    raise_fd_limit();
     /* Blocked before any thread starts (the built-in simulator's too), so
      * that every signal reaches the main thread's signalfd. */
     sigset_t set;
