@@ -627,6 +627,31 @@ static void test_thousand_calls_reuse_handle_and_connection(void **state) {
     assert_int_equal(F->srv.accepted, 1);
 }
 
+/* Idle connections survive a dip in concurrency: 40 calls at once, all
+ * finished, then 40 again, reuse the first 40 connections (curl's default
+ * would keep only 4 per call still running and close the rest). */
+static void test_idle_connections_kept_across_bursts(void **state) {
+    enum { N = 40 };
+    static client_t c[N];
+    for (int round = 0; round < 2; round++) {
+        int done = 0;
+        for (int i = 0; i < N; i++)
+            start(&c[i], "/json", "{}", (tg_upcall_timeouts_t){0});
+        while (done < N) {
+            event_base_loop(F->base, EVLOOP_ONCE);
+            done = 0;
+            for (int i = 0; i < N; i++)
+                done += c[i].done;
+        }
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(c[i].res, TG_UP_OK);
+            client_clear(&c[i]);
+        }
+    }
+    assert_int_equal(F->srv.requests, 2 * N);
+    assert_int_equal(F->srv.accepted, N);
+}
+
 /* Streamed answers use handles with a 4 KB receive buffer, whole answers
  * 16 KB ones: the kinds alternate, each gets its own handle back, and a
  * 300 KB answer arrives intact through the small buffer too, paused or not. */
@@ -689,6 +714,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_abort_from_on_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thousand_calls_reuse_handle_and_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_handles_small_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_connections_kept_across_bursts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_calls_in_flight, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
