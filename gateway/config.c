@@ -1673,7 +1673,8 @@ static void key_digest(const char *secret, size_t len, unsigned char *h) {
         return;
     }
     key_cache_t *e =
-        &key_cache[(len ^ (unsigned char)secret[len - 1] ^ ((unsigned char)secret[len / 2] << 1)) % KEY_CACHE_SLOTS];
+        &key_cache[(len ^ (unsigned char)secret[len - 1] ^ ((unsigned char)secret[len / 2] << 1)) %
+                   KEY_CACHE_SLOTS];
     if (e->len == len && CRYPTO_memcmp(e->secret, secret, len) == 0) {
         memcpy(h, e->digest, SHA256_DIGEST_LENGTH);
         return;

@@ -114,11 +114,11 @@ char *tg_pool_strdup(tg_pool_t *p, const char *s) {
  * Literal runs are copied with memcpy, not byte by byte. */
 static long fmt_fast(char *o, size_t cap, const char *f, va_list ap) {
     size_t n = 0;
-#define PUT(src, len)                                                                                          \
-    do {                                                                                                       \
-        size_t l_ = (len);                                                                                     \
-        if (n + l_ <= cap) memcpy(o + n, (src), l_);                                                           \
-        n += l_;                                                                                               \
+#define PUT(src, len)                                                                                        \
+    do {                                                                                                     \
+        size_t l_ = (len);                                                                                   \
+        if (n + l_ <= cap) memcpy(o + n, (src), l_);                                                         \
+        n += l_;                                                                                             \
     } while (0)
     while (*f) {
         const char *pct = strchrnul(f, '%');

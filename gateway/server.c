@@ -392,8 +392,9 @@ static void raise_fd_limit(void) {
     if (rl.rlim_cur == RLIM_INFINITY) return;
     unsigned long streams = rl.rlim_cur > 64 ? (unsigned long)(rl.rlim_cur - 64) / 2 : 0;
     if (streams < 5000)
-        tg_warn("open files limit %lu allows about %lu concurrent streams; raise it (ulimit -n, LimitNOFILE=)",
-                (unsigned long)rl.rlim_cur, streams);
+        tg_warn(
+            "open files limit %lu allows about %lu concurrent streams; raise it (ulimit -n, LimitNOFILE=)",
+            (unsigned long)rl.rlim_cur, streams);
     else
         tg_info("open files limit %lu (about %lu concurrent streams)", (unsigned long)rl.rlim_cur, streams);
 }
