@@ -652,6 +652,33 @@ static void test_idle_connections_kept_across_bursts(void **state) {
     assert_int_equal(F->srv.accepted, N);
 }
 
+/* While every connection carries a response, a new call opens its own (curl
+ * is told to skip its search when no connection can be idle); once they are
+ * done, later calls reuse them and open none. */
+static void test_new_connection_only_when_none_idle(void **state) {
+    client_t busy[3] = {{0}}, c = {0};
+    for (int i = 0; i < 3; i++)
+        start(&busy[i], "/chunks", NULL, (tg_upcall_timeouts_t){0});
+    start(&c, "/json", "{}", (tg_upcall_timeouts_t){0});
+    run_until(&c.done, 1);
+    assert_int_equal(c.res, TG_UP_OK);
+    assert_int_equal(F->srv.accepted, 4);
+    client_clear(&c);
+    for (int i = 0; i < 3; i++) {
+        run_until(&busy[i].done, 1);
+        assert_int_equal(busy[i].res, TG_UP_OK);
+        client_clear(&busy[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        start(&c, "/json", "{}", (tg_upcall_timeouts_t){0});
+        run_until(&c.done, 1);
+        assert_int_equal(c.res, TG_UP_OK);
+        client_clear(&c);
+    }
+    assert_int_equal(F->srv.accepted, 4);
+    assert_int_equal(F->srv.requests, 12);
+}
+
 /* Streamed answers use handles with a 4 KB receive buffer, whole answers
  * 16 KB ones: the kinds alternate, each gets its own handle back, and a
  * 300 KB answer arrives intact through the small buffer too, paused or not. */
@@ -715,6 +742,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_thousand_calls_reuse_handle_and_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_handles_small_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_connections_kept_across_bursts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_connection_only_when_none_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_calls_in_flight, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
