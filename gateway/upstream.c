@@ -24,7 +24,7 @@
 /* Idle calls kept for reuse beyond this are freed: each holds an easy handle
  * with its receive buffer, so a burst must not pin memory forever. */
 #define TG_UP_FREE_MAX 256
-/* Plain-HTTP origins whose idle connections are counted (see origin_idle). */
+/* Plain-HTTP origins whose idle connections are counted (see fresh_connect). */
 #define TG_UP_ORIGINS 32
 /* Idle upstream connections a worker keeps for reuse (all providers). */
 #define TG_UP_IDLE_CONNS 512
