@@ -1650,8 +1650,6 @@ const tg_alias_t *tg_config_alias(const tg_config_t *c, const char *name) {
     return NULL;
 }
 
-/* Every key is compared, whatever matched, and the match is selected with
- * a mask, so the time taken does not tell which key (if any) was hit. */
 /* SHA-256 of a presented key, remembered per worker thread: a client sends
  * the same key on every request and hashing it was 3.5% of a request's
  * instructions. A secret maps to its digest whatever the configuration, so
@@ -1685,6 +1683,8 @@ static void key_digest(const char *secret, size_t len, unsigned char *h) {
     memcpy(e->digest, h, SHA256_DIGEST_LENGTH);
 }
 
+/* Every key is compared, whatever matched, and the match is selected with
+ * a mask, so the time taken does not tell which key (if any) was hit. */
 const tg_key_t *tg_config_key(const tg_config_t *c, const char *secret, size_t len) {
     unsigned char h[SHA256_DIGEST_LENGTH];
     uintptr_t found = 0;
