@@ -16,7 +16,7 @@ CFLAGS    += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror \
              -Wno-unused-parameter -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS    += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhiredis -lhttp_parser -lpthread -lm
 
-SRC       := $(wildcard gateway/*.c providers/*.c policy/*.c)
+SRC       := $(wildcard core/*.c providers/*.c policy/*.c gateway/*.c sim/*.c)
 OBJ       := $(SRC:%.c=$(BUILD)/%.o)
 LIBOBJ    := $(filter-out $(BUILD)/gateway/main.o,$(OBJ))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -36,7 +36,7 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # A unit test names the sources it needs on a line of its own:
-#   /* deps: gateway/sse.c gateway/pool.c */
+#   /* deps: core/sse.c core/pool.c */
 # so tests link only what they exercise and one module's work in progress
 # does not break another module's tests.
 test_deps = $(patsubst %.c,$(BUILD)/%.o,$(shell sed -n 's|^/\* deps: \(.*\) \*/$$|\1|p' $(1)))
@@ -78,7 +78,7 @@ fuzz:
 	@./tools/fuzz.sh $(FUZZ_SECONDS)
 
 fmt:
-	clang-format -i $(SRC) $(wildcard gateway/*.h providers/*.h policy/*.h) $(UNIT_SRC)
+	clang-format -i $(SRC) $(wildcard core/*.h providers/*.h policy/*.h gateway/*.h sim/*.h) $(UNIT_SRC)
 
 clean:
 	rm -rf build build-asan tollgate

@@ -6,7 +6,7 @@
  * HTML page with one inline SVG bar chart per provider (no script, no CDN, no fetch).
  * The state lives in the request's pool; a client that leaves first cancels the queries. */
 #include "gateway/admin.h"
-#include "gateway/strbuf.h"
+#include "core/strbuf.h"
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>

@@ -7,10 +7,10 @@
 
 #include <stddef.h>
 
-#include "gateway/config.h"
+#include "core/config.h"
 #include "gateway/http1.h"
 #include "gateway/ledger.h"
-#include "gateway/pool.h"
+#include "core/pool.h"
 #include "gateway/report.h"
 
 typedef enum { TG_ADMIN_NONE = 0, TG_ADMIN_SPEND, TG_ADMIN_DASHBOARD } tg_admin_kind_t;

@@ -10,7 +10,7 @@
  * the previous response is complete. */
 #include "gateway/http1.h"
 
-#include "gateway/log.h"
+#include "core/log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

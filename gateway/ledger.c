@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gateway/log.h"
+#include "core/log.h"
 
 #define MAX_STR 512                  /* longest string field kept; keeps journal lines small */
 #define LINE_MAX_BYTES (64 * 1024)   /* a longer "line" in the journal is corrupt */

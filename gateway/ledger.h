@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/usage.h"
+#include "core/usage.h"
 
 struct event_base;
 struct redisReply;
@@ -20,7 +20,7 @@ typedef struct {
     const char *provider, *model;
     int status; /* HTTP status sent to the client (499 client closed) */
     int attempts;
-    tg_usage_t usage; /* normalised usage (gateway/usage.h) */
+    tg_usage_t usage; /* normalised usage (core/usage.h) */
     int64_t cost_micro_usd;
     int64_t ts_ms;               /* request start, unix ms (UTC) — picks the day hash */
     int64_t latency_ms, ttft_ms; /* ttft -1 when no first byte */

@@ -6,13 +6,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "gateway/config.h"
-#include "gateway/pool.h"
+#include "core/config.h"
+#include "core/pool.h"
 #include "gateway/report.h"
-#include "gateway/scan.h"
+#include "core/scan.h"
 #include "policy/route.h"
 #include "gateway/server.h"
-#include "gateway/simulate.h"
+#include "sim/simulate.h"
 
 #define TG_VERSION "0.1.0"
 #define DEFAULT_CONFIG "config/tollgate.yaml"

@@ -3,7 +3,7 @@
  * every worker; per provider/model usage sits in a small table behind a
  * mutex held for a few additions per finished request. */
 #include "gateway/metrics.h"
-#include "gateway/strbuf.h"
+#include "core/strbuf.h"
 
 #include <inttypes.h>
 #include <pthread.h>

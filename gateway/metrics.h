@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/usage.h"
+#include "core/usage.h"
 
 void tg_metrics_request(int status, int64_t duration_us);
 /* One upstream attempt: result is "ok", "http_5xx", "http_429", "connect",

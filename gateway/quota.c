@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "gateway/log.h"
+#include "core/log.h"
 
 #define QUOTA_WAIT_MS 250
 #define LOCAL_SLOTS 128

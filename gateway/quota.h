@@ -7,9 +7,9 @@
 
 #include <stdint.h>
 
-#include "gateway/config.h"
+#include "core/config.h"
 #include "gateway/ledger.h"
-#include "gateway/pool.h"
+#include "core/pool.h"
 
 struct event_base;
 

@@ -6,7 +6,7 @@
  * printed with six decimals, never through a float. The `tollgate report` command is here
  * too: one pipelined HGETALL per day on a blocking hiredis connection (a CLI, no loop). */
 #include "gateway/report.h"
-#include "gateway/strbuf.h"
+#include "core/strbuf.h"
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "gateway/config.h"
+#include "core/config.h"
 #include "gateway/ledger.h"
 
 static const char *const by_names[] = {"provider", "model", "key", "day"};

@@ -32,13 +32,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "gateway/config.h"
+#include "core/config.h"
 #include "gateway/http1.h"
 #include "gateway/ledger.h"
-#include "gateway/log.h"
-#include "gateway/pool.h"
+#include "core/log.h"
+#include "core/pool.h"
 #include "gateway/request.h"
-#include "gateway/simulate.h"
+#include "sim/simulate.h"
 #include "gateway/upstream.h"
 #include "policy/health.h"
 

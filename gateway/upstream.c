@@ -19,7 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "gateway/log.h"
+#include "core/log.h"
 
 /* Idle calls kept for reuse beyond this are freed: each holds an easy handle
  * with its receive buffer, so a burst must not pin memory forever. */

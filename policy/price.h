@@ -6,8 +6,8 @@
 
 #include <stdint.h>
 
-#include "gateway/config.h"
-#include "gateway/scan.h"
+#include "core/config.h"
+#include "core/scan.h"
 #include "policy/lang.h"
 
 /* Expected output when the request sets no max_tokens. */

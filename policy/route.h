@@ -9,9 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/config.h"
-#include "gateway/pool.h"
-#include "gateway/scan.h"
+#include "core/config.h"
+#include "core/pool.h"
+#include "core/scan.h"
 #include "policy/health.h"
 #include "policy/lang.h"
 

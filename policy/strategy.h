@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/config.h"
+#include "core/config.h"
 #include "policy/health.h"
 
 typedef struct {

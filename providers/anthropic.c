@@ -18,7 +18,7 @@
 #include <jansson.h>
 
 #include "gateway/http1.h"
-#include "gateway/log.h"
+#include "core/log.h"
 #include "providers/provider.h"
 #include "providers/translate.h"
 

@@ -21,7 +21,7 @@
 
 #include <jansson.h>
 
-#include "gateway/log.h"
+#include "core/log.h"
 #include "providers/provider.h"
 #include "providers/translate.h"
 

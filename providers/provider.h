@@ -11,11 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/config.h"
-#include "gateway/pool.h"
-#include "gateway/scan.h"
+#include "core/config.h"
+#include "core/pool.h"
+#include "core/scan.h"
 #include "gateway/upstream.h"
-#include "gateway/usage.h"
+#include "core/usage.h"
 
 typedef enum { TG_CLIENT_OPENAI, TG_CLIENT_ANTHROPIC } tg_client_dialect_t;
 

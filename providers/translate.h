@@ -12,8 +12,8 @@
 
 #include <jansson.h>
 
-#include "gateway/pool.h"
-#include "gateway/usage.h"
+#include "core/pool.h"
+#include "core/usage.h"
 
 /* Inputs and side notes of a request translation. */
 typedef struct {

@@ -4,7 +4,7 @@
 # committed seed corpus (tests/fuzz/corpus/NAME, copied: the committed one
 # stays small). A target names the sources it links and the libraries it
 # needs on lines of their own, as unit tests do:
-#     /* deps: gateway/scan.c gateway/pool.c */
+#     /* deps: core/scan.c core/pool.c */
 #     /* libs: -lyaml */
 # Exit status: 0 when every target ran clean, 1 on a finding (the crashing
 # input is kept in tests/fuzz/out/artifacts/ and printed), 2 on a build error.

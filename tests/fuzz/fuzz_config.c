@@ -7,8 +7,8 @@
  * message has the "FILE:LINE:COL: " shape; (4) a snapshot survives
  * ref/unref and its names are NUL-terminated strings. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_config.c gateway/config.c gateway/pool.c -lyaml -lcrypto -o /tmp/fuzz_config */
-/* deps: gateway/config.c gateway/pool.c */
+ *       tests/fuzz/fuzz_config.c core/config.c core/pool.c -lyaml -lcrypto -o /tmp/fuzz_config */
+/* deps: core/config.c core/pool.c */
 /* libs: -lyaml -lcrypto */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gateway/config.h"
+#include "core/config.h"
 
 static char dir[64], main_path[96];
 

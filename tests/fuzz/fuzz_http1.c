@@ -11,9 +11,9 @@
  * waiting on a timer). The file includes http1.c to reach its static
  * conn_new(), which adopts an already connected socket. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_http1.c gateway/log.c gateway/pool.c \
+ *       tests/fuzz/fuzz_http1.c core/log.c core/pool.c \
  *       -levent -lhttp_parser -o /tmp/fuzz_http1 */
-/* deps: gateway/log.c gateway/pool.c */
+/* deps: core/log.c core/pool.c */
 /* libs: -levent -lhttp_parser */
 #include "gateway/http1.c"
 

@@ -7,13 +7,13 @@
  * the spliced body scans again with the new model, include_usage true and
  * the same messages; (4) user text is cut on a UTF-8 boundary. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_scan.c gateway/scan.c gateway/pool.c -o /tmp/fuzz_scan */
-/* deps: gateway/scan.c gateway/pool.c */
+ *       tests/fuzz/fuzz_scan.c core/scan.c core/pool.c -o /tmp/fuzz_scan */
+/* deps: core/scan.c core/pool.c */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/scan.h"
+#include "core/scan.h"
 
 /* ---- the reference checker (bounded recursion: depth <= 65) ------------- */
 

@@ -4,14 +4,14 @@
  * the input, byte by byte); (2) every event written by tg_sse_format()
  * parses back to the same type and data. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_sse.c gateway/sse.c -o /tmp/fuzz_sse */
-/* deps: gateway/sse.c */
+ *       tests/fuzz/fuzz_sse.c core/sse.c -o /tmp/fuzz_sse */
+/* deps: core/sse.c */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/sse.h"
+#include "core/sse.h"
 
 #define MAX_EVENT 512
 

@@ -5,9 +5,9 @@
  * it must never accept what the jsmn path refuses nor tokenize differently.
  * The file includes scan.c to reach its static functions. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_tokens.c gateway/pool.c -o /tmp/fuzz_tokens */
-/* deps: gateway/pool.c */
-#include "gateway/scan.c"
+ *       tests/fuzz/fuzz_tokens.c core/pool.c -o /tmp/fuzz_tokens */
+/* deps: core/pool.c */
+#include "core/scan.c"
 
 #include <stdint.h>
 #include <stdlib.h>

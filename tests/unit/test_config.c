@@ -3,14 +3,14 @@
  * right message, includes and JSON work, and the snapshot's lookups (prices
  * by time of day, simulated providers, gateway keys) and its reference
  * counting behave. Fixtures live in tests/unit/config/. */
-/* deps: gateway/config.c gateway/pool.c */
+/* deps: core/config.c core/pool.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "gateway/config.h"
+#include "core/config.h"
 
 #include <libgen.h>
 #include <pthread.h>

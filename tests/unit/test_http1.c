@@ -3,7 +3,7 @@
  * by path, and a client written here sends raw bytes and parses answers with
  * http_parser (HTTP_RESPONSE). The loop is pumped (EVLOOP_NONBLOCK) between
  * client reads and writes, so everything runs in one thread. */
-/* deps: gateway/http1.c gateway/pool.c gateway/log.c */
+/* deps: gateway/http1.c core/pool.c core/log.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /* test_ledger.c — the usage ledger against a real redis-server started on a free loopback
  * port: exact sums, exactly-once by request id, Redis down at start, killed mid-run,
  * stalled, the journal's torn last line, the in-memory bound and the ledger switched off. */
-/* deps: gateway/ledger.c gateway/pool.c gateway/log.c */
+/* deps: gateway/ledger.c core/pool.c core/log.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "gateway/ledger.h"
-#include "gateway/log.h"
+#include "core/log.h"
 #include "tests/unit/redis_fixture.h"
 
 /* 2025-03-01T12:00:00Z; every tenth record is on the next UTC day, 00:00:00.000 */

@@ -1,7 +1,7 @@
 /* test_pool.c — the per-request arena: allocation alignment and growth, and
  * tg_pool_printf, whose fast path must print exactly what snprintf prints
  * for the conversions it handles and fall back for the others. */
-/* deps: gateway/pool.c */
+/* deps: core/pool.c */
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +13,7 @@
 #include <sys/types.h>
 #include <cmocka.h>
 
-#include "gateway/pool.h"
+#include "core/pool.h"
 
 static void alloc_aligned_and_growing(void **state) {
     tg_pool_t *p = tg_pool_create(256);

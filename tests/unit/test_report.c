@@ -1,6 +1,6 @@
 /* test_report.c — spend report aggregation and rendering: dates, grouping by each dimension,
  * totals, exact micro-USD text, SPEC §2's JSON shape, CSV quoting, bad fields skipped. */
-/* deps: gateway/report.c gateway/ledger.c gateway/config.c gateway/pool.c gateway/log.c gateway/strbuf.c */
+/* deps: gateway/report.c gateway/ledger.c core/config.c core/pool.c core/log.c core/strbuf.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

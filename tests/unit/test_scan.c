@@ -2,7 +2,7 @@
  * the way the gateway uses them: what a client sends, what it is told when
  * the body is wrong, and what the upstream receives after splicing (parsed
  * back with jansson, which only the tests use). */
-/* deps: gateway/scan.c gateway/pool.c */
+/* deps: core/scan.c core/pool.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/scan.h"
+#include "core/scan.h"
 
 static tg_pool_t *pool;
 

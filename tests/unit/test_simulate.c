@@ -3,7 +3,7 @@
  * the answer the way an SDK would read it (parsed with jansson): field names
  * per vendor, token arithmetic, SSE event order, error shapes, faults, and
  * the /_sim control endpoints. */
-/* deps: gateway/simulate.c gateway/http1.c gateway/scan.c gateway/pool.c gateway/log.c */
+/* deps: sim/simulate.c gateway/http1.c core/scan.c core/pool.c core/log.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/simulate.h"
+#include "sim/simulate.h"
 
 static tg_sim_t *sim;
 

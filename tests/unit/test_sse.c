@@ -1,6 +1,6 @@
 /* test_sse.c — the SSE parser as an upstream's answer reaches it (cut at any
  * byte, any line ending) and the writer as a client reads it back. */
-/* deps: gateway/sse.c */
+/* deps: core/sse.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/sse.h"
+#include "core/sse.h"
 
 /* The events seen, as "type|data\n" lines (type "" when none). */
 typedef struct {

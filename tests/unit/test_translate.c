@@ -14,7 +14,7 @@
  *     "more"|"done"|"error", "usage":{input,cached,cache_write,output}}.
  * Run from the repository root (make does); TG_TRANSLATE_CASES overrides
  * the directory. */
-/* deps: providers/translate.c gateway/pool.c */
+/* deps: providers/translate.c core/pool.c */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -4,7 +4,7 @@
  * stalling, never answering — is produced on demand and the server can tell
  * how many connections it saw and whether the client hung up.
  */
-/* deps: gateway/upstream.c gateway/pool.c gateway/log.c */
+/* deps: gateway/upstream.c core/pool.c core/log.c */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

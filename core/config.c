@@ -8,9 +8,9 @@
  * All strings and arrays of a snapshot live in one tg_pool_t arena that the
  * last tg_config_unref() destroys; the current snapshot is a global pointer
  * behind a short mutex so taking a reference never races with a swap. */
-#include "gateway/config.h"
+#include "core/config.h"
 
-#include "gateway/pool.h"
+#include "core/pool.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /* strbuf.c — printf into a buffer that doubles as needed. Used where a
  * whole document is produced at once (metrics, report, dashboard); after an
  * allocation failure it stops writing and sets oom for the caller. */
-#include "gateway/strbuf.h"
+#include "core/strbuf.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/pool.h"
+#include "core/pool.h"
 
 /* A byte range of the scanned body. */
 typedef struct {

@@ -3,7 +3,7 @@
  * large ones get a block of their own. Nothing is freed individually: the
  * owner calls tg_pool_destroy() once, which is what makes request cleanup
  * a single function. */
-#include "gateway/pool.h"
+#include "core/pool.h"
 
 #include <stdarg.h>
 #include <stdint.h>

@@ -77,7 +77,7 @@
  *   for a non-stream answer abandoned before it was sent). States: open,
  *   completed, cancelled (client left first), reset (x-sim-reset-after),
  *   error (an error status, or x-sim-error-after). */
-#include "gateway/simulate.h"
+#include "sim/simulate.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -101,9 +101,9 @@
 #include <event2/event_struct.h>
 #include <jansson.h>
 
-#include "gateway/log.h"
-#include "gateway/pool.h"
-#include "gateway/scan.h"
+#include "core/log.h"
+#include "core/pool.h"
+#include "core/scan.h"
 
 #define SIM_MAX_PROV 64
 #define SIM_TRACK 4096

@@ -1,7 +1,7 @@
 /* log.c — diagnostics go to stderr as JSON lines, unbuffered (they are
  * rare); access-log lines go to stdout through a per-thread buffer that the
  * worker flushes on a timer, so the request path makes no write(2) call. */
-#include "gateway/log.h"
+#include "core/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

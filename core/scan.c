@@ -12,8 +12,8 @@
 #define JSMN_PARENT_LINKS
 #include <jsmn.h>
 
-#include "gateway/scan.h"
-#include "gateway/usage.h"
+#include "core/scan.h"
+#include "core/usage.h"
 
 #include <limits.h>
 #include <stddef.h>

@@ -2,7 +2,7 @@
  * dialects) with deterministic token counts, latency knobs and injected
  * faults, for offline use, the test suites and `make bench`. The wire
  * behaviour (headers, endpoints, counting rules) is documented at the top of
- * gateway/simulate.c. */
+ * sim/simulate.c. */
 #ifndef TG_SIMULATE_H
 #define TG_SIMULATE_H
 

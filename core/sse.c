@@ -6,7 +6,7 @@
  * through the caller's callback; tg_sse_format() writes events for clients.
  * The parser owns its two buffers (heap, grown geometrically, so a stream
  * reaches its steady size after a few events) until tg_sse_free(). */
-#include "gateway/sse.h"
+#include "core/sse.h"
 
 #include <stdlib.h>
 #include <string.h>
