@@ -60,6 +60,7 @@ struct tg_http_server_s {
     tg_http_limits_t lim;
     tg_http_handler_t h;
     void *ud;
+    tg_http_error_body_fn error_body; /* the owner's shape for server_error; NULL: ours */
     tg_http_req_t *conns;
     unsigned nconns;
     int stopping;
@@ -87,9 +88,10 @@ struct tg_http_req_s {
     size_t rcap, rlen, rpos;
     unsigned nh, msg_begun : 1;
     uint32_t url_off, url_len;
+    const char *url; /* the request target in hstore once stored; NULL before */
     /* The current request. */
     unsigned req_active : 1, handled : 1, has_body : 1, expect_continue : 1, http10 : 1, is_head : 1,
-        chunked_out : 1, want_drain : 1;
+        chunked_out : 1, want_drain : 1, path_ok : 1;
     int resp;
     int64_t content_length;
     char *hstore; /* header array + copy of the header block */
@@ -490,8 +492,30 @@ static void resp_complete(conn_t *c) {
     if (!c->in_process) timer_update(c, 0);
 }
 
+/* The path of the request an error answers, as far as it is known: after
+ * url_split, the parsed path; before, the origin-form target up to its
+ * query, from the stored header block or, while headers are still being
+ * parsed, from the read buffer (where the request starts at offset 0). */
+static const char *error_path(const conn_t *c, size_t *len) {
+    const char *u = NULL;
+    *len = 0;
+    if (c->path_ok) {
+        *len = c->path_len;
+        return c->path;
+    }
+    if (c->url)
+        u = c->url;
+    else if (c->phase == P_HEAD && c->rbuf && (size_t)c->url_off + c->url_len <= c->rlen)
+        u = c->rbuf + c->url_off;
+    if (u == NULL || c->url_len == 0 || u[0] != '/') return "";
+    while (*len < c->url_len && u[*len] != '?' && u[*len] != '#')
+        (*len)++;
+    return u;
+}
+
 /* An answer of the server's own (400, 408, 413, 431); closes afterwards.
- * A request the handler already saw is finished with aborted = 1. */
+ * A request the handler already saw is finished with aborted = 1. The
+ * owner's error_body shapes it for the API at the request's path. */
 static void server_error(conn_t *c, int status, const char *code, const char *msg) {
     if (c->resp != R_NONE) {
         conn_fail(c);
@@ -499,10 +523,15 @@ static void server_error(conn_t *c, int status, const char *code, const char *ms
     }
     static const char *const hdr[] = {"Content-Type: application/json"};
     char body[512];
-    int bl = snprintf(body, sizeof(body),
-                      "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"code\":\"%s\"}}",
-                      msg, code);
-    if (bl < 0 || (size_t)bl >= sizeof(body)) bl = 0;
+    size_t pl;
+    const char *path = error_path(c, &pl);
+    size_t bl = c->s->error_body ? c->s->error_body(path, pl, status, code, msg, body, sizeof(body)) : 0;
+    if (bl == 0 || bl > sizeof(body)) {
+        int n = snprintf(
+            body, sizeof(body),
+            "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"code\":\"%s\"}}", msg, code);
+        bl = n < 0 || (size_t)n >= sizeof(body) ? 0 : (size_t)n;
+    }
     c->keepalive = 0;
     c->phase = P_SKIP;
     c->resp = R_DONE;
@@ -669,8 +698,11 @@ static void start_request(conn_t *c) {
     c->msg_begun = 0;
     c->nh = 0;
     c->url_len = 0;
+    c->url = NULL;
+    c->path = NULL;
+    c->path_len = 0;
     c->last_cb = CB_NONE;
-    c->handled = c->has_body = c->expect_continue = c->is_head = c->chunked_out = 0;
+    c->handled = c->has_body = c->expect_continue = c->is_head = c->chunked_out = c->path_ok = 0;
     c->resp = R_NONE;
     c->udata = NULL;
     c->body_len = 0;
@@ -702,7 +734,8 @@ static int headers_store(conn_t *c, size_t hend) {
         const hslot_t *h = &c->slots[i];
         c->hdrs[i] = (tg_http_header_t){blk + h->no, h->nl, blk + h->vo, h->vl};
     }
-    c->path = blk + c->url_off; /* the URL until url_split() cuts it */
+    c->url = blk + c->url_off;
+    c->path = c->url; /* the URL until url_split() cuts it */
     return 0;
 }
 
@@ -795,6 +828,7 @@ static int request_accept(conn_t *c) {
         server_error(c, 400, "invalid_url", "the request target is not a valid URL");
         return -1;
     }
+    c->path_ok = 1;
     int chunked = (p->flags & F_CHUNKED) != 0;
     c->content_length = !chunked && (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : -1;
     c->has_body = chunked || c->content_length > 0;
@@ -1171,6 +1205,10 @@ void tg_http_server_stop_accepting(tg_http_server_t *s) {
     }
 }
 
+void tg_http_server_set_error_body(tg_http_server_t *s, tg_http_error_body_fn fn) {
+    s->error_body = fn;
+}
+
 unsigned tg_http_server_connections(const tg_http_server_t *s) {
     return s->nconns;
 }
@@ -1374,10 +1412,6 @@ void tg_http_stream_end(tg_http_req_t *c) {
     else
         resp_complete(c);
     conn_release(c);
-}
-
-int tg_http_started(const tg_http_req_t *r) {
-    return r->resp != R_NONE;
 }
 
 size_t tg_http_pending(const tg_http_req_t *r) {

@@ -26,7 +26,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "gateway/http1.h"
 #include "policy/price.h"
 #include "policy/strategy.h"
 
@@ -97,9 +96,7 @@ static int has_tag(const tg_key_t *k, const char *tag) {
 }
 
 static const char *header_value(const env_t *e, const char *name, size_t *n) {
-    if (e->ctx->http) return tg_http_header(e->ctx->http, name, n);
-    if (e->opts->get_header) return e->opts->get_header(e->opts->header_ud, name, n);
-    return NULL;
+    return tg_header_get(&e->ctx->headers, name, n);
 }
 
 static int header_matches(const tg_route_t *rt, const env_t *e) {
@@ -515,10 +512,6 @@ int tg_route_pick_opts(const tg_config_t *c, const tg_route_ctx_t *ctx, const tg
     return tg_route_pick_explain(c, ctx, opts, pool, out, NULL);
 }
 
-int tg_route_pick(const tg_config_t *c, const tg_route_ctx_t *ctx, tg_pool_t *pool, tg_route_result_t *out) {
-    return tg_route_pick_explain(c, ctx, NULL, pool, out, NULL);
-}
-
 /* --- explain as JSON ----------------------------------------------------------- */
 
 static json_t *str_or_null(const char *s) {
@@ -609,6 +602,6 @@ int tg_route_explain_opts(const tg_config_t *c, const tg_route_ctx_t *ctx, const
 
 int tg_route_explain(const tg_config_t *c, const tg_route_ctx_t *ctx, tg_health_t *health, tg_pool_t *pool,
                      char **json_out) {
-    tg_route_opts_t o = {health, 0, NULL, NULL};
+    tg_route_opts_t o = {health, 0};
     return tg_route_explain_opts(c, ctx, &o, pool, json_out);
 }
