@@ -88,10 +88,9 @@ struct tg_http_req_s {
     size_t rcap, rlen, rpos;
     unsigned nh, msg_begun : 1;
     uint32_t url_off, url_len;
-    const char *url; /* the request target in hstore once stored; NULL before */
     /* The current request. */
     unsigned req_active : 1, handled : 1, has_body : 1, expect_continue : 1, http10 : 1, is_head : 1,
-        chunked_out : 1, want_drain : 1, path_ok : 1;
+        chunked_out : 1, want_drain : 1;
     int resp;
     int64_t content_length;
     char *hstore; /* header array + copy of the header block */
@@ -492,21 +491,17 @@ static void resp_complete(conn_t *c) {
     if (!c->in_process) timer_update(c, 0);
 }
 
-/* The path of the request an error answers, as far as it is known: after
- * url_split, the parsed path; before, the origin-form target up to its
- * query, from the stored header block or, while headers are still being
- * parsed, from the read buffer (where the request starts at offset 0). */
+/* The path of the request an error answers, as far as it is known: once
+ * url_split succeeded, the parsed path; before, while the request is still
+ * in the read buffer (from offset 0), an origin-form target up to its query. */
 static const char *error_path(const conn_t *c, size_t *len) {
     const char *u = NULL;
     *len = 0;
-    if (c->path_ok) {
+    if (c->path_len) {
         *len = c->path_len;
         return c->path;
     }
-    if (c->url)
-        u = c->url;
-    else if (c->phase == P_HEAD && c->rbuf && (size_t)c->url_off + c->url_len <= c->rlen)
-        u = c->rbuf + c->url_off;
+    if (c->phase == P_HEAD && c->rbuf && (size_t)c->url_off + c->url_len <= c->rlen) u = c->rbuf + c->url_off;
     if (u == NULL || c->url_len == 0 || u[0] != '/') return "";
     while (*len < c->url_len && u[*len] != '?' && u[*len] != '#')
         (*len)++;
@@ -698,11 +693,9 @@ static void start_request(conn_t *c) {
     c->msg_begun = 0;
     c->nh = 0;
     c->url_len = 0;
-    c->url = NULL;
-    c->path = NULL;
-    c->path_len = 0;
+    c->path_len = 0; /* set again by url_split: error_path() reads it */
     c->last_cb = CB_NONE;
-    c->handled = c->has_body = c->expect_continue = c->is_head = c->chunked_out = c->path_ok = 0;
+    c->handled = c->has_body = c->expect_continue = c->is_head = c->chunked_out = 0;
     c->resp = R_NONE;
     c->udata = NULL;
     c->body_len = 0;
@@ -734,8 +727,7 @@ static int headers_store(conn_t *c, size_t hend) {
         const hslot_t *h = &c->slots[i];
         c->hdrs[i] = (tg_http_header_t){blk + h->no, h->nl, blk + h->vo, h->vl};
     }
-    c->url = blk + c->url_off;
-    c->path = c->url; /* the URL until url_split() cuts it */
+    c->path = blk + c->url_off; /* the URL until url_split() cuts it */
     return 0;
 }
 
@@ -828,7 +820,6 @@ static int request_accept(conn_t *c) {
         server_error(c, 400, "invalid_url", "the request target is not a valid URL");
         return -1;
     }
-    c->path_ok = 1;
     int chunked = (p->flags & F_CHUNKED) != 0;
     c->content_length = !chunked && (p->flags & F_CONTENTLENGTH) ? (int64_t)p->content_length : -1;
     c->has_body = chunked || c->content_length > 0;
