@@ -7,7 +7,17 @@
  * through one sendmsg() when the socket takes them, the rest waits in an
  * evbuffer flushed on EV_WRITE. The read side stays armed while a request
  * runs so a hang-up is seen at once; pipelined requests wait, unparsed, until
- * the previous response is complete. */
+ * the previous response is complete.
+ *
+ * One file of about 1,400 lines, on purpose: a connection is one state
+ * machine. The parser callbacks, the timer, the output queue and the
+ * response calls all read and change the same conn_t and its phase, and
+ * must act in a fixed order (resp_complete -> req_finish -> close or parse
+ * the next request); split by job, that struct and a dozen such functions
+ * would cross a private header, and a reader would follow one request
+ * through several files. The sections below (timers, output, heads,
+ * closing, parser callbacks, request phases, socket events, server,
+ * accessors, responses) are those jobs. */
 #include "gateway/http1.h"
 
 #include "core/log.h"
