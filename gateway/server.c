@@ -5,7 +5,9 @@
  * thread polls a signalfd and an inotify descriptor: SIGHUP, or a change to
  * the config file or any file it includes (100 ms after the last event, and
  * only when their bytes changed), reloads the config — validated first; an
- * invalid one is logged with FILE:LINE:COL and the old one stays. Workers
+ * invalid one is logged with FILE:LINE:COL and the old one stays. Each
+ * snapshot is bound to its dialect vtables (tg_dialect_bind) before it is
+ * installed: the config loader knows dialects by name only. Workers
  * never wait on a reload: they take the new snapshot with their next request.
  * SIGTERM/SIGINT stop accepting, let requests in flight finish within the
  * grace period, flush the ledger, and exit 0.
