@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/money.h"
 
 #define QUOTA_WAIT_MS 250
 #define LOCAL_SLOTS 128
@@ -116,11 +117,7 @@ void tg_quota_note(const tg_key_t *key, int64_t ts_ms, int64_t cost_micro_usd, i
 }
 
 static int64_t budget_micro(const tg_key_t *k) {
-    return k->budget_usd_month > 0 ? (int64_t)(k->budget_usd_month * 1e6 + 0.5) : 0;
-}
-
-static void usd(int64_t micro, char *out, size_t n) {
-    snprintf(out, n, "%" PRId64 ".%06" PRId64, micro / 1000000, micro % 1000000);
+    return tg_money_from_usd(k->budget_usd_month);
 }
 
 /* Seconds until 00:00 UTC on the 1st of next month. */
@@ -143,11 +140,11 @@ static void verdict(tg_quota_result_t *res, const tg_key_t *k, int v, int64_t re
                          : retry < 1          ? 1
                          : retry > 3600       ? 3600
                                               : (int)retry;
-    char a[32], b[32];
+    char a[TG_MONEY_TEXT_MAX], b[TG_MONEY_TEXT_MAX];
     switch (v) {
     case TG_QUOTA_BUDGET:
-        usd(spend, a, sizeof(a));
-        usd(budget_micro(k), b, sizeof(b));
+        tg_money_format(spend, a);
+        tg_money_format(budget_micro(k), b);
         snprintf(
             res->message, sizeof(res->message),
             "gateway key '%s' has spent $%s this month (UTC), reaching its budget of $%s (budget_usd_month); "

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "core/config.h"
+#include "core/money.h"
 #include "gateway/ledger.h"
 
 static const char *const by_names[] = {"provider", "model", "key", "day"};
@@ -63,11 +64,6 @@ int tg_report_parse_by(const char *s, size_t len) {
     for (int i = 0; i < 4; i++)
         if (s && strlen(by_names[i]) == len && memcmp(s, by_names[i], len) == 0) return i;
     return -1;
-}
-
-void tg_report_usd(int64_t micro, char out[32]) {
-    uint64_t u = micro < 0 ? (uint64_t)0 - (uint64_t)micro : (uint64_t)micro;
-    snprintf(out, 32, "%s%" PRIu64 ".%06" PRIu64, micro < 0 ? "-" : "", u / 1000000, u % 1000000);
 }
 
 /* --- aggregation ------------------------------------------------------------------------------ */
@@ -296,8 +292,8 @@ static void json_string(tg_strbuf_t *b, const char *s) {
 }
 
 static void json_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
-    char usd[32];
-    tg_report_usd(s->cost_micro, usd);
+    char usd[TG_MONEY_TEXT_MAX];
+    tg_money_format(s->cost_micro, usd);
     tg_strbuf_printf(b,
                      "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
                      ",\"output_tokens\":%" PRId64 ",\"reasoning_tokens\":%" PRId64 ",\"cost_usd\":%s",
@@ -340,8 +336,8 @@ static void csv_cell(tg_strbuf_t *b, const char *s) {
 }
 
 static void csv_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
-    char usd[32];
-    tg_report_usd(s->cost_micro, usd);
+    char usd[TG_MONEY_TEXT_MAX];
+    tg_money_format(s->cost_micro, usd);
     tg_strbuf_printf(b, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s\n", s->requests,
                      s->input, s->cached, s->output, s->reasoning, usd);
 }
@@ -361,8 +357,8 @@ char *tg_report_csv(const tg_report_t *r) {
 }
 
 static void table_line(tg_strbuf_t *b, int w, const char *name, const tg_report_sums_t *s) {
-    char usd[32];
-    tg_report_usd(s->cost_micro, usd);
+    char usd[TG_MONEY_TEXT_MAX];
+    tg_money_format(s->cost_micro, usd);
     tg_strbuf_printf(b, "%-*s %9" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %14s\n", w,
                      name, s->requests, s->input, s->cached, s->output, s->reasoning, usd);
 }
