@@ -8,6 +8,7 @@
 #include "gateway/admin.h"
 #include "core/money.h"
 #include "core/strbuf.h"
+#include "gateway/keys.h"
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -204,8 +205,8 @@ tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_conf
     day_t *days = tg_pool_alloc(pool, a->nq * sizeof(*days));
     for (size_t i = 0; i < a->nq; i++) {
         char key[24];
-        memcpy(key, "tg:usage:", 9);
-        tg_report_day_text(a->rep.from_day + (int64_t)i, key + 9);
+        memcpy(key, TG_KEY_USAGE, TG_KEY_LEN(TG_KEY_USAGE));
+        tg_report_day_text(a->rep.from_day + (int64_t)i, key + TG_KEY_LEN(TG_KEY_USAGE));
         const char *argv[2] = {"HGETALL", key};
         size_t lens[2] = {7, strlen(key)};
         days[i] = (day_t){a, a->rep.from_day + (int64_t)i, i};

@@ -23,8 +23,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/hash.h"
 #include "core/log.h"
 #include "core/money.h"
+#include "gateway/keys.h"
 
 #define QUOTA_WAIT_MS 250
 #define LOCAL_SLOTS 128
@@ -95,9 +97,7 @@ static int64_t month_of(int64_t ms) {
 }
 
 static local_t *local_get(const char *name, int64_t now_ms) {
-    uint32_t h = 2166136261u;
-    for (const char *p = name; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
+    uint32_t h = tg_hash_fnv32(TG_HASH_FNV32_SEED, name, strlen(name));
     local_t *e = &local_tab[h % LOCAL_SLOTS];
     if (strncmp(e->name, name, sizeof(e->name) - 1) != 0) { /* a new key takes the slot over */
         memset(e, 0, sizeof(*e));
@@ -269,10 +269,10 @@ int tg_quota_check(tg_ledger_t *l, struct event_base *base, tg_pool_t *pool, con
     struct tm tm;
     gmtime_r(&t, &tm);
     int64_t minute = now_ms / 60000;
-    snprintf(c->keys[0], sizeof(c->keys[0]), "tg:rpm:%.500s", key->name);
-    snprintf(c->keys[1], sizeof(c->keys[1]), "tg:tpm:%.500s:%" PRId64, key->name, minute);
-    snprintf(c->keys[2], sizeof(c->keys[2]), "tg:tpm:%.500s:%" PRId64, key->name, minute - 1);
-    snprintf(c->keys[3], sizeof(c->keys[3]), "tg:spend:%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+    snprintf(c->keys[0], sizeof(c->keys[0]), TG_KEY_RPM "%.500s", key->name);
+    snprintf(c->keys[1], sizeof(c->keys[1]), TG_KEY_TPM "%.500s:%" PRId64, key->name, minute);
+    snprintf(c->keys[2], sizeof(c->keys[2]), TG_KEY_TPM "%.500s:%" PRId64, key->name, minute - 1);
+    snprintf(c->keys[3], sizeof(c->keys[3]), TG_KEY_SPEND "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
     snprintf(c->args[0], sizeof(c->args[0]), "%" PRId64, now_ms);
     snprintf(c->args[1], sizeof(c->args[1]), "%" PRId64, key->rpm);
     snprintf(c->args[2], sizeof(c->args[2]), "%" PRId64, key->tpm);
