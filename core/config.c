@@ -10,6 +10,7 @@
  * behind a short mutex so taking a reference never races with a swap. */
 #include "core/config.h"
 
+#include "core/hash.h"
 #include "core/pool.h"
 
 #include <ctype.h>
@@ -1260,12 +1261,11 @@ static int push_open(ld_t *ld, char *real, const char *shown) {
 /* FNV-1a over each file's name and bytes, in load order: what the reload
  * watcher compares to tell a real change from a touch or a stray event. */
 static uint64_t digest_add(uint64_t h, const char *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return (h ^ 0xff) * 1099511628211ull; /* a separator no file byte can fake alone */
+    /* 0xff: a separator no file byte can fake alone */
+    return tg_hash_fnv64_mix(tg_hash_fnv64(h, p, n), 0xff);
 }
 
-#define DIGEST_SEED 1469598103934665603ull
+#define DIGEST_SEED TG_HASH_FNV64_SEED
 
 /* The whole file, NUL-terminated (malloc'd), or NULL with errno set. */
 static char *slurp(FILE *f, size_t *len) {

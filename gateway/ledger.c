@@ -29,6 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/hash.h"
+#include "core/json.h"
+#include "gateway/keys.h"
 #include "core/log.h"
 
 #define MAX_STR 512                  /* longest string field kept; keeps journal lines small */
@@ -267,31 +270,10 @@ static void ring_unpop(tg_ledger_t *l, ent_t *e) {
 
 /* --- journal ------------------------------------------------------------------------------- */
 
-static uint32_t fnv1a(const char *p, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 16777619u;
-    return h;
-}
-
 static size_t json_str(char *dst, const char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
     size_t o = 0;
     dst[o++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            dst[o++] = '\\';
-            dst[o++] = (char)c;
-        } else if (c < 0x20) {
-            memcpy(dst + o, "\\u00", 4);
-            dst[o + 4] = hex[c >> 4];
-            dst[o + 5] = hex[c & 15];
-            o += 6;
-        } else {
-            dst[o++] = (char)c;
-        }
-    }
+    o += tg_json_escape_to(dst + o, TG_JSON_ESCAPE_MAX * n, s, n);
     dst[o++] = '"';
     return o;
 }
@@ -314,7 +296,7 @@ static size_t line_format(char *dst, const rv_t *v) {
     }
     for (int i = 0; i < N_N; i++)
         o += (size_t)sprintf(dst + o, ",\"%s\":%" PRId64, num_names[i], v->n[i]);
-    o += (size_t)sprintf(dst + o, ",\"ck\":\"%08x\"}\n", fnv1a(dst, o));
+    o += (size_t)sprintf(dst + o, ",\"ck\":\"%08x\"}\n", tg_hash_fnv32(TG_HASH_FNV32_SEED, dst, o));
     return o;
 }
 
@@ -327,7 +309,7 @@ static ent_t *line_parse(const char *p, size_t n) {
     hex[8] = '\0';
     char *end;
     unsigned long want = strtoul(hex, &end, 16);
-    if (*end != '\0' || (uint32_t)want != fnv1a(p, n - 17)) return NULL;
+    if (*end != '\0' || (uint32_t)want != tg_hash_fnv32(TG_HASH_FNV32_SEED, p, n - 17)) return NULL;
     json_error_t jerr;
     json_t *o = json_loadb(p, n, 0, &jerr);
     if (o == NULL) return NULL;
@@ -593,11 +575,11 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
         ARG(put_bulk(o, l->sha, 40));
     }
     ARG(put_str(o, "5"));
-    ARG(put_bulk3(o, "tg:done:", 8, v->s[S_ID], v->len[S_ID], "", 0));
-    ARG(put_bulk3(o, "tg:usage:", 9, day, strlen(day), "", 0));
-    ARG(put_str(o, "tg:events"));
-    ARG(put_bulk3(o, "tg:spend:", 9, day, 7, "", 0));
-    ARG(put_bulk3(o, "tg:tpm:", 7, v->s[S_KEY], v->len[S_KEY], minute, mlen));
+    ARG(put_bulk3(o, TG_KEY_DONE, TG_KEY_LEN(TG_KEY_DONE), v->s[S_ID], v->len[S_ID], "", 0));
+    ARG(put_bulk3(o, TG_KEY_USAGE, TG_KEY_LEN(TG_KEY_USAGE), day, strlen(day), "", 0));
+    ARG(put_str(o, TG_KEY_EVENTS));
+    ARG(put_bulk3(o, TG_KEY_SPEND, TG_KEY_LEN(TG_KEY_SPEND), day, 7, "", 0)); /* "YYYY-MM" of the day */
+    ARG(put_bulk3(o, TG_KEY_TPM, TG_KEY_LEN(TG_KEY_TPM), v->s[S_KEY], v->len[S_KEY], minute, mlen));
     ARG(put_str(o, DONE_TTL));
     *o++ = '$';
     o = put_i64(o, (int64_t)(v->len[S_PROVIDER] + v->len[S_MODEL] + v->len[S_KEY] + 3));

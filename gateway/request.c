@@ -29,6 +29,7 @@
 #include "core/config.h"
 #include "gateway/ledger.h"
 #include "core/log.h"
+#include "core/money.h"
 #include "gateway/metrics.h"
 #include "core/pool.h"
 #include "gateway/quota.h"
@@ -191,25 +192,16 @@ static size_t tollgate_headers(tg_request_t *r, const char **h, size_t cap, cons
 
 /* --- usage and cost ---------------------------------------------------- */
 
-/* micro-USD; prices are micro-USD per 1M tokens, so one division at the end. */
+/* micro-USD at the prices in force when the request started (core/money.c);
+ * 0 when the model has no price. */
 static int64_t cost_micro(const tg_request_t *r) {
-    const tg_price_t *p = r->call.price;
-    if (p == NULL) return 0;
-    time_t secs = (time_t)(r->ts_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    int64_t in, cin, out;
-    tg_price_at(p, tm.tm_hour * 60 + tm.tm_min, &in, &cin, &out);
-    const tg_usage_t *u = &r->usage;
-    int64_t plain = u->input_tokens - u->cached_input_tokens - u->cache_write_tokens;
-    if (plain < 0) plain = 0;
-    int64_t pico = plain * in + u->cached_input_tokens * cin + u->cache_write_tokens * p->cache_write +
-                   u->output_tokens * out;
-    return (pico + 500000) / 1000000;
+    int64_t micro = tg_money_micro(r->call.price, &r->usage, r->ts_ms);
+    return micro < 0 ? 0 : micro;
 }
 
 static const char *usd_text(tg_pool_t *pool, int64_t micro) {
-    return tg_pool_printf(pool, "%" PRId64 ".%06" PRId64, micro / 1000000, micro % 1000000);
+    char t[TG_MONEY_TEXT_MAX];
+    return tg_pool_strdup(pool, tg_money_format(micro, t));
 }
 
 /* When the provider gave no usage (a cut stream, a vendor that sends none),
