@@ -1,7 +1,7 @@
 /* price.c — cost estimates for routing: how many tokens a prompt is likely
  * to be, and what a request of that size costs on a candidate at the time
  * it starts. Prices come from the config snapshot (micro-USD per 1M tokens,
- * so tokens x price is pico-USD, exact in integers); tg_price_at (config.c)
+ * so tokens x price is pico-USD, exact in integers); tg_price_at (core/config_price.c)
  * applies the UTC window in force. The script mix is read from the bounded
  * user text the scanner kept, and scaled to all the request's text bytes,
  * so an estimate costs one pass over at most 4 KB. Nothing here allocates. */
