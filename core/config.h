@@ -2,7 +2,11 @@
  * snapshot built from config/tollgate.yaml and the files it includes
  * (YAML through libyaml, or JSON with the same keys). Workers take a
  * reference per request; reload builds a new snapshot and swaps the global
- * pointer; the old one is freed when its last request lets go. */
+ * pointer; the old one is freed when its last request lets go.
+ * The one header other modules include. Behind it, by job: config_load.c
+ * (files and includes to snapshot), config_schema.c and config_yaml.c (what
+ * the files may say), config.c (snapshot life, reload digest, lookups),
+ * config_keys.c, config_price.c and config_check.c (`tollgate check`). */
 #ifndef TG_CONFIG_H
 #define TG_CONFIG_H
 

@@ -2,7 +2,8 @@
  * to be, and what a request of that size costs on a candidate at the time
  * it starts. Prices come from the config snapshot (micro-USD per 1M tokens,
  * so tokens x price is pico-USD, exact in integers); core/money.c turns
- * counts into money with the UTC window in force. The script mix is read from the bounded
+ * counts into money with the UTC window in force (tg_price_at, core/config_price.c).
+ * The script mix is read from the bounded
  * user text the scanner kept, and scaled to all the request's text bytes,
  * so an estimate costs one pass over at most 4 KB. Nothing here allocates. */
 #include "policy/price.h"

@@ -4,7 +4,8 @@
 # (.c and .h) and fails, naming the files, when
 #   (a) includes form a cycle between modules (a module is a .c file and
 #       its .h: gateway/request.c including gateway/server.h while
-#       gateway/server.c includes gateway/request.h is a cycle), or
+#       gateway/server.c includes gateway/request.h is a cycle; a private
+#       header foo_int.h belongs to module foo), or
 #   (b) an include points up a floor or across a wall:
 #         core       0  includes core/ only
 #         providers  1  core/ and providers/ (never policy/)
@@ -35,7 +36,7 @@ function floor_of(d) {
     return -1
 }
 function dir_of(p) { return substr(p, 1, index(p, "/") - 1) }
-function module_of(p) { sub(/\.[ch]$/, "", p); return p }
+function module_of(p) { sub(/\.[ch]$/, "", p); sub(/_int$/, "", p); return p }
 function bad(msg) { print "check-includes: " msg > "/dev/stderr"; nbad++ }
 
 # Depth-first search over modules; an edge back to a module on the current

@@ -3,7 +3,9 @@
  * right message, includes and JSON work, and the snapshot's lookups (prices
  * by time of day, simulated providers, gateway keys) and its reference
  * counting behave. Fixtures live in tests/unit/config/. */
-/* deps: core/config.c core/pool.c */
+/* clang-format off */
+/* deps: core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/config_keys.c core/config_price.c core/config_check.c core/pool.c */
+/* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

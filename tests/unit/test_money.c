@@ -4,7 +4,7 @@
  * micro-USD per 1M tokens, so tokens x price is pico-USD; one rounding, half
  * up, at the end); the arithmetic sits beside each row. Also the text form
  * of money and the USD -> micro-USD conversion of budgets. */
-/* deps: core/money.c core/config.c core/pool.c */
+/* deps: core/money.c core/config_price.c core/pool.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

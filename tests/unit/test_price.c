@@ -4,7 +4,7 @@
  * to all the request's text), expected output from max_tokens, and the
  * price of the UTC window in force — DeepSeek peak vs off-peak, a window
  * across midnight, cached input. */
-/* deps: policy/price.c policy/lang.c core/money.c core/config.c core/pool.c */
+/* deps: policy/price.c policy/lang.c core/money.c core/config_price.c core/pool.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
