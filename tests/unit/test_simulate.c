@@ -3,7 +3,7 @@
  * the answer the way an SDK would read it (parsed with jansson): field names
  * per vendor, token arithmetic, SSE event order, error shapes, faults, and
  * the /_sim control endpoints. */
-/* deps: sim/simulate.c gateway/http1.c core/scan.c core/pool.c core/log.c */
+/* deps: sim/simulate.c sim/wire.c sim/count.c sim/plan.c sim/pace.c sim/openai.c sim/anthropic.c sim/responses.c sim/embeddings.c sim/control.c gateway/http1.c core/pool.c core/log.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
