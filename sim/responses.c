@@ -137,7 +137,10 @@ static void event_obj(sim_buf_t *b, const char *name, int64_t seq, const char *k
                       int64_t output_index) {
     json_t *e = json_pack("{s:s,s:I}", "type", name, "sequence_number", (json_int_t)seq);
     if (e && output_index >= 0) json_object_set_new(e, "output_index", json_integer(output_index));
-    if (e && key) json_object_set_new(e, key, obj);
+    if (e && key)
+        json_object_set_new(e, key, obj);
+    else
+        json_decref(obj);
     sim_printf(b, "event: %s\ndata: ", name);
     sim_put_json(b, e);
     sim_puts(b, "\n\n");
@@ -159,11 +162,13 @@ static void text_done(sim_buf_t *b, const sim_plan_t *p, int64_t seq, int oi, in
         json_pack("{s:s,s:I,s:o,s:i,s:i}", "type",
                   part ? "response.content_part.done" : "response.output_text.done", "sequence_number",
                   (json_int_t)seq, "item_id", id_of("msg", p->n), "output_index", oi, "content_index", 0);
-    if (e && part)
+    if (e && part) {
         json_object_set_new(e, "part", output_text_part(t));
-    else if (e) {
+    } else if (e) {
         json_object_set_new(e, "text", t);
         json_object_set_new(e, "logprobs", json_array());
+    } else {
+        json_decref(t);
     }
     sim_printf(b, "event: %s\ndata: ", part ? "response.content_part.done" : "response.output_text.done");
     sim_put_json(b, e);
