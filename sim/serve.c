@@ -81,6 +81,8 @@ static void usage(FILE *f) {
         "usage: tollgate simulate [--host H] [--port N] [--ttft-ms N] [--tps N] "
         "[--fault PROVIDER:STATUS[:PERCENT]]...\n"
         "  defaults: --host 127.0.0.1 --port %d --ttft-ms 0 --tps 0 (0 = as fast as possible)\n"
+        "  routes: POST /{provider}/v1/chat/completions, /v1/responses, /v1/embeddings, /v1/messages,\n"
+        "  /v1/messages/count_tokens; GET /{provider}/v1/models\n"
         "  per-request headers: x-sim-output-tokens, x-sim-cached-tokens, x-sim-reasoning-tokens,\n"
         "  x-sim-tool-call, x-sim-ttft-ms, x-sim-tps, x-sim-status, x-sim-retry-after, x-sim-reset-after,\n"
         "  x-sim-stall-after, x-sim-error-after, x-sim-usage-on-finish, x-sim-no-usage, x-sim-id\n"
