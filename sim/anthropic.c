@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sim/internal.h"
+#include "sim/simulate_int.h"
 
 static const char *error_type(int status) {
     switch (status) {

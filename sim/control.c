@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sim/internal.h"
+#include "sim/simulate_int.h"
 
 static const char *const state_names[] = {"open", "completed", "cancelled", "reset", "error"};
 

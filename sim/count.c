@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "sim/internal.h"
+#include "sim/simulate_int.h"
 
 int64_t sim_tokens(size_t text_bytes, size_t items) {
     return (int64_t)((text_bytes + 3) / 4 + 4 * items);

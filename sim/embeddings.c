@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sim/internal.h"
+#include "sim/simulate_int.h"
 
 /* FNV-1a over bytes: the seed of an input's vector. */
 static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {

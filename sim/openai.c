@@ -2,12 +2,12 @@
  * speak it: the error shape, usage in each vendor's fields (OpenAI, DeepSeek
  * and Qwen differ), the whole answer, the stream generator (one SSE event
  * per call, pulled by sim/pace.c), and the model lists of GET /v1/models.
- * A plan (sim/internal.h) goes in; JSON and SSE text leave in a sim_buf_t. */
+ * A plan (sim/simulate_int.h) goes in; JSON and SSE text leave in a sim_buf_t. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "sim/internal.h"
+#include "sim/simulate_int.h"
 
 static void error_type(int status, const char **type, const char **code) {
     *code = NULL;

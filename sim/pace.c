@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sim/internal.h"
+#include "sim/simulate_int.h"
 
 static const char *const CT_JSON = "application/json";
 static const char *const CT_SSE = "text/event-stream; charset=utf-8";

@@ -10,7 +10,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "sim/internal.h"
+#include "sim/simulate_int.h"
 
 void sim_err_set(sim_err_t *e, int status, const char *fmt, ...) {
     va_list ap;

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
-#include "sim/internal.h"
+#include "sim/simulate_int.h"
 
 /* tg_http_listen() sets SO_REUSEPORT, so a second simulator on a busy port
  * would silently take half the requests and half the stats. A bind without

@@ -107,7 +107,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sim/internal.h"
+#include "sim/simulate_int.h"
 
 static int seg_is(const char *p, size_t n, const char *lit) {
     size_t l = strlen(lit);

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "sim/internal.h"
+#include "sim/simulate_int.h"
 
 const char *const sim_words[] = {"Hello", "from", "the",   "simulated", "provider,", "one",
                                  "word",  "per",  "token", "counted",   "exactly",   "so",

@@ -1,4 +1,4 @@
-/* internal.h — what the files of sim/ share and nothing outside sim/ may
+/* simulate_int.h — what the files of sim/ share and nothing outside sim/ may
  * include: the simulator object, one request's state, the plan an answer is
  * made from, and the functions one sim/ file offers another. The public face
  * of the simulator is sim/simulate.h; the wire rules are described at the top
