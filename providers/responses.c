@@ -122,7 +122,7 @@ json_t *tg_rs_item_call(const char *id, const char *call_id, const char *name, c
                                                                       : str_or_empty(args, args ? len : 0);
     json_t *n = name ? json_string(name) : NULL;
     json_t *c = call_id ? json_string(call_id) : NULL;
-    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:s}", "id", id, "type", "function_call", "status", status,
+    return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o}", "id", id, "type", "function_call", "status", status,
                      "call_id", c ? c : json_string(""), "name", n ? n : json_string(""), "arguments", a);
 }
 
