@@ -18,6 +18,7 @@
 
 #include "core/config.h"
 #include "gateway/ledger.h"
+#include "gateway/redis.h"
 
 static const char *const by_names[] = {"provider", "model", "key", "day"};
 static const char *const metric_names[] = {"requests",      "input_tokens",     "cached_input_tokens",

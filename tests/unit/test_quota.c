@@ -3,7 +3,7 @@
  * ledger's own month counter, tpm from the ledger's token counter, a cancelled check never
  * calls back, a flushed script is sent again, and without Redis the local approximation
  * decides at once. */
-/* deps: gateway/quota.c gateway/ledger.c core/pool.c core/log.c */
+/* deps: gateway/quota.c gateway/ledger.c gateway/redis.c gateway/journal.c core/pool.c core/log.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
