@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gateway/ledger_int.h"
+#include "gateway/ledger_rec.h"
 
 struct event_base;
 typedef struct tg_journal_s tg_journal_t;

@@ -18,7 +18,7 @@
 
 #include "core/log.h"
 #include "gateway/journal.h"
-#include "gateway/ledger_int.h"
+#include "gateway/ledger_rec.h"
 #include "gateway/redis.h"
 
 #define DONE_TTL "604800" /* tg:done:<id> lives 7 days */
@@ -54,21 +54,6 @@ static const char LUA[] =
     "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,12))\n"
     "redis.call('SET',KEYS[1],'1','EX',ARGV[1])\n"
     "return 1\n";
-
-const char *const ledger_str_names[S_N] = {"id", "key", "route", "provider", "model"};
-const char *const ledger_num_names[N_N] = {"ts",
-                                           "status",
-                                           "attempts",
-                                           "input_tokens",
-                                           "cached_input_tokens",
-                                           "cache_write_tokens",
-                                           "output_tokens",
-                                           "reasoning_tokens",
-                                           "cost_micro_usd",
-                                           "latency_ms",
-                                           "ttft_ms",
-                                           "estimated",
-                                           "requests"};
 
 struct tg_ledger_s {
     tg_redis_t *redis;     /* NULL = ledger off */
@@ -124,26 +109,6 @@ static void rv_from_rec(rv_t *v, const tg_ledger_rec_t *rec) {
                       rec->usage.estimated ? 1 : 0,
                       rec->attempt_only ? 0 : 1};
     memcpy(v->n, n, sizeof(n));
-}
-
-/* One allocation per record: the entry and its strings. */
-ent_t *ledger_ent_new(const rv_t *v, int from_journal) {
-    size_t total = 0;
-    for (int i = 0; i < S_N; i++)
-        total += v->len[i] + 1;
-    ent_t *e = malloc(sizeof(*e) + total);
-    if (e == NULL) return NULL;
-    char *p = e->data;
-    for (int i = 0; i < S_N; i++) {
-        memcpy(p, v->s[i], v->len[i]);
-        p[v->len[i]] = '\0';
-        e->r.s[i] = p;
-        e->r.len[i] = v->len[i];
-        p += v->len[i] + 1;
-    }
-    memcpy(e->r.n, v->n, sizeof(v->n));
-    e->from_journal = from_journal;
-    return e;
 }
 
 static int ring_grow(tg_ledger_t *l) {

@@ -1,9 +1,9 @@
-/* ledger_int.h — what ledger.c and journal.c share: a usage record as the ledger keeps it,
- * as a view of borrowed strings (rv_t) or as one allocation that owns them (ent_t), and the
- * names of its fields, which are both the journal's JSON keys and the event stream's fields.
- * Not for other modules: they include gateway/ledger.h. */
-#ifndef TG_LEDGER_INT_H
-#define TG_LEDGER_INT_H
+/* ledger_rec.h — a usage record as the ledger keeps it, shared by ledger.c (Redis) and
+ * journal.c (the file): a view of borrowed strings (rv_t) or one allocation that owns them
+ * (ent_t), and the names of its fields, which are both the journal's JSON keys and the event
+ * stream's fields. Private to the ledger: other modules include gateway/ledger.h. */
+#ifndef TG_LEDGER_REC_H
+#define TG_LEDGER_REC_H
 
 #include <stddef.h>
 #include <stdint.h>
