@@ -22,6 +22,7 @@
 #include "core/money.h"
 #include "gateway/keys.h"
 #include "gateway/ledger.h"
+#include "gateway/redis.h"
 
 static const char *const by_names[] = {"provider", "model", "key", "day"};
 static const char *const metric_names[] = {"requests",      "input_tokens",     "cached_input_tokens",
