@@ -2,7 +2,7 @@
 #
 #   make            build ./tollgate
 #   make run        install missing packages, build, start Redis if needed, serve on :8080
-#   make test       unit tests (cmocka) then end-to-end tests (node:test + openai SDK)
+#   make test       include floors, unit tests (cmocka), end-to-end tests (node:test + SDKs)
 #   make asan       the same suite on an ASan + UBSan build
 #   make bench      load figures against the simulator and nginx (bench/)
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS (default 30) each
@@ -22,7 +22,7 @@ LIBOBJ    := $(filter-out $(BUILD)/gateway/main.o,$(OBJ))
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all run test unit e2e asan bench fuzz clean deps check-deps fmt
+.PHONY: all run test unit e2e asan bench fuzz clean deps check-deps fmt check-includes
 all: check-deps tollgate
 
 tollgate: $(BUILD)/tollgate
@@ -59,7 +59,12 @@ e2e: check-deps $(BUILD)/tollgate
 	@./tools/deps.sh --check test || ./tools/deps.sh test
 	@TOLLGATE_BIN=$(abspath $(BUILD)/tollgate) ./tools/run-e2e.sh
 
-test: unit e2e
+# Includes point down the floors (core < providers, policy < gateway, sim):
+# a cheap text check, run first.
+check-includes:
+	@./tools/check-includes.sh
+
+test: check-includes unit e2e
 
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
@@ -77,8 +82,9 @@ fuzz:
 	@./tools/deps.sh --check test || ./tools/deps.sh test
 	@./tools/fuzz.sh $(FUZZ_SECONDS)
 
+# The same files .ci/run checks with clang-format --dry-run -Werror.
 fmt:
-	clang-format -i $(SRC) $(wildcard core/*.h providers/*.h policy/*.h gateway/*.h sim/*.h) $(UNIT_SRC)
+	clang-format -i $(wildcard $(foreach d,core providers policy gateway sim tests/unit tests/fuzz,$(d)/*.c $(d)/*.h))
 
 clean:
 	rm -rf build build-asan tollgate

@@ -59,6 +59,15 @@ providers:
   qwen:      { dialect: openai,    base_url: https://dashscope-intl.aliyuncs.com/compatible-mode/v1, api_key_env: TG_BENCH_UNSET_2, region: sg }
   openai:    { dialect: openai,    base_url: https://api.openai.com/v1, api_key_env: TG_BENCH_UNSET_3, region: us }
   anthropic: { dialect: anthropic, base_url: https://api.anthropic.com, api_key_env: TG_BENCH_UNSET_4, region: us }
+  # The other vendors config/prices.yaml prices (a price naming an unknown
+  # provider is an error); only chinese-cheap routes to kimi and glm.
+  qwen-cn:   { dialect: openai,    base_url: https://dashscope.aliyuncs.com/compatible-mode/v1, api_key_env: TG_BENCH_UNSET_5, region: cn }
+  kimi:      { dialect: openai,    base_url: https://api.moonshot.ai/v1, api_key_env: TG_BENCH_UNSET_6 }
+  glm:       { dialect: openai,    base_url: https://api.z.ai/api/paas/v4, api_key_env: TG_BENCH_UNSET_7 }
+  minimax:   { dialect: openai,    base_url: https://api.minimax.io/v1, api_key_env: TG_BENCH_UNSET_8 }
+  stepfun:   { dialect: openai,    base_url: https://api.stepfun.com/v1, api_key_env: TG_BENCH_UNSET_9 }
+  mimo:      { dialect: openai,    base_url: https://api.xiaomimimo.com/v1, api_key_env: TG_BENCH_UNSET_10 }
+  openrouter: { dialect: openai,   base_url: https://openrouter.ai/api/v1, api_key_env: TG_BENCH_UNSET_11 }
 keys:
   - { name: bench, sha256: "$KEYHASH" }
 YAML

@@ -55,9 +55,8 @@ void tg_config_install(tg_config_t *c) {
 /* FNV-1a over each file's name and bytes, in load order: what the reload
  * watcher compares to tell a real change from a touch or a stray event. */
 uint64_t cfg_digest_add(uint64_t h, const char *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return (h ^ 0xff) * 1099511628211ull; /* a separator no file byte can fake alone */
+    /* 0xff: a separator no file byte can fake alone */
+    return tg_hash_fnv64_mix(tg_hash_fnv64(h, p, n), 0xff);
 }
 
 /* The whole file, NUL-terminated (malloc'd), or NULL with errno set. */

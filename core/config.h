@@ -18,7 +18,7 @@ struct tg_dialect_s;
 typedef struct {
     char *name;                         /* "deepseek" */
     char *dialect_name;                 /* "openai" | "anthropic" */
-    const struct tg_dialect_s *dialect; /* filled by config from tg_dialect_find() */
+    const struct tg_dialect_s *dialect; /* NULL until tg_dialect_bind() (providers/) */
     char *base_url;                     /* as configured, no trailing slash */
     char *url;                          /* where calls go: base_url, or the simulator when simulated */
     char *api_key_env;

@@ -7,6 +7,7 @@
 #define TG_CONFIG_INT_H
 
 #include "core/config.h"
+#include "core/hash.h"
 #include "core/pool.h"
 
 #include <stdint.h>
@@ -147,7 +148,7 @@ long cfg_date_days(const char *d);
 
 /* ---- the files digest (config.c) -------------------------------------- */
 
-#define DIGEST_SEED 1469598103934665603ull
+#define DIGEST_SEED TG_HASH_FNV64_SEED
 uint64_t cfg_digest_add(uint64_t h, const char *p, size_t n);
 /* The whole file, NUL-terminated (malloc'd), or NULL with errno set. */
 char *cfg_slurp(FILE *f, size_t *len);

@@ -15,17 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The provider registry maps dialect names to vtables. It is linked into
- * the gateway but not into this module's unit test, so the reference is
- * weak: without the registry `dialect` stays NULL and dialect_name rules. */
-#if defined(__has_include)
-#if __has_include("providers/provider.h")
-#include "providers/provider.h"
-#pragma weak tg_dialect_find
-#define TG_HAVE_DIALECT_REGISTRY 1
-#endif
-#endif
-
 #define PRICE_STALE_DAYS 90
 
 __attribute__((format(printf, 3, 4))) static void err_at(ld_t *ld, pos_t p, const char *fmt, ...) {
@@ -185,9 +174,6 @@ static void resolve_provider(ld_t *ld, tg_provider_t *p, const meta_t *m) {
     const char *key = p->api_key_env ? getenv(p->api_key_env) : NULL;
     if (key && *key) p->api_key = sdup(ld, key);
     p->simulated = p->api_key_env && !p->api_key && c->sim_when_no_key;
-#ifdef TG_HAVE_DIALECT_REGISTRY
-    if (tg_dialect_find && p->dialect_name) p->dialect = tg_dialect_find(p->dialect_name);
-#endif
     int openai = p->dialect_name && !strcmp(p->dialect_name, "openai");
     if (p->simulated)
         p->url = tg_pool_printf(ld->pool, "%s/%s%s", c->sim_url, p->name, openai ? "/v1" : "");

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/json.h"
+
 static tg_log_level_t min_level = TG_LOG_INFO;
 static const char *level_names[] = {"debug", "info", "warn", "error"};
 
@@ -25,23 +27,6 @@ int tg_log_parse_level(const char *s, tg_log_level_t *out) {
     return -1;
 }
 
-/* Escape for a JSON string value; truncates rather than overflow. */
-static size_t json_escape(char *dst, size_t cap, const char *src) {
-    size_t o = 0;
-    for (const unsigned char *s = (const unsigned char *)src; *s && o + 7 < cap; s++) {
-        if (*s == '"' || *s == '\\') {
-            dst[o++] = '\\';
-            dst[o++] = (char)*s;
-        } else if (*s < 0x20) {
-            o += (size_t)snprintf(dst + o, cap - o, "\\u%04x", *s);
-        } else {
-            dst[o++] = (char)*s;
-        }
-    }
-    dst[o] = '\0';
-    return o;
-}
-
 void tg_log(tg_log_level_t lvl, const char *fmt, ...) {
     if (lvl < min_level) return;
     char msg[2048], esc[4200], line[4400], ts[32];
@@ -49,7 +34,7 @@ void tg_log(tg_log_level_t lvl, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    json_escape(esc, sizeof(esc), msg);
+    esc[tg_json_escape_to(esc, sizeof(esc) - 1, msg, strlen(msg))] = '\0'; /* cut rather than overflow */
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     struct tm tm;

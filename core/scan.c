@@ -14,6 +14,7 @@
 #include <jsmn.h>
 
 #include "core/scan.h"
+#include "core/json.h"
 #include "core/usage.h"
 
 #include <limits.h>
@@ -969,35 +970,10 @@ char *tg_splice(tg_pool_t *pool, const char *src, size_t len, const tg_edit_t *e
 }
 
 char *tg_json_escape(tg_pool_t *pool, const char *s, size_t len, size_t *out_len) {
-    size_t need = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        need += c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f' ? 2
-                : c < 0x20                                                                             ? 6
-                                                                                                       : 1;
-    }
-    char *out = tg_pool_alloc(pool, need + 1), *w = out;
+    size_t need = tg_json_escaped_len(s, len);
+    char *out = tg_pool_alloc(pool, need + 1);
     if (out == NULL) return NULL;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *e = c == '"'    ? "\\\""
-                        : c == '\\' ? "\\\\"
-                        : c == '\n' ? "\\n"
-                        : c == '\r' ? "\\r"
-                        : c == '\t' ? "\\t"
-                        : c == '\b' ? "\\b"
-                        : c == '\f' ? "\\f"
-                                    : NULL;
-        if (e != NULL) {
-            memcpy(w, e, 2);
-            w += 2;
-        } else if (c < 0x20) {
-            w += sprintf(w, "\\u%04x", c);
-        } else {
-            *w++ = (char)c;
-        }
-    }
-    *w = '\0';
+    out[tg_json_escape_to(out, need, s, len)] = '\0';
     if (out_len) *out_len = need;
     return out;
 }

@@ -100,7 +100,8 @@ int tg_scan_force_include_usage(const char *body, const tg_scan_req_t *s, tg_edi
  * -1 when the body has no model member. */
 int tg_scan_set_model(const tg_scan_req_t *s, const char *model, tg_pool_t *pool, tg_edit_t *edit);
 
-/* Escapes s as a JSON string body (no quotes) into the pool. */
+/* Escapes s as a JSON string body (no quotes) into the pool, by the rule
+ * of core/json.h. */
 char *tg_json_escape(tg_pool_t *pool, const char *s, size_t len, size_t *out_len);
 
 #endif

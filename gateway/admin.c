@@ -6,7 +6,9 @@
  * HTML page with one inline SVG bar chart per provider (no script, no CDN, no fetch).
  * The state lives in the request's pool; a client that leaves first cancels the queries. */
 #include "gateway/admin.h"
+#include "core/money.h"
 #include "core/strbuf.h"
+#include "gateway/keys.h"
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
@@ -203,8 +205,8 @@ tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_conf
     day_t *days = tg_pool_alloc(pool, a->nq * sizeof(*days));
     for (size_t i = 0; i < a->nq; i++) {
         char key[24];
-        memcpy(key, "tg:usage:", 9);
-        tg_report_day_text(a->rep.from_day + (int64_t)i, key + 9);
+        memcpy(key, TG_KEY_USAGE, TG_KEY_LEN(TG_KEY_USAGE));
+        tg_report_day_text(a->rep.from_day + (int64_t)i, key + TG_KEY_LEN(TG_KEY_USAGE));
         const char *argv[2] = {"HGETALL", key};
         size_t lens[2] = {7, strlen(key)};
         days[i] = (day_t){a, a->rep.from_day + (int64_t)i, i};
@@ -267,8 +269,8 @@ static void chart(tg_strbuf_t *o, const tg_report_t *r, size_t i, size_t j, int6
     int64_t ndays = r->to_day - r->from_day + 1, max = 1;
     for (size_t k = i; k < j; k++)
         if (r->rows[k].s.cost_micro > max) max = r->rows[k].s.cost_micro;
-    char usd[32], first[11], last[11];
-    tg_report_usd(total, usd);
+    char usd[TG_MONEY_TEXT_MAX], first[11], last[11];
+    tg_money_format(total, usd);
     tg_report_day_text(r->from_day, first);
     tg_report_day_text(r->to_day, last);
     tg_strbuf_printf(o, "<section class=\"provider\" data-provider=\"");
@@ -284,7 +286,7 @@ static void chart(tg_strbuf_t *o, const tg_report_t *r, size_t i, size_t j, int6
     tg_strbuf_printf(o, ": spend per day (USD)</title>\n");
     tg_strbuf_printf(o, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" class=\"axis\"/>\n", CH_PAD, CH_H,
                      CH_W, CH_H);
-    tg_report_usd(max, usd);
+    tg_money_format(max, usd);
     tg_strbuf_printf(
         o, "<text x=\"2\" y=\"12\" class=\"lbl\">$%s</text><text x=\"2\" y=\"%d\" class=\"lbl\">$0</text>\n",
         usd, CH_H);
@@ -294,7 +296,7 @@ static void chart(tg_strbuf_t *o, const tg_report_t *r, size_t i, size_t j, int6
         if (tg_report_parse_day(r->rows[k].name2, 10, &d) != 0) continue;
         double hgt = (double)r->rows[k].s.cost_micro * (CH_H - 20) / (double)max;
         if (r->rows[k].s.cost_micro > 0 && hgt < 1) hgt = 1;
-        tg_report_usd(r->rows[k].s.cost_micro, usd);
+        tg_money_format(r->rows[k].s.cost_micro, usd);
         tg_strbuf_printf(o,
                          "<rect class=\"bar\" data-day=\"%s\" data-usd=\"%s\" data-requests=\"%" PRId64
                          "\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>%s: $%s, %" PRId64
@@ -327,7 +329,7 @@ char *tg_admin_dashboard_html(const tg_report_t *r) {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Tollgate spend</title>"
         "<style>%s</style></head><body>\n",
         CSS);
-    tg_report_usd(r->total.cost_micro, usd);
+    tg_money_format(r->total.cost_micro, usd);
     tg_strbuf_printf(
         &o,
         "<h1>Spend per provider per day</h1>\n<p id=\"range\">%s .. %s (UTC): <b id=\"total-usd\">$%s</b>, "
@@ -346,7 +348,7 @@ char *tg_admin_dashboard_html(const tg_report_t *r) {
             s.output += r->rows[j].s.output, s.reasoning += r->rows[j].s.reasoning;
             s.cost_micro += r->rows[j].s.cost_micro;
         }
-        tg_report_usd(s.cost_micro, usd);
+        tg_money_format(s.cost_micro, usd);
         tg_strbuf_printf(&o, "<tr><td>");
         out_esc(&o, r->rows[i].name);
         tg_strbuf_printf(&o,

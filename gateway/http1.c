@@ -7,7 +7,17 @@
  * through one sendmsg() when the socket takes them, the rest waits in an
  * evbuffer flushed on EV_WRITE. The read side stays armed while a request
  * runs so a hang-up is seen at once; pipelined requests wait, unparsed, until
- * the previous response is complete. */
+ * the previous response is complete.
+ *
+ * One file of about 1,400 lines, on purpose: a connection is one state
+ * machine. The parser callbacks, the timer, the output queue and the
+ * response calls all read and change the same conn_t and its phase, and
+ * must act in a fixed order (resp_complete -> req_finish -> close or parse
+ * the next request); split by job, that struct and a dozen such functions
+ * would cross a private header, and a reader would follow one request
+ * through several files. The sections below (timers, output, heads,
+ * closing, parser callbacks, request phases, socket events, server,
+ * accessors, responses) are those jobs. */
 #include "gateway/http1.h"
 
 #include "core/log.h"
@@ -60,6 +70,7 @@ struct tg_http_server_s {
     tg_http_limits_t lim;
     tg_http_handler_t h;
     void *ud;
+    tg_http_error_body_fn error_body; /* the owner's shape for server_error; NULL: ours */
     tg_http_req_t *conns;
     unsigned nconns;
     int stopping;
@@ -490,8 +501,26 @@ static void resp_complete(conn_t *c) {
     if (!c->in_process) timer_update(c, 0);
 }
 
+/* The path of the request an error answers, as far as it is known: once
+ * url_split succeeded, the parsed path; before, while the request is still
+ * in the read buffer (from offset 0), an origin-form target up to its query. */
+static const char *error_path(const conn_t *c, size_t *len) {
+    const char *u = NULL;
+    *len = 0;
+    if (c->path_len) {
+        *len = c->path_len;
+        return c->path;
+    }
+    if (c->phase == P_HEAD && c->rbuf && (size_t)c->url_off + c->url_len <= c->rlen) u = c->rbuf + c->url_off;
+    if (u == NULL || c->url_len == 0 || u[0] != '/') return "";
+    while (*len < c->url_len && u[*len] != '?' && u[*len] != '#')
+        (*len)++;
+    return u;
+}
+
 /* An answer of the server's own (400, 408, 413, 431); closes afterwards.
- * A request the handler already saw is finished with aborted = 1. */
+ * A request the handler already saw is finished with aborted = 1. The
+ * owner's error_body shapes it for the API at the request's path. */
 static void server_error(conn_t *c, int status, const char *code, const char *msg) {
     if (c->resp != R_NONE) {
         conn_fail(c);
@@ -499,10 +528,15 @@ static void server_error(conn_t *c, int status, const char *code, const char *ms
     }
     static const char *const hdr[] = {"Content-Type: application/json"};
     char body[512];
-    int bl = snprintf(body, sizeof(body),
-                      "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"code\":\"%s\"}}",
-                      msg, code);
-    if (bl < 0 || (size_t)bl >= sizeof(body)) bl = 0;
+    size_t pl;
+    const char *path = error_path(c, &pl);
+    size_t bl = c->s->error_body ? c->s->error_body(path, pl, status, code, msg, body, sizeof(body)) : 0;
+    if (bl == 0 || bl > sizeof(body)) {
+        int n = snprintf(
+            body, sizeof(body),
+            "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"code\":\"%s\"}}", msg, code);
+        bl = n < 0 || (size_t)n >= sizeof(body) ? 0 : (size_t)n;
+    }
     c->keepalive = 0;
     c->phase = P_SKIP;
     c->resp = R_DONE;
@@ -669,6 +703,7 @@ static void start_request(conn_t *c) {
     c->msg_begun = 0;
     c->nh = 0;
     c->url_len = 0;
+    c->path_len = 0; /* set again by url_split: error_path() reads it */
     c->last_cb = CB_NONE;
     c->handled = c->has_body = c->expect_continue = c->is_head = c->chunked_out = 0;
     c->resp = R_NONE;
@@ -1171,6 +1206,10 @@ void tg_http_server_stop_accepting(tg_http_server_t *s) {
     }
 }
 
+void tg_http_server_set_error_body(tg_http_server_t *s, tg_http_error_body_fn fn) {
+    s->error_body = fn;
+}
+
 unsigned tg_http_server_connections(const tg_http_server_t *s) {
     return s->nconns;
 }
@@ -1374,10 +1413,6 @@ void tg_http_stream_end(tg_http_req_t *c) {
     else
         resp_complete(c);
     conn_release(c);
-}
-
-int tg_http_started(const tg_http_req_t *r) {
-    return r->resp != R_NONE;
 }
 
 size_t tg_http_pending(const tg_http_req_t *r) {

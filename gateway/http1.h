@@ -47,7 +47,8 @@ typedef struct {
     /* Return TG_HTTP_CONTINUE to read the body, or TG_HTTP_HANDLED after
      * answering (the body, if any, is then discarded or the connection
      * closed). The server itself answers 413 when Content-Length exceeds
-     * max_body_bytes, before calling this. */
+     * max_body_bytes, before calling this (its body: see
+     * tg_http_server_set_error_body). */
     int (*on_headers)(tg_http_req_t *r, void *ud);
     void (*on_request)(tg_http_req_t *r, void *ud);
     void (*on_drain)(tg_http_req_t *r, void *ud);
@@ -73,6 +74,18 @@ void tg_http_limits_default(tg_http_limits_t *l);
  * caller sets SO_REUSEPORT). `ud` is passed to every callback. */
 tg_http_server_t *tg_http_server_new(struct event_base *base, int fd, const tg_http_limits_t *lim,
                                      const tg_http_handler_t *h, void *ud);
+/* The body of an answer the server gives by itself (400 on a malformed
+ * request, 408 when the body is too slow, 413, 431), in the error shape of
+ * the API at `path`: the request target's path as far as it was read (no
+ * query; "" when not known). `code` is a short machine word
+ * ("request_too_large"), `msg` a sentence. Writes at most cap bytes into
+ * buf and returns the length; 0 lets the server use its own body,
+ * {"error":{"message","type":"invalid_request_error","code"}}. The body is
+ * sent as application/json. */
+typedef size_t (*tg_http_error_body_fn)(const char *path, size_t path_len, int status, const char *code,
+                                        const char *msg, char *buf, size_t cap);
+/* Sets the server's error-body writer (NULL: its own body, as by default). */
+void tg_http_server_set_error_body(tg_http_server_t *s, tg_http_error_body_fn fn);
 /* Stop accepting; connections with no request in flight close now, others
  * close after their response. on_finish still runs for every request. */
 void tg_http_server_stop_accepting(tg_http_server_t *s);
@@ -121,8 +134,6 @@ struct iovec;
 int tg_http_stream_writev(tg_http_req_t *r, const struct iovec *iov, int n);
 /* Terminating chunk; the response is complete (on_finish follows). */
 void tg_http_stream_end(tg_http_req_t *r);
-/* Has the response started (status line queued)? */
-int tg_http_started(const tg_http_req_t *r);
 /* Bytes queued for the client and not yet written. */
 size_t tg_http_pending(const tg_http_req_t *r);
 /* Drops the connection at once (on_finish with aborted = 1 follows,

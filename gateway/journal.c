@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/hash.h"
+#include "core/json.h"
 #include "core/log.h"
 
 #define LINE_MAX_BYTES (64 * 1024)   /* a longer "line" in the journal is corrupt */
@@ -66,31 +68,10 @@ static int warn_due(tg_journal_t *j) {
 
 /* --- lines ------------------------------------------------------------------------------------ */
 
-static uint32_t fnv1a(const char *p, size_t n) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 16777619u;
-    return h;
-}
-
 static size_t json_str(char *dst, const char *s, size_t n) {
-    static const char hex[] = "0123456789abcdef";
     size_t o = 0;
     dst[o++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            dst[o++] = '\\';
-            dst[o++] = (char)c;
-        } else if (c < 0x20) {
-            memcpy(dst + o, "\\u00", 4);
-            dst[o + 4] = hex[c >> 4];
-            dst[o + 5] = hex[c & 15];
-            o += 6;
-        } else {
-            dst[o++] = (char)c;
-        }
-    }
+    o += tg_json_escape_to(dst + o, TG_JSON_ESCAPE_MAX * n, s, n);
     dst[o++] = '"';
     return o;
 }
@@ -113,7 +94,7 @@ static size_t line_format(char *dst, const rv_t *v) {
     }
     for (int i = 0; i < N_N; i++)
         o += (size_t)sprintf(dst + o, ",\"%s\":%" PRId64, ledger_num_names[i], v->n[i]);
-    o += (size_t)sprintf(dst + o, ",\"ck\":\"%08x\"}\n", fnv1a(dst, o));
+    o += (size_t)sprintf(dst + o, ",\"ck\":\"%08x\"}\n", tg_hash_fnv32(TG_HASH_FNV32_SEED, dst, o));
     return o;
 }
 
@@ -126,7 +107,7 @@ static ent_t *line_parse(const char *p, size_t n) {
     hex[8] = '\0';
     char *end;
     unsigned long want = strtoul(hex, &end, 16);
-    if (*end != '\0' || (uint32_t)want != fnv1a(p, n - 17)) return NULL;
+    if (*end != '\0' || (uint32_t)want != tg_hash_fnv32(TG_HASH_FNV32_SEED, p, n - 17)) return NULL;
     json_error_t jerr;
     json_t *o = json_loadb(p, n, 0, &jerr);
     if (o == NULL) return NULL;

@@ -18,6 +18,7 @@
 
 #include "core/log.h"
 #include "gateway/journal.h"
+#include "gateway/keys.h"
 #include "gateway/ledger_rec.h"
 #include "gateway/redis.h"
 
@@ -236,11 +237,11 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
         ARG(put_bulk(o, l->sha, 40));
     }
     ARG(put_str(o, "5"));
-    ARG(put_bulk3(o, "tg:done:", 8, v->s[S_ID], v->len[S_ID], "", 0));
-    ARG(put_bulk3(o, "tg:usage:", 9, day, strlen(day), "", 0));
-    ARG(put_str(o, "tg:events"));
-    ARG(put_bulk3(o, "tg:spend:", 9, day, 7, "", 0));
-    ARG(put_bulk3(o, "tg:tpm:", 7, v->s[S_KEY], v->len[S_KEY], minute, mlen));
+    ARG(put_bulk3(o, TG_KEY_DONE, TG_KEY_LEN(TG_KEY_DONE), v->s[S_ID], v->len[S_ID], "", 0));
+    ARG(put_bulk3(o, TG_KEY_USAGE, TG_KEY_LEN(TG_KEY_USAGE), day, strlen(day), "", 0));
+    ARG(put_str(o, TG_KEY_EVENTS));
+    ARG(put_bulk3(o, TG_KEY_SPEND, TG_KEY_LEN(TG_KEY_SPEND), day, 7, "", 0)); /* "YYYY-MM" of the day */
+    ARG(put_bulk3(o, TG_KEY_TPM, TG_KEY_LEN(TG_KEY_TPM), v->s[S_KEY], v->len[S_KEY], minute, mlen));
     ARG(put_str(o, DONE_TTL));
     *o++ = '$';
     o = put_i64(o, (int64_t)(v->len[S_PROVIDER] + v->len[S_MODEL] + v->len[S_KEY] + 3));

@@ -3,6 +3,7 @@
  * every worker; per provider/model usage sits in a small table behind a
  * mutex held for a few additions per finished request. */
 #include "gateway/metrics.h"
+#include "core/money.h"
 #include "core/strbuf.h"
 
 #include <inttypes.h>
@@ -114,6 +115,7 @@ static void histo_render(tg_strbuf_t *o, const char *name, const char *help, his
 
 char *tg_metrics_render(const char *extra, size_t *len) {
     tg_strbuf_t o = {0};
+    char usd[TG_MONEY_TEXT_MAX];
     static const char *cls[] = {"499", "1xx", "2xx", "3xx", "4xx", "5xx"};
     tg_strbuf_printf(&o, "# HELP tollgate_requests_total Client requests by status class.\n"
                          "# TYPE tollgate_requests_total counter\n");
@@ -143,9 +145,8 @@ char *tg_metrics_render(const char *extra, size_t *len) {
     tg_strbuf_printf(&o, "# HELP tollgate_cost_usd_total Spend in USD by provider and model.\n"
                          "# TYPE tollgate_cost_usd_total counter\n");
     for (usage_row_t *r = usage_rows; r; r = r->next)
-        tg_strbuf_printf(&o,
-                         "tollgate_cost_usd_total{provider=\"%s\",model=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
-                         r->provider, r->model, r->cost_micro / 1000000, r->cost_micro % 1000000);
+        tg_strbuf_printf(&o, "tollgate_cost_usd_total{provider=\"%s\",model=\"%s\"} %s\n", r->provider,
+                         r->model, tg_money_format((int64_t)r->cost_micro, usd));
     tg_strbuf_printf(
         &o, "# HELP tollgate_usage_estimated_total Requests whose usage was estimated (provider sent none).\n"
             "# TYPE tollgate_usage_estimated_total counter\n");

@@ -23,7 +23,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/hash.h"
 #include "core/log.h"
+#include "core/money.h"
+#include "gateway/keys.h"
 
 #define QUOTA_WAIT_MS 250
 #define LOCAL_SLOTS 128
@@ -94,9 +97,7 @@ static int64_t month_of(int64_t ms) {
 }
 
 static local_t *local_get(const char *name, int64_t now_ms) {
-    uint32_t h = 2166136261u;
-    for (const char *p = name; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
+    uint32_t h = tg_hash_fnv32(TG_HASH_FNV32_SEED, name, strlen(name));
     local_t *e = &local_tab[h % LOCAL_SLOTS];
     if (strncmp(e->name, name, sizeof(e->name) - 1) != 0) { /* a new key takes the slot over */
         memset(e, 0, sizeof(*e));
@@ -116,11 +117,7 @@ void tg_quota_note(const tg_key_t *key, int64_t ts_ms, int64_t cost_micro_usd, i
 }
 
 static int64_t budget_micro(const tg_key_t *k) {
-    return k->budget_usd_month > 0 ? (int64_t)(k->budget_usd_month * 1e6 + 0.5) : 0;
-}
-
-static void usd(int64_t micro, char *out, size_t n) {
-    snprintf(out, n, "%" PRId64 ".%06" PRId64, micro / 1000000, micro % 1000000);
+    return tg_money_from_usd(k->budget_usd_month);
 }
 
 /* Seconds until 00:00 UTC on the 1st of next month. */
@@ -143,11 +140,11 @@ static void verdict(tg_quota_result_t *res, const tg_key_t *k, int v, int64_t re
                          : retry < 1          ? 1
                          : retry > 3600       ? 3600
                                               : (int)retry;
-    char a[32], b[32];
+    char a[TG_MONEY_TEXT_MAX], b[TG_MONEY_TEXT_MAX];
     switch (v) {
     case TG_QUOTA_BUDGET:
-        usd(spend, a, sizeof(a));
-        usd(budget_micro(k), b, sizeof(b));
+        tg_money_format(spend, a);
+        tg_money_format(budget_micro(k), b);
         snprintf(
             res->message, sizeof(res->message),
             "gateway key '%s' has spent $%s this month (UTC), reaching its budget of $%s (budget_usd_month); "
@@ -272,10 +269,10 @@ int tg_quota_check(tg_ledger_t *l, struct event_base *base, tg_pool_t *pool, con
     struct tm tm;
     gmtime_r(&t, &tm);
     int64_t minute = now_ms / 60000;
-    snprintf(c->keys[0], sizeof(c->keys[0]), "tg:rpm:%.500s", key->name);
-    snprintf(c->keys[1], sizeof(c->keys[1]), "tg:tpm:%.500s:%" PRId64, key->name, minute);
-    snprintf(c->keys[2], sizeof(c->keys[2]), "tg:tpm:%.500s:%" PRId64, key->name, minute - 1);
-    snprintf(c->keys[3], sizeof(c->keys[3]), "tg:spend:%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+    snprintf(c->keys[0], sizeof(c->keys[0]), TG_KEY_RPM "%.500s", key->name);
+    snprintf(c->keys[1], sizeof(c->keys[1]), TG_KEY_TPM "%.500s:%" PRId64, key->name, minute);
+    snprintf(c->keys[2], sizeof(c->keys[2]), TG_KEY_TPM "%.500s:%" PRId64, key->name, minute - 1);
+    snprintf(c->keys[3], sizeof(c->keys[3]), TG_KEY_SPEND "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
     snprintf(c->args[0], sizeof(c->args[0]), "%" PRId64, now_ms);
     snprintf(c->args[1], sizeof(c->args[1]), "%" PRId64, key->rpm);
     snprintf(c->args[2], sizeof(c->args[2]), "%" PRId64, key->tpm);

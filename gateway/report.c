@@ -17,7 +17,10 @@
 #include <time.h>
 
 #include "core/config.h"
-#include "gateway/ledger.h"
+#include "core/hash.h"
+#include "core/json.h"
+#include "core/money.h"
+#include "gateway/keys.h"
 #include "gateway/redis.h"
 
 static const char *const by_names[] = {"provider", "model", "key", "day"};
@@ -66,11 +69,6 @@ int tg_report_parse_by(const char *s, size_t len) {
     return -1;
 }
 
-void tg_report_usd(int64_t micro, char out[32]) {
-    uint64_t u = micro < 0 ? (uint64_t)0 - (uint64_t)micro : (uint64_t)micro;
-    snprintf(out, 32, "%s%" PRIu64 ".%06" PRIu64, micro < 0 ? "-" : "", u / 1000000, u % 1000000);
-}
-
 /* --- aggregation ------------------------------------------------------------------------------ */
 
 int tg_report_init(tg_report_t *r, const char *from, size_t from_len, const char *to, size_t to_len,
@@ -115,13 +113,8 @@ int tg_report_init(tg_report_t *r, const char *from, size_t from_len, const char
 }
 
 static uint64_t fnv64(const char *a, size_t an, const char *b, size_t bn) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < an; i++)
-        h = (h ^ (unsigned char)a[i]) * 1099511628211ULL;
-    h = (h ^ 0xff) * 1099511628211ULL;
-    for (size_t i = 0; i < bn; i++)
-        h = (h ^ (unsigned char)b[i]) * 1099511628211ULL;
-    return h;
+    uint64_t h = tg_hash_fnv64(TG_HASH_FNV64_SEED, a, an);
+    return tg_hash_fnv64(tg_hash_fnv64_mix(h, 0xff), b, bn);
 }
 
 static int rehash(tg_report_t *r) {
@@ -284,21 +277,17 @@ static char *bdone(tg_strbuf_t *b) {
 
 static void json_string(tg_strbuf_t *b, const char *s) {
     tg_strbuf_printf(b, "\"");
+    char e[TG_JSON_ESCAPE_MAX];
     for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            tg_strbuf_printf(b, "\\%c", c);
-        else if (c < 0x20)
-            tg_strbuf_printf(b, "\\u%04x", c);
-        else
-            tg_strbuf_printf(b, "%c", c);
+        size_t k = tg_json_escape_char((unsigned char)*s, e);
+        tg_strbuf_printf(b, "%.*s", (int)k, e);
     }
     tg_strbuf_printf(b, "\"");
 }
 
 static void json_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
-    char usd[32];
-    tg_report_usd(s->cost_micro, usd);
+    char usd[TG_MONEY_TEXT_MAX];
+    tg_money_format(s->cost_micro, usd);
     tg_strbuf_printf(b,
                      "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
                      ",\"output_tokens\":%" PRId64 ",\"reasoning_tokens\":%" PRId64 ",\"cost_usd\":%s",
@@ -341,8 +330,8 @@ static void csv_cell(tg_strbuf_t *b, const char *s) {
 }
 
 static void csv_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
-    char usd[32];
-    tg_report_usd(s->cost_micro, usd);
+    char usd[TG_MONEY_TEXT_MAX];
+    tg_money_format(s->cost_micro, usd);
     tg_strbuf_printf(b, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s\n", s->requests,
                      s->input, s->cached, s->output, s->reasoning, usd);
 }
@@ -362,8 +351,8 @@ char *tg_report_csv(const tg_report_t *r) {
 }
 
 static void table_line(tg_strbuf_t *b, int w, const char *name, const tg_report_sums_t *s) {
-    char usd[32];
-    tg_report_usd(s->cost_micro, usd);
+    char usd[TG_MONEY_TEXT_MAX];
+    tg_money_format(s->cost_micro, usd);
     tg_strbuf_printf(b, "%-*s %9" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %14s\n", w,
                      name, s->requests, s->input, s->cached, s->output, s->reasoning, usd);
 }
@@ -434,7 +423,7 @@ static int fetch(redisContext *c, tg_report_t *r, char *err, size_t errlen) {
     for (int64_t d = r->from_day; d <= r->to_day; d++) {
         char day[11];
         tg_report_day_text(d, day);
-        if (redisAppendCommand(c, "HGETALL tg:usage:%s", day) != REDIS_OK) goto io;
+        if (redisAppendCommand(c, "HGETALL " TG_KEY_USAGE "%s", day) != REDIS_OK) goto io;
     }
     for (int64_t d = r->from_day; d <= r->to_day; d++) {
         void *v = NULL;
@@ -526,7 +515,8 @@ int tg_report_main(int argc, char **argv, const char *default_config) {
     if (out) fputs(out, stdout);
     if (r.bad_fields)
         fprintf(stderr,
-                "tollgate report: %zu fields in tg:usage:* were not provider|model|key|metric integers "
+                "tollgate report: %zu fields in " TG_KEY_USAGE
+                "* were not provider|model|key|metric integers "
                 "and were skipped\n",
                 r.bad_fields);
     free(out);

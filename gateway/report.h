@@ -51,9 +51,6 @@ void tg_report_add(tg_report_t *r, int64_t day, const char *field, size_t flen, 
 void tg_report_finish(tg_report_t *r);
 void tg_report_free(tg_report_t *r);
 
-/* "%lld.%06lld" of micro-USD: exact, no floating point. out holds 32 bytes. */
-void tg_report_usd(int64_t micro, char out[32]);
-
 /* Renderings (malloc'd, NUL-terminated; NULL when out of memory). JSON is SPEC §2's shape:
  * {"from","to","by","rows":[{"<by>":…,"requests",…,"cost_usd"}],"total":{…}}. */
 char *tg_report_json(const tg_report_t *r);

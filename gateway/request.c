@@ -7,7 +7,8 @@
  *   relay     non-stream: answer with Content-Length and the cost header;
  *             stream: relay SSE events as they come, pausing the upstream
  *             when the client's buffer is full, ending with the cost comment
- *             and [DONE], or an error event when the upstream broke;
+ *             and the client's end marker, or an error event when the
+ *             upstream broke (their shapes are in providers/client.c);
  *   finish    on_finish (normal end or client hang-up): cancel the upstream,
  *             record usage once, log one line, free everything in one place.
  * A tg_request_t owns its pool; all its strings and arrays live there.
@@ -28,15 +29,16 @@
 #include "core/config.h"
 #include "gateway/ledger.h"
 #include "core/log.h"
+#include "core/money.h"
 #include "gateway/metrics.h"
 #include "core/pool.h"
 #include "gateway/quota.h"
 #include "core/scan.h"
-#include "gateway/server.h"
 #include "core/sse.h"
 #include "gateway/upstream.h"
 #include "policy/health.h"
 #include "policy/route.h"
+#include "providers/client.h"
 #include "providers/provider.h"
 
 #define MAX_ANSWER_BYTES (64u << 20) /* a non-stream answer larger than this is refused */
@@ -139,50 +141,40 @@ static void respond_json(tg_http_req_t *h, int status, const char *const *hdrs, 
     tg_http_respond(h, status, all, k, body, len);
 }
 
-/* Anthropic error types by status (their API reference's table). */
-static const char *anthropic_type(int status) {
-    switch (status) {
-    case 400:
-        return "invalid_request_error";
-    case 401:
-        return "authentication_error";
-    case 402:
-        return "billing_error";
-    case 403:
-        return "permission_error";
-    case 404:
-        return "not_found_error";
-    case 413:
-        return "request_too_large";
-    case 429:
-        return "rate_limit_error";
-    case 529:
-        return "overloaded_error";
-    default:
-        return "api_error";
-    }
-}
-
-/* An error in the client's dialect. OpenAI: {"error":{"message","type",
- * "code"}}; Anthropic: {"type":"error","error":{"type","message"}}. */
+/* An error in the client's dialect (providers/client.c has the shapes). */
 static void send_error_h(tg_http_req_t *h, tg_client_dialect_t client, int status, const char *type,
                          const char *code, const char *msg, const char *const *hdrs, size_t n) {
-    json_t *o = client == TG_CLIENT_ANTHROPIC
-                    ? json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", anthropic_type(status),
-                                "message", msg)
-                    : json_pack("{s:{s:s,s:s,s:s?}}", "error", "message", msg, "type", type, "code", code);
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *s = tg_client_error_body(client, status, type, code, msg);
     if (s)
         respond_json(h, status, hdrs, n, s, strlen(s));
     else
         respond_json(h, status, hdrs, n, "{\"error\":{\"message\":\"error\"}}", 29);
     free(s);
-    json_decref(o);
 }
 
 static void send_error(tg_http_req_t *h, tg_client_dialect_t client, int status, const char *type,
                        const char *code, const char *msg) {
     send_error_h(h, client, status, type, code, msg, NULL, 0);
+}
+
+size_t tg_request_error_body(const char *path, size_t path_len, int status, const char *code, const char *msg,
+                             char *buf, size_t cap) {
+    char *s =
+        tg_client_error_body(tg_client_for_path(path, path_len), status, "invalid_request_error", code, msg);
+    size_t n = s ? strlen(s) : 0;
+    if (n > cap) n = 0; /* the server's own body, rather than a cut one */
+    if (n) memcpy(buf, s, n);
+    free(s);
+    return n;
+}
+
+/* --- the client's headers, for dialects and the policy engine ---------- */
+
+/* A tg_header_source_t over the request (core/header.h): nothing once the
+ * connection is gone. */
+static const char *request_header(void *ud, const char *name, size_t *len) {
+    const tg_request_t *r = ud;
+    return r->http ? tg_http_header(r->http, name, len) : NULL;
 }
 
 /* --- headers for the client ------------------------------------------- */
@@ -200,25 +192,16 @@ static size_t tollgate_headers(tg_request_t *r, const char **h, size_t cap, cons
 
 /* --- usage and cost ---------------------------------------------------- */
 
-/* micro-USD; prices are micro-USD per 1M tokens, so one division at the end. */
+/* micro-USD at the prices in force when the request started (core/money.c);
+ * 0 when the model has no price. */
 static int64_t cost_micro(const tg_request_t *r) {
-    const tg_price_t *p = r->call.price;
-    if (p == NULL) return 0;
-    time_t secs = (time_t)(r->ts_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    int64_t in, cin, out;
-    tg_price_at(p, tm.tm_hour * 60 + tm.tm_min, &in, &cin, &out);
-    const tg_usage_t *u = &r->usage;
-    int64_t plain = u->input_tokens - u->cached_input_tokens - u->cache_write_tokens;
-    if (plain < 0) plain = 0;
-    int64_t pico = plain * in + u->cached_input_tokens * cin + u->cache_write_tokens * p->cache_write +
-                   u->output_tokens * out;
-    return (pico + 500000) / 1000000;
+    int64_t micro = tg_money_micro(r->call.price, &r->usage, r->ts_ms);
+    return micro < 0 ? 0 : micro;
 }
 
 static const char *usd_text(tg_pool_t *pool, int64_t micro) {
-    return tg_pool_printf(pool, "%" PRId64 ".%06" PRId64, micro / 1000000, micro % 1000000);
+    char t[TG_MONEY_TEXT_MAX];
+    return tg_pool_strdup(pool, tg_money_format(micro, t));
 }
 
 /* When the provider gave no usage (a cut stream, a vendor that sends none),
@@ -421,24 +404,15 @@ static void finish_stream(tg_request_t *r, const char *error) {
     usage_finalise(r);
     int64_t micro = cost_micro(r);
     if (error == NULL) {
-        /* The cost comment, then the client's own end marker (Anthropic's
-         * message_stop was already relayed by the dialect). */
-        const char *c = tg_pool_printf(r->pool, ": tollgate {\"cost_usd\":%s,\"usage\":%s}\n\n%s",
-                                       usd_text(r->pool, micro), usage_json(r),
-                                       r->client == TG_CLIENT_OPENAI ? "data: [DONE]\n\n" : "");
+        /* The cost comment and the client's own end marker, in its dialect's order. */
+        const char *comment = tg_pool_printf(r->pool, ": tollgate {\"cost_usd\":%s,\"usage\":%s}\n\n",
+                                             usd_text(r->pool, micro), usage_json(r));
+        const char *c = tg_client_stream_done(r->client, r->pool, comment);
         tg_http_stream_write(r->http, c, strlen(c));
         r->status = 200;
     } else {
-        int anth = r->client == TG_CLIENT_ANTHROPIC;
-        json_t *o = anth ? json_pack("{s:s,s:{s:s,s:s}}", "type", "error", "error", "type", "api_error",
-                                     "message", error)
-                         : json_pack("{s:{s:s,s:s,s:s}}", "error", "message", error, "type", "upstream_error",
-                                     "code", "upstream_stream_broken");
-        char *s = json_dumps(o, JSON_COMPACT);
-        const char *c = tg_pool_printf(r->pool, "%sdata: %s\n\n", anth ? "event: error\n" : "", s ? s : "{}");
-        free(s);
-        json_decref(o);
-        tg_http_stream_write(r->http, c, strlen(c));
+        const char *c = tg_client_stream_broken(r->client, r->pool, error);
+        if (c) tg_http_stream_write(r->http, c, strlen(c));
         r->status = 502; /* for the log and ledger: the client saw 200, then an error */
     }
     tg_http_stream_end(r->http); /* on_finish may run inside: r may be gone */
@@ -616,7 +590,7 @@ static void attempt_next(tg_request_t *r) {
         r->call.body_len = r->body_len;
         r->call.scan = &r->scan;
         r->call.client = r->client;
-        r->call.http = r->http;
+        r->call.headers = (tg_header_source_t){request_header, r};
         r->call.client_wants_usage = r->scan.include_usage;
         r->call.provider = c->provider;
         r->call.model = c->model;
@@ -701,7 +675,7 @@ static void collect_sim_headers(tg_request_t *r) {
 }
 
 static void serve_models(tg_http_req_t *h, const tg_config_t *c);
-static void serve_metrics(tg_http_req_t *h);
+static void serve_metrics(tg_http_req_t *h, const tg_worker_t *w);
 static void serve_health(tg_http_req_t *h, int ready);
 
 static int on_headers(tg_http_req_t *h, void *ud) {
@@ -719,7 +693,7 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         return TG_HTTP_HANDLED;
     }
     if (path_is(path, plen, "/metrics") && get) {
-        serve_metrics(h);
+        serve_metrics(h, w);
         return TG_HTTP_HANDLED;
     }
     tg_admin_kind_t admin = tg_admin_kind(path, plen);
@@ -743,7 +717,7 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     int chat = path_is(path, plen, "/v1/chat/completions");
     int messages = path_is(path, plen, "/v1/messages");
     int models = path_is(path, plen, "/v1/models");
-    tg_client_dialect_t client = messages ? TG_CLIENT_ANTHROPIC : TG_CLIENT_OPENAI;
+    tg_client_dialect_t client = tg_client_for_path(path, plen);
     if (!chat && !messages && !models) {
         char msg[200];
         snprintf(msg, sizeof(msg),
@@ -768,10 +742,7 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     if (key == NULL) {
         tg_config_unref(cfg);
         send_error(h, client, 401, "invalid_request_error", "invalid_api_key",
-                   secret ? "the gateway key is not valid"
-                   : client == TG_CLIENT_ANTHROPIC
-                       ? "missing gateway key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'"
-                       : "missing gateway key: send 'Authorization: Bearer <key>'");
+                   secret ? "the gateway key is not valid" : tg_client_auth_hint(client));
         return TG_HTTP_HANDLED;
     }
     if (models) {
@@ -843,8 +814,8 @@ static void on_request(tg_http_req_t *h, void *ud) {
         send_error(h, r->client, 400, "invalid_request_error", "missing_model", "'model' is required");
         return;
     }
-    tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, h, r->ts_ms};
-    tg_route_opts_t ro = {r->w->health, now_us() / 1000, NULL, NULL};
+    tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, {request_header, r}, r->ts_ms};
+    tg_route_opts_t ro = {r->w->health, now_us() / 1000};
     if (tg_route_pick_opts(r->cfg, &ctx, &ro, r->pool, &r->route) != 0) {
         int st = r->route.status ? r->route.status : 404;
         r->status = st;
@@ -941,9 +912,9 @@ static void serve_health(tg_http_req_t *h, int ready) {
         respond_json(h, 503, NULL, 0, "{\"status\":\"no usable provider\"}", 31);
 }
 
-static void serve_metrics(tg_http_req_t *h) {
+static void serve_metrics(tg_http_req_t *h, const tg_worker_t *w) {
     size_t len;
-    char *extra = tg_server_metrics();
+    char *extra = w->server_metrics ? w->server_metrics() : NULL;
     char *text = tg_metrics_render(extra, &len);
     free(extra);
     const char *hdr[] = {"Content-Type: text/plain; version=0.0.4"};

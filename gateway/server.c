@@ -5,7 +5,9 @@
  * thread polls a signalfd and an inotify descriptor: SIGHUP, or a change to
  * the config file or any file it includes (100 ms after the last event, and
  * only when their bytes changed), reloads the config — validated first; an
- * invalid one is logged with FILE:LINE:COL and the old one stays. Workers
+ * invalid one is logged with FILE:LINE:COL and the old one stays. Each
+ * snapshot is bound to its dialect vtables (tg_dialect_bind) before it is
+ * installed: the config loader knows dialects by name only. Workers
  * never wait on a reload: they take the new snapshot with their next request.
  * SIGTERM/SIGINT stop accepting, let requests in flight finish within the
  * grace period, flush the ledger, and exit 0.
@@ -41,6 +43,7 @@
 #include "sim/simulate.h"
 #include "gateway/upstream.h"
 #include "policy/health.h"
+#include "providers/provider.h"
 
 #define GRACE_MS 30000
 #define DEBOUNCE_MS 100 /* editors write a file in several steps: reload once, after the last */
@@ -58,7 +61,9 @@ typedef struct {
 static slot_t *g_slots;
 static int g_nslots;
 
-char *tg_server_metrics(void) {
+/* The workers' circuit state, calls in flight and ledger backlog, for
+ * /metrics (tg_worker_t.server_metrics). */
+static char *server_metrics(void) {
     tg_health_t *hs[64];
     size_t n = 0;
     uint64_t backlog = 0, journaled = 0, written = 0, replayed = 0;
@@ -165,7 +170,10 @@ static tg_config_t *load(const tg_server_opts_t *o) {
     for (size_t i = 0; i < d.n; i++)
         tg_log(strstr(d.msgs[i], ": warning: ") ? TG_LOG_WARN : TG_LOG_ERROR, "%s", d.msgs[i]);
     tg_diag_free(&d);
-    if (c) apply_overrides(c, o);
+    if (c) {
+        apply_overrides(c, o);
+        tg_dialect_bind(c);
+    }
     return c;
 }
 
@@ -197,6 +205,7 @@ static int worker_init(slot_t *s, int i, tg_config_t *c) {
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed)) seed = (uint64_t)time(NULL) ^ ((uint64_t)i << 32);
     s->w.rng = seed;
+    s->w.server_metrics = server_metrics;
     char err[256];
     s->w.ledger = tg_ledger_new(s->w.base, c->redis_url, c->journal_path, i, err, sizeof(err));
     if (s->w.ledger == NULL) {
@@ -214,6 +223,7 @@ static int worker_init(slot_t *s, int i, tg_config_t *c) {
     if (c->limits.keepalive_timeout_ms) lim.keepalive_timeout_ms = c->limits.keepalive_timeout_ms;
     s->w.http = tg_http_server_new(s->w.base, s->fd, &lim, &tg_request_handler, &s->w);
     if (s->w.up == NULL || s->w.http == NULL || s->w.health == NULL) return -1;
+    tg_http_server_set_error_body(s->w.http, tg_request_error_body);
     apply_health_params(s->w.health, c);
     s->params_ev = event_new(s->w.base, -1, 0, on_params, s);
     s->flush_ev = event_new(s->w.base, -1, EV_PERSIST, on_flush, s);

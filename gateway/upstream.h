@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include "core/upcall.h"
+
 struct event_base;
 
 typedef struct tg_upstream_s tg_upstream_t;
@@ -43,23 +45,6 @@ typedef struct {
      * request headers; "" on TG_UP_OK. Valid during the call only. */
     void (*on_done)(tg_upcall_t *u, tg_up_result_t res, const char *err, void *ud);
 } tg_upcall_cb_t;
-
-typedef struct {
-    unsigned connect_ms;    /* default 3000 */
-    unsigned first_byte_ms; /* from request sent to first response byte; default 60000 */
-    unsigned idle_ms;       /* between body bytes; default 60000 */
-    unsigned total_ms;      /* 0 = none */
-} tg_upcall_timeouts_t;
-
-typedef struct {
-    const char *url;            /* absolute http(s) URL */
-    const char *const *headers; /* "Name: value" lines; Expect: is blanked by us */
-    size_t nheaders;
-    const char *body; /* POST body; must stay valid until on_done/cancel */
-    size_t body_len;
-    tg_upcall_timeouts_t timeouts;
-    int streaming; /* the answer is an event stream: a 4 KB receive buffer instead of 16 KB */
-} tg_upcall_req_t;
 
 tg_upstream_t *tg_upstream_new(struct event_base *base);
 /* Cancels every call in flight (no on_done) and frees. Call before

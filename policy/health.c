@@ -17,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/hash.h"
+
 #define CHUNK 64
 #define N_CHUNKS (TG_HEALTH_MAX_ENTRIES / CHUNK)
 #define INDEX_SIZE (2 * TG_HEALTH_MAX_ENTRIES) /* power of two, load <= 1/2 */
@@ -98,13 +100,7 @@ uint64_t tg_health_rand(tg_health_t *h) {
 }
 
 static uint64_t hash2(const char *a, const char *b) {
-    uint64_t v = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)a; *p; p++)
-        v = (v ^ *p) * 1099511628211ull;
-    v = (v ^ '/') * 1099511628211ull;
-    for (const unsigned char *p = (const unsigned char *)b; *p; p++)
-        v = (v ^ *p) * 1099511628211ull;
-    return v;
+    return tg_hash_fnv64_str(tg_hash_fnv64_mix(tg_hash_fnv64_str(TG_HASH_FNV64_SEED, a), '/'), b);
 }
 
 static tg_health_entry_t *add_entry(tg_health_t *h, size_t i, const char *provider, const char *model) {

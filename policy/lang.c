@@ -9,8 +9,6 @@
  * around an English code identifier still reads as Chinese. */
 #include "policy/lang.h"
 
-#include <strings.h>
-
 /* Decodes one code point at s[0..n) (n >= 1). Returns its length, or 0 when
  * the bytes there are not a well-formed, shortest-form scalar value. */
 static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp) {
@@ -143,14 +141,4 @@ static const char *const names[] = {[TG_LANG_OTHER] = "other",
 
 const char *tg_lang_name(tg_lang_t l) {
     return (unsigned)l < sizeof(names) / sizeof(names[0]) ? names[l] : "other";
-}
-
-int tg_lang_parse(const char *name, tg_lang_t *out) {
-    for (size_t i = 0; name && i < sizeof(names) / sizeof(names[0]); i++) {
-        if (strcasecmp(name, names[i]) == 0) {
-            *out = (tg_lang_t)i;
-            return 0;
-        }
-    }
-    return -1;
 }

@@ -35,7 +35,5 @@ tg_lang_t tg_lang_detect(const char *utf8, size_t len);
 
 /* "zh", "ja", "ko", "en", "other". */
 const char *tg_lang_name(tg_lang_t l);
-/* 0 and *out for one of those names (case-insensitive), -1 otherwise. */
-int tg_lang_parse(const char *name, tg_lang_t *out);
 
 #endif

@@ -1,11 +1,14 @@
 /* price.c — cost estimates for routing: how many tokens a prompt is likely
  * to be, and what a request of that size costs on a candidate at the time
  * it starts. Prices come from the config snapshot (micro-USD per 1M tokens,
- * so tokens x price is pico-USD, exact in integers); tg_price_at (core/config_price.c)
- * applies the UTC window in force. The script mix is read from the bounded
+ * so tokens x price is pico-USD, exact in integers); core/money.c turns
+ * counts into money with the UTC window in force (tg_price_at, core/config_price.c).
+ * The script mix is read from the bounded
  * user text the scanner kept, and scaled to all the request's text bytes,
  * so an estimate costs one pass over at most 4 KB. Nothing here allocates. */
 #include "policy/price.h"
+
+#include "core/money.h"
 
 /* Chat templates add a few tokens of framing around every message. */
 #define TOKENS_PER_MESSAGE 4
@@ -38,34 +41,30 @@ int64_t tg_price_estimate_output_def(const tg_scan_req_t *s, int64_t def) {
 }
 
 int tg_price_minute(int64_t ts_ms) {
-    int64_t m = (ts_ms / 60000) % 1440;
-    return (int)(m < 0 ? m + 1440 : m);
+    return tg_money_minute(ts_ms);
+}
+
+/* The estimate is the bill of the usage it expects: the same rule, in
+ * core/money.c, so explain and the cheapest strategy price a request as the
+ * ledger will. An estimate has no cache writes: nobody knows them before
+ * the answer. */
+static tg_usage_t expected(int64_t prompt_in, int64_t cached_in, int64_t output) {
+    return (tg_usage_t){.input_tokens = prompt_in, .cached_input_tokens = cached_in, .output_tokens = output};
 }
 
 int64_t tg_price_cost_pusd(const tg_price_t *p, int64_t prompt_in, int64_t cached_in, int64_t output,
                            int64_t ts_ms) {
-    if (p == NULL) return -1;
-    int64_t in, cin, out;
-    tg_price_at(p, tg_price_minute(ts_ms), &in, &cin, &out);
-    /* A price without a cached rate bills cache hits as plain input. */
-    if (cin < 0) cin = in;
-    if (cached_in > prompt_in) cached_in = prompt_in;
-    if (cached_in < 0) cached_in = 0;
-    int64_t plain = prompt_in - cached_in;
-    if (plain < 0) plain = 0;
-    if (output < 0) output = 0;
-    return plain * in + cached_in * cin + output * out;
+    tg_usage_t u = expected(prompt_in, cached_in, output);
+    return tg_money_pusd(p, &u, ts_ms);
 }
 
 int64_t tg_price_cost_micro(const tg_price_t *p, int64_t prompt_in, int64_t cached_in, int64_t output,
                             int64_t ts_ms) {
-    int64_t pusd = tg_price_cost_pusd(p, prompt_in, cached_in, output, ts_ms);
-    return pusd < 0 ? -1 : (pusd + 500000) / 1000000;
+    tg_usage_t u = expected(prompt_in, cached_in, output);
+    return tg_money_micro(p, &u, ts_ms);
 }
 
 int64_t tg_price_output_at(const tg_price_t *p, int64_t ts_ms) {
-    if (p == NULL) return -1;
-    int64_t in, cin, out;
-    tg_price_at(p, tg_price_minute(ts_ms), &in, &cin, &out);
-    return out;
+    tg_money_rates_t r;
+    return tg_money_rates(p, ts_ms, &r) < 0 ? -1 : r.output;
 }

@@ -29,9 +29,10 @@ int64_t tg_price_estimate_output_def(const tg_scan_req_t *s, int64_t def);
 int tg_price_minute(int64_t ts_ms);
 
 /* Cost in pico-USD (1e-12 USD; exact, no rounding) of a request with these
- * token counts at price p, in the window in force at ts_ms. cached_in is
- * the part of prompt_in served from the provider's cache. -1 when p is
- * NULL (no price known). */
+ * token counts at price p, in the window in force at ts_ms, by the billing
+ * rule of core/money.c. cached_in is the part of prompt_in served from the
+ * provider's cache. -1 when p is NULL (no price known); INT64_MAX past what
+ * int64_t holds. */
 int64_t tg_price_cost_pusd(const tg_price_t *p, int64_t prompt_in, int64_t cached_in, int64_t output,
                            int64_t ts_ms);
 /* The same rounded to micro-USD (half up); -1 when p is NULL. */

@@ -26,7 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "gateway/http1.h"
+#include "core/money.h"
 #include "policy/price.h"
 #include "policy/strategy.h"
 
@@ -97,9 +97,7 @@ static int has_tag(const tg_key_t *k, const char *tag) {
 }
 
 static const char *header_value(const env_t *e, const char *name, size_t *n) {
-    if (e->ctx->http) return tg_http_header(e->ctx->http, name, n);
-    if (e->opts->get_header) return e->opts->get_header(e->opts->header_ud, name, n);
-    return NULL;
+    return tg_header_get(&e->ctx->headers, name, n);
 }
 
 static int header_matches(const tg_route_t *rt, const env_t *e) {
@@ -328,7 +326,7 @@ static void fill_explain(env_t *e, tg_strategy_t st, cand_t *v, size_t n, const 
         const tg_strategy_item_t *x = &items[i];
         tg_route_explain_cand_t *o = &ex->cands[ex->n_cands++];
         *o = (tg_route_explain_cand_t){x->cand, 1, (int)i + 1, NULL, -1, x->score_ms, x->score_known};
-        o->cost_micro = x->cost_pusd < 0 ? -1 : (x->cost_pusd + 500000) / 1000000;
+        o->cost_micro = tg_money_round(x->cost_pusd);
         o->why = i == 0 ? chosen_text(e, st, x, kept) : tg_pool_printf(e->pool, "failover %zu", i);
     }
     for (size_t i = 0; i < n; i++) {
@@ -515,10 +513,6 @@ int tg_route_pick_opts(const tg_config_t *c, const tg_route_ctx_t *ctx, const tg
     return tg_route_pick_explain(c, ctx, opts, pool, out, NULL);
 }
 
-int tg_route_pick(const tg_config_t *c, const tg_route_ctx_t *ctx, tg_pool_t *pool, tg_route_result_t *out) {
-    return tg_route_pick_explain(c, ctx, NULL, pool, out, NULL);
-}
-
 /* --- explain as JSON ----------------------------------------------------------- */
 
 static json_t *str_or_null(const char *s) {
@@ -537,10 +531,8 @@ static json_t *explain_cand(const tg_route_explain_cand_t *x) {
     json_object_set_new(o, "order", x->kept ? json_integer(x->order) : json_null());
     json_object_set_new(o, "why", json_string(x->why ? x->why : ""));
     if (x->cost_micro >= 0) {
-        char usd[40];
-        snprintf(usd, sizeof(usd), "%" PRId64 ".%06" PRId64, x->cost_micro / 1000000,
-                 x->cost_micro % 1000000);
-        json_object_set_new(o, "est_cost_usd", json_string(usd));
+        char usd[TG_MONEY_TEXT_MAX];
+        json_object_set_new(o, "est_cost_usd", json_string(tg_money_format(x->cost_micro, usd)));
         json_object_set_new(o, "est_cost_micro_usd", json_integer(x->cost_micro));
     } else {
         json_object_set_new(o, "est_cost_usd", json_null());
@@ -609,6 +601,6 @@ int tg_route_explain_opts(const tg_config_t *c, const tg_route_ctx_t *ctx, const
 
 int tg_route_explain(const tg_config_t *c, const tg_route_ctx_t *ctx, tg_health_t *health, tg_pool_t *pool,
                      char **json_out) {
-    tg_route_opts_t o = {health, 0, NULL, NULL};
+    tg_route_opts_t o = {health, 0};
     return tg_route_explain_opts(c, ctx, &o, pool, json_out);
 }

@@ -10,19 +10,18 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/header.h"
 #include "core/pool.h"
 #include "core/scan.h"
 #include "policy/health.h"
 #include "policy/lang.h"
 
-struct tg_http_req_s;
-
 typedef struct {
     const char *model;   /* what the client asked for (decoded) */
     const tg_key_t *key; /* the authenticated gateway key; NULL in explain without a key */
     const tg_scan_req_t *scan;
-    const struct tg_http_req_s *http; /* for `header` matches; may be NULL */
-    int64_t ts_ms;                    /* request start, unix ms (UTC windows, prices) */
+    tg_header_source_t headers; /* for `header` matches; an empty source matches none */
+    int64_t ts_ms;              /* request start, unix ms (UTC windows, prices) */
 } tg_route_ctx_t;
 
 /* What the policy engine uses beyond the request. A separate struct so that
@@ -31,10 +30,6 @@ typedef struct {
     tg_health_t *health; /* the worker's; NULL: no circuit or latency data */
     int64_t now_ms;      /* the clock of every tg_health_* call on health
                             (monotonic ms); 0 = use ctx->ts_ms */
-    /* `header` matches when ctx->http is NULL (explain, tests): value of
-     * header `name` (case-insensitive) and its length, or NULL. */
-    const char *(*get_header)(void *ud, const char *name, size_t *len);
-    void *header_ud;
 } tg_route_opts_t;
 
 typedef struct {
@@ -57,8 +52,6 @@ typedef struct {
  * allocated comes from pool. opts may be NULL. */
 int tg_route_pick_opts(const tg_config_t *c, const tg_route_ctx_t *ctx, const tg_route_opts_t *opts,
                        tg_pool_t *pool, tg_route_result_t *out);
-/* tg_route_pick_opts with no opts: no health data, every circuit closed. */
-int tg_route_pick(const tg_config_t *c, const tg_route_ctx_t *ctx, tg_pool_t *pool, tg_route_result_t *out);
 
 /* What `tollgate explain` prints. */
 typedef struct {
@@ -89,7 +82,7 @@ typedef struct {
     int64_t output_tokens;
 } tg_route_explain_t;
 
-/* tg_route_pick, also filling ex (from pool). */
+/* tg_route_pick_opts, also filling ex (from pool). */
 int tg_route_pick_explain(const tg_config_t *c, const tg_route_ctx_t *ctx, const tg_route_opts_t *opts,
                           tg_pool_t *pool, tg_route_result_t *out, tg_route_explain_t *ex);
 
@@ -99,7 +92,7 @@ int tg_route_pick_explain(const tg_config_t *c, const tg_route_ctx_t *ctx, const
  * or -1 when out of memory; a request that routes nowhere still explains (0). */
 int tg_route_explain(const tg_config_t *c, const tg_route_ctx_t *ctx, tg_health_t *health, tg_pool_t *pool,
                      char **json_out);
-/* The same with every option (a header lookup for `header` rules). */
+/* The same with every option (the worker's clock as well as its health). */
 int tg_route_explain_opts(const tg_config_t *c, const tg_route_ctx_t *ctx, const tg_route_opts_t *opts,
                           tg_pool_t *pool, char **json_out);
 

@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include "core/hash.h"
+
 typedef int (*before_fn)(const tg_strategy_item_t *a, const tg_strategy_item_t *b, const void *ctx);
 
 /* Stable: an item moves only past items it strictly goes before. */
@@ -45,11 +47,10 @@ const char *tg_strategy_name(tg_strategy_t s) {
 }
 
 uint64_t tg_strategy_sig(const tg_candidate_t *c, size_t n) {
-    uint64_t v = 1469598103934665603ull;
+    uint64_t v = TG_HASH_FNV64_SEED;
     for (size_t i = 0; i < n; i++) {
-        for (const unsigned char *p = (const unsigned char *)c[i].target; p && *p; p++)
-            v = (v ^ *p) * 1099511628211ull;
-        v = (v ^ (0x100u + c[i].weight)) * 1099511628211ull;
+        v = tg_hash_fnv64_str(v, c[i].target);
+        v = tg_hash_fnv64_mix(v, 0x100u + c[i].weight);
     }
     return v;
 }

@@ -17,7 +17,6 @@
 
 #include <jansson.h>
 
-#include "gateway/http1.h"
 #include "core/log.h"
 #include "providers/provider.h"
 #include "providers/translate.h"
@@ -81,7 +80,7 @@ static int anthropic_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t
     h[nh++] = c->scan->stream ? "Accept: text/event-stream" : "Accept: application/json";
     size_t bl = 0;
     const char *beta =
-        c->client == TG_CLIENT_ANTHROPIC && c->http ? tg_http_header(c->http, "anthropic-beta", &bl) : NULL;
+        c->client == TG_CLIENT_ANTHROPIC ? tg_header_get(&c->headers, "anthropic-beta", &bl) : NULL;
     if (beta && bl) h[nh++] = tg_pool_printf(c->pool, "anthropic-beta: %.*s", (int)bl, beta);
     for (size_t i = 0; i < c->n_extra; i++)
         h[nh++] = c->extra_headers[i];

@@ -196,3 +196,10 @@ const tg_dialect_t *tg_dialect_find(const char *name) {
     if (strcmp(name, "anthropic") == 0) return &tg_dialect_anthropic;
     return NULL;
 }
+
+void tg_dialect_bind(tg_config_t *c) {
+    for (size_t i = 0; c && i < c->n_providers; i++) {
+        tg_provider_t *p = &c->providers[i];
+        p->dialect = p->dialect_name ? tg_dialect_find(p->dialect_name) : NULL;
+    }
+}

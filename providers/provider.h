@@ -2,8 +2,9 @@
  * formats (OpenAI chat completions, Anthropic messages) lives behind it, so
  * the request lifecycle in gateway/request.c never switches on a dialect.
  *
- * A dialect is told which dialect the *client* speaks, so a pair (client,
- * provider) either passes bytes through with a few splices, or translates.
+ * A dialect is told which dialect the *client* speaks (providers/client.h),
+ * so a pair (client, provider) either passes bytes through with a few
+ * splices, or translates.
  */
 #ifndef TG_PROVIDER_H
 #define TG_PROVIDER_H
@@ -12,12 +13,12 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/header.h"
 #include "core/pool.h"
 #include "core/scan.h"
-#include "gateway/upstream.h"
+#include "core/upcall.h"
 #include "core/usage.h"
-
-typedef enum { TG_CLIENT_OPENAI, TG_CLIENT_ANTHROPIC } tg_client_dialect_t;
+#include "providers/client.h"
 
 /* One attempt against one provider. Built by the request, read by the
  * dialect; every pointer is owned by the request's pool or snapshot. */
@@ -31,7 +32,7 @@ typedef struct {
     const tg_provider_t *provider;
     const tg_price_t *price;          /* may be NULL */
     const char *model;                /* the provider's model id */
-    const struct tg_http_req_s *http; /* the client's request (headers such as anthropic-beta) */
+    tg_header_source_t headers;       /* the client's request headers (anthropic-beta) */
     const char *const *extra_headers; /* forwarded x-sim-* lines (simulated providers only) */
     size_t n_extra;
     size_t content_bytes; /* answer text seen so far, for estimates when no usage comes */
@@ -77,6 +78,11 @@ typedef struct tg_dialect_s {
 
 /* By name ("openai", "anthropic"); NULL when unknown. */
 const tg_dialect_t *tg_dialect_find(const char *name);
+/* Points every provider of a freshly loaded snapshot at its dialect's
+ * vtable (tg_dialect_find of its dialect_name; NULL when unknown). The
+ * configuration loader knows dialects by name only; whoever loads a
+ * snapshot to serve with binds it once, before installing it. */
+void tg_dialect_bind(tg_config_t *c);
 
 extern const tg_dialect_t tg_dialect_openai;
 extern const tg_dialect_t tg_dialect_anthropic;

@@ -100,7 +100,8 @@ static int get_count(const json_t *o, const char *key, int64_t *v) {
 }
 
 /* Anthropic's input_tokens exclude cache reads and writes; ours include them.
- * Only the fields present are overwritten: message_delta may repeat some. */
+ * Only the fields present are overwritten: message_delta may repeat some.
+ * output_tokens_details.thinking_tokens is the reasoning part. */
 void tg_tr_usage_anthropic(const json_t *usage, tg_usage_t *u) {
     if (!json_is_object(usage)) return;
     int64_t plain = u->input_tokens - u->cached_input_tokens - u->cache_write_tokens;
@@ -110,6 +111,9 @@ void tg_tr_usage_anthropic(const json_t *usage, tg_usage_t *u) {
     if (get_count(usage, "cache_read_input_tokens", &v)) u->cached_input_tokens = v, any = 1;
     if (get_count(usage, "cache_creation_input_tokens", &v)) u->cache_write_tokens = v, any = 1;
     if (get_count(usage, "output_tokens", &v)) u->output_tokens = v, any = 1;
+    /* Claude's thinking, part of output_tokens (message_delta carries it). */
+    if (get_count(json_object_get(usage, "output_tokens_details"), "thinking_tokens", &v))
+        u->reasoning_tokens = v, any = 1;
     u->input_tokens = plain + u->cached_input_tokens + u->cache_write_tokens;
     if (any) {
         u->present = 1;
@@ -804,6 +808,7 @@ struct tg_tr_stream_s {
     char id[96], model[128];
     /* Anthropic -> OpenAI */
     int n_tools, cur_tool;
+    int cur_args;  /* the open tool call got argument text */
     int role_sent; /* held back until there is content, so an early error can still fail over */
     /* OpenAI -> Anthropic */
     int started, open, n_blocks;
@@ -870,6 +875,7 @@ static void a2o_block_start(tg_tr_stream_t *s, const json_t *b, tg_tr_emit_fn em
     const char *t = jstr(b, "type");
     if (t && !strcmp(t, "tool_use")) {
         s->cur_tool = s->n_tools++;
+        s->cur_args = 0;
         oa_tool_delta(s, emit, ud,
                       json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", jstr(b, "id") ? jstr(b, "id") : "", "type",
                                 "function", "function", "name", jstr(b, "name") ? jstr(b, "name") : "",
@@ -890,6 +896,7 @@ static void a2o_delta(tg_tr_stream_t *s, const json_t *d, size_t *bytes, tg_tr_e
         oa_chunk(s, emit, ud, json_pack("{s:s}", "reasoning_content", v), NULL);
     } else if (!strcmp(t, "input_json_delta") && (v = jstr(d, "partial_json")) && *v && s->cur_tool >= 0) {
         *bytes += strlen(v);
+        s->cur_args = 1;
         oa_tool_delta(s, emit, ud, json_pack("{s:{s:s}}", "function", "arguments", v));
     }
     /* signature_delta and citations_delta have no OpenAI form. */
@@ -907,6 +914,10 @@ static int a2o_event(tg_tr_stream_t *s, const char *type, const json_t *o, tg_us
     } else if (!strcmp(type, "content_block_delta")) {
         a2o_delta(s, json_object_get(o, "delta"), bytes, emit, ud);
     } else if (!strcmp(type, "content_block_stop")) {
+        /* A tool without parameters streams no argument text (or only
+         * ""): OpenAI clients expect the JSON text "{}". */
+        if (s->cur_tool >= 0 && !s->cur_args)
+            oa_tool_delta(s, emit, ud, json_pack("{s:{s:s}}", "function", "arguments", "{}"));
         s->cur_tool = -1;
     } else if (!strcmp(type, "message_delta")) {
         tg_tr_usage_anthropic(json_object_get(o, "usage"), u);

@@ -1,5 +1,6 @@
 // errors.test.mjs — bad input and misbehaving providers: each gets the right
-// status and an OpenAI-shaped error a person can act on, streams that break
+// status and an error a person can act on, in the shape of the API called
+// (Anthropic's on /v1/messages, OpenAI's elsewhere), streams that break
 // end with an error event (never a clean [DONE]), and the gateway keeps serving.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -97,6 +98,46 @@ test('413 is decided from Content-Length, before the body is read', async () => 
     assert.equal(res.status, 413);
     assert.ok(JSON.parse(res.text).error);
     s.destroy();
+});
+
+// What the HTTP server answers by itself comes in the dialect of the path:
+// an Anthropic SDK on /v1/messages must be able to read it.
+async function ownAnswer(path, headers) {
+    const s = await rawConnect(gw.port);
+    s.write(rawRequest('POST', path, { headers }));
+    await s.waitFor((b) => parseResponses(b).length > 0 || s.gone);
+    const [res] = parseResponses(s.buf);
+    s.destroy();
+    assert.ok(res, `an answer on ${path}`);
+    return { status: res.status, type: res.headers['content-type'], body: JSON.parse(res.text) };
+}
+
+test('oversized body on /v1/messages: Anthropic-shaped 413', async () => {
+    const r = await ownAnswer('/v1/messages?beta=true', { 'content-length': 10 * 1024 * 1024, 'x-api-key': KEY });
+    assert.equal(r.status, 413);
+    assert.equal(r.type, 'application/json');
+    assert.equal(r.body.type, 'error');
+    assert.equal(r.body.error.type, 'request_too_large');
+    assert.match(r.body.error.message, /larger than this server accepts/);
+});
+
+test('oversized body on /v1/chat/completions and /v1/responses: OpenAI-shaped 413', async () => {
+    for (const path of ['/v1/chat/completions', '/v1/responses']) {
+        const r = await ownAnswer(path, { 'content-length': 10 * 1024 * 1024 });
+        assert.equal(r.status, 413, path);
+        assert.equal(r.body.type, undefined, path);
+        assert.equal(r.body.error.type, 'invalid_request_error', path);
+        assert.equal(r.body.error.code, 'request_too_large', path);
+        assert.match(r.body.error.message, /larger than this server accepts/, path);
+    }
+});
+
+test('headers too large on /v1/messages: Anthropic-shaped 431', async () => {
+    const r = await ownAnswer('/v1/messages', { 'x-filler': 'a'.repeat(64 * 1024) });
+    assert.equal(r.status, 431);
+    assert.deepEqual(Object.keys(r.body).sort(), ['error', 'type']);
+    assert.equal(r.body.error.type, 'invalid_request_error');
+    assert.match(r.body.error.message, /headers are too large/);
 });
 
 test('a chunked body past the limit: 413', async () => {

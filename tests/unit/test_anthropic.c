@@ -3,7 +3,7 @@
  * translated, max_tokens defaults), answers and stream events relayed or
  * translated with usage normalised, and error mapping for failover; plus
  * the OpenAI dialect serving an Anthropic client. The client's request
- * headers come from a stub of tg_http_header (no server needed). */
+ * headers come from a header source over one variable (no server needed). */
 // clang-format off
 /* deps: providers/anthropic.c providers/openai.c providers/translate.c core/scan.c core/pool.c core/log.c */
 // clang-format on
@@ -14,18 +14,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "gateway/http1.h"
 #include "providers/provider.h"
 
-/* The client's anthropic-beta header, seen through the stub below. */
+/* The client's anthropic-beta header, seen through client_header below. */
 static const char *beta_header;
 
-const char *tg_http_header(const tg_http_req_t *r, const char *name, size_t *len) {
-    if (r == NULL || strcmp(name, "anthropic-beta") != 0 || beta_header == NULL) return NULL;
+static const char *client_header(void *ud, const char *name, size_t *len) {
+    if (strcasecmp(name, "anthropic-beta") != 0 || beta_header == NULL) return NULL;
     *len = strlen(beta_header);
     return beta_header;
 }
@@ -68,7 +68,7 @@ static void call_init(fx_t *f, const char *body, tg_client_dialect_t client) {
                           .provider = &f->prov,
                           .model = "claude-haiku-4-5"};
     f->call.client_wants_usage = f->scan.include_usage;
-    f->call.http = (const tg_http_req_t *)f; /* any non-NULL request: the stub answers */
+    f->call.headers = (tg_header_source_t){client_header, NULL};
 }
 
 static const char *header(const tg_upcall_req_t *r, const char *prefix) {

@@ -50,9 +50,9 @@ static void test_defaults_load(void **state) {
         fprintf(stderr, "%s\n", d.msgs[i]);
     assert_non_null(c);
     assert_int_equal(d.n_errors, 0);
-    assert_int_equal(c->n_providers, 4);
+    assert_int_equal(c->n_providers, 13);
     assert_int_equal(c->n_routes, 3);
-    assert_int_equal(c->n_prices, 13);
+    assert_int_equal(c->n_prices, 21);
     assert_int_equal(c->n_keys, 1);
     assert_string_equal(c->listen_host, "0.0.0.0");
     assert_int_equal(c->listen_port, 8080);
@@ -438,7 +438,7 @@ static int run_check(const char *path, char *out, size_t cap) {
 static void test_check_command(void **state) {
     char out[8192];
     assert_int_equal(run_check("config/tollgate.yaml", out, sizeof(out)), 0);
-    assert_non_null(strstr(out, "config/tollgate.yaml: ok (4 providers, 3 routes, 13 prices, 1 keys)\n"));
+    assert_non_null(strstr(out, "config/tollgate.yaml: ok (13 providers, 3 routes, 21 prices, 1 keys)\n"));
     assert_int_equal(run_check(FIX "stale.yaml", out, sizeof(out)), 0);
     assert_non_null(strstr(out, "stale.yaml:4:77: warning: "));
     assert_int_equal(run_check(FIX "refs.yaml", out, sizeof(out)), 1);

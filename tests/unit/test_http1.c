@@ -556,6 +556,97 @@ static void test_400_garbage(void **state) {
     assert_int_equal(fx.headers_calls, 0);
 }
 
+/* ---------- the owner's shape for the server's own errors ---------- */
+
+/* Writes what the server passed as a small JSON object; 0 (the server's own
+ * body) for paths under /plain. */
+static size_t record_error(const char *path, size_t path_len, int status, const char *code, const char *msg,
+                           char *buf, size_t cap) {
+    if (path_len >= 6 && memcmp(path, "/plain", 6) == 0) return 0;
+    int n = snprintf(buf, cap, "{\"path\":\"%.*s\",\"status\":%d,\"code\":\"%s\"}", (int)path_len, path,
+                     status, code);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* Sends `req` on a new connection and returns the body of the error the
+ * server answered by itself (malloc'd), checking its status. */
+static char *own_error(const char *req, int status) {
+    cli_t *c = cli_open();
+    cli_sends(c, req);
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, status);
+    assert_true(has_header(&r, "Content-Type: application/json"));
+    assert_true(has_header(&r, "Connection: close"));
+    cli_wait_eof(c);
+    char *body = strdup(r.body ? r.body : "");
+    resp_free(&r);
+    cli_close(c);
+    return body;
+}
+
+static void test_error_body_by_path(void **state) {
+    tg_http_server_set_error_body(fx.srv, record_error);
+    char *b;
+    /* 413 on the declared length: the parsed path, without its query. */
+    b = own_error("POST /v1/messages?beta=1 HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n", 413);
+    assert_string_equal(b, "{\"path\":\"/v1/messages\",\"status\":413,\"code\":\"request_too_large\"}");
+    free(b);
+    /* 431 while headers are still arriving: the path from the read buffer. */
+    char big[3000], req[3200];
+    memset(big, 'b', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    snprintf(req, sizeof(req), "GET /v1/messages/count_tokens?x=1 HTTP/1.1\r\nX-Big: %s", big);
+    b = own_error(req, 431);
+    assert_string_equal(b, "{\"path\":\"/v1/messages/"
+                           "count_tokens\",\"status\":431,\"code\":\"request_header_fields_too_large\"}");
+    free(b);
+    /* 400 on a bad header name, found before the target is split. */
+    b = own_error("GET /v1/chat/completions#f HTTP/1.1\r\nBad Header: x\r\n\r\n", 400);
+    assert_string_equal(b, "{\"path\":\"/v1/chat/completions\",\"status\":400,\"code\":\"invalid_header\"}");
+    free(b);
+    /* 408 when the body stalls: the handler saw the request; the same path. */
+    b = own_error("POST /v1/messages HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n01234", 408);
+    assert_string_equal(b, "{\"path\":\"/v1/messages\",\"status\":408,\"code\":\"request_timeout\"}");
+    free(b);
+    /* 413 mid-way through a chunked body, after the handler saw the headers. */
+    char chunked[2000] = "POST /v1/messages HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 2; i++) {
+        strcat(chunked, "2bc\r\n");
+        size_t n = strlen(chunked);
+        memset(chunked + n, 'a', 700);
+        chunked[n + 700] = '\0';
+        strcat(chunked, "\r\n");
+    }
+    b = own_error(chunked, 413);
+    assert_string_equal(b, "{\"path\":\"/v1/messages\",\"status\":413,\"code\":\"request_too_large\"}");
+    free(b);
+    /* No target at all (an unknown method): an empty path. */
+    b = own_error("BREW /pot HTTP/1.1\r\n\r\n", 400);
+    assert_string_equal(b, "{\"path\":\"\",\"status\":400,\"code\":\"invalid_method\"}");
+    free(b);
+    /* A writer that returns 0 leaves the server's own body. */
+    b = own_error("POST /plain HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n", 413);
+    assert_non_null(strstr(b, "{\"error\":{\"message\":"));
+    assert_non_null(strstr(b, "\"code\":\"request_too_large\""));
+    free(b);
+    /* On a kept-alive connection, the error names the request it answers,
+     * not the one before it. */
+    cli_t *c = cli_open();
+    cli_sends(c, "GET /v1/messages HTTP/1.1\r\nHost: t\r\n\r\n"
+                 "GET /v1/chat/completions HTTP/1.1\r\nBad Header: x\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 404); /* the handler's answer to the first */
+    resp_free(&r);
+    resp_read(c, &r);
+    assert_int_equal(r.status, 400);
+    assert_string_equal(r.body,
+                        "{\"path\":\"/v1/chat/completions\",\"status\":400,\"code\":\"invalid_header\"}");
+    resp_free(&r);
+    cli_close(c);
+}
+
 static void test_stream_chunked(void **state) {
     cli_t *c = cli_open();
     cli_sends(c, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -909,6 +1000,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_431_too_many_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_431_header_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_400_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_body_by_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_chunked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_high_water_and_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hangup_while_waiting, setup, teardown),

@@ -4,7 +4,7 @@
  * to all the request's text), expected output from max_tokens, and the
  * price of the UTC window in force — DeepSeek peak vs off-peak, a window
  * across midnight, cached input. */
-/* deps: policy/price.c policy/lang.c core/config_price.c core/pool.c */
+/* deps: policy/price.c policy/lang.c core/money.c core/config_price.c core/pool.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +13,7 @@
 
 #include <string.h>
 
+#include "core/money.h"
 #include "policy/price.h"
 
 #define HOUR (3600 * 1000LL)
@@ -115,6 +116,27 @@ static void test_cached_input(void **state) {
     assert_int_equal(tg_price_cost_pusd(&deepseek, 10, 50, 0, DAY0 + 12 * HOUR), 10 * 3000);
 }
 
+/* explain's estimate and the bill are one rule (core/money.c): the same
+ * usage costs the same whichever asks, with the cached part held to the
+ * prompt and a cache-write rate that an estimate never uses. */
+static void test_estimate_is_the_bill(void **state) {
+    const tg_price_t anthropic = {
+        .input = 3000000, .cached_input = 300000, .output = 15000000, .cache_write = 3750000};
+    const int64_t prompt[] = {0, 1, 999, 123457, 1000000}, cached[] = {0, 1, 500, 200000, 2000000};
+    for (size_t i = 0; i < sizeof(prompt) / sizeof(prompt[0]); i++)
+        for (size_t j = 0; j < sizeof(cached) / sizeof(cached[0]); j++) {
+            tg_usage_t u = {
+                .input_tokens = prompt[i], .cached_input_tokens = cached[j], .output_tokens = 333};
+            assert_int_equal(tg_price_cost_micro(&anthropic, prompt[i], cached[j], 333, DAY0),
+                             tg_money_micro(&anthropic, &u, DAY0));
+            assert_int_equal(tg_price_cost_pusd(&anthropic, prompt[i], cached[j], 333, DAY0),
+                             tg_money_pusd(&anthropic, &u, DAY0));
+        }
+    /* 1,000 prompt tokens, 400 cached, 100 out: 600 x 3 + 400 x 0.3 + 100 x 15 = 1800 + 120 + 1500
+     * micro-USD (a price in USD per 1M tokens is micro-USD per token). */
+    assert_int_equal(tg_price_cost_micro(&anthropic, 1000, 400, 100, DAY0), 3420);
+}
+
 static void test_unknown_price_and_minutes(void **state) {
     assert_int_equal(tg_price_cost_pusd(NULL, 10, 0, 10, 0), -1);
     assert_int_equal(tg_price_cost_micro(NULL, 10, 0, 10, 0), -1);
@@ -128,7 +150,7 @@ int main(void) {
         cmocka_unit_test(test_prompt_estimate_by_script), cmocka_unit_test(test_prompt_estimate_scales),
         cmocka_unit_test(test_output_estimate),           cmocka_unit_test(test_deepseek_peak_and_off_peak),
         cmocka_unit_test(test_window_across_midnight),    cmocka_unit_test(test_cached_input),
-        cmocka_unit_test(test_unknown_price_and_minutes),
+        cmocka_unit_test(test_estimate_is_the_bill),      cmocka_unit_test(test_unknown_price_and_minutes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

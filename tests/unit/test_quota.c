@@ -4,7 +4,7 @@
  * calls back, a flushed script is sent again, and without Redis the local approximation
  * decides at once. */
 /* clang-format off */
-/* deps: gateway/quota.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/pool.c core/log.c */
+/* deps: gateway/quota.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/money.c core/config.c core/config_price.c core/pool.c core/log.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>

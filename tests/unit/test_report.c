@@ -1,7 +1,7 @@
 /* test_report.c — spend report aggregation and rendering: dates, grouping by each dimension,
  * totals, exact micro-USD text, SPEC §2's JSON shape, CSV quoting, bad fields skipped. */
 /* clang-format off */
-/* deps: gateway/report.c gateway/redis.c core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/pool.c core/log.c core/strbuf.c */
+/* deps: gateway/report.c gateway/redis.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/config_price.c core/pool.c core/log.c core/strbuf.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -69,18 +69,6 @@ static void test_init_defaults_and_errors(void **state) {
     assert_non_null(strstr(err, "provider, model, key, day"));
     assert_int_equal(
         tg_report_init(&r, "2020-01-01", 10, "2026-01-01", 10, NULL, 0, NOW_MS, err, sizeof(err)), -1);
-}
-
-static void test_usd_exact(void **state) {
-    char s[32];
-    tg_report_usd(0, s);
-    assert_string_equal(s, "0.000000");
-    tg_report_usd(1, s);
-    assert_string_equal(s, "0.000001");
-    tg_report_usd(123456789012345LL, s);
-    assert_string_equal(s, "123456789.012345");
-    tg_report_usd(-1500000, s);
-    assert_string_equal(s, "-1.500000");
 }
 
 static void test_group_by_each(void **state) {
@@ -204,7 +192,6 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_days),
         cmocka_unit_test(test_init_defaults_and_errors),
-        cmocka_unit_test(test_usd_exact),
         cmocka_unit_test(test_group_by_each),
         cmocka_unit_test(test_json_shape),
         cmocka_unit_test(test_csv_and_table),

@@ -3,10 +3,10 @@
  * key, aliases, routes by name and direct provider/model, unknown models
  * (404), require: constraints that are never relaxed — not by failover,
  * not by an earlier rule, not by naming a provider directly (403/503) —
- * circuit state, the strategies seen through tg_route_pick, and the
- * explain JSON. The HTTP layer is replaced by a one-header stub. */
+ * circuit state, the strategies seen through tg_route_pick_opts, and the
+ * explain JSON. Request headers come from a one-header source. */
 /* clang-format off */
-/* deps: policy/route.c policy/strategy.c policy/health.c policy/price.c policy/lang.c core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/config_price.c core/pool.c */
+/* deps: policy/route.c policy/strategy.c policy/health.c policy/price.c policy/lang.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/config_price.c core/pool.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,7 +20,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include "gateway/http1.h"
 #include "policy/route.h"
 
 #define HOUR (3600 * 1000LL)
@@ -29,17 +28,6 @@
 
 static const char *EN = "Explain in three short sentences why the sky is blue during the day.";
 static const char *ZH = "请用三句话解释为什么白天的天空是蓝色的。";
-
-/* The http1 stub: a request carries at most one x-beta header. */
-struct tg_http_req_s {
-    const char *beta;
-};
-
-const char *tg_http_header(const tg_http_req_t *r, const char *name, size_t *len) {
-    if (r->beta == NULL || strcasecmp(name, "x-beta") != 0) return NULL;
-    *len = strlen(r->beta);
-    return r->beta;
-}
 
 typedef struct {
     tg_config_t *c;
@@ -85,7 +73,7 @@ static void req(fx_t *f, const char *model, const char *text, const char *k, int
     f->scan.text_bytes = strlen(text);
     f->scan.n_messages = 1;
     f->scan.max_tokens = -1;
-    f->ctx = (tg_route_ctx_t){model, k ? key(f, k) : NULL, &f->scan, NULL, ts};
+    f->ctx = (tg_route_ctx_t){model, k ? key(f, k) : NULL, &f->scan, {NULL, NULL}, ts};
     memset(&f->opts, 0, sizeof(f->opts));
 }
 
@@ -158,27 +146,26 @@ static void test_key_and_tag(void **state) {
     assert_string_equal(decide(f), "default: deepseek/deepseek-flash openai/gpt-4o-mini");
 }
 
-static const char *opt_header(void *ud, const char *name, size_t *len) {
-    if (strcasecmp(name, "x-beta")) return NULL;
+/* A request that carries at most one header, x-beta, with value `ud`
+ * (none when ud is NULL). */
+static const char *beta_header(void *ud, const char *name, size_t *len) {
+    if (ud == NULL || strcasecmp(name, "x-beta")) return NULL;
     *len = strlen(ud);
     return ud;
 }
 
 static void test_header(void **state) {
     fx_t *f = *state;
-    struct tg_http_req_s h1 = {"1"}, h2 = {"2"}, none = {NULL};
     req(f, "auto", EN, NULL, NOON);
-    f->ctx.http = &h1;
+    f->ctx.headers = (tg_header_source_t){beta_header, "1"};
     assert_string_equal(decide(f), "beta: openai/gpt-4o-mini");
-    f->ctx.http = &h2;
+    f->ctx.headers.ud = "2";
     assert_string_equal(decide(f), "default: deepseek/deepseek-flash openai/gpt-4o-mini");
-    f->ctx.http = &none;
+    f->ctx.headers.ud = NULL;
     assert_string_equal(decide(f), "default: deepseek/deepseek-flash openai/gpt-4o-mini");
-    /* Without an HTTP request (explain): the lookup in opts. */
-    f->ctx.http = NULL;
-    f->opts.get_header = opt_header;
-    f->opts.header_ud = "1";
-    assert_string_equal(decide(f), "beta: openai/gpt-4o-mini");
+    /* No header source at all (explain): a header rule never matches. */
+    f->ctx.headers = (tg_header_source_t){NULL, NULL};
+    assert_string_equal(decide(f), "default: deepseek/deepseek-flash openai/gpt-4o-mini");
 }
 
 static void test_tools_and_images(void **state) {

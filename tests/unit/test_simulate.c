@@ -3,7 +3,9 @@
  * the answer the way an SDK would read it (parsed with jansson): field names
  * per vendor, token arithmetic, SSE event order, error shapes, faults, and
  * the /_sim control endpoints. */
-/* deps: sim/simulate.c gateway/http1.c core/scan.c core/pool.c core/log.c */
+/* clang-format off */
+/* deps: sim/simulate.c sim/wire.c sim/count.c sim/plan.c sim/pace.c sim/openai.c sim/anthropic.c sim/responses.c sim/embeddings.c sim/control.c gateway/http1.c core/pool.c core/log.c */
+/* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -552,6 +555,464 @@ static void test_models(void **state) {
     free(a.body);
 }
 
+/* ---------- the counting rule, pinned from the rule itself ----------
+ * prompt = ceil(text_bytes / 4) + 4 * messages, text_bytes being the UTF-8
+ * length of the decoded text that counts (see sim/count.c). */
+
+static int64_t prompt_of(const char *path, const char *const *h, const char *body, const char *field) {
+    tg_sim_answer_t a = req("POST", path, h, body);
+    assert_int_equal(a.status, 200);
+    json_t *j = json_of(&a);
+    int64_t v = iget(j, field);
+    json_decref(j);
+    free(a.body);
+    return v;
+}
+
+static void test_counting_rule(void **state) {
+    const char *oa[] = {OA_AUTH, NULL}, *an[] = {AN_AUTH, NULL};
+    /* "You are terse." 14 bytes + "h\u00e9llo" 6 bytes (é is two); the image
+     * part and the tool call's arguments do not count: ceil(20/4) + 4*3. */
+    assert_int_equal(
+        prompt_of("/openai/v1/chat/completions", oa,
+                  "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"You are terse.\"},"
+                  "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"h\\u00e9llo\"},"
+                  "{\"type\":\"image_url\",\"image_url\":{\"url\":\"https://x/y.png\"}}]},"
+                  "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c\",\"type\":"
+                  "\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"long\\\":1}\"}}]}]}",
+                  "usage.prompt_tokens"),
+        5 + 12);
+    /* "x" + one emoji from a surrogate pair (4 bytes) + "\n": 6 bytes. */
+    assert_int_equal(
+        prompt_of("/openai/v1/chat/completions", oa,
+                  "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\\ud83d\\ude00\\n\"}]}",
+                  "usage.prompt_tokens"),
+        2 + 4);
+    /* An empty message still costs its 4. */
+    assert_int_equal(prompt_of("/deepseek/v1/chat/completions", oa,
+                               "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\"}]}",
+                               "usage.prompt_tokens"),
+                     4);
+    /* Anthropic: system blocks (4 bytes) count but not as a message; a
+     * tool_result's text blocks (8 bytes) count; the tool_use input does
+     * not: ceil(12/4) + 4*2. */
+    assert_int_equal(
+        prompt_of("/anthropic/v1/messages", an,
+                  "{\"model\":\"c\",\"max_tokens\":5,\"system\":[{\"type\":\"text\",\"text\":\"abcd\"}],"
+                  "\"messages\":[{\"role\":\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t\","
+                  "\"name\":\"f\",\"input\":{\"q\":\"a long query\"}}]},{\"role\":\"user\",\"content\":"
+                  "[{\"type\":\"tool_result\",\"tool_use_id\":\"t\",\"content\":[{\"type\":\"text\","
+                  "\"text\":\"12345678\"}]}]}]}",
+                  "usage.input_tokens"),
+        3 + 8);
+    /* 13 bytes is one more token than 12. */
+    assert_int_equal(
+        prompt_of("/qwen/v1/chat/completions", oa,
+                  "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"123456789012\"},"
+                  "{\"role\":\"user\",\"content\":\"1\"}]}",
+                  "usage.prompt_tokens"),
+        4 + 8);
+}
+
+/* Any provider name is served in the OpenAI dialect; names with "qwen" or
+ * "deepseek" get those vendors' usage fields. */
+static void test_any_provider_name(void **state) {
+    const char *oa[] = {OA_AUTH, NULL};
+    const char *names[] = {"kimi", "glm",        "minimax", "stepfun", "hunyuan",
+                           "mimo", "openrouter", "qwen-cn", "qwen-us"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/%s/v1/chat/completions", names[i]);
+        tg_sim_answer_t a = req("POST", path, oa, "{\"model\":\"m\",\"messages\":" HELLO "}");
+        assert_int_equal(a.status, 200);
+        json_t *j = json_of(&a);
+        assert_string_equal(json_string_value(json_object_get(j, "object")), "chat.completion");
+        assert_int_equal(iget(j, "usage.prompt_tokens"), PROMPT);
+        json_t *d = json_object_get(json_object_get(j, "usage"), "prompt_tokens_details");
+        /* Qwen's details carry only cached_tokens, OpenAI's also audio_tokens. */
+        assert_int_equal(json_object_size(d), strncmp(names[i], "qwen", 4) == 0 ? 1 : 2);
+        json_decref(j);
+        free(a.body);
+    }
+    const char *none[] = {NULL};
+    tg_sim_answer_t a = req("GET", "/_sim/stats", none, NULL);
+    json_t *s = json_of(&a);
+    assert_int_equal(iget(s, "providers.kimi.prompt_tokens"), PROMPT);
+    assert_int_equal(iget(s, "providers.qwen-us.requests"), 1);
+    json_decref(s);
+    free(a.body);
+}
+
+/* ---------- count_tokens ---------- */
+
+static void test_count_tokens(void **state) {
+    const char *an[] = {AN_AUTH, NULL};
+    /* system "abcd" + "hello there": 15 bytes, ceil(15/4) + 4 * 1 = 8; the
+     * tool's compact JSON {"name":"get_weather","input_schema":{"type":"object"}}
+     * is 55 bytes, ceil(55/4) = 14. max_tokens is not needed here. */
+    tg_sim_answer_t a =
+        req("POST", "/anthropic/v1/messages/count_tokens", an,
+            "{\"model\":\"claude-sonnet-4-5\",\"system\":\"abcd\",\"tools\":[{\"name\":\"get_weather\","
+            "\"input_schema\":{\"type\":\"object\"}}],\"messages\":" HELLO "}");
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.content_type, "application/json");
+    json_t *j = json_of(&a);
+    assert_int_equal(json_object_size(j), 1);
+    assert_int_equal(iget(j, "input_tokens"), 8 + 14);
+    json_decref(j);
+    free(a.body);
+    /* Without tools it is what /v1/messages bills as input. */
+    a = req("POST", "/v1/messages/count_tokens", an, "{\"model\":\"c\",\"messages\":" HELLO "}");
+    j = json_of(&a);
+    assert_int_equal(iget(j, "input_tokens"), PROMPT);
+    json_decref(j);
+    free(a.body);
+
+    const char *none[] = {NULL}, *h529[] = {AN_AUTH, "x-sim-status: 529", NULL};
+    a = req("POST", "/anthropic/v1/messages/count_tokens", none, "{\"model\":\"c\",\"messages\":" HELLO "}");
+    assert_error(&a, 401, 1, "authentication_error");
+    a = req("POST", "/anthropic/v1/messages/count_tokens", an, "{\"messages\":" HELLO "}");
+    assert_error(&a, 400, 1, "invalid_request_error");
+    a = req("POST", "/anthropic/v1/messages/count_tokens", h529, "{\"model\":\"c\",\"messages\":" HELLO "}");
+    assert_error(&a, 529, 1, "overloaded_error");
+    /* Counting is free: nothing billed. */
+    a = req("GET", "/_sim/stats", none, NULL);
+    j = json_of(&a);
+    assert_int_equal(iget(j, "requests"), 0);
+    json_decref(j);
+    free(a.body);
+}
+
+/* ---------- embeddings ---------- */
+
+static double *vec_of(json_t *item, size_t *n) {
+    json_t *e = json_object_get(item, "embedding");
+    *n = json_array_size(e);
+    double *v = calloc(*n ? *n : 1, sizeof(double));
+    for (size_t i = 0; i < *n; i++)
+        v[i] = json_real_value(json_array_get(e, i));
+    return v;
+}
+
+static double norm_of(const double *v, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += v[i] * v[i];
+    return s;
+}
+
+static size_t b64_decode(const char *s, unsigned char *out) {
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (; *s && *s != '='; s++) {
+        acc = acc << 6 | (uint32_t)(strchr(al, *s) - al);
+        if ((bits += 6) >= 8) {
+            bits -= 8;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return o;
+}
+
+static void test_embeddings(void **state) {
+    const char *oa[] = {OA_AUTH, NULL};
+    /* "hello there" 11 bytes -> 3 tokens, "abc" -> 1, the same text again -> 3. */
+    tg_sim_answer_t a =
+        req("POST", "/openai/v1/embeddings", oa,
+            "{\"model\":\"text-embedding-3-small\",\"input\":[\"hello there\",\"abc\",\"hello there\"]}");
+    assert_int_equal(a.status, 200);
+    json_t *j = json_of(&a);
+    assert_string_equal(json_string_value(json_object_get(j, "object")), "list");
+    assert_string_equal(json_string_value(json_object_get(j, "model")), "text-embedding-3-small");
+    assert_int_equal(iget(j, "usage.prompt_tokens"), 3 + 1 + 3);
+    assert_int_equal(iget(j, "usage.total_tokens"), 3 + 1 + 3);
+    json_t *data = json_object_get(j, "data");
+    assert_int_equal(json_array_size(data), 3);
+    size_t n0, n1, n2;
+    double *v0 = vec_of(json_array_get(data, 0), &n0), *v1 = vec_of(json_array_get(data, 1), &n1),
+           *v2 = vec_of(json_array_get(data, 2), &n2);
+    assert_int_equal(n0, 1536);
+    assert_int_equal(iget(json_array_get(data, 2), "index"), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(data, 1), "object")), "embedding");
+    assert_true(fabs(norm_of(v0, n0) - 1) < 1e-5 && fabs(norm_of(v1, n1) - 1) < 1e-5);
+    assert_memory_equal(v0, v2, n0 * sizeof(double)); /* same text, same vector */
+    assert_memory_not_equal(v0, v1, n0 * sizeof(double));
+    free(v0);
+    free(v1);
+    free(v2);
+    json_decref(j);
+    free(a.body);
+
+    /* base64 of little-endian float32, the same numbers as the float form. */
+    a = req("POST", "/kimi/v1/embeddings", oa, "{\"model\":\"e\",\"input\":\"abc\",\"dimensions\":8}");
+    j = json_of(&a);
+    size_t nf;
+    double *vf = vec_of(json_array_get(json_object_get(j, "data"), 0), &nf);
+    assert_int_equal(nf, 8);
+    json_decref(j);
+    free(a.body);
+    a = req("POST", "/kimi/v1/embeddings", oa,
+            "{\"model\":\"e\",\"input\":\"abc\",\"dimensions\":8,\"encoding_format\":\"base64\"}");
+    j = json_of(&a);
+    const char *b64 =
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding"));
+    assert_non_null(b64);
+    unsigned char raw[64];
+    assert_int_equal(b64_decode(b64, raw), 32);
+    for (int i = 0; i < 8; i++) {
+        uint32_t u = (uint32_t)raw[4 * i] | (uint32_t)raw[4 * i + 1] << 8 | (uint32_t)raw[4 * i + 2] << 16 |
+                     (uint32_t)raw[4 * i + 3] << 24;
+        float f;
+        memcpy(&f, &u, 4);
+        assert_true(fabs((double)f - vf[i]) < 1e-7);
+    }
+    free(vf);
+    json_decref(j);
+    free(a.body);
+
+    /* Default sizes per model; token arrays count one token per id. */
+    struct {
+        const char *body;
+        size_t dims;
+        int64_t tokens;
+    } cases[] = {
+        {"{\"model\":\"text-embedding-3-large\",\"input\":\"abcde\"}", 3072, 2},
+        {"{\"model\":\"text-embedding-v4\",\"input\":[[1,2,3],[4]]}", 1024, 4},
+        {"{\"model\":\"gpt-4o\",\"input\":[7,8,9,10,11]}", 1536, 5},
+    };
+    for (size_t c = 0; c < 3; c++) {
+        a = req("POST", "/qwen/v1/embeddings", oa, cases[c].body);
+        j = json_of(&a);
+        assert_int_equal(iget(j, "usage.prompt_tokens"), cases[c].tokens);
+        assert_int_equal(
+            json_array_size(json_object_get(json_array_get(json_object_get(j, "data"), 0), "embedding")),
+            cases[c].dims);
+        json_decref(j);
+        free(a.body);
+    }
+    a = req("POST", "/openai/v1/embeddings", oa,
+            "{\"model\":\"e\",\"input\":\"x\",\"encoding_format\":\"hex\"}");
+    assert_error(&a, 400, 0, "invalid_request_error");
+    a = req("POST", "/openai/v1/embeddings", oa, "{\"model\":\"e\",\"input\":[]}");
+    assert_error(&a, 400, 0, "invalid_request_error");
+    const char *none[] = {NULL};
+    a = req("POST", "/openai/v1/embeddings", none, "{\"model\":\"e\",\"input\":\"x\"}");
+    assert_error(&a, 401, 0, "invalid_request_error");
+    a = req("GET", "/_sim/stats", none, NULL);
+    j = json_of(&a);
+    assert_int_equal(iget(j, "providers.openai.prompt_tokens"), 7);
+    assert_int_equal(iget(j, "providers.openai.completion_tokens"), 0);
+    json_decref(j);
+    free(a.body);
+}
+
+/* ---------- the Responses API ---------- */
+
+static void test_responses_whole(void **state) {
+    const char *oa[] = {OA_AUTH, "x-sim-cached-tokens: 2", NULL};
+    /* "Be brief." 9 + "hello there" 11 = 20 bytes; instructions count as a
+     * message like a system message would: ceil(20/4) + 4*2 = 13. */
+    tg_sim_answer_t a =
+        req("POST", "/openai/v1/responses", oa,
+            "{\"model\":\"gpt-4.1\",\"instructions\":\"Be brief.\",\"input\":\"hello there\"}");
+    assert_int_equal(a.status, 200);
+    json_t *j = json_of(&a);
+    assert_true(strncmp(json_string_value(json_object_get(j, "id")), "resp_", 5) == 0);
+    assert_string_equal(json_string_value(json_object_get(j, "object")), "response");
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "completed");
+    assert_string_equal(json_string_value(json_object_get(j, "model")), "gpt-4.1");
+    assert_string_equal(json_string_value(json_object_get(j, "instructions")), "Be brief.");
+    assert_true(json_is_integer(json_object_get(j, "created_at")));
+    assert_null(json_object_get(j, "output_text")); /* an SDK convenience, not on the wire */
+    assert_int_equal(iget(j, "usage.input_tokens"), 13);
+    assert_int_equal(iget(j, "usage.input_tokens_details.cached_tokens"), 2);
+    assert_int_equal(iget(j, "usage.output_tokens"), 16);
+    assert_int_equal(iget(j, "usage.output_tokens_details.reasoning_tokens"), 0);
+    assert_int_equal(iget(j, "usage.total_tokens"), 13 + 16);
+    json_t *out = json_object_get(j, "output");
+    assert_int_equal(json_array_size(out), 1);
+    json_t *msg = json_array_get(out, 0);
+    assert_string_equal(json_string_value(json_object_get(msg, "type")), "message");
+    assert_string_equal(json_string_value(json_object_get(msg, "role")), "assistant");
+    assert_string_equal(json_string_value(json_object_get(msg, "status")), "completed");
+    json_t *part = json_array_get(json_object_get(msg, "content"), 0);
+    assert_string_equal(json_string_value(json_object_get(part, "type")), "output_text");
+    assert_int_equal(count_words(json_string_value(json_object_get(part, "text"))), 16);
+    json_decref(j);
+    free(a.body);
+
+    /* Cut by max_output_tokens, with hidden reasoning: a reasoning item first. */
+    const char *h2[] = {OA_AUTH, "x-sim-reasoning-tokens: 5", NULL};
+    a = req("POST", "/kimi/v1/responses", h2,
+            "{\"model\":\"k\",\"max_output_tokens\":3,\"input\":[{\"role\":\"user\",\"content\":[{\"type\":"
+            "\"input_text\",\"text\":\"hello there\"}]}]}");
+    j = json_of(&a);
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "incomplete");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(j, "incomplete_details"), "reason")),
+        "max_output_tokens");
+    assert_int_equal(iget(j, "usage.input_tokens"), PROMPT);
+    assert_int_equal(iget(j, "usage.output_tokens"), 5 + 3);
+    assert_int_equal(iget(j, "usage.output_tokens_details.reasoning_tokens"), 5);
+    out = json_object_get(j, "output");
+    assert_int_equal(json_array_size(out), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(out, 0), "type")), "reasoning");
+    json_decref(j);
+    free(a.body);
+
+    const char *none[] = {NULL}, *h429[] = {OA_AUTH, "x-sim-status: 429", NULL};
+    a = req("POST", "/openai/v1/responses", none, "{\"model\":\"m\",\"input\":\"x\"}");
+    assert_error(&a, 401, 0, "invalid_request_error");
+    a = req("POST", "/openai/v1/responses", oa, "{\"model\":\"m\"}");
+    assert_error(&a, 400, 0, "invalid_request_error");
+    a = req("POST", "/openai/v1/responses", h429, "{\"model\":\"m\",\"input\":\"x\"}");
+    assert_int_equal(a.retry_after, 1);
+    assert_error(&a, 429, 0, "requests");
+}
+
+/* Checks a Responses stream: event names match the type in the data,
+ * sequence numbers count from 0. Returns the events parsed (caller frees). */
+static json_t *resp_events(char *body, sse_t *s) {
+    sse_parse(body, s);
+    json_t *all = json_array();
+    for (int i = 0; i < s->n; i++) {
+        json_t *e = json_loads(s->data[i], 0, NULL);
+        assert_non_null(e);
+        assert_string_equal(json_string_value(json_object_get(e, "type")), s->event[i]);
+        assert_int_equal(iget(e, "sequence_number"), i);
+        json_array_append_new(all, e);
+    }
+    return all;
+}
+
+static const char *type_at(json_t *all, size_t i) {
+    return json_string_value(json_object_get(json_array_get(all, i), "type"));
+}
+
+static void test_responses_stream(void **state) {
+    const char *h[] = {OA_AUTH, "x-sim-output-tokens: 3", NULL};
+    tg_sim_answer_t a = req("POST", "/openai/v1/responses", h,
+                            "{\"model\":\"gpt-5\",\"stream\":true,\"input\":\"hello there\"}");
+    assert_int_equal(a.status, 200);
+    assert_string_equal(a.content_type, "text/event-stream; charset=utf-8");
+    sse_t *s = sse_new();
+    json_t *all = resp_events(a.body, s);
+    const char *want[] = {"response.created",           "response.in_progress",
+                          "response.output_item.added", "response.content_part.added",
+                          "response.output_text.delta", "response.output_text.delta",
+                          "response.output_text.delta", "response.output_text.done",
+                          "response.content_part.done", "response.output_item.done",
+                          "response.completed"};
+    assert_int_equal(json_array_size(all), 11);
+    char text[128] = "";
+    for (size_t i = 0; i < 11; i++) {
+        assert_string_equal(type_at(all, i), want[i]);
+        json_t *e = json_array_get(all, i);
+        if (json_is_string(json_object_get(e, "delta")))
+            strcat(text, json_string_value(json_object_get(e, "delta")));
+    }
+    assert_string_equal(text, "Hello from the");
+    json_t *first = json_object_get(json_array_get(all, 0), "response");
+    assert_string_equal(json_string_value(json_object_get(first, "status")), "in_progress");
+    assert_true(json_is_null(json_object_get(first, "usage")));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(all, 7), "text")), text);
+    json_t *done = json_object_get(json_array_get(all, 10), "response");
+    assert_string_equal(json_string_value(json_object_get(done, "status")), "completed");
+    assert_int_equal(iget(done, "usage.input_tokens"), PROMPT);
+    assert_int_equal(iget(done, "usage.output_tokens"), 3);
+    json_t *item = json_object_get(json_array_get(all, 9), "item");
+    assert_string_equal(json_string_value(json_object_get(item, "status")), "completed");
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(item, "content"), 0), "text")),
+        text);
+    json_decref(all);
+    free(a.body);
+
+    /* x-sim-error-after: K events, then an error event and nothing more. */
+    const char *h2[] = {OA_AUTH, "x-sim-error-after: 2", NULL};
+    a = req("POST", "/openai/v1/responses", h2, "{\"model\":\"m\",\"stream\":true,\"input\":\"hi\"}");
+    sse_parse(a.body, s);
+    assert_int_equal(s->n, 3);
+    assert_string_equal(s->event[2], "error");
+    json_t *e = json_loads(s->data[2], 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), "server_error");
+    assert_int_equal(iget(e, "sequence_number"), 2);
+    json_decref(e);
+    free(a.body);
+    free(s);
+}
+
+#define RTOOLS                                                                                               \
+    "\"tools\":[{\"type\":\"function\",\"name\":\"get_weather\",\"parameters\":{\"type\":\"object\"}}]"
+
+static void test_responses_tool_call(void **state) {
+    const char *oa[] = {OA_AUTH, NULL};
+    tg_sim_answer_t a = req("POST", "/openai/v1/responses", oa,
+                            "{\"model\":\"m\"," RTOOLS ",\"input\":\"please call tool get_weather.\"}");
+    json_t *j = json_of(&a);
+    json_t *fc = json_array_get(json_object_get(j, "output"), 0);
+    assert_string_equal(json_string_value(json_object_get(fc, "type")), "function_call");
+    assert_string_equal(json_string_value(json_object_get(fc, "name")), "get_weather");
+    assert_string_equal(json_string_value(json_object_get(fc, "arguments")), "{\"city\":\"Paris\"}");
+    assert_true(strncmp(json_string_value(json_object_get(fc, "call_id")), "call_", 5) == 0);
+    assert_int_equal(iget(j, "usage.output_tokens"), 4);
+    assert_int_equal(json_array_size(json_object_get(j, "tools")), 1);
+    json_decref(j);
+    free(a.body);
+
+    /* Streamed: arguments in deltas that join to the whole. */
+    const char *h[] = {OA_AUTH, "x-sim-tool-call: get_weather", NULL};
+    a = req("POST", "/openai/v1/responses", h,
+            "{\"model\":\"m\",\"stream\":true," RTOOLS ",\"input\":\"hi\"}");
+    sse_t *s = sse_new();
+    json_t *all = resp_events(a.body, s);
+    char args[64] = "";
+    int added = 0, done = 0;
+    for (size_t i = 0; i < json_array_size(all); i++) {
+        json_t *e = json_array_get(all, i);
+        const char *t = type_at(all, i);
+        if (strcmp(t, "response.function_call_arguments.delta") == 0)
+            strcat(args, json_string_value(json_object_get(e, "delta")));
+        if (strcmp(t, "response.function_call_arguments.done") == 0) {
+            assert_string_equal(json_string_value(json_object_get(e, "arguments")), "{\"city\":\"Paris\"}");
+            done = 1;
+        }
+        if (strcmp(t, "response.output_item.added") == 0) {
+            json_t *item = json_object_get(e, "item");
+            assert_string_equal(json_string_value(json_object_get(item, "type")), "function_call");
+            assert_string_equal(json_string_value(json_object_get(item, "arguments")), "");
+            added = 1;
+        }
+    }
+    assert_true(added && done);
+    assert_string_equal(args, "{\"city\":\"Paris\"}");
+    assert_string_equal(type_at(all, json_array_size(all) - 1), "response.completed");
+    assert_int_equal(iget(json_object_get(json_array_get(all, json_array_size(all) - 1), "response"),
+                          "usage.output_tokens"),
+                     4);
+    json_decref(all);
+    free(a.body);
+    free(s);
+
+    /* After the call's output comes back: text. */
+    a = req("POST", "/openai/v1/responses", h,
+            "{\"model\":\"m\"," RTOOLS
+            ",\"input\":[{\"role\":\"user\",\"content\":\"w?\"},{\"type\":\"function_call\","
+            "\"call_id\":\"c1\",\"name\":\"get_weather\",\"arguments\":\"{}\"},{\"type\":\"function_call_"
+            "output\","
+            "\"call_id\":\"c1\",\"output\":\"sunny\"}]}");
+    j = json_of(&a);
+    /* "w?" 2 + "sunny" 5 = 7 bytes over 3 items: 2 + 12. */
+    assert_int_equal(iget(j, "usage.input_tokens"), 2 + 12);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "output"), 0), "type")),
+        "message");
+    json_decref(j);
+    free(a.body);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_openai_whole, setup, teardown),
@@ -569,6 +1030,13 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_error_after, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats_tracking_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_models, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counting_rule, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_any_provider_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_count_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_embeddings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_responses_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_responses_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_responses_tool_call, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

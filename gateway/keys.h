@@ -1,0 +1,27 @@
+/* keys.h — every Redis key name Tollgate writes or reads, in one place. The
+ * ledger (gateway/ledger.c) writes them, quotas (gateway/quota.c) and
+ * reports (gateway/report.c, gateway/admin.c) read them; they are also the
+ * interface operators and other tools see in Redis, so a name changes here
+ * or nowhere. A prefix is followed by the part named in its comment;
+ * TG_KEY_LEN gives a prefix's length for code that copies bytes. */
+#ifndef TG_KEYS_H
+#define TG_KEYS_H
+
+/* Hash per UTC day "YYYY-MM-DD": fields "provider|model|key|metric",
+ * integer counters (requests, tokens, cost_micro_usd). */
+#define TG_KEY_USAGE "tg:usage:"
+/* Stream of one entry per finished request. */
+#define TG_KEY_EVENTS "tg:events"
+/* "<request id>": marks a ledger record as counted (replays are no-ops). */
+#define TG_KEY_DONE "tg:done:"
+/* Hash per UTC month "YYYY-MM": field = gateway key name, micro-USD spent. */
+#define TG_KEY_SPEND "tg:spend:"
+/* "<gateway key>:<unix minute>": tokens of that key in that minute. */
+#define TG_KEY_TPM "tg:tpm:"
+/* "<gateway key>": sorted set of the key's admitted requests of the last 60 s. */
+#define TG_KEY_RPM "tg:rpm:"
+
+/* Length of a key prefix above, without its NUL. */
+#define TG_KEY_LEN(prefix) (sizeof(prefix) - 1)
+
+#endif
