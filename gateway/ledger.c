@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "gateway/keys.h"
 #include "gateway/journal.h"
+#include "gateway/keys.h"
 #include "gateway/ledger_rec.h"
 #include "gateway/redis.h"
 

@@ -21,7 +21,6 @@
 #include "core/json.h"
 #include "core/money.h"
 #include "gateway/keys.h"
-#include "gateway/ledger.h"
 #include "gateway/redis.h"
 
 static const char *const by_names[] = {"provider", "model", "key", "day"};
