@@ -1,7 +1,7 @@
-/* translate.c — OpenAI chat completions <-> Anthropic messages (the table in
- * PROVIDERS.md). Requests and whole answers are pure functions from one
- * jansson value to a new one: a DOM is built here because the document
- * changes shape. Streams are translated one upstream event at a time by a
+/* translate.c — OpenAI chat completions <-> Anthropic messages (the mapping is
+ * tabled in docs/responses.md, Chat and Messages columns). Requests and whole
+ * answers are pure functions from one jansson value to a new one: a DOM is
+ * built here because the document changes shape. Streams are translated one upstream event at a time by a
  * small state machine kept in the attempt's pool: each event becomes zero or
  * more client events written through the caller's emitter from one reused
  * buffer, so nothing grows with the length of the answer. Usage of either
