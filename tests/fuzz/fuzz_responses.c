@@ -15,10 +15,10 @@
  * equal to its messages' text, usage null or with total = input + output;
  * and its stored form is a JSON array. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE tests/fuzz/fuzz_responses.c \
- *       providers/responses.c providers/responses_req.c providers/responses_stream.c providers/translate.c \
- *       core/pool.c -ljansson -o /tmp/fuzz_responses */
+ *       providers/responses.c providers/responses_req.c providers/responses_stream.c providers/translate.c
+ * providers/translate_stream.c \ core/pool.c -ljansson -o /tmp/fuzz_responses */
 /* clang-format off */
-/* deps: providers/responses.c providers/responses_req.c providers/responses_stream.c providers/translate.c core/pool.c */
+/* deps: providers/responses.c providers/responses_req.c providers/responses_stream.c providers/translate.c providers/translate_stream.c core/pool.c */
 /* clang-format on */
 /* libs: -ljansson */
 #include <stdint.h>

@@ -15,10 +15,10 @@
  * completed or incomplete response lists every item, all done, and
  * tg_rs_stream_response returns it. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE tests/fuzz/fuzz_responses_stream.c \
- *       providers/responses.c providers/responses_req.c providers/responses_stream.c providers/translate.c \
- *       core/pool.c -ljansson -o /tmp/fuzz_responses_stream */
+ *       providers/responses.c providers/responses_req.c providers/responses_stream.c providers/translate.c
+ * providers/translate_stream.c \ core/pool.c -ljansson -o /tmp/fuzz_responses_stream */
 /* clang-format off */
-/* deps: providers/responses.c providers/responses_req.c providers/responses_stream.c providers/translate.c core/pool.c */
+/* deps: providers/responses.c providers/responses_req.c providers/responses_stream.c providers/translate.c providers/translate_stream.c core/pool.c */
 /* clang-format on */
 /* libs: -ljansson */
 #include <stdint.h>

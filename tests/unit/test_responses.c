@@ -19,7 +19,7 @@
  * Answers and streams use id "abc" and created_at 1700000000. Run from the
  * repository root (make does); TG_RESPONSES_CASES overrides the directory. */
 /* clang-format off */
-/* deps: providers/responses.c providers/responses_req.c providers/responses_stream.c providers/translate.c core/pool.c */
+/* deps: providers/responses.c providers/responses_req.c providers/responses_stream.c providers/translate.c providers/translate_stream.c core/pool.c */
 /* clang-format on */
 #include <dirent.h>
 #include <setjmp.h>

@@ -15,7 +15,7 @@
  *     reasoning?}} (reasoning compared only when the case names it).
  * Run from the repository root (make does); TG_TRANSLATE_CASES overrides
  * the directory. */
-/* deps: providers/translate.c core/pool.c */
+/* deps: providers/translate.c providers/translate_stream.c core/pool.c */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
