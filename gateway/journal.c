@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/hash.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -46,25 +47,6 @@ struct tg_journal_s {
     int64_t last_warn_ms;
     uint64_t journaled, dropped;
 };
-
-static int64_t mono_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static struct timeval ms_tv(int ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    return tv;
-}
-
-/* A warning that may repeat per record is printed at most every 10 s. */
-static int warn_due(tg_journal_t *j) {
-    int64_t now = mono_ms();
-    if (j->last_warn_ms && now - j->last_warn_ms < 10000) return 0;
-    j->last_warn_ms = now;
-    return 1;
-}
 
 /* --- lines ------------------------------------------------------------------------------------ */
 
@@ -141,7 +123,7 @@ out:
 
 static void sync_arm(tg_journal_t *j) {
     if (!evtimer_pending(j->sync_ev, NULL)) {
-        struct timeval tv = ms_tv(SYNC_MS);
+        struct timeval tv = tg_clock_tv(SYNC_MS);
         evtimer_add(j->sync_ev, &tv);
     }
 }
@@ -155,7 +137,8 @@ static int journal_write(tg_journal_t *j) {
         ssize_t w = write(j->fd, j->buf + off, j->buf_len - off);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            if (warn_due(j)) tg_warn("ledger: journal %s: write failed: %s", j->path, strerror(errno));
+            if (tg_clock_warn_due(&j->last_warn_ms))
+                tg_warn("ledger: journal %s: write failed: %s", j->path, strerror(errno));
             if (off > 0 && ftruncate(j->fd, j->size) < 0)
                 tg_error("ledger: journal %s: cannot cut a short write: %s", j->path, strerror(errno));
             sync_arm(j);
@@ -175,7 +158,7 @@ void tg_journal_append(tg_journal_t *j, const rv_t *v) {
     if (j->buf_len + need > j->buf_cap) {
         if (j->buf_len + need > JBUF_HARD) {
             j->dropped++;
-            if (warn_due(j))
+            if (tg_clock_warn_due(&j->last_warn_ms))
                 tg_error("ledger: journal %s not writable, %" PRIu64 " records dropped", j->path, j->dropped);
             return;
         }
@@ -202,7 +185,7 @@ static void on_sync(evutil_socket_t fd, short what, void *arg) {
     tg_journal_t *j = arg;
     if (j->buf_len > 0 && journal_write(j) < 0) return;
     if (j->need_sync) {
-        if (fdatasync(j->fd) < 0 && warn_due(j))
+        if (fdatasync(j->fd) < 0 && tg_clock_warn_due(&j->last_warn_ms))
             tg_warn("ledger: journal %s: fdatasync: %s", j->path, strerror(errno));
         j->need_sync = 0;
     }
@@ -211,7 +194,8 @@ static void on_sync(evutil_socket_t fd, short what, void *arg) {
 
 static void journal_truncate(tg_journal_t *j) {
     if (ftruncate(j->fd, 0) < 0) {
-        if (warn_due(j)) tg_warn("ledger: journal %s: truncate: %s", j->path, strerror(errno));
+        if (tg_clock_warn_due(&j->last_warn_ms))
+            tg_warn("ledger: journal %s: truncate: %s", j->path, strerror(errno));
         return;
     }
     if (j->size > 0) tg_info("ledger: journal %s replayed into redis, truncated", j->path);
@@ -277,7 +261,8 @@ static int replay_chunk(tg_journal_t *j, int (*take)(void *ud, ent_t *e), void *
     if (j->rbuf == NULL && (j->rbuf = malloc(CHUNK_BYTES)) == NULL) return -1;
     ssize_t n = pread(j->fd, j->rbuf, CHUNK_BYTES, j->replay_off);
     if (n < 0) {
-        if (warn_due(j)) tg_warn("ledger: journal %s: read: %s", j->path, strerror(errno));
+        if (tg_clock_warn_due(&j->last_warn_ms))
+            tg_warn("ledger: journal %s: read: %s", j->path, strerror(errno));
         return -1;
     }
     size_t pos = 0, lines = 0, sent = 0;

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "gateway/keys.h"
 #include "gateway/journal.h"
@@ -74,20 +75,6 @@ struct tg_ledger_s {
 };
 
 static void replay_pump(tg_ledger_t *l);
-
-static int64_t mono_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-/* A warning that may repeat per record is printed at most every 10 s. */
-static int warn_due(tg_ledger_t *l) {
-    int64_t now = mono_ms();
-    if (l->last_warn_ms && now - l->last_warn_ms < 10000) return 0;
-    l->last_warn_ms = now;
-    return 1;
-}
 
 /* --- records ------------------------------------------------------------------------------- */
 
@@ -326,7 +313,7 @@ static void on_reply(const redisReply *rep, void *ud) {
         ring_push(l, e); /* it is the newest command now, so it goes to the tail */
         send_ent(l, e);
     } else {
-        if (warn_due(l))
+        if (tg_clock_warn_due(&l->last_warn_ms))
             tg_warn("ledger: redis answered %s to a usage record; reconnecting",
                     rep->type == REDIS_REPLY_ERROR ? rep->str : "an unexpected reply");
         ring_unpop(l, e);
@@ -339,7 +326,7 @@ static void on_script(const redisReply *rep, void *ud) {
     tg_ledger_t *l = ud;
     if (rep == NULL) return;
     if (rep->type != REDIS_REPLY_STRING || rep->len != 40) {
-        if (warn_due(l))
+        if (tg_clock_warn_due(&l->last_warn_ms))
             tg_warn("ledger: redis SCRIPT LOAD failed: %s", rep->type == REDIS_REPLY_ERROR ? rep->str : "?");
         tg_redis_drop(l->redis);
         return;
@@ -443,7 +430,7 @@ void tg_ledger_record(tg_ledger_t *l, const tg_ledger_rec_t *rec) {
     if (e == NULL || ring_push(l, e) < 0) {
         free(e);
         l->dropped++;
-        if (warn_due(l))
+        if (tg_clock_warn_due(&l->last_warn_ms))
             tg_error("ledger: no journal and %zu records waiting for redis: %" PRIu64 " records dropped",
                      l->mem_count, l->dropped);
         return;

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 
 struct tg_redis_s {
@@ -45,40 +46,21 @@ struct tg_redis_cmd_s {
     tg_redis_cmd_t *all;
 };
 
-static int64_t mono_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static struct timeval ms_tv(int ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    return tv;
-}
-
-/* A warning that may repeat per command is printed at most every 10 s. */
-static int warn_due(tg_redis_t *r) {
-    int64_t now = mono_ms();
-    if (r->last_warn_ms && now - r->last_warn_ms < 10000) return 0;
-    r->last_warn_ms = now;
-    return 1;
-}
-
 /* --- progress ------------------------------------------------------------------------------ */
 
 /* Counts a command for the progress timer: a Redis that answers nothing for cmd_timeout_ms
  * while something is outstanding is treated as down. */
 static void issued(tg_redis_t *r) {
-    if (r->outstanding++ == 0) r->last_progress_ms = mono_ms();
+    if (r->outstanding++ == 0) r->last_progress_ms = tg_clock_mono_ms();
     if (!evtimer_pending(r->io_ev, NULL)) {
-        struct timeval tv = ms_tv(r->cmd_timeout_ms);
+        struct timeval tv = tg_clock_tv(r->cmd_timeout_ms);
         evtimer_add(r->io_ev, &tv);
     }
 }
 
 static void answered(tg_redis_t *r) {
     if (r->outstanding > 0) r->outstanding--;
-    r->last_progress_ms = mono_ms();
+    r->last_progress_ms = tg_clock_mono_ms();
 }
 
 /* Drops the connection from outside hiredis's callbacks (a zero timer on io_ev). */
@@ -98,7 +80,7 @@ static void go_down(tg_redis_t *r, const char *why) {
     r->kill_pending = 0;
     evtimer_del(r->io_ev);
     r->ev.on_down(r->ev.ud, why, loud);
-    struct timeval tv = ms_tv(r->backoff);
+    struct timeval tv = tg_clock_tv(r->backoff);
     evtimer_add(r->retry_ev, &tv);
     r->backoff = r->backoff * 2 < r->backoff_max ? r->backoff * 2 : r->backoff_max;
 }
@@ -109,7 +91,8 @@ static void on_setup(redisAsyncContext *ac, void *reply, void *priv) {
     if (rep == NULL || r == NULL || r->ac != ac) return;
     answered(r);
     if (rep->type == REDIS_REPLY_ERROR) {
-        if (warn_due(r)) tg_warn("%s: redis %s failed: %s", r->who, (const char *)priv, rep->str);
+        if (tg_clock_warn_due(&r->last_warn_ms))
+            tg_warn("%s: redis %s failed: %s", r->who, (const char *)priv, rep->str);
         kill_later(r);
     }
 }
@@ -174,9 +157,9 @@ static void on_io(evutil_socket_t fd, short what, void *arg) {
     const char *why = "redis did not answer in time";
     if (!r->kill_pending) {
         if (r->outstanding == 0) return;
-        int64_t idle = mono_ms() - r->last_progress_ms;
+        int64_t idle = tg_clock_mono_ms() - r->last_progress_ms;
         if (idle < r->cmd_timeout_ms) {
-            struct timeval tv = ms_tv((int)(r->cmd_timeout_ms - idle));
+            struct timeval tv = tg_clock_tv((int)(r->cmd_timeout_ms - idle));
             evtimer_add(r->io_ev, &tv);
             return;
         }
@@ -296,7 +279,7 @@ void tg_redis_set_backoff_ms(tg_redis_t *r, int first_ms, int max_ms) {
     r->backoff_first = r->backoff = first_ms;
     r->backoff_max = max_ms;
     if (r->state == TG_REDIS_DOWN && evtimer_pending(r->retry_ev, NULL)) { /* now, not after the long wait */
-        struct timeval tv = ms_tv(first_ms);
+        struct timeval tv = tg_clock_tv(first_ms);
         evtimer_add(r->retry_ev, &tv);
     }
 }
@@ -305,7 +288,7 @@ void tg_redis_set_timeout_ms(tg_redis_t *r, int cmd_timeout_ms) {
     if (r == NULL || cmd_timeout_ms <= 0) return;
     r->cmd_timeout_ms = cmd_timeout_ms;
     if (r->io_ev && evtimer_pending(r->io_ev, NULL) && !r->kill_pending) {
-        struct timeval tv = ms_tv(cmd_timeout_ms); /* on_io re-checks the real idle time */
+        struct timeval tv = tg_clock_tv(cmd_timeout_ms); /* on_io re-checks the real idle time */
         evtimer_add(r->io_ev, &tv);
     }
 }

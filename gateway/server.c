@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "gateway/http1.h"
 #include "gateway/ledger.h"
@@ -94,12 +95,6 @@ static char *server_metrics(void) {
     return out;
 }
 
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void on_flush(evutil_socket_t fd, short ev, void *arg) {
     tg_log_flush();
 }
@@ -111,7 +106,7 @@ static void on_drain_tick(evutil_socket_t fd, short ev, void *arg) {
     int idle =
         tg_http_server_connections(s->w.http) == 0 &&
         (s->w.ledger == NULL || tg_ledger_backlog(s->w.ledger) == 0 || !tg_ledger_connected(s->w.ledger));
-    if (idle || mono_ms() > s->drain_deadline_ms) event_base_loopexit(s->w.base, NULL);
+    if (idle || tg_clock_mono_ms() > s->drain_deadline_ms) event_base_loopexit(s->w.base, NULL);
 }
 
 static void on_stop(evutil_socket_t fd, short ev, void *arg) {
@@ -124,7 +119,7 @@ static void on_stop(evutil_socket_t fd, short ev, void *arg) {
         close(s->fd);
         s->fd = -1;
     }
-    s->drain_deadline_ms = mono_ms() + GRACE_MS;
+    s->drain_deadline_ms = tg_clock_mono_ms() + GRACE_MS;
     struct timeval tv = {0, 50000};
     event_add(s->drain_ev, &tv);
 }
@@ -353,11 +348,11 @@ static void main_loop(const tg_server_opts_t *o, slot_t *slots, int n, const sig
     int64_t due = -1; /* when a debounced file change is to be looked at */
     for (;;) {
         struct pollfd pf[2] = {{sfd, POLLIN, 0}, {wt.fd, POLLIN, 0}};
-        int timeout = due < 0 ? -1 : (int)(due > mono_ms() ? due - mono_ms() : 0);
+        int timeout = due < 0 ? -1 : (int)(due > tg_clock_mono_ms() ? due - tg_clock_mono_ms() : 0);
         int k = poll(pf, wt.fd >= 0 ? 2 : 1, timeout);
         if (k < 0 && errno != EINTR) break;
-        if (k > 0 && (pf[1].revents & POLLIN) && watch_read(&wt)) due = mono_ms() + DEBOUNCE_MS;
-        if (due >= 0 && mono_ms() >= due) {
+        if (k > 0 && (pf[1].revents & POLLIN) && watch_read(&wt)) due = tg_clock_mono_ms() + DEBOUNCE_MS;
+        if (due >= 0 && tg_clock_mono_ms() >= due) {
             due = -1;
             c = tg_config_current();
             int changed = tg_config_files_digest(c) != c->files_digest;
