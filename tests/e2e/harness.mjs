@@ -598,3 +598,18 @@ export async function runClaude(baseUrl, key, prompt, { args = [], proxy, ms, en
         if (!process.env.TG_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
     }
 }
+
+/**
+ * startGateway options for the client tests: the test routes plus the
+ * "claude-*" alias (Claude Code asks for its own default model ids), a price
+ * covering every anthropic/claude-* model, and (embeddings: true) an
+ * embedding model, openai/text-embedding-3-small, priced by input only.
+ */
+export function clientsConfig({ embeddings = false } = {}) {
+    return {
+        routes: ROUTES.replace('aliases: {', 'aliases: { "claude-*": "anthropic/claude-*",'),
+        extraPricesYaml:
+            `  anthropic/claude-*: { input: 3, cached_input: 1, output: 15, context: 200000, source: e2e test, as_of: ${todayUtc()} }\n` +
+            (!embeddings ? '' : `  openai/text-embedding-3-small: { input: 2, context: 8192, source: e2e test, as_of: ${todayUtc()} }\n`),
+    };
+}
