@@ -814,7 +814,7 @@ static void on_request(tg_http_req_t *h, void *ud) {
         send_error(h, r->client, 400, "invalid_request_error", "missing_model", "'model' is required");
         return;
     }
-    tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, {request_header, r}, r->ts_ms};
+    tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, {request_header, r}, r->ts_ms, TG_KIND_CHAT};
     tg_route_opts_t ro = {r->w->health, now_us() / 1000};
     if (tg_route_pick_opts(r->cfg, &ctx, &ro, r->pool, &r->route) != 0) {
         int st = r->route.status ? r->route.status : 404;
