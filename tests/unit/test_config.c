@@ -52,7 +52,7 @@ static void test_defaults_load(void **state) {
     assert_int_equal(d.n_errors, 0);
     assert_int_equal(c->n_providers, 13);
     assert_int_equal(c->n_routes, 3);
-    assert_int_equal(c->n_prices, 21);
+    assert_int_equal(c->n_prices, 32);
     assert_int_equal(c->n_keys, 1);
     assert_string_equal(c->listen_host, "0.0.0.0");
     assert_int_equal(c->listen_port, 8080);
@@ -100,6 +100,16 @@ static void test_defaults_load(void **state) {
 
     assert_string_equal(tg_config_alias(c, "claude")->target, "anthropic/claude-sonnet-4-5");
     assert_null(tg_config_alias(c, "nope"));
+    /* Claude Code's default ids reach Anthropic and are priced by family;
+     * Opus 4 and 4.1, dearer, are not priced at the 4.5+ price. */
+    assert_string_equal(tg_config_alias(c, "claude-opus-5-5")->target, "anthropic/claude-*");
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-opus-5-5")->output, 25000000);
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-haiku-5-5")->output, 5000000);
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-haiku-4-5-20251001")->cache_write, 1250000);
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-sonnet-4-5-20250929")->input, 3000000);
+    assert_null(tg_config_price(c, "anthropic", "claude-opus-4-1-20250805"));
+    assert_null(tg_config_price(c, "anthropic", "claude-opus-4-20250514"));
+    assert_true(tg_config_price(c, "openai", "text-embedding-3-small")->embedding);
     tg_config_unref(c);
     tg_diag_free(&d);
 }
@@ -440,7 +450,7 @@ static int run_check(const char *path, char *out, size_t cap) {
 static void test_check_command(void **state) {
     char out[8192];
     assert_int_equal(run_check("config/tollgate.yaml", out, sizeof(out)), 0);
-    assert_non_null(strstr(out, "config/tollgate.yaml: ok (13 providers, 3 routes, 21 prices, 1 keys)\n"));
+    assert_non_null(strstr(out, "config/tollgate.yaml: ok (13 providers, 3 routes, 32 prices, 1 keys)\n"));
     assert_int_equal(run_check(FIX "stale.yaml", out, sizeof(out)), 0);
     assert_non_null(strstr(out, "stale.yaml:4:77: warning: "));
     assert_int_equal(run_check(FIX "refs.yaml", out, sizeof(out)), 1);
