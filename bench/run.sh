@@ -146,12 +146,15 @@ echo "bench: ${SECS}s per run, wrk -t1 -c$CONNS, 1 KB chat POST, $WORKERS worker
 D=$(run "http://127.0.0.1:$SIM/deepseek/v1/chat/completions" "")
 N=""; [ -n "$NGXPID" ] && N=$(run "http://127.0.0.1:$NGX/v1/chat/completions" "$NGXPID")
 T=$(run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID")
+# The same request through the Responses API (translated to chat and back).
+R=$(RUN_SCRIPT=bench/responses.lua run "http://127.0.0.1:$GW/v1/responses" "$GWPID")
 
 printf '\n%-22s %10s %9s %9s %12s %8s\n' "target" "req/s" "p50" "p99" "CPU µs/req" "RSS MB"
 row() { read -r a b c d e <<<"$2"; printf '%-22s %10s %9s %9s %12s %8s\n' "$1" "$a" "$b" "$c" "$d" "$e"; }
 row "direct (simulator)" "$D"
 [ -n "$N" ] && row "nginx proxy_pass" "$N"
 row "tollgate" "$T"
+row "tollgate /v1/responses" "$R"
 tr=$(echo "$T" | awk '{print $1}')
 echo
 echo "tollgate / direct req/s: $(awk -v a="$tr" -v b="$(echo "$D" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
@@ -159,6 +162,7 @@ if [ -n "$N" ]; then
   echo "tollgate / nginx req/s:  $(awk -v a="$tr" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
   echo "CPU per request, tollgate vs nginx: $(echo "$T" | awk '{print $4}') µs vs $(echo "$N" | awk '{print $4}') µs"
 fi
+echo "CPU per request, /v1/responses vs /v1/chat/completions: $(echo "$R" | awk '{print $4}') µs vs $(echo "$T" | awk '{print $4}') µs ($(awk -v a="$(echo "$R" | awk '{print $4}')" -v b="$(echo "$T" | awk '{print $4}')" 'BEGIN{printf "%.2f", a/b}')x)"
 
 # Latency at half of Tollgate's peak rate: connections that each wait a random 10 ms (mean)
 # between requests (bench/paced.lua), the same offered load straight to the

@@ -2,7 +2,7 @@
  * the billing rule: which tokens are billed at which rate, how counts are
  * held in range, and the one rounding. Usage comes in as a tg_usage_t
  * (core/usage.h), prices as a config snapshot's tg_price_t whose UTC window
- * tg_price_at (core/config.c) selects; integers leave. Nothing here
+ * tg_price_at (core/config_price.c) selects; integers leave. Nothing here
  * allocates or keeps state. */
 #include "core/money.h"
 

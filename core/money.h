@@ -30,7 +30,7 @@ typedef struct {
 int tg_money_minute(int64_t ts_ms);
 
 /* The rates of price p in the UTC window in force at ts_ms (the window is
- * chosen by tg_price_at, core/config.c). A missing cached_input or
+ * chosen by tg_price_at, core/config_price.c). A missing cached_input or
  * cache_write rate (< 0) is the input rate; a missing input or output rate
  * is 0. Returns -1 (r untouched) when p is NULL, else 0. */
 int tg_money_rates(const tg_price_t *p, int64_t ts_ms, tg_money_rates_t *r);

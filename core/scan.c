@@ -1,12 +1,13 @@
-/* scan.c — one-pass scans of JSON request and answer bodies, and splicing.
- * A strict tokenizer of our own cuts a well-formed body into jsmn tokens in a
- * stack array; when it gives up (an error, a big or deep body) jsmn (strict,
- * with parent links) does it, moving to a larger array from the request's
- * pool for big bodies, and one iterative walk checks what jsmn leaves
- * unchecked (commas, colons, number grammar, nesting depth, nothing after
- * the value). A few short walks then read the fields the gateway needs.
- * Nothing here builds a DOM or mallocs: decoded strings and grown token
- * arrays come from the caller's pool. Edits (model, stream_options) leave as byte ranges for tg_splice(). */
+/* scan.c — one-pass scans of JSON request and answer bodies, and splicing. A strict tokenizer of
+ * our own cuts a well-formed body into jsmn tokens in a stack array; when it gives up (an error, a
+ * big or deep body) jsmn (strict, with parent links) does it, moving to a larger array from the
+ * request's pool for big bodies, and one iterative walk checks what jsmn leaves unchecked (commas,
+ * colons, number grammar, nesting depth, nothing after the value). A few short walks then read the
+ * fields the gateway needs. Nothing here builds a DOM or mallocs: decoded strings and grown token
+ * arrays come from the caller's pool. Edits (model, stream_options) leave as byte ranges for
+ * tg_splice(). One file on purpose: the fast tokenizer must cut a body exactly as jsmn does
+ * (tests/fuzz/fuzz_tokens.c includes this file to compare the two), and the scans share jsmn's
+ * static build and the small walk helpers they inline on the hot path. */
 #define JSMN_STATIC
 #define JSMN_STRICT
 #define JSMN_PARENT_LINKS

@@ -1,7 +1,8 @@
 /* scan.h — one-pass scans of JSON bodies with jsmn (strict mode), without
  * building a DOM, and byte splicing of the few fields the gateway changes.
  * A pass-through body is read once into one buffer, scanned once, and
- * forwarded with edits spliced in; see LIBRARIES.md for why. */
+ * forwarded with edits spliced in; docs/design.md ("Scan and splice") says
+ * why. */
 #ifndef TG_SCAN_H
 #define TG_SCAN_H
 

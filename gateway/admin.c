@@ -2,8 +2,9 @@
  * (Authorization: Bearer, or ?token= on /dashboard so a browser can open it), its range and
  * grouping are parsed, and one HGETALL per day of tg:usage:{day} goes out on the worker's
  * ledger connection (async, never blocking the loop). The replies fill a tg_report_t
- * (gateway/report.c); the last one renders the answer: SPEC §2's JSON, or a self-contained
- * HTML page with one inline SVG bar chart per provider (no script, no CDN, no fetch).
+ * (gateway/report.c); the last one renders the answer: the JSON of `tollgate report
+ * --format json` (tg_report_json, gateway/report.h), or a self-contained HTML page with one
+ * inline SVG bar chart per provider (no script, no CDN, no fetch).
  * The state lives in the request's pool; a client that leaves first cancels the queries. */
 #include "gateway/admin.h"
 #include "core/money.h"

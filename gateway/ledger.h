@@ -1,6 +1,7 @@
 /* ledger.h — the usage ledger: every finished request's usage, written once to Redis
  * (counters per UTC day + one event on a capped stream), through a journal file when
- * Redis is down or slow. One ledger per worker, used only from that worker's loop. */
+ * Redis is down or slow. One ledger per worker, used only from that worker's loop.
+ * Other modules' commands share its Redis connection (gateway/redis.h). */
 #ifndef TG_LEDGER_H
 #define TG_LEDGER_H
 
@@ -11,6 +12,7 @@
 
 struct event_base;
 struct redisReply;
+struct tg_redis_cmd_s;
 typedef struct tg_ledger_s tg_ledger_t;
 
 typedef struct {
@@ -54,8 +56,8 @@ void tg_ledger_free(tg_ledger_t *l);
  * reply, or with NULL when the link dropped or timed out before the answer (never from
  * inside tg_ledger_query or tg_ledger_query_cancel). Returns NULL (fn never runs) when Redis
  * is not connected. */
-typedef struct tg_ledger_query_s tg_ledger_query_t;
-typedef void (*tg_ledger_reply_fn)(const struct redisReply *reply, void *ud);
+typedef struct tg_redis_cmd_s tg_ledger_query_t;
+typedef void (*tg_ledger_reply_fn)(const struct redisReply *reply, void *ud); /* = tg_redis_reply_fn */
 tg_ledger_query_t *tg_ledger_query(tg_ledger_t *l, int argc, const char **argv, const size_t *lens,
                                    tg_ledger_reply_fn fn, void *ud);
 /* fn will not run (the reply, when it comes, is dropped). The handle is invalid after. */
@@ -63,16 +65,6 @@ void tg_ledger_query_cancel(tg_ledger_query_t *q);
 
 /* The Lua scripts' bodies are sent as EVALSHA; this is the SHA-1 hex (41 bytes) of `script`. */
 void tg_ledger_sha1_hex(const char *script, size_t len, char out[41]);
-
-/* A parsed redis URL: redis://[[user]:password@]host[:port][/db] or unix:///path. The host is
- * resolved to an address, once, blocking (start-up and CLI only). */
-typedef struct {
-    char host[64], target[300]; /* target: host:port or path, for messages */
-    int port, db;
-    char *unix_path, *user, *password; /* malloc'd or NULL */
-} tg_redis_url_t;
-int tg_redis_url_parse(const char *url, tg_redis_url_t *u, char *err, size_t errlen);
-void tg_redis_url_free(tg_redis_url_t *u);
 
 /* Tuning, for tests: reconnect backoff (default 250 ms doubling to 5000 ms); command
  * timeout after which a silent Redis counts as down (default 2000 ms, also the connect

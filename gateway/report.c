@@ -2,9 +2,10 @@
  * provider|model|key|metric) summed over a range of UTC days, grouped by provider, model,
  * key or day (and, for the dashboard, by a second dimension), with a totals row.
  * Fields enter one at a time through tg_report_add (from HGETALL replies, sync or async);
- * rows leave as a table, CSV or SPEC §2's JSON. Money stays in integer micro-USD and is
- * printed with six decimals, never through a float. The `tollgate report` command is here
- * too: one pipelined HGETALL per day on a blocking hiredis connection (a CLI, no loop). */
+ * rows leave as a table, CSV or JSON (its shape is at tg_report_json in gateway/report.h).
+ * Money stays in integer micro-USD and is printed with six decimals, never through a float.
+ * The `tollgate report` command is here too: one pipelined HGETALL per day on a blocking
+ * hiredis connection (a CLI, no loop). */
 #include "gateway/report.h"
 #include "core/strbuf.h"
 
@@ -21,7 +22,7 @@
 #include "core/json.h"
 #include "core/money.h"
 #include "gateway/keys.h"
-#include "gateway/ledger.h"
+#include "gateway/redis.h"
 
 static const char *const by_names[] = {"provider", "model", "key", "day"};
 static const char *const metric_names[] = {"requests",      "input_tokens",     "cached_input_tokens",

@@ -1,4 +1,4 @@
-/* report.h — spend reports from the ledger's day hashes (tg:usage:{YYYY-MM-DD}, SPEC §5):
+/* report.h — spend reports from the ledger's day hashes (tg:usage:{YYYY-MM-DD}, gateway/keys.h):
  * grouped by provider, model, key or day over a range of UTC days, with a totals row, as a
  * table, CSV or JSON. `tollgate report` (synchronous hiredis, a CLI) and /admin/spend and
  * /dashboard (async, on a worker loop, gateway/admin.c) fill the same tg_report_t. */
@@ -51,7 +51,8 @@ void tg_report_add(tg_report_t *r, int64_t day, const char *field, size_t flen, 
 void tg_report_finish(tg_report_t *r);
 void tg_report_free(tg_report_t *r);
 
-/* Renderings (malloc'd, NUL-terminated; NULL when out of memory). JSON is SPEC §2's shape:
+/* Renderings (malloc'd, NUL-terminated; NULL when out of memory). JSON, the same for
+ * `tollgate report --format json` and GET /admin/spend:
  * {"from","to","by","rows":[{"<by>":…,"requests",…,"cost_usd"}],"total":{…}}. */
 char *tg_report_json(const tg_report_t *r);
 char *tg_report_csv(const tg_report_t *r);

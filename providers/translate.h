@@ -2,8 +2,8 @@
  * requests and whole answers as pure functions over jansson values, and
  * streams as small incremental state machines that turn one upstream SSE
  * event into zero or more client events (never holding the whole answer).
- * The mapping is the table in PROVIDERS.md; the gaps are listed at the top
- * of translate.c. */
+ * The mapping is tabled in docs/responses.md (Chat and Messages columns); the
+ * gaps are listed at the top of translate.c. */
 #ifndef TG_TRANSLATE_H
 #define TG_TRANSLATE_H
 

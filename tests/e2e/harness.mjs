@@ -35,7 +35,12 @@ export const PRICES = {
     'vendorx/vx-1': { input: 1, cached_input: 1, output: 1 },
 };
 
-/** Expected cost in micro-USD of `usage` (SPEC §5 formula) for target "provider/model". */
+/**
+ * Expected cost in micro-USD of `usage` for target "provider/model", by the
+ * billing rule of core/money.h: uncached input, cached input and output, each
+ * at its own rate (the test prices are whole USD per 1M tokens, so a token
+ * costs whole micro-USD and nothing is rounded).
+ */
 export function costMicro(target, { input, cached = 0, output }) {
     const p = PRICES[target];
     return (input - cached) * p.input + cached * p.cached_input + output * p.output;

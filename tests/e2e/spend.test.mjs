@@ -1,8 +1,8 @@
 // spend.test.mjs — what finance and the budget owner see: `tollgate report` and /admin/spend
 // agree with each other and, to the token, with what the providers billed (the simulator's
-// own accounting) over a mixed load; each money complaint of PROVIDERS.md (cached tokens,
-// DeepSeek cache fields, $0 streams, spend lost on cancel or mid-answer failure) has its own
-// test; budgets answer 402 and rate limits 429 with retry-after, in the client's dialect.
+// own accounting) over a mixed load; each way providers' usage is easy to misbill (cached
+// tokens, DeepSeek cache fields, $0 streams, spend lost on cancel or mid-answer failure) has
+// its own test; budgets answer 402 and rate limits 429 with retry-after, in the client's dialect.
 // This file has Redis database 5 of the suite's Redis to itself.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -112,7 +112,7 @@ async function cutStream(key, model, deltas, headers = {}, g = gw) {
     return { id, sid, sim: simRec };
 }
 
-// ---- PROVIDERS.md money complaints, one test each ----
+// ---- usage that is easy to misbill, one test each ----
 
 test('cached input is priced at the cached rate (OpenAI cached_tokens; Anthropic cache_read_input_tokens), streamed or not', async () => {
     const c = oa(K.cached);

@@ -9,8 +9,9 @@
  * translates back, and an answer translated either way always translates
  * back; the other request direction may refuse but never crashes. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_translate.c providers/translate.c core/pool.c -ljansson -o /tmp/fuzz_translate */
-/* deps: providers/translate.c core/pool.c */
+ *       tests/fuzz/fuzz_translate.c providers/translate.c providers/translate_stream.c core/pool.c -ljansson
+ * -o /tmp/fuzz_translate */
+/* deps: providers/translate.c providers/translate_stream.c core/pool.c */
 /* libs: -ljansson */
 #include <stdint.h>
 #include <stdlib.h>

@@ -10,8 +10,9 @@
  * message_start comes first and once, content blocks open with indexes 0, 1, 2... and close in order, one at
  * a time, and message_stop is the last event and comes only with DONE (which [DONE] always gives). Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE tests/fuzz/fuzz_translate_stream.c \
- *       providers/translate.c core/pool.c -ljansson -o /tmp/fuzz_translate_stream */
-/* deps: providers/translate.c core/pool.c */
+ *       providers/translate.c providers/translate_stream.c core/pool.c -ljansson -o
+ * /tmp/fuzz_translate_stream */
+/* deps: providers/translate.c providers/translate_stream.c core/pool.c */
 /* libs: -ljansson */
 #include <stdint.h>
 #include <stdlib.h>

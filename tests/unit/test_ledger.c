@@ -1,7 +1,7 @@
 /* test_ledger.c — the usage ledger against a real redis-server started on a free loopback
  * port: exact sums, exactly-once by request id, Redis down at start, killed mid-run,
  * stalled, the journal's torn last line, the in-memory bound and the ledger switched off. */
-/* deps: gateway/ledger.c core/pool.c core/log.c */
+/* deps: gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/pool.c core/log.c */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

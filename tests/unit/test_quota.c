@@ -3,7 +3,9 @@
  * ledger's own month counter, tpm from the ledger's token counter, a cancelled check never
  * calls back, a flushed script is sent again, and without Redis the local approximation
  * decides at once. */
-/* deps: gateway/quota.c gateway/ledger.c core/money.c core/config.c core/config_price.c core/pool.c core/log.c */
+/* clang-format off */
+/* deps: gateway/quota.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/money.c core/config.c core/config_price.c core/pool.c core/log.c */
+/* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

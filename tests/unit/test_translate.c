@@ -11,10 +11,11 @@
  *   an2oa-stream-, oa2an-stream-  streams: in {"include_usage":bool,
  *     "events":[[event|null, data], ...]} (data "[DONE]" as a string, else
  *     an object); out {"events":[[event|null, data]...], "result":
- *     "more"|"done"|"error", "usage":{input,cached,cache_write,output}}.
+ *     "more"|"done"|"error", "usage":{input,cached,cache_write,output,
+ *     reasoning?}} (reasoning compared only when the case names it).
  * Run from the repository root (make does); TG_TRANSLATE_CASES overrides
  * the directory. */
-/* deps: providers/translate.c core/pool.c */
+/* deps: providers/translate.c providers/translate_stream.c core/pool.c */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,6 +112,8 @@ static void run_stream(const char *name, json_t *in, json_t *want) {
     json_t *usage = json_pack("{s:I,s:I,s:I,s:I}", "input", (json_int_t)u.input_tokens, "cached",
                               (json_int_t)u.cached_input_tokens, "cache_write",
                               (json_int_t)u.cache_write_tokens, "output", (json_int_t)u.output_tokens);
+    if (json_object_get(json_object_get(want, "usage"), "reasoning"))
+        json_object_set_new(usage, "reasoning", json_integer((json_int_t)u.reasoning_tokens));
     json_t *out = json_pack("{s:o,s:s,s:o}", "events", got, "result", result, "usage", usage);
     if (json_object_get(want, "error")) json_object_set_new(out, "error", json_string(err));
     assert_json_equal(name, out, want);
