@@ -146,6 +146,14 @@ void cfg_parse_includes(const src_t *s, const yaml_node_t *n);
 /* "YYYY-MM-DD" to days since 1970-01-01, -1 when malformed. */
 long cfg_date_days(const char *d);
 
+/* ---- lookups shared with loading (config_price.c) --------------------- */
+
+/* The price of provider/model among n entries, by the rule of
+ * tg_config_price (exact first, then the longest pattern prefix). */
+const tg_price_t *cfg_price_find(const tg_price_t *v, size_t n, const char *provider, const char *model);
+/* The alias of name among n entries, by the rule of tg_config_alias. */
+const tg_alias_t *cfg_alias_find(const tg_alias_t *v, size_t n, const char *name);
+
 /* ---- the files digest (config.c) -------------------------------------- */
 
 #define DIGEST_SEED TG_HASH_FNV64_SEED

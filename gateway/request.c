@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "gateway/admin.h"
+#include "gateway/endpoints.h"
 #include "core/config.h"
 #include "gateway/ledger.h"
 #include "core/log.h"
@@ -96,6 +97,7 @@ typedef struct {
     tg_quota_check_t *quota; /* budget/rate check waiting for Redis; NULL when none */
     tg_admin_kind_t admin;   /* an admin endpoint: no provider call */
     tg_admin_t *admin_state; /* its pending Redis reads (in the pool) */
+    tg_kind_t kind;          /* chat, embeddings or count_tokens (never billed) */
 } tg_request_t;
 
 static void attempt_next(tg_request_t *r);
@@ -209,9 +211,10 @@ static const char *usd_text(tg_pool_t *pool, int64_t micro) {
  * error or never connected billed nothing: nothing is estimated for it. */
 static void usage_finalise(tg_request_t *r) {
     tg_usage_t *u = &r->usage;
-    if (u->present || !r->billable) return;
+    if (u->present || !r->billable || r->kind == TG_KIND_COUNT_TOKENS) return;
     u->estimated = 1;
     u->input_tokens = (int64_t)(r->scan.text_bytes + 3) / 4 + 4 * (int64_t)r->scan.n_messages;
+    if (r->kind == TG_KIND_EMBEDDINGS) u->input_tokens = (int64_t)(r->body_len + 3) / 4; /* no messages */
     u->output_tokens = (int64_t)(r->call.content_bytes + 3) / 4;
 }
 
@@ -362,6 +365,7 @@ static void release_attempt(tg_request_t *r) {
  * attempt the provider billed (it reported usage) gets its own record, id "<id>.<attempt>",
  * which adds tokens and cost but no request. */
 static void record_usage(tg_request_t *r, const char *id, int status, int attempt_only, int64_t dur_us) {
+    if (r->kind == TG_KIND_COUNT_TOKENS) return; /* never billed, never counted against a quota */
     int64_t micro = cost_micro(r);
     tg_ledger_rec_t rec = {
         .request_id = id,
@@ -567,6 +571,21 @@ static void all_failed(tg_request_t *r) {
                  "all_providers_failed", msg, hdr, nh);
 }
 
+/* count_tokens for a provider whose API has no such endpoint: the gateway's
+ * own estimate, marked as one. Nothing was called, nothing is billed. */
+static void count_locally(tg_request_t *r) {
+    size_t len = 0;
+    const char *body = tg_endpoint_count_body(r->pool, &r->scan, &len);
+    const char *h[12];
+    size_t n = 0;
+    h[n++] = "Content-Type: application/json";
+    h[n++] = "x-tollgate-estimated: true";
+    n += tollgate_headers(r, h + n, 12 - n, "0.000000");
+    r->started = 1;
+    r->status = 200;
+    tg_http_respond(r->http, 200, h, n, body, len); /* on_finish may run inside */
+}
+
 static void attempt_next(tg_request_t *r) {
     unsigned max = r->cfg->limits.max_attempts ? r->cfg->limits.max_attempts : 3;
     while (r->next < r->route.n && r->attempts < max) {
@@ -584,6 +603,10 @@ static void attempt_next(tg_request_t *r) {
             continue;
         }
         r->attempts++;
+        if (r->kind == TG_KIND_COUNT_TOKENS && !tg_endpoint_counts_upstream(c->provider)) {
+            count_locally(r);
+            return;
+        }
         memset(&r->call, 0, sizeof(r->call));
         r->call.pool = r->pool;
         r->call.body = r->body;
@@ -595,6 +618,7 @@ static void attempt_next(tg_request_t *r) {
         r->call.provider = c->provider;
         r->call.model = c->model;
         r->call.price = tg_config_price(r->cfg, c->provider->name, c->model);
+        r->call.kind = r->kind;
         if (c->provider->simulated) {
             r->call.extra_headers = r->extra;
             r->call.n_extra = r->n_extra;
@@ -674,7 +698,7 @@ static void collect_sim_headers(tg_request_t *r) {
     }
 }
 
-static void serve_models(tg_http_req_t *h, const tg_config_t *c);
+static void serve_models(tg_http_req_t *h, const tg_config_t *c, const tg_key_t *key);
 static void serve_metrics(tg_http_req_t *h, const tg_worker_t *w);
 static void serve_health(tg_http_req_t *h, int ready);
 
@@ -717,11 +741,15 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     int chat = path_is(path, plen, "/v1/chat/completions");
     int messages = path_is(path, plen, "/v1/messages");
     int models = path_is(path, plen, "/v1/models");
+    int embeddings = path_is(path, plen, "/v1/embeddings");
+    int count = path_is(path, plen, "/v1/messages/count_tokens");
     tg_client_dialect_t client = tg_client_for_path(path, plen);
+    chat |= embeddings || count; /* POST, routed and relayed alike; r->kind tells them apart */
     if (!chat && !messages && !models) {
-        char msg[200];
+        char msg[240];
         snprintf(msg, sizeof(msg),
-                 "unknown path '%.*s': the API is at /v1/chat/completions, /v1/messages and /v1/models",
+                 "unknown path '%.*s': the API is at /v1/chat/completions, /v1/messages, "
+                 "/v1/messages/count_tokens, /v1/embeddings and /v1/models",
                  (int)(plen > 64 ? 64 : plen), path);
         send_error(h, client, 404, "invalid_request_error", "not_found", msg);
         return TG_HTTP_HANDLED;
@@ -746,7 +774,7 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         return TG_HTTP_HANDLED;
     }
     if (models) {
-        serve_models(h, cfg);
+        serve_models(h, cfg, key);
         tg_config_unref(cfg);
         return TG_HTTP_HANDLED;
     }
@@ -766,6 +794,7 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     r->ttfb_us = -1;
     r->all_connect = 1;
     r->client = client;
+    r->kind = embeddings ? TG_KIND_EMBEDDINGS : count ? TG_KIND_COUNT_TOKENS : TG_KIND_CHAT;
     snprintf(r->id, sizeof(r->id), "%016" PRIx64, next_rand(&w->rng));
     tg_http_set_data(h, r);
     return TG_HTTP_CONTINUE;
@@ -804,7 +833,9 @@ static void on_request(tg_http_req_t *h, void *ud) {
     }
     char err[256];
     r->body = tg_http_body(h, &r->body_len);
-    if (tg_scan_request(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
+    int (*scan)(const char *, size_t, tg_pool_t *, tg_scan_req_t *, char *, size_t) =
+        r->kind == TG_KIND_EMBEDDINGS ? tg_scan_request_bare : tg_scan_request;
+    if (scan(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
         r->status = 400;
         send_error(h, r->client, 400, "invalid_request_error", "invalid_body", err);
         return;
@@ -814,7 +845,8 @@ static void on_request(tg_http_req_t *h, void *ud) {
         send_error(h, r->client, 400, "invalid_request_error", "missing_model", "'model' is required");
         return;
     }
-    tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, {request_header, r}, r->ts_ms};
+    if (r->kind != TG_KIND_CHAT) r->scan.stream = 0; /* embeddings and counts answer in one piece */
+    tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, {request_header, r}, r->ts_ms, r->kind};
     tg_route_opts_t ro = {r->w->health, now_us() / 1000};
     if (tg_route_pick_opts(r->cfg, &ctx, &ro, r->pool, &r->route) != 0) {
         int st = r->route.status ? r->route.status : 404;
@@ -825,11 +857,16 @@ static void on_request(tg_http_req_t *h, void *ud) {
                                : "invalid_request_error",
                    st == 403   ? "route_forbidden"
                    : st == 503 ? "no_usable_provider"
+                   : st == 400 ? "model_kind_mismatch"
                                : "model_not_found",
                    r->route.err);
         return;
     }
     collect_sim_headers(r);
+    if (r->kind == TG_KIND_COUNT_TOKENS) { /* free: no budget or rate check */
+        attempt_next(r);
+        return;
+    }
     tg_quota_result_t qr;
     if (tg_quota_check(r->w->ledger, r->w->base, r->pool, r->key, r->id, r->ts_ms, r->cfg->workers, on_quota,
                        r, &r->quota, &qr) == 0)
@@ -922,28 +959,15 @@ static void serve_metrics(tg_http_req_t *h, const tg_worker_t *w) {
     free(text);
 }
 
-static void serve_models(tg_http_req_t *h, const tg_config_t *c) {
-    json_t *data = json_array();
-    for (size_t i = 0; i < c->n_routes; i++)
-        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", c->routes[i].name, "object", "model",
-                                              "created", 0, "owned_by", "tollgate-route"));
-    for (size_t i = 0; i < c->n_aliases; i++)
-        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", c->aliases[i].name, "object",
-                                              "model", "created", 0, "owned_by", "tollgate-alias"));
-    for (size_t i = 0; i < c->n_providers; i++) {
-        const tg_provider_t *p = &c->providers[i];
-        for (size_t j = 0; j < p->n_models; j++) {
-            char id[256];
-            snprintf(id, sizeof(id), "%s/%s", p->name, p->models[j]);
-            json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", id, "object", "model", "created",
-                                                  0, "owned_by", p->name));
-        }
+static void serve_models(tg_http_req_t *h, const tg_config_t *c, const tg_key_t *key) {
+    size_t len = 0;
+    char *s = tg_endpoint_models(c, key, wall_ms(), &len);
+    if (s == NULL) {
+        send_error(h, TG_CLIENT_OPENAI, 500, "server_error", "out_of_memory", "out of memory");
+        return;
     }
-    json_t *o = json_pack("{s:s,s:o}", "object", "list", "data", data);
-    char *s = json_dumps(o, JSON_COMPACT);
-    respond_json(h, 200, NULL, 0, s, strlen(s));
+    respond_json(h, 200, NULL, 0, s, len);
     free(s);
-    json_decref(o);
 }
 
 const tg_http_handler_t tg_request_handler = {on_headers, on_request, on_drain, on_finish};

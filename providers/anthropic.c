@@ -56,6 +56,10 @@ static char *translated_body(tg_call_t *c, size_t *len, char *err, size_t errlen
 static int anthropic_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t errlen) {
     size_t blen = 0;
     char *body;
+    if (c->kind == TG_KIND_EMBEDDINGS) {
+        snprintf(err, errlen, "the Anthropic API has no embeddings endpoint");
+        return -1;
+    }
     if (c->client == TG_CLIENT_ANTHROPIC) {
         tg_edit_t e;
         size_t n = tg_scan_set_model(c->scan, c->model, c->pool, &e) == 0;
@@ -84,7 +88,9 @@ static int anthropic_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t
     if (beta && bl) h[nh++] = tg_pool_printf(c->pool, "anthropic-beta: %.*s", (int)bl, beta);
     for (size_t i = 0; i < c->n_extra; i++)
         h[nh++] = c->extra_headers[i];
-    out->url = tg_pool_printf(c->pool, "%s/v1/messages", c->provider->url);
+    /* count_tokens takes a Messages body (an Anthropic client's, model spliced). */
+    out->url = tg_pool_printf(c->pool, "%s/v1/messages%s", c->provider->url,
+                              c->kind == TG_KIND_COUNT_TOKENS ? "/count_tokens" : "");
     out->headers = h;
     out->nheaders = nh;
     out->body = body;

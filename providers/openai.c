@@ -74,6 +74,10 @@ void tg_upstream_error_classify(int status, tg_upstream_error_t *e) {
 }
 
 static int openai_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t errlen) {
+    if (c->kind == TG_KIND_COUNT_TOKENS) {
+        snprintf(err, errlen, "the OpenAI API has no token-count endpoint");
+        return -1;
+    }
     size_t blen = 0;
     char *body = c->client == TG_CLIENT_ANTHROPIC ? translated_body(c, &blen, err, errlen)
                                                   : spliced_body(c, &blen, err, errlen);
@@ -86,7 +90,9 @@ static int openai_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t er
     h[nh++] = c->scan->stream ? "Accept: text/event-stream" : "Accept: application/json";
     for (size_t i = 0; i < c->n_extra; i++)
         h[nh++] = c->extra_headers[i];
-    out->url = tg_pool_printf(c->pool, "%s/chat/completions", c->provider->url);
+    /* An embeddings body (OpenAI client only) passes with its model spliced. */
+    out->url = tg_pool_printf(c->pool, "%s/%s", c->provider->url,
+                              c->kind == TG_KIND_EMBEDDINGS ? "embeddings" : "chat/completions");
     out->headers = h;
     out->nheaders = nh;
     out->body = body;

@@ -37,6 +37,7 @@ typedef struct {
     size_t n_extra;
     size_t content_bytes; /* answer text seen so far, for estimates when no usage comes */
     void *state;          /* the dialect's per-attempt state (stream translation) */
+    tg_kind_t kind;       /* chat, embeddings or count_tokens: which upstream endpoint build targets */
 } tg_call_t;
 
 /* Where a dialect sends stream events for the client. `event` may be NULL
