@@ -1,0 +1,399 @@
+// responses.test.mjs — the OpenAI Responses API (/v1/responses) as a user of
+// the official `openai` SDK sees it: create, streamed events one by one as
+// the SDK parses them, a function-call round trip, previous_response_id
+// across providers, stored responses (GET, DELETE, other keys, store:false),
+// built-in tools refused, headers and the ledger; then /v1/embeddings and
+// /v1/messages/count_tokens through the SDKs.
+// TOLLGATE_E2E_PENDING=1 skips the file (while these endpoints are being built).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import OpenAI from 'openai';
+import Anthropic from '@anthropic-ai/sdk';
+import { startGateway, KEY, redis, until, simId, hgetallNumbers, todayUtc, clientsConfig, costMicro } from './harness.mjs';
+
+const PENDING = process.env.TOLLGATE_E2E_PENDING === '1';
+const it = (name, fn) => test(name, { skip: PENDING && 'TOLLGATE_E2E_PENDING=1' }, fn);
+
+const MINI = 'openai/gpt-4o-mini';
+const CLAUDE = 'anthropic/claude-haiku-4-5';
+const EMBED = 'openai/text-embedding-3-small';
+const OTHER_KEY = 'tg-e2e-other-' + randomBytes(10).toString('hex');
+const COUNT_KEY = 'tg-e2e-count-' + randomBytes(10).toString('hex');
+const tools = [{
+    type: 'function', name: 'get_weather', description: 'Current weather of a city', strict: false,
+    parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+}];
+
+let gw, oa, other, an;
+before(async () => {
+    if (PENDING) return;
+    gw = await startGateway({
+        ...clientsConfig({ embeddings: true }),
+        keys: [{ name: 'other', secret: OTHER_KEY }, { name: 'counter', secret: COUNT_KEY }],
+    });
+    oa = new OpenAI({ baseURL: gw.base, apiKey: KEY, maxRetries: 0 });
+    other = new OpenAI({ baseURL: gw.base, apiKey: OTHER_KEY, maxRetries: 0 });
+    an = new Anthropic({ baseURL: gw.url, apiKey: COUNT_KEY, maxRetries: 0 });
+});
+after(async () => {
+    await gw?.stop();
+});
+
+// The tg:events entry the gateway wrote for one request id, as an object.
+async function ledgerEvent(requestId) {
+    let ev = null;
+    await until(async () => {
+        const lines = (await redis('--raw', 'XREVRANGE', 'tg:events', '+', '-', 'COUNT', '300')).split('\n');
+        for (let i = 1; i < lines.length; i++) {
+            if (lines[i - 1] !== 'id' || lines[i] !== requestId) continue;
+            let s = i - 1;
+            while (s > 0 && !/^\d+-\d+$/.test(lines[s - 1])) s -= 2;
+            ev = {};
+            for (let k = s; k + 1 < lines.length && !/^\d+-\d+$/.test(lines[k]); k += 2) ev[lines[k]] = lines[k + 1];
+            return true;
+        }
+        return false;
+    }, 10000);
+    assert.ok(ev, `a tg:events entry for request ${requestId}`);
+    return ev;
+}
+
+// All events of one streamed create, as the SDK parsed them (memoised per kind).
+const streams = {};
+function streamed(kind) {
+    streams[kind] ??= (async () => {
+        const headers = kind === 'tool' ? { 'x-sim-tool-call': 'get_weather' } : {};
+        const body = { model: MINI, input: 'What is the weather in Paris?', stream: true, ...(kind === 'tool' ? { tools } : {}) };
+        const { data: s, response } = await oa.responses.create(body, { headers }).withResponse();
+        const events = [];
+        for await (const e of s) events.push(e);
+        return { events, headers: response.headers };
+    })();
+    return streams[kind];
+}
+const ofType = (events, t) => events.filter((e) => e.type === t);
+
+// ---- create ----
+
+it('responses.create (non-stream): a completed response with output_text, usage and the x-tollgate-* headers', async () => {
+    const { data, response } = await oa.responses.create({ model: MINI, input: 'Say hello in one word.' }).withResponse();
+    assert.equal(data.object, 'response');
+    assert.match(data.id, /^resp_/);
+    assert.equal(data.status, 'completed');
+    assert.equal(data.model.length > 0, true);
+    const msg = data.output.find((o) => o.type === 'message');
+    assert.ok(msg, 'a message output item');
+    assert.equal(msg.role, 'assistant');
+    assert.equal(msg.content[0].type, 'output_text');
+    assert.ok(data.output_text.length > 0, 'output_text (SDK convenience) is not empty');
+    assert.ok(data.usage.input_tokens > 0 && data.usage.output_tokens > 0);
+    assert.equal(data.usage.total_tokens, data.usage.input_tokens + data.usage.output_tokens);
+
+    const h = response.headers;
+    assert.equal(h.get('x-tollgate-provider'), 'openai');
+    assert.equal(h.get('x-tollgate-model'), 'gpt-4o-mini');
+    assert.equal(h.get('x-tollgate-route'), 'direct');
+    assert.equal(h.get('x-tollgate-attempts'), '1');
+    const rid = h.get('x-tollgate-request-id');
+    assert.match(rid ?? '', /\S{8,}/);
+    const cached = data.usage.input_tokens_details?.cached_tokens ?? 0;
+    const expected = costMicro(MINI, { input: data.usage.input_tokens, cached, output: data.usage.output_tokens });
+    assert.ok(Math.abs(Number(h.get('x-tollgate-cost-usd')) - expected / 1e6) < 1e-9, 'x-tollgate-cost-usd is exact');
+
+    const ev = await ledgerEvent(rid);
+    assert.equal(ev.provider, 'openai');
+    assert.equal(ev.model, 'gpt-4o-mini');
+    assert.equal(Number(ev.input_tokens), data.usage.input_tokens, 'ledger input tokens = response usage');
+    assert.equal(Number(ev.output_tokens), data.usage.output_tokens, 'ledger output tokens = response usage');
+    assert.equal(Number(ev.cost_micro_usd), expected, 'ledger cost');
+});
+
+it('responses.create translated to Claude: same shape, provider anthropic', async () => {
+    const { data, response } = await oa.responses
+        .create({ model: CLAUDE, instructions: 'Be brief.', input: [{ role: 'user', content: 'Say hello.' }], max_output_tokens: 32 })
+        .withResponse();
+    assert.equal(data.status, 'completed');
+    assert.ok(data.output_text.length > 0);
+    assert.equal(response.headers.get('x-tollgate-provider'), 'anthropic');
+    assert.ok(data.usage.input_tokens > 0);
+});
+
+it('responses.stream: deltas, then finalResponse with the same text and usage', async () => {
+    const s = oa.responses.stream({ model: MINI, input: 'Say hello.' });
+    let text = '';
+    s.on('response.output_text.delta', (e) => (text += e.delta));
+    const final = await s.finalResponse();
+    assert.equal(final.status, 'completed');
+    assert.ok(text.length > 0, 'text came as deltas');
+    assert.equal(final.output_text, text, 'the final response holds what the deltas said');
+    assert.ok(final.usage.output_tokens > 0);
+});
+
+// ---- stream events, one test per type the SDK parses ----
+
+it('stream: response.created comes first, with an in_progress response', async () => {
+    const { events } = await streamed('text');
+    assert.equal(events[0].type, 'response.created');
+    assert.equal(events[0].response.status, 'in_progress');
+    assert.match(events[0].response.id, /^resp_/);
+    assert.equal(ofType(events, 'response.created').length, 1);
+});
+
+it('stream: response.in_progress follows response.created', async () => {
+    const { events } = await streamed('text');
+    const i = events.findIndex((e) => e.type === 'response.in_progress');
+    assert.ok(i > 0, 'response.in_progress present after created');
+    assert.equal(events[i].response.id, events[0].response.id);
+});
+
+it('stream: response.output_item.added opens the message item', async () => {
+    const { events } = await streamed('text');
+    const a = ofType(events, 'response.output_item.added');
+    assert.ok(a.length >= 1);
+    assert.equal(a[0].output_index, 0);
+    assert.equal(a[0].item.type, 'message');
+    assert.equal(a[0].item.role, 'assistant');
+    assert.ok(a[0].item.id);
+});
+
+it('stream: response.content_part.added opens an output_text part before any delta', async () => {
+    const { events } = await streamed('text');
+    const i = events.findIndex((e) => e.type === 'response.content_part.added');
+    assert.ok(i >= 0);
+    assert.equal(events[i].part.type, 'output_text');
+    assert.equal(events[i].content_index, 0);
+    assert.ok(i < events.findIndex((e) => e.type === 'response.output_text.delta'), 'part added before the first delta');
+});
+
+it('stream: response.output_text.delta events carry the text', async () => {
+    const { events } = await streamed('text');
+    const d = ofType(events, 'response.output_text.delta');
+    assert.ok(d.length >= 1);
+    const item = ofType(events, 'response.output_item.added')[0].item.id;
+    for (const e of d) {
+        assert.equal(e.item_id, item);
+        assert.equal(typeof e.delta, 'string');
+    }
+    assert.ok(d.map((e) => e.delta).join('').length > 0);
+});
+
+it('stream: response.output_text.done holds the whole text', async () => {
+    const { events } = await streamed('text');
+    const [done] = ofType(events, 'response.output_text.done');
+    assert.ok(done);
+    assert.equal(done.text, ofType(events, 'response.output_text.delta').map((e) => e.delta).join(''));
+});
+
+it('stream: response.content_part.done closes the part with the text', async () => {
+    const { events } = await streamed('text');
+    const [done] = ofType(events, 'response.content_part.done');
+    assert.ok(done);
+    assert.equal(done.part.type, 'output_text');
+    assert.equal(done.part.text, ofType(events, 'response.output_text.done')[0].text);
+});
+
+it('stream: response.output_item.done closes the completed message', async () => {
+    const { events } = await streamed('text');
+    const [done] = ofType(events, 'response.output_item.done');
+    assert.ok(done);
+    assert.equal(done.item.type, 'message');
+    assert.equal(done.item.status, 'completed');
+    assert.equal(done.item.content[0].text, ofType(events, 'response.output_text.done')[0].text);
+});
+
+it('stream: response.completed ends it, with the output and usage', async () => {
+    const { events } = await streamed('text');
+    const last = events.at(-1);
+    assert.equal(last.type, 'response.completed');
+    assert.equal(last.response.status, 'completed');
+    assert.equal(last.response.id, events[0].response.id);
+    assert.equal(last.response.output[0].content[0].text, ofType(events, 'response.output_text.done')[0].text);
+    assert.ok(last.response.usage.input_tokens > 0 && last.response.usage.output_tokens > 0);
+});
+
+it('stream: sequence_number starts at 0 and increases by one', async () => {
+    const { events } = await streamed('text');
+    events.forEach((e, i) => assert.equal(e.sequence_number, i, `event ${i} (${e.type})`));
+});
+
+it('stream: response.function_call_arguments.delta events build the arguments', async () => {
+    const { events } = await streamed('tool');
+    const added = ofType(events, 'response.output_item.added').find((e) => e.item.type === 'function_call');
+    assert.ok(added, 'a function_call item is added');
+    assert.equal(added.item.name, 'get_weather');
+    const d = ofType(events, 'response.function_call_arguments.delta');
+    assert.ok(d.length >= 1);
+    for (const e of d) assert.equal(e.item_id, added.item.id);
+});
+
+it('stream: response.function_call_arguments.done holds JSON arguments, and the item is done', async () => {
+    const { events } = await streamed('tool');
+    const [done] = ofType(events, 'response.function_call_arguments.done');
+    assert.ok(done);
+    assert.equal(done.arguments, ofType(events, 'response.function_call_arguments.delta').map((e) => e.delta).join(''));
+    assert.equal(typeof JSON.parse(done.arguments), 'object');
+    const item = ofType(events, 'response.output_item.done').find((e) => e.item.type === 'function_call');
+    assert.ok(item.item.call_id);
+    assert.equal(item.item.arguments, done.arguments);
+    assert.equal(events.at(-1).type, 'response.completed');
+    events.forEach((e, i) => assert.equal(e.sequence_number, i));
+});
+
+it('stream headers: provider, model and request id; content-type text/event-stream', async () => {
+    const { headers } = await streamed('text');
+    assert.equal(headers.get('x-tollgate-provider'), 'openai');
+    assert.equal(headers.get('x-tollgate-model'), 'gpt-4o-mini');
+    assert.ok(headers.get('x-tollgate-request-id'));
+    assert.match(headers.get('content-type') ?? '', /^text\/event-stream/);
+});
+
+// ---- tools and conversation state ----
+
+it('function-call round trip: tool call, function_call_output, final answer', async () => {
+    const sid = simId('resp-tool');
+    const first = await oa.responses.create(
+        { model: MINI, input: 'What is the weather in Paris?', tools },
+        { headers: { 'x-sim-tool-call': 'get_weather', 'x-sim-id': sid } },
+    );
+    const call = first.output.find((o) => o.type === 'function_call');
+    assert.ok(call, `a function_call in ${JSON.stringify(first.output)}`);
+    assert.equal(call.name, 'get_weather');
+    assert.ok(call.call_id);
+    JSON.parse(call.arguments);
+
+    const second = await oa.responses.create({
+        model: MINI, tools,
+        input: [
+            { role: 'user', content: 'What is the weather in Paris?' },
+            { type: 'function_call', call_id: call.call_id, name: call.name, arguments: call.arguments },
+            { type: 'function_call_output', call_id: call.call_id, output: '{"temp_c":21,"sky":"clear"}' },
+        ],
+    });
+    assert.equal(second.status, 'completed');
+    assert.ok(second.output_text.length > 0, 'a final answer');
+    assert.ok(!second.output.some((o) => o.type === 'function_call'), 'no further tool call');
+});
+
+it('previous_response_id: the follow-up goes to another provider and carries the first turn', async () => {
+    const first = await oa.responses.create({ model: MINI, input: 'My name is Ada. Remember it, please.' });
+    assert.equal(first.status, 'completed');
+    const q = 'What is my name?';
+    const { data: alone } = await oa.responses.create({ model: CLAUDE, input: q }).withResponse();
+    const { data: follow, response } = await oa.responses
+        .create({ model: CLAUDE, input: q, previous_response_id: first.id })
+        .withResponse();
+    assert.equal(response.headers.get('x-tollgate-provider'), 'anthropic', 'second turn on Claude');
+    assert.equal(follow.status, 'completed');
+    assert.equal(follow.previous_response_id, first.id);
+    assert.ok(follow.output_text.length > 0);
+    assert.ok(follow.usage.input_tokens > alone.usage.input_tokens,
+        `the first turn is in the prompt: ${follow.usage.input_tokens} > ${alone.usage.input_tokens} input tokens`);
+});
+
+it('previous_response_id that does not exist: 404', async () => {
+    await assert.rejects(oa.responses.create({ model: MINI, input: 'hi', previous_response_id: 'resp_doesnotexist0000' }),
+        (e) => e.status === 404);
+});
+
+// ---- stored responses ----
+
+it('GET /v1/responses/{id} returns the stored response; DELETE removes it', async () => {
+    const made = await oa.responses.create({ model: MINI, input: 'Say hello.' });
+    const got = await oa.responses.retrieve(made.id);
+    assert.equal(got.id, made.id);
+    assert.equal(got.status, 'completed');
+    assert.equal(got.output_text, made.output_text);
+    const del = await oa.responses.delete(made.id).asResponse();
+    assert.equal(del.status, 200);
+    await assert.rejects(oa.responses.retrieve(made.id), (e) => e instanceof OpenAI.NotFoundError);
+    await assert.rejects(oa.responses.delete(made.id), (e) => e instanceof OpenAI.NotFoundError);
+});
+
+it('another key gets 404 for a stored response, and cannot delete it or continue from it', async () => {
+    const made = await oa.responses.create({ model: MINI, input: 'Say hello.' });
+    await assert.rejects(other.responses.retrieve(made.id), (e) => e instanceof OpenAI.NotFoundError);
+    await assert.rejects(other.responses.delete(made.id), (e) => e instanceof OpenAI.NotFoundError);
+    await assert.rejects(other.responses.create({ model: MINI, input: 'hi', previous_response_id: made.id }), (e) => e.status === 404);
+    assert.equal((await oa.responses.retrieve(made.id)).id, made.id, 'the owner still sees it');
+});
+
+it('store:false keeps nothing', async () => {
+    const made = await oa.responses.create({ model: MINI, input: 'Say hello.', store: false });
+    assert.equal(made.status, 'completed');
+    assert.equal(made.store, false);
+    await assert.rejects(oa.responses.retrieve(made.id), (e) => e instanceof OpenAI.NotFoundError);
+    await assert.rejects(oa.responses.create({ model: MINI, input: 'hi', previous_response_id: made.id }), (e) => e.status === 404);
+});
+
+it('a built-in tool (web_search) is refused with 400 naming the tool', async () => {
+    await assert.rejects(
+        oa.responses.create({ model: MINI, input: 'News today?', tools: [{ type: 'web_search' }] }),
+        (e) => e instanceof OpenAI.BadRequestError && /web_search/.test(e.message),
+    );
+});
+
+// ---- embeddings ----
+
+it('embeddings: a string input gives one vector, billed by input tokens', async () => {
+    const { data, response } = await oa.embeddings.create({ model: EMBED, input: 'hello world' }).withResponse();
+    assert.equal(data.object, 'list');
+    assert.equal(data.data.length, 1);
+    assert.equal(data.data[0].index, 0);
+    assert.ok(Array.isArray(data.data[0].embedding) && data.data[0].embedding.length > 0);
+    assert.ok(data.data[0].embedding.every((x) => Number.isFinite(x)));
+    assert.ok(data.usage.prompt_tokens > 0);
+    assert.equal(response.headers.get('x-tollgate-provider'), 'openai');
+    const cost = Number(response.headers.get('x-tollgate-cost-usd'));
+    assert.ok(Math.abs(cost - (data.usage.prompt_tokens * 2) / 1e6) < 1e-9, `cost ${cost} = input tokens x $2/M`);
+    const ev = await ledgerEvent(response.headers.get('x-tollgate-request-id'));
+    assert.equal(Number(ev.input_tokens), data.usage.prompt_tokens);
+    assert.equal(Number(ev.output_tokens), 0);
+    assert.equal(Number(ev.cost_micro_usd), data.usage.prompt_tokens * 2);
+});
+
+it('embeddings: an array input gives one vector per string, in order', async () => {
+    const r = await oa.embeddings.create({ model: EMBED, input: ['one', 'two', 'three'] });
+    assert.deepEqual(r.data.map((d) => d.index), [0, 1, 2]);
+    assert.notDeepEqual(r.data[0].embedding, r.data[1].embedding);
+});
+
+it('embeddings: dimensions sets the vector length', async () => {
+    const r = await oa.embeddings.create({ model: EMBED, input: 'hello', dimensions: 16 });
+    assert.equal(r.data[0].embedding.length, 16);
+});
+
+it('embeddings: the same input gives the same vector (float and base64 encodings agree)', async () => {
+    const a = await oa.embeddings.create({ model: EMBED, input: 'deterministic' });
+    const b = await oa.embeddings.create({ model: EMBED, input: 'deterministic', encoding_format: 'float' });
+    assert.equal(a.data[0].embedding.length, b.data[0].embedding.length);
+    a.data[0].embedding.forEach((x, i) => assert.ok(Math.abs(x - b.data[0].embedding[i]) < 1e-6, `component ${i}`));
+});
+
+// ---- count_tokens ----
+
+async function counterFields() {
+    const h = await hgetallNumbers(`tg:usage:${todayUtc()}`);
+    return Object.keys(h).filter((f) => f.split('|')[2] === 'counter');
+}
+
+it('count_tokens for a Claude model: a count from Claude, not estimated, not billed', async () => {
+    const { data, response } = await an.messages
+        .countTokens({ model: 'claude-sonnet-4-5', messages: [{ role: 'user', content: 'How many tokens is this?' }] })
+        .withResponse();
+    assert.ok(Number.isInteger(data.input_tokens) && data.input_tokens > 0);
+    assert.notEqual(response.headers.get('x-tollgate-estimated'), 'true');
+    await sleep(300);
+    assert.deepEqual(await counterFields(), [], 'nothing billed to the key');
+});
+
+it('count_tokens for a non-Claude model: estimated locally (x-tollgate-estimated: true), not billed', async () => {
+    const { data, response } = await an.messages
+        .countTokens({ model: 'deepseek/deepseek-flash', messages: [{ role: 'user', content: 'How many tokens is this?' }] })
+        .withResponse();
+    assert.ok(Number.isInteger(data.input_tokens) && data.input_tokens > 0);
+    assert.equal(response.headers.get('x-tollgate-estimated'), 'true');
+    await sleep(300);
+    assert.deepEqual(await counterFields(), [], 'nothing billed to the key');
+});
