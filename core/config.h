@@ -28,6 +28,8 @@ typedef struct {
     char **models; /* models this provider offers (from prices and `models:`), NULL-terminated */
     size_t n_models;
     int64_t default_max_tokens; /* for dialects that require max_tokens; 0 = use model's */
+    int responses_native;       /* `responses: native`: the vendor speaks the Responses API itself
+                                   (OpenAI dialect only), so /v1/responses passes through */
 } tg_provider_t;
 
 /* Prices in micro-USD per 1M tokens (= pico-USD per token), so that
@@ -149,6 +151,7 @@ typedef struct tg_config_s {
     char **files;                  /* every file loaded, as named (main first), for the reload watcher */
     size_t n_files;
     uint64_t files_digest; /* of the bytes of those files as parsed; see tg_config_files_digest */
+    int64_t store_ttl_s;   /* store_ttl_s: how long a stored Responses answer is kept (30 days) */
 } tg_config_t;
 
 /* Diagnostics: every problem found, as "FILE:LINE:COL: message"; warnings

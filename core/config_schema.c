@@ -106,6 +106,7 @@ enum {
     T_PRICES,
     T_CIRCUIT,
     T_ROUTING,
+    T_STORE_TTL,
     T_N
 };
 
@@ -126,6 +127,7 @@ static const field_t top_fields[] = {
     {"prices", F_SPECIAL, 0, 0, 0},
     {"circuit", F_SPECIAL, 0, 0, 0},
     {"routing", F_SPECIAL, 0, 0, 0},
+    {"store_ttl_s", F_I64, offsetof(tg_config_t, store_ttl_s), 0, 1},
 };
 
 #define LIM(f, min)                                                                                          \
@@ -251,7 +253,7 @@ static void parse_main(const src_t *s, yaml_node_t **v) {
 
 static const char *const dialects[] = {"openai", "anthropic"};
 
-enum { P_DIALECT, P_BASE, P_ENV, P_REGION, P_MODELS, P_MAXTOK, P_N };
+enum { P_DIALECT, P_BASE, P_ENV, P_REGION, P_MODELS, P_MAXTOK, P_RESPONSES, P_N };
 static const field_t prov_fields[] = {
     {"dialect", F_STR, offsetof(tg_provider_t, dialect_name), 0, 0},
     {"base_url", F_STR, offsetof(tg_provider_t, base_url), 0, 0},
@@ -259,6 +261,7 @@ static const field_t prov_fields[] = {
     {"region", F_STR, offsetof(tg_provider_t, region), 0, 0},
     {"models", F_STRS, offsetof(tg_provider_t, models), offsetof(tg_provider_t, n_models), 0},
     {"default_max_tokens", F_I64, offsetof(tg_provider_t, default_max_tokens), 0, 1},
+    {"responses", F_SPECIAL, 0, 0, 0},
 };
 
 /* Reports `name` as a duplicate when an earlier entry of `v` has it. */
@@ -301,6 +304,14 @@ static void parse_provider(const src_t *s, const yaml_node_t *kn, const yaml_nod
         cfg_errn(s, v[P_BASE], "base_url '%s' is not an http:// or https:// URL with a host", p->base_url);
     else if (p->base_url)
         strip_slash(p->base_url);
+    /* `responses: native`: the vendor serves /v1/responses itself (OpenAI dialect only). */
+    const char *rs = v[P_RESPONSES] ? sval(v[P_RESPONSES]) : NULL;
+    if (v[P_RESPONSES] && (rs == NULL || strcmp(rs, "native")))
+        cfg_errn(s, v[P_RESPONSES], "provider '%s': responses must be 'native' (or absent)", name);
+    else if (rs && p->dialect_name && strcmp(p->dialect_name, "openai"))
+        cfg_errn(s, v[P_RESPONSES], "provider '%s': responses: native needs dialect openai", name);
+    else if (rs)
+        p->responses_native = 1;
 }
 
 static void parse_providers(const src_t *s, const yaml_node_t *n) {
