@@ -17,7 +17,9 @@
  * caller's; background, conversation, prompt templates, item_reference,
  * input_file and input_image by file_id are refused, as are built-in tools
  * (web_search, file_search...) unless the caller says the provider runs
- * them.
+ * them; two offers Codex CLI makes on every request in its default config
+ * (a web_search with external_web_access false, namespace tools) are
+ * dropped with a note instead.
  */
 #include "providers/responses.h"
 
