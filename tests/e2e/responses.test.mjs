@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { startGateway, KEY, redis, until, simId, hgetallNumbers, todayUtc, clientsConfig, costMicro, readAllText } from './harness.mjs';
+import { startGateway, KEY, redis, until, simId, hgetallNumbers, todayUtc, clientsConfig, costMicro, readAllText, simFinalState } from './harness.mjs';
 
 const PENDING = process.env.TOLLGATE_E2E_PENDING === '1';
 const it = (name, fn) => test(name, { skip: PENDING && 'TOLLGATE_E2E_PENDING=1' }, fn);
@@ -400,6 +400,27 @@ it('an error event from the provider mid-stream also ends in response.failed', a
         { 'x-sim-error-after': '6', 'x-sim-output-tokens': '40' },
     );
     assertFailedEnding(events, text, 'error-after');
+});
+
+it('client hang-up mid-stream cancels the upstream, and the partial answer is recorded', async () => {
+    const sid = simId('resp-hangup');
+    const ac = new AbortController();
+    const r = await fetch(`${gw.base}/responses`, {
+        method: 'POST',
+        signal: ac.signal,
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', 'x-sim-id': sid, 'x-sim-tps': '20', 'x-sim-output-tokens': '400' },
+        body: JSON.stringify({ model: MINI, input: 'Tell me a long story.', stream: true }),
+    });
+    const rid = r.headers.get('x-tollgate-request-id');
+    const reader = r.body.getReader();
+    let got = '';
+    while (!got.includes('response.output_text.delta')) got += new TextDecoder().decode((await reader.read()).value);
+    ac.abort();
+    const rec = await simFinalState(gw.sim, sid, 10000);
+    assert.equal(rec?.state, 'cancelled', `simulator says ${JSON.stringify(rec)}`);
+    const ev = await ledgerEvent(rid);
+    assert.equal(ev.status, '499');
+    assert.ok(Number(ev.output_tokens) > 0 && Number(ev.output_tokens) < 400, `partial output billed: ${ev.output_tokens}`);
 });
 
 // ---- a provider marked `responses: native` ----
