@@ -157,6 +157,7 @@ typedef struct tg_config_s {
     char **files;                  /* every file loaded, as named (main first), for the reload watcher */
     size_t n_files;
     uint64_t files_digest; /* of the bytes of those files as parsed; see tg_config_files_digest */
+    int64_t store_ttl_s;   /* store_ttl_s: how long a stored Responses answer is kept (30 days) */
 } tg_config_t;
 
 /* Diagnostics: every problem found, as "FILE:LINE:COL: message"; warnings

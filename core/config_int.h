@@ -122,7 +122,7 @@ typedef struct {
     int min;           /* integers: 1 = must be positive, 0 = zero or more */
 } field_t;
 
-#define MAX_FIELDS 16
+#define MAX_FIELDS 32
 #define NF(t) (sizeof(t) / sizeof((t)[0]))
 
 /* Checks that `n` is a mapping whose keys are all in `f` (each once) and

@@ -361,6 +361,7 @@ static void set_defaults(ld_t *ld) {
     c->circuit = (tg_circuit_conf_t){5, 10000, 60000};
     c->default_output_tokens = 256;
     c->latency_alpha = 0.3;
+    c->store_ttl_s = 2592000; /* 30 days */
     c->sim_url = sdup(ld, "http://127.0.0.1:8090");
     c->sim_when_no_key = 1;
     c->sim_embedded = 1;

@@ -106,6 +106,7 @@ enum {
     T_PRICES,
     T_CIRCUIT,
     T_ROUTING,
+    T_STORE_TTL,
     T_N
 };
 
@@ -126,7 +127,9 @@ static const field_t top_fields[] = {
     {"prices", F_SPECIAL, 0, 0, 0},
     {"circuit", F_SPECIAL, 0, 0, 0},
     {"routing", F_SPECIAL, 0, 0, 0},
+    {"store_ttl_s", F_I64, offsetof(tg_config_t, store_ttl_s), 0, 1},
 };
+_Static_assert(NF(top_fields) == T_N && T_N <= MAX_FIELDS, "cfg_collect holds MAX_FIELDS names");
 
 #define LIM(f, min)                                                                                          \
     { #f, F_U32, offsetof(tg_limits_t, f), 0, min }

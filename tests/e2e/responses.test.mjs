@@ -2,20 +2,26 @@
 // the official `openai` SDK sees it: create, streamed events one by one as
 // the SDK parses them, a function-call round trip, previous_response_id
 // across providers, stored responses (GET, DELETE, other keys, store:false),
-// built-in tools refused, headers and the ledger. (/v1/embeddings and
-// /v1/messages/count_tokens are in embeddings.test.mjs.)
+// built-in tools refused, headers and the ledger; an upstream that breaks
+// mid-stream (an `error` event, then response.failed), a vendor marked
+// `responses: native`, the response store with Redis away. (/v1/embeddings
+// and /v1/messages/count_tokens are in embeddings.test.mjs.)
 // TOLLGATE_E2E_PENDING=1 skips the file (while these endpoints are being built).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { startGateway, KEY, redis, until, simId, clientsConfig, costMicro } from './harness.mjs';
+import { startGateway, KEY, redis, until, simId, clientsConfig, costMicro, readAllText, simFinalState } from './harness.mjs';
 
 const PENDING = process.env.TOLLGATE_E2E_PENDING === '1';
 const it = (name, fn) => test(name, { skip: PENDING && 'TOLLGATE_E2E_PENDING=1' }, fn);
 
 const MINI = 'openai/gpt-4o-mini';
 const CLAUDE = 'anthropic/claude-haiku-4-5';
+// A vendor that speaks the Responses API itself (the simulator serves /{provider}/v1/responses).
+const NATIVE = 'nativeai/nv-1';
+const NATIVE_PRICE = { input: 2, cached_input: 1, output: 4 };
 const OTHER_KEY = 'tg-e2e-other-' + randomBytes(10).toString('hex');
 const tools = [{
     type: 'function', name: 'get_weather', description: 'Current weather of a city', strict: false,
@@ -28,6 +34,8 @@ before(async () => {
     gw = await startGateway({
         ...clientsConfig({ embeddings: true }),
         keys: [{ name: 'other', secret: OTHER_KEY }],
+        extraProviders: '  nativeai: { dialect: openai, base_url: https://api.nativeai.example/v1, api_key_env: TG_E2E_UNSET_NATIVE_KEY, region: us, responses: native }',
+        extraPrices: { [NATIVE]: NATIVE_PRICE },
     });
     oa = new OpenAI({ baseURL: gw.base, apiKey: KEY, maxRetries: 0 });
     other = new OpenAI({ baseURL: gw.base, apiKey: OTHER_KEY, maxRetries: 0 });
@@ -327,4 +335,153 @@ it('a built-in tool (web_search) is refused with 400 naming the tool', async () 
         oa.responses.create({ model: MINI, input: 'News today?', tools: [{ type: 'web_search' }] }),
         (e) => e instanceof OpenAI.BadRequestError && /web_search/.test(e.message),
     );
+});
+
+// ---- an upstream that breaks mid-stream ----
+
+// POST /v1/responses with stream:true, read raw: [{event, data}] in order (data parsed when JSON).
+async function rawStream(body, headers = {}) {
+    const r = await fetch(`${gw.base}/responses`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ stream: true, ...body }),
+    });
+    const text = await readAllText(r);
+    const events = [];
+    for (const block of text.split(/\n\n/)) {
+        const lines = block.split('\n');
+        const ev = lines.find((l) => l.startsWith('event: '))?.slice(7);
+        const data = lines.filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
+        if (!data) continue;
+        let d = data;
+        try {
+            d = JSON.parse(data);
+        } catch {}
+        events.push({ event: ev, data: d });
+    }
+    return { status: r.status, headers: r.headers, text, events };
+}
+
+// The failure ending: deltas reached the client, then `error` and response.failed, in sequence.
+function assertFailedEnding(events, text, what) {
+    assert.ok(events.some((e) => e.event === 'response.output_text.delta'), `${what}: text reached the client first`);
+    const [err, failed] = events.slice(-2);
+    assert.equal(err.event, 'error', `${what}: an error event before the end`);
+    assert.equal(err.data.type, 'error');
+    assert.ok(err.data.message.length > 0, 'the error says what happened');
+    assert.equal(failed.event, 'response.failed', `${what}: response.failed ends it`);
+    assert.equal(failed.data.response.status, 'failed');
+    assert.equal(failed.data.response.id, events[0].data.response.id, 'the same response failed');
+    assert.ok(!events.some((e) => e.event === 'response.completed'), `${what}: never response.completed`);
+    assert.doesNotMatch(text, /\[DONE\]/);
+    events.forEach((e, i) => assert.equal(e.data.sequence_number, i, `${what}: event ${i} (${e.event}) in sequence`));
+}
+
+for (const [model, after] of [[MINI, 6], [CLAUDE, 6], [NATIVE, 6]]) {
+    it(`stream cut mid-answer (${model}): an error event, then response.failed, never response.completed`, async () => {
+        const { status, headers, text, events } = await rawStream(
+            { model, input: 'Tell me a story.' },
+            { 'x-sim-reset-after': String(after), 'x-sim-output-tokens': '40' },
+        );
+        assert.equal(status, 200);
+        assertFailedEnding(events, text, model);
+        const ev = await ledgerEvent(headers.get('x-tollgate-request-id'));
+        assert.equal(ev.status, '502', 'recorded as a broken answer');
+    });
+}
+
+it('an error event from the provider mid-stream also ends in response.failed', async () => {
+    const { text, events } = await rawStream(
+        { model: MINI, input: 'Tell me a story.' },
+        { 'x-sim-error-after': '6', 'x-sim-output-tokens': '40' },
+    );
+    assertFailedEnding(events, text, 'error-after');
+});
+
+it('client hang-up mid-stream cancels the upstream, and the partial answer is recorded', async () => {
+    const sid = simId('resp-hangup');
+    const ac = new AbortController();
+    const r = await fetch(`${gw.base}/responses`, {
+        method: 'POST',
+        signal: ac.signal,
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', 'x-sim-id': sid, 'x-sim-tps': '20', 'x-sim-output-tokens': '400' },
+        body: JSON.stringify({ model: MINI, input: 'Tell me a long story.', stream: true }),
+    });
+    const rid = r.headers.get('x-tollgate-request-id');
+    const reader = r.body.getReader();
+    let got = '';
+    while (!got.includes('response.output_text.delta')) got += new TextDecoder().decode((await reader.read()).value);
+    ac.abort();
+    const rec = await simFinalState(gw.sim, sid, 10000);
+    assert.equal(rec?.state, 'cancelled', `simulator says ${JSON.stringify(rec)}`);
+    const ev = await ledgerEvent(rid);
+    assert.equal(ev.status, '499');
+    assert.ok(Number(ev.output_tokens) > 0 && Number(ev.output_tokens) < 400, `partial output billed: ${ev.output_tokens}`);
+});
+
+// ---- a provider marked `responses: native` ----
+
+it('native provider: the request passes through, the answer keeps its items, gets the gateway id, usage and cost', async () => {
+    const { data, response } = await oa.responses
+        .create({ model: NATIVE, input: 'Say hello.', tools: [{ type: 'web_search' }] })
+        .withResponse();
+    assert.equal(response.headers.get('x-tollgate-provider'), 'nativeai');
+    assert.equal(response.headers.get('x-tollgate-model'), 'nv-1');
+    const rid = response.headers.get('x-tollgate-request-id');
+    assert.equal(data.id, `resp_${rid}`, 'the response id is the gateway\'s');
+    assert.equal(data.status, 'completed');
+    const msg = data.output.find((o) => o.type === 'message');
+    assert.match(msg.id, /_sim_/, 'the vendor\'s own output items, not a translation');
+    assert.ok(data.output_text.length > 0);
+    const u = data.usage;
+    const cached = u.input_tokens_details?.cached_tokens ?? 0;
+    const cost = (u.input_tokens - cached) * NATIVE_PRICE.input + cached * NATIVE_PRICE.cached_input + u.output_tokens * NATIVE_PRICE.output;
+    assert.ok(Math.abs(Number(response.headers.get('x-tollgate-cost-usd')) - cost / 1e6) < 1e-9, 'cost from the Responses usage');
+    const ev = await ledgerEvent(rid);
+    assert.equal(ev.provider, 'nativeai');
+    assert.equal(Number(ev.input_tokens), u.input_tokens);
+    assert.equal(Number(ev.output_tokens), u.output_tokens);
+    assert.equal((await oa.responses.retrieve(data.id)).output_text, data.output_text, 'stored like any other');
+});
+
+it('native provider stream: the vendor\'s events in sequence, response.completed with the gateway id and usage', async () => {
+    const s = oa.responses.stream({ model: NATIVE, input: 'Say hello.' }, { headers: { 'x-sim-cached-tokens': '3', 'x-sim-reasoning-tokens': '2' } });
+    const events = [];
+    for await (const e of s) events.push(e);
+    const final = await s.finalResponse();
+    assert.equal(events[0].type, 'response.created');
+    assert.equal(events.at(-1).type, 'response.completed');
+    events.forEach((e, i) => assert.equal(e.sequence_number, i));
+    assert.equal(events.at(-1).response.id, events[0].response.id);
+    assert.match(final.id, /^resp_[0-9a-f]{16}$/);
+    assert.equal(final.usage.input_tokens_details.cached_tokens, 3);
+    assert.equal(final.usage.output_tokens_details.reasoning_tokens, 2);
+    assert.equal((await oa.responses.retrieve(final.id)).id, final.id);
+});
+
+it('previous_response_id crosses between translated and native providers, both ways', async () => {
+    const first = await oa.responses.create({ model: MINI, input: 'My name is Ada. Remember it, please.' });
+    const q = 'What is my name?';
+    const alone = await oa.responses.create({ model: NATIVE, input: q });
+    const second = await oa.responses.create({ model: NATIVE, input: q, previous_response_id: first.id });
+    assert.ok(second.usage.input_tokens > alone.usage.input_tokens, 'the native vendor got the first turn in its input');
+    const third = await oa.responses.create({ model: CLAUDE, input: 'And again?', previous_response_id: second.id });
+    assert.equal(third.status, 'completed');
+    assert.equal(third.previous_response_id, second.id);
+});
+
+// ---- the response store with Redis away ----
+
+it('Redis away: requests are served, a stored response cannot be read (503), nothing pretends it was found', async () => {
+    const g2 = await startGateway({ ...clientsConfig(), redisUrl: 'redis://127.0.0.1:9/0' });
+    try {
+        const c = new OpenAI({ baseURL: g2.base, apiKey: KEY, maxRetries: 0 });
+        const made = await c.responses.create({ model: MINI, input: 'Say hello.' });
+        assert.equal(made.status, 'completed', 'served without Redis');
+        await assert.rejects(c.responses.retrieve(made.id), (e) => e.status === 503 && /Redis/.test(e.message));
+        await assert.rejects(c.responses.delete(made.id), (e) => e.status === 503);
+        await assert.rejects(c.responses.create({ model: MINI, input: 'hi', previous_response_id: made.id }), (e) => e.status === 503);
+    } finally {
+        await g2.stop();
+    }
 });
