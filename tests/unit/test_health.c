@@ -1,8 +1,13 @@
-/* test_health.c — the circuit breaker and latency tracking a worker keeps
- * per provider/model: closed -> open after N consecutive failures, open ->
+/* test_health.c — the circuit breaker and latency tracking kept per
+ * provider/model: closed -> open after N consecutive failures, open ->
  * half-open after the cool-down with exactly one probe, half-open -> closed
  * on success and -> open (longer cool-down, capped) on failure; retry-after;
- * EWMAs; the /metrics lines. Time is passed in, so no clock is involved. */
+ * EWMAs; the /metrics lines. Then the table the workers of a process share,
+ * with real threads: a failure streak, a retry-after and the one probe seen
+ * by every worker, entries created by racing threads, and a stress run of
+ * begin/end from several threads after which every counter adds up (build
+ * this test with -fsanitize=thread to check the atomics). Time is passed
+ * in, so no clock is involved. */
 /* deps: policy/health.c */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +15,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +95,7 @@ static void test_half_open_probe_fails(void **state) {
     int64_t t = 10000, expect[] = {20000, 40000, 60000, 60000};
     for (int i = 0; i < 4; i++) {
         tg_health_begin(e, t);
+        t += 10; /* the probe fails 10 ms after it began */
         tg_health_end(e, TG_OUTCOME_FAIL, -1, 0, 10, t);
         /* Each failed probe doubles the cool-down, up to 60 s. */
         assert_int_equal(tg_health_state(e), TG_CIRCUIT_OPEN);
