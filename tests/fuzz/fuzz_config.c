@@ -8,8 +8,8 @@
  * ref/unref and its names are NUL-terminated strings. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
  *       tests/fuzz/fuzz_config.c core/config*.c core/pool.c -lyaml -lcrypto -o /tmp/fuzz_config */
-/* deps: core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/pool.c */
-/* libs: -lyaml -lcrypto */
+/* deps: core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/pool.c */
+/* libs: -lyaml -lssl -lcrypto */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
