@@ -213,8 +213,9 @@ uint64_t tg_config_files_digest(const tg_config_t *c);
 struct ssl_ctx_st;
 /* Loads a PEM certificate chain (leaf first, then intermediates) and its
  * PEM private key into ctx and checks that they belong together. Returns 0,
- * or -1 with a sentence in err naming the file at fault. An encrypted key
- * is refused rather than prompted for. Configuration loading validates
+ * or with a sentence in err naming the file at fault: -1 when it is the
+ * certificate, -2 when it is the key (missing, not a key, or not the
+ * certificate's). An encrypted key is refused rather than prompted for. Configuration loading validates
  * every TLS listener with it; gateway/tls.c builds its contexts with it. */
 int tg_config_tls_load(struct ssl_ctx_st *ctx, const char *cert, const char *key, char *err, size_t errlen);
 

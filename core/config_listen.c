@@ -80,7 +80,8 @@ static int readable(const char *path, const char *what, char *err, size_t errlen
 
 int tg_config_tls_load(struct ssl_ctx_st *ctx, const char *cert, const char *key, char *err, size_t errlen) {
     ERR_clear_error();
-    if (readable(cert, "certificate", err, errlen) < 0 || readable(key, "key", err, errlen) < 0) return -1;
+    if (readable(cert, "certificate", err, errlen) < 0) return -1;
+    if (readable(key, "key", err, errlen) < 0) return -2;
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         snprintf(err, errlen, "TLS certificate %s is not a usable PEM certificate chain (%s)", cert,
                  ssl_reason());
@@ -91,27 +92,30 @@ int tg_config_tls_load(struct ssl_ctx_st *ctx, const char *cert, const char *key
     if (f) fclose(f);
     if (pk == NULL) {
         snprintf(err, errlen, "TLS key %s is not an unencrypted PEM private key (%s)", key, ssl_reason());
-        return -1;
+        return -2;
     }
     int ok = SSL_CTX_use_PrivateKey(ctx, pk) == 1 && SSL_CTX_check_private_key(ctx) == 1;
     EVP_PKEY_free(pk);
     if (!ok) {
         snprintf(err, errlen, "TLS key %s does not match certificate %s (%s)", key, cert, ssl_reason());
-        return -1;
+        return -2;
     }
     return 0;
 }
 
 /* The pair loads and matches, in a context of the kind a listener uses;
- * its bytes then join the digest so that rotating them triggers a reload. */
-static void tls_check(const src_t *s, const yaml_node_t *at_n, const char *cert, const char *key) {
+ * a problem is reported at the file at fault. Their bytes then join the
+ * digest so that rotating them triggers a reload. */
+static void tls_check(const src_t *s, const yaml_node_t *cert_n, const yaml_node_t *key_n, const char *cert,
+                      const char *key) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     char err[512];
     if (ctx == NULL) {
-        cfg_errn(s, at_n, "cannot create a TLS context (%s)", ssl_reason());
+        cfg_errn(s, cert_n, "cannot create a TLS context (%s)", ssl_reason());
         return;
     }
-    if (tg_config_tls_load(ctx, cert, key, err, sizeof(err)) < 0) cfg_errn(s, at_n, "%s", err);
+    int rc = tg_config_tls_load(ctx, cert, key, err, sizeof(err));
+    if (rc < 0) cfg_errn(s, rc == -2 ? key_n : cert_n, "%s", err);
     SSL_CTX_free(ctx);
     const char *paths[2] = {cert, key};
     for (int i = 0; i < 2; i++) {
@@ -169,7 +173,7 @@ static void tls_entry(const src_t *s, const yaml_node_t *n, tg_listen_t *l) {
         else
             *dst[i] = rel_path(s, p);
     }
-    if (l->tls_cert && l->tls_key) tls_check(s, v[0], l->tls_cert, l->tls_key);
+    if (l->tls_cert && l->tls_key) tls_check(s, v[0], v[1], l->tls_cert, l->tls_key);
 }
 
 static int entry(const src_t *s, const yaml_node_t *n, tg_listen_t *l) {

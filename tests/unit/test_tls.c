@@ -176,13 +176,15 @@ static void expect_error(const char *listen, int line, int col, const char *what
 
 static void test_listen_errors(void **state) {
     expect_error("listen:\n  - { address: 0.0.0.0:8443, tls: { cert: certs/a.pem, key: certs/b.key } }\n", 2,
-                 43, "does not match certificate");
+                 61, "does not match certificate");
     expect_error("listen:\n  - { address: 0.0.0.0:8443, tls: { cert: certs/none.pem, key: certs/a.key } }\n",
                  2, 43, "cannot open TLS certificate");
     expect_error("listen:\n  - { address: 0.0.0.0:8443, tls: { cert: certs/a.key, key: certs/a.key } }\n", 2,
                  43, "is not a usable PEM certificate chain");
     expect_error("listen:\n  - { address: 0.0.0.0:8443, tls: { cert: certs/a.pem, key: certs/a.pem } }\n", 2,
-                 43, "is not an unencrypted PEM private key");
+                 61, "is not an unencrypted PEM private key");
+    expect_error("listen:\n  - { address: 0.0.0.0:8443, tls: { cert: certs/a.pem, key: certs/no.key } }\n", 2,
+                 61, "cannot open TLS key");
     expect_error("listen:\n  - { address: 0.0.0.0:8443, tls: { cert: certs/a.pem } }\n", 2, 35,
                  "needs 'key'");
     expect_error("listen:\n  - { address: 0.0.0.0:8443, tls: { cert: certs/a.pem, key: k, ca: x } }\n", 2, 64,
