@@ -123,10 +123,18 @@ typedef struct {
     unsigned max_cooldown_ms; /* a failed probe doubles the period up to this (60000) */
 } tg_circuit_conf_t;
 
+/* One `listen:` entry: an address, and a certificate and key when its
+ * connections terminate TLS (gateway/tls.c). */
+typedef struct {
+    char *host;
+    int port;
+    char *tls_cert, *tls_key; /* PEM files, relative paths resolved; NULL: plain HTTP */
+} tg_listen_t;
+
 typedef struct tg_config_s {
     _Atomic int refs; /* use tg_config_ref/unref */
     char *path;
-    char *listen_host;
+    char *listen_host; /* the first entry of listens */
     int listen_port;
     int workers;     /* resolved: `auto` = number of online CPUs */
     char *redis_url; /* NULL = no ledger */
@@ -158,6 +166,8 @@ typedef struct tg_config_s {
     size_t n_files;
     uint64_t files_digest; /* of the bytes of those files as parsed; see tg_config_files_digest */
     int64_t store_ttl_s;   /* store_ttl_s: how long a stored Responses answer is kept (30 days) */
+    tg_listen_t *listens;  /* every `listen:` entry, at least one */
+    size_t n_listens;
 } tg_config_t;
 
 /* Diagnostics: every problem found, as "FILE:LINE:COL: message"; warnings
@@ -233,6 +243,15 @@ int tg_config_in_window(int from_min, int to_min, int min);
  * that cannot be read counts as empty): differs from c->files_digest when
  * any of them changed since. */
 uint64_t tg_config_files_digest(const tg_config_t *c);
+
+struct ssl_ctx_st;
+/* Loads a PEM certificate chain (leaf first, then intermediates) and its
+ * PEM private key into ctx and checks that they belong together. Returns 0,
+ * or with a sentence in err naming the file at fault: -1 when it is the
+ * certificate, -2 when it is the key (missing, not a key, or not the
+ * certificate's). An encrypted key is refused rather than prompted for. Configuration loading validates
+ * every TLS listener with it; gateway/tls.c builds its contexts with it. */
+int tg_config_tls_load(struct ssl_ctx_st *ctx, const char *cert, const char *key, char *err, size_t errlen);
 
 /* `tollgate check`: loads `path` (NULL = config/tollgate.yaml), prints each
  * diagnostic on stdout, then "FILE: ok (N providers, ...)" when valid.

@@ -139,6 +139,12 @@ long cfg_find_named(const vec_t *v, size_t elsz, const char *name, size_t upto);
 
 /* ---- sections (config_schema.c) and files (config_load.c) ------------ */
 
+/* `listen:` of the main file: one address or a list (config_listen.c). */
+void cfg_parse_listen(const src_t *s, const yaml_node_t *n);
+/* Adds a file's name and bytes to the load's digest and file list, so that
+ * the reload watcher follows it. */
+void cfg_note_file(ld_t *ld, const char *shown, const char *text, size_t len);
+
 /* The sections of one file's root mapping, in document order. */
 void cfg_parse_top(const src_t *s, const yaml_node_t *root);
 /* `include:` of the file being parsed: loads each named file in turn. */

@@ -93,7 +93,7 @@ static int push_open(ld_t *ld, char *real, const char *shown) {
     return 0;
 }
 
-static void note_file(ld_t *ld, const char *shown, const char *text, size_t len) {
+void cfg_note_file(ld_t *ld, const char *shown, const char *text, size_t len) {
     ld->digest = cfg_digest_add(cfg_digest_add(ld->digest, shown, strlen(shown)), text, len);
     char **v = tg_pool_alloc(ld->pool, (ld->n_files + 2) * sizeof(*v));
     if (v == NULL) {
@@ -158,7 +158,7 @@ static void load_file(ld_t *ld, const char *path, const pos_t *from, int is_main
     if (text == NULL) {
         err_at(ld, here, "%s %s: %s", what, path, strerror(errno));
     } else {
-        note_file(ld, shown, text, len);
+        cfg_note_file(ld, shown, text, len);
         parse_document(ld, shown, text, len, is_main);
         free(text);
     }
@@ -343,6 +343,13 @@ static void set_defaults(ld_t *ld) {
     tg_config_t *c = ld->c;
     c->listen_host = sdup(ld, "0.0.0.0");
     c->listen_port = 8080;
+    c->listens = tg_pool_calloc(ld->pool, sizeof(*c->listens));
+    if (c->listens == NULL) {
+        ld->oom = 1;
+    } else {
+        c->listens[0] = (tg_listen_t){.host = c->listen_host, .port = c->listen_port};
+        c->n_listens = 1;
+    }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     c->workers = cpus > 0 ? (int)cpus : 1;
     c->admin_token_env = sdup(ld, "TOLLGATE_ADMIN_TOKEN");

@@ -51,42 +51,6 @@ static int url_ok(const char *u) {
     return 1;
 }
 
-static int host_ok(const char *h, size_t n, int v6) {
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)h[i]) && !strchr(v6 ? ":." : ".-_", h[i])) return 0;
-    return n > 0;
-}
-
-/* "host:port", "[v6]:port", ":port" or "port"; host defaults to 0.0.0.0. */
-static int split_listen(ld_t *ld, const char *v, char **host, int *port) {
-    const char *hs = v, *ps;
-    size_t hl;
-    int v6 = 0;
-    if (*v == '[') {
-        const char *e = strchr(v, ']');
-        if (e == NULL || e[1] != ':') return -1;
-        hs = v + 1;
-        hl = (size_t)(e - hs);
-        ps = e + 2;
-        v6 = 1;
-    } else {
-        const char *c = strrchr(v, ':');
-        hl = c ? (size_t)(c - v) : 0;
-        ps = c ? c + 1 : v;
-        if (c && memchr(v, ':', hl)) return -1; /* bare IPv6 needs brackets */
-    }
-    if (!*ps || strlen(ps) > 5 || strspn(ps, "0123456789") != strlen(ps)) return -1;
-    *port = atoi(ps);
-    if (*port < 1 || *port > 65535) return -1;
-    if (hl == 0 && !v6) {
-        *host = sdup(ld, "0.0.0.0");
-        return 0;
-    }
-    if (!host_ok(hs, hl, v6)) return -1;
-    *host = tg_pool_strndup(ld->pool, hs, hl);
-    return 0;
-}
-
 /* ---- top level -------------------------------------------------------- */
 
 enum {
@@ -181,16 +145,6 @@ static void parse_policy_knobs(const src_t *s, yaml_node_t **v) {
     }
 }
 
-static void parse_listen(const src_t *s, const yaml_node_t *n) {
-    tg_config_t *c = s->ld->c;
-    const char *v = sval(n);
-    if (v == NULL || split_listen(s->ld, v, &c->listen_host, &c->listen_port) < 0) {
-        char b[80];
-        cfg_errn(s, n, "cannot parse listen address %s (expected host:port, e.g. 0.0.0.0:8080)",
-                 cfg_got(n, b, sizeof(b)));
-    }
-}
-
 static void parse_workers(const src_t *s, const yaml_node_t *n) {
     int64_t w;
     const char *v = sval(n);
@@ -226,7 +180,7 @@ static void parse_main(const src_t *s, yaml_node_t **v) {
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     tg_config_t *c = s->ld->c;
     cfg_apply(s, top_fields, T_N, v, c);
-    if (v[T_LISTEN]) parse_listen(s, v[T_LISTEN]);
+    if (v[T_LISTEN]) cfg_parse_listen(s, v[T_LISTEN]);
     if (v[T_WORKERS]) parse_workers(s, v[T_WORKERS]);
     if (v[T_REDIS]) parse_redis(s, v[T_REDIS]);
     size_t li = 0;

@@ -4,7 +4,7 @@
  * by time of day, simulated providers, gateway keys) and its reference
  * counting behave. Fixtures live in tests/unit/config/. */
 /* clang-format off */
-/* deps: core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/config_keys.c core/config_price.c core/config_check.c core/pool.c */
+/* deps: core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_keys.c core/config_price.c core/config_check.c core/pool.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -6,7 +6,7 @@
  * circuit state, the strategies seen through tg_route_pick_opts, and the
  * explain JSON. Request headers come from a one-header source. */
 /* clang-format off */
-/* deps: policy/route.c policy/strategy.c policy/health.c policy/price.c policy/lang.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/config_price.c core/pool.c */
+/* deps: policy/route.c policy/strategy.c policy/health.c policy/price.c policy/lang.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_price.c core/pool.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
