@@ -58,6 +58,7 @@ struct tg_upcall_s {
     int origin;    /* index in up->origins, or -1 (https, or not tracked) */
     int took_idle; /* this start counted on one of the origin's idle connections */
     int small_buf; /* 4 KB receive buffer (event streams), else 16 KB; fixed for the handle's life */
+    char *ca_file; /* CAINFO set on the handle (a copy), NULL = the system's store */
     tg_upcall_t *prev, *next; /* active list, or free list (next only) */
     tg_upcall_t *qnext;       /* deferred-work queue */
     char errbuf[CURL_ERROR_SIZE];
@@ -80,6 +81,9 @@ struct tg_upstream_s {
      * curl callbacks (and so user callbacks) may run. */
     int in_curl;
     int no_proxy_env; /* no *_proxy variable was set at start-up */
+    /* libcurl's built-in trust store, restored on a handle that served a
+     * provider with its own ca_file (either may be NULL). */
+    char *def_cainfo, *def_capath;
     /* Per plain-HTTP origin ("host:port"): how many of its connections may be
      * idle in curl's cache — an upper bound (every completed transfer adds
      * one, every start that may reuse takes one; curl closing one leaves it
@@ -191,6 +195,7 @@ static void unlink_active(tg_upcall_t *u) {
 
 static void call_destroy(tg_upcall_t *u) {
     curl_easy_cleanup(u->easy);
+    free(u->ca_file);
     event_free(u->phase_timer);
     event_free(u->total_timer);
     free(u->hdr);
@@ -609,6 +614,19 @@ static long fresh_connect(tg_upcall_t *u, const char *url, int https) {
     return 0;
 }
 
+/* A provider's ca_file replaces the system's CAs (file and directory) for its
+ * calls; curl only reuses a connection whose CA settings match, so a private
+ * CA never vouches for another provider's connection. Options are set only
+ * when they change: the handle keeps them across calls. */
+static void set_trust(tg_upcall_t *u, const char *ca_file) {
+    if (ca_file == u->ca_file || (ca_file && u->ca_file && strcmp(ca_file, u->ca_file) == 0)) return;
+    free(u->ca_file);
+    u->ca_file = ca_file ? strdup(ca_file) : NULL;
+    if (ca_file && !u->ca_file) ca_file = "/nonexistent"; /* out of memory: fail closed */
+    curl_easy_setopt(u->easy, CURLOPT_CAINFO, ca_file ? ca_file : u->up->def_cainfo);
+    curl_easy_setopt(u->easy, CURLOPT_CAPATH, ca_file ? NULL : u->up->def_capath);
+}
+
 static void setup_call(tg_upcall_t *u, const tg_upcall_req_t *req, int https) {
     CURL *e = u->easy;
     const tg_upcall_timeouts_t *t = &req->timeouts;
@@ -627,6 +645,7 @@ static void setup_call(tg_upcall_t *u, const tg_upcall_req_t *req, int https) {
                      https ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, https ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh_connect(u, req->url, https));
+    set_trust(u, req->ca_file);
     if (req->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
@@ -735,6 +754,15 @@ tg_upstream_t *tg_upstream_new(struct event_base *base) {
     }
     static const char *const proxy_vars[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
                                              "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
+    CURL *probe = curl_easy_init();
+    char *ca = NULL, *capath = NULL;
+    if (probe) {
+        curl_easy_getinfo(probe, CURLINFO_CAINFO, &ca);
+        curl_easy_getinfo(probe, CURLINFO_CAPATH, &capath);
+        up->def_cainfo = ca ? strdup(ca) : NULL;
+        up->def_capath = capath ? strdup(capath) : NULL;
+        curl_easy_cleanup(probe);
+    }
     up->no_proxy_env = 1;
     for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
         if (getenv(proxy_vars[i])) up->no_proxy_env = 0;
@@ -776,5 +804,7 @@ void tg_upstream_free(tg_upstream_t *up) {
     }
     event_free(up->timer);
     event_free(up->defer);
+    free(up->def_cainfo);
+    free(up->def_capath);
     free(up);
 }
