@@ -54,7 +54,7 @@ export const ANSWER = JSON.stringify({
  * 1000th stream of a connection, which is what real providers do too).
  * Returns { port, url, stop(), errorLog() }.
  */
-export async function startNginxH2(dir, bin, certs, { keepaliveRequests } = {}) {
+export async function startNginxH2(dir, bin, certs, { keepaliveRequests, proxyTo } = {}) {
     const port = await freePort();
     const conf = path.join(dir, 'nginx.conf');
     writeFileSync(conf, `# Written by tests/e2e/h2_upstream.mjs.
@@ -73,10 +73,13 @@ http {
         ${keepaliveRequests ? `keepalive_requests ${keepaliveRequests};` : ''}
         client_body_buffer_size 64k;
         location / {
-            default_type application/json;
-            return 200 '${ANSWER}';
+${proxyTo ? `            proxy_pass http://sim/openai/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";` : `            default_type application/json;
+            return 200 '${ANSWER}';`}
         }
     }
+    ${proxyTo ? `upstream sim { server ${new URL(proxyTo).host}; keepalive 64; }` : ''}
 }
 `);
     const child = spawn(bin, ['-c', conf, '-e', path.join(dir, 'nginx-error.log'), '-p', dir], { stdio: 'ignore' });
@@ -171,6 +174,13 @@ export async function startH2Refuser(certs, { mode = 'refuse', refuse = 1 } = {}
             await closed;
         },
     };
+}
+
+/** CPU time (user + system) a process has used so far, in ms, from /proc (Linux). */
+export function cpuMs(pid) {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; /* utime, stime in USER_HZ (100) */
 }
 
 /**
