@@ -361,7 +361,7 @@ static int resend(tg_upcall_t *u, CURLcode rc) {
     tg_upstream_t *up = u->up;
     char peer[300];
     peer_name(u, peer, sizeof peer);
-    tg_info("upstream %s: %s before any answer on a reused connection; sending the call again on a new one",
+    tg_info("upstream %s: call sent again on a new connection (the reused one failed before any answer: %s)",
             peer, u->errbuf[0] ? u->errbuf : curl_easy_strerror(rc));
     curl_multi_remove_handle(up->multi, u->easy);
     u->resent = 1;

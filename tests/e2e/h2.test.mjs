@@ -53,7 +53,7 @@ test(`TLS + HTTP/2 upstream (nginx): ${TOTAL} requests at ${CONCURRENCY} concurr
         const cpuUs = ((cpuMs(gw.gw.pid) - cpu0) * 1000) / r.sent;
         t.diagnostic(`http2: ${HTTP2}; ${r.sent} requests in ${r.ms} ms (${Math.round((r.sent * 1000) / r.ms)}/s), ` +
             `${r.failed} failed, statuses ${JSON.stringify(r.statuses)}, gateway CPU ${cpuUs.toFixed(1)} µs/request, ` +
-            `resent ${(gw.gw.log().match(/sending the call again/g) ?? []).length}`);
+            `resent ${(gw.gw.log().match(/call sent again on a new connection/g) ?? []).length}`);
         if (r.failed) t.diagnostic(`first failures: ${r.errors.join(' | ')}`);
         assert.ok(r.sent >= 1000, `only ${r.sent} requests fit in ${SECONDS} s`);
         assert.equal(r.failed, 0, `failures: ${r.errors.join(' | ')}\ngateway log:\n${gw.gw.log().slice(-3000)}`);
