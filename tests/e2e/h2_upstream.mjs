@@ -128,28 +128,33 @@ function tcpOpen(port) {
 }
 
 /**
- * An HTTP/2 provider (node:http2 over TLS) that resets streams the way a
- * busy or draining server does, before sending anything: the first `refuse`
- * streams of every connection with RST_STREAM(REFUSED_STREAM) when `mode` is
- * 'refuse', or with a GOAWAY that excludes them when `mode` is 'goaway'.
- * Counts streams seen and answered. Returns { port, url, stats, stop() }.
+ * An HTTP/2 provider (node:http2 over TLS) that answers the first stream of
+ * every connection and turns away the later ones before sending anything, as
+ * a server at its per-connection stream limit does: with RST_STREAM
+ * (REFUSED_STREAM) when `mode` is 'refuse', with a GOAWAY whose last stream
+ * is the answered one when `mode` is 'goaway'. A client that reuses the
+ * connection has to send the call again on a new one. Counts connections,
+ * streams seen, turned away and answered. Returns { port, url, stats, stop() }.
  */
-export async function startH2Refuser(certs, { mode = 'refuse', refuse = 1 } = {}) {
+export async function startH2Refuser(certs, { mode = 'refuse' } = {}) {
     const stats = { sessions: 0, streams: 0, refused: 0, answered: 0 };
     const server = http2.createSecureServer({ cert: readFileSync(certs.cert), key: readFileSync(certs.key) });
     server.on('session', (s) => {
         stats.sessions++;
-        s.seen = 0;
+        s.answered = 0;
     });
     server.on('stream', (stream) => {
         stats.streams++;
+        stream.on('error', () => {}); // the refusal itself surfaces as a stream error here
         const s = stream.session;
-        if (s.seen++ < refuse) {
+        if (s.answered > 0) {
             stats.refused++;
-            if (mode === 'goaway') s.goaway(http2.constants.NGHTTP2_NO_ERROR, stream.id - 2);
+            if (mode === 'goaway') s.goaway(http2.constants.NGHTTP2_NO_ERROR, s.lastAnswered);
             else stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
             return;
         }
+        s.answered++;
+        s.lastAnswered = stream.id;
         stream.on('data', () => {});
         stream.on('end', () => {
             stats.answered++;
