@@ -695,11 +695,11 @@ static void setup_call(tg_upcall_t *u, const tg_upcall_req_t *req, int https) {
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)u->connect_ms);
     /* HTTP/1.1 on a pool of kept-alive connections unless the provider opts
      * in to HTTP/2 (`http2: true`): libcurl 7.88's HTTP/2 fails a call whose
-     * answer ends before the request body is sent ("Stream error in the
-     * HTTP/2 framing layer", 1.2% of calls against nginx answering at once),
-     * and over TLS it costs no less CPU per call than HTTP/1.1 (figures in
-     * docs/operations.md, "Upstream HTTP/2"). With HTTP/2, PIPEWAIT makes a
-     * second call wait for the first connection instead of opening another. */
+     * answer is complete before the request body is sent ("Stream error in
+     * the HTTP/2 framing layer"), and here its HTTP/2 costs more CPU per call
+     * than HTTP/1.1 (docs/operations.md, "Upstream HTTP/2"). With HTTP/2,
+     * PIPEWAIT makes a second call wait for the first connection instead of
+     * opening another. */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      h2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2 ? 1L : 0L);

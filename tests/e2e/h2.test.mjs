@@ -5,7 +5,7 @@
 // with `http2: true` against nginx in front of the simulator. A stream the
 // provider turns away before answering (REFUSED_STREAM, or past a GOAWAY's
 // last stream) is sent again on another connection, not failed over to the
-// next candidate. Knobs (bench/h2.sh sets them): TG_H2_REQUESTS (20000),
+// next candidate. Knobs (docs/operations.md, "Upstream HTTP/2"): TG_H2_REQUESTS (20000),
 // TG_H2_SECONDS (cap per load run, 12), TG_H2_CONCURRENCY (50),
 // TG_H2_HTTP2 (the first run's http2: false), TG_H2_UPSTREAM (the first
 // run's upstream: "return" — nginx answers at once — or "sim").

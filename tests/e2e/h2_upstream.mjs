@@ -1,9 +1,9 @@
-// h2_upstream.mjs — a provider behind TLS and HTTP/2 for the tests of
-// tests/e2e/h2.test.mjs (and bench/h2.sh): a private CA and a server
-// certificate for 127.0.0.1 made with openssl, nginx `listen ssl http2`
-// answering every chat call with a fixed OpenAI-style completion (`return
-// 200`, so the upstream costs almost nothing), a node:http2 server that
-// refuses streams on demand, and a load generator that counts what failed.
+// h2_upstream.mjs — providers behind TLS for tests/e2e/h2.test.mjs: a
+// private CA and a certificate for 127.0.0.1 made with openssl; nginx
+// `listen ssl http2` answering every chat call with a fixed OpenAI-style
+// completion (`return 200`, so the upstream costs almost nothing) or proxying
+// to the simulator; a node:http2 server that turns streams away on demand;
+// a load generator that counts what failed; a process's CPU time.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 import http from 'node:http';
