@@ -122,7 +122,7 @@ typedef struct {
     int min;           /* integers: 1 = must be positive, 0 = zero or more */
 } field_t;
 
-#define MAX_FIELDS 16
+#define MAX_FIELDS 32
 #define NF(t) (sizeof(t) / sizeof((t)[0]))
 
 /* Checks that `n` is a mapping whose keys are all in `f` (each once) and
@@ -145,6 +145,14 @@ void cfg_parse_top(const src_t *s, const yaml_node_t *root);
 void cfg_parse_includes(const src_t *s, const yaml_node_t *n);
 /* "YYYY-MM-DD" to days since 1970-01-01, -1 when malformed. */
 long cfg_date_days(const char *d);
+
+/* ---- lookups shared with loading (config_price.c) --------------------- */
+
+/* The price of provider/model among n entries, by the rule of
+ * tg_config_price (exact first, then the longest pattern prefix). */
+const tg_price_t *cfg_price_find(const tg_price_t *v, size_t n, const char *provider, const char *model);
+/* The alias of name among n entries, by the rule of tg_config_alias. */
+const tg_alias_t *cfg_alias_find(const tg_alias_t *v, size_t n, const char *name);
 
 /* ---- the files digest (config.c) -------------------------------------- */
 

@@ -592,6 +592,7 @@ typedef struct {
     char *user;    /* cap + 1 bytes from the pool */
     size_t cap;    /* TG_SCAN_TEXT_MAX, or the body's length when shorter (text never decodes longer) */
     int user_full; /* a piece was cut: later text must not follow it */
+    int bare;      /* no messages expected (an embeddings body) */
 } req_t;
 
 /* Counts a text string; user text is also copied for language detection. */
@@ -794,11 +795,12 @@ static int request_fields(req_t *r, const top_t *m) {
         o->has_tools = s->t[m->tools].size > 0;
     }
     if (system_prompt(r, m->system) != 0) return -1;
+    if (r->bare && m->messages < 0) return 0;
     return messages(r, m->messages);
 }
 
-int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
-                    size_t errlen) {
+static int scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
+                        size_t errlen, int bare) {
     jsmntok_t toks[STACK_TOKS];
     scan_t s = {.js = body, .len = len, .pool = pool, .err = err, .errlen = errlen};
     memset(out, 0, sizeof(*out));
@@ -808,7 +810,7 @@ int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t
     size_t cap = len < TG_SCAN_TEXT_MAX ? len : TG_SCAN_TEXT_MAX;
     char *user = tg_pool_alloc(pool, cap + 1);
     if (user == NULL) return fail(&s, "out of memory");
-    req_t r = {.s = &s, .out = out, .user = user, .cap = cap};
+    req_t r = {.s = &s, .out = out, .user = user, .cap = cap, .bare = bare};
     top_t m;
     find_top(&s, &m);
     if (request_fields(&r, &m) != 0) return -1;
@@ -817,6 +819,16 @@ int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t
     out->obj_end = (size_t)s.t[0].end - 1;
     out->obj_empty = s.t[0].size == 0;
     return 0;
+}
+
+int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
+                    size_t errlen) {
+    return scan_request(body, len, pool, out, err, errlen, 0);
+}
+
+int tg_scan_request_bare(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
+                         size_t errlen) {
+    return scan_request(body, len, pool, out, err, errlen, 1);
 }
 
 /* ---- answers ------------------------------------------------------------- */

@@ -57,6 +57,10 @@ typedef struct {
  * a message a person can act on in err ("'stream' must be a boolean"). */
 int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
                     size_t errlen);
+/* The same for a body that need not carry messages (an embeddings request:
+ * model, input, dimensions...): every field above is checked when present. */
+int tg_scan_request_bare(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
+                         size_t errlen);
 
 /* What the gateway needs from an answer: a non-stream response body or one
  * stream chunk (OpenAI dialect). Missing numbers are -1. */

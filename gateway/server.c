@@ -1,7 +1,9 @@
 /* server.c — start-up, workers, signals and reload. Each worker thread owns
  * an event_base with its SO_REUSEPORT listener, HTTP server, libcurl multi
  * handle and Redis ledger connection; nothing is shared between workers but
- * the config snapshot (reference-counted) and metrics (atomics). The main
+ * the config snapshot (reference-counted), metrics (atomics) and the
+ * providers' health table (atomics, policy/health.h: one per process, so a
+ * circuit, retry-after or latency one worker learns holds for all). The main
  * thread polls a signalfd and an inotify descriptor: SIGHUP, or a change to
  * the config file or any file it includes (100 ms after the last event, and
  * only when their bytes changed), reloads the config — validated first; an
@@ -61,6 +63,9 @@ typedef struct {
 /* The running workers, for /metrics (set once before threads start). */
 static slot_t *g_slots;
 static int g_nslots;
+/* The providers' health, one table for every worker (allocated before
+ * the workers, freed after them). */
+static tg_health_table_t *g_health;
 
 /* The workers' circuit state, calls in flight and ledger backlog, for
  * /metrics (tg_worker_t.server_metrics). */
@@ -131,8 +136,8 @@ static void apply_health_params(tg_health_t *h, const tg_config_t *c) {
     tg_health_set_params(h, &p);
 }
 
-/* On the worker's thread after a reload: the health table is the worker's
- * alone, so only it may change the table's parameters. */
+/* On the worker's thread after a reload. The table is shared and its
+ * parameters are atomics: every worker storing the same values is harmless. */
 static void on_params(evutil_socket_t fd, short ev, void *arg) {
     slot_t *s = arg;
     tg_config_t *c = tg_config_current();
@@ -208,7 +213,7 @@ static int worker_init(slot_t *s, int i, tg_config_t *c) {
         return -1;
     }
     s->w.up = tg_upstream_new(s->w.base);
-    s->w.health = tg_health_new();
+    s->w.health = tg_health_new_shared(g_health);
     tg_http_limits_t lim;
     tg_http_limits_default(&lim);
     lim.max_body_bytes = c->limits.max_body_bytes;
@@ -431,6 +436,7 @@ int tg_server_run(const tg_server_opts_t *o) {
 
     int n = c->workers > 0 ? c->workers : 1;
     slot_t *slots = calloc((size_t)n, sizeof(*slots));
+    g_health = tg_health_table_new(); /* NULL: worker_init fails, and says so */
     int rc = 0;
     for (int i = 0; i < n; i++) {
         slots[i].fd = tg_http_listen(c->listen_host, c->listen_port, 1024);
@@ -466,6 +472,8 @@ int tg_server_run(const tg_server_opts_t *o) {
     }
     g_nslots = 0;
     free(slots);
+    tg_health_table_free(g_health);
+    g_health = NULL;
     if (sim > 0) tg_simulate_stop_thread();
     tg_config_install(NULL);
     curl_global_cleanup();
