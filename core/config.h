@@ -32,6 +32,8 @@ typedef struct {
     int64_t default_max_tokens; /* for dialects that require max_tokens; 0 = use model's */
     int responses_native;       /* `responses: native`: the vendor speaks the Responses API itself
                                    (OpenAI dialect only), so /v1/responses passes through */
+    char *ca_file; /* `ca_file:` PEM CAs trusted for its TLS (relative to the naming file), or NULL */
+    int http2;     /* `http2: true`: multiplex calls on HTTP/2; default one HTTP/1.1 call per connection */
 } tg_provider_t;
 
 /* Prices in micro-USD per 1M tokens (= pico-USD per token), so that

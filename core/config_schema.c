@@ -8,6 +8,7 @@
 #include "core/config_int.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
@@ -208,7 +209,7 @@ static void parse_main(const src_t *s, yaml_node_t **v) {
 
 static const char *const dialects[] = {"openai", "anthropic"};
 
-enum { P_DIALECT, P_BASE, P_ENV, P_REGION, P_MODELS, P_MAXTOK, P_RESPONSES, P_N };
+enum { P_DIALECT, P_BASE, P_ENV, P_REGION, P_MODELS, P_MAXTOK, P_RESPONSES, P_CA, P_H2, P_N };
 static const field_t prov_fields[] = {
     {"dialect", F_STR, offsetof(tg_provider_t, dialect_name), 0, 0},
     {"base_url", F_STR, offsetof(tg_provider_t, base_url), 0, 0},
@@ -217,6 +218,8 @@ static const field_t prov_fields[] = {
     {"models", F_STRS, offsetof(tg_provider_t, models), offsetof(tg_provider_t, n_models), 0},
     {"default_max_tokens", F_I64, offsetof(tg_provider_t, default_max_tokens), 0, 1},
     {"responses", F_SPECIAL, 0, 0, 0},
+    {"ca_file", F_STR, offsetof(tg_provider_t, ca_file), 0, 0},
+    {"http2", F_BOOL, offsetof(tg_provider_t, http2), 0, 0},
 };
 
 /* `responses: native` (the vendor serves /v1/responses itself) or
@@ -281,6 +284,14 @@ static void parse_provider(const src_t *s, const yaml_node_t *kn, const yaml_nod
         cfg_errn(s, v[P_BASE], "base_url '%s' is not an http:// or https:// URL with a host", p->base_url);
     else if (p->base_url)
         strip_slash(p->base_url);
+    /* Like an include, a relative ca_file is found beside the file naming
+     * it; it is read now so that a typo fails the load, not every call. */
+    const char *slash = strrchr(s->file, '/');
+    if (p->ca_file && p->ca_file[0] != '/' && slash)
+        p->ca_file = tg_pool_printf(ld->pool, "%.*s/%s", (int)(slash - s->file), s->file, p->ca_file);
+    if (p->ca_file && access(p->ca_file, R_OK) != 0)
+        cfg_errn(s, v[P_CA], "provider '%s': ca_file '%s' cannot be read: %s", name, p->ca_file,
+                 strerror(errno));
 }
 
 static void parse_providers(const src_t *s, const yaml_node_t *n) {

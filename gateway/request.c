@@ -715,6 +715,8 @@ static void attempt_next(tg_request_t *r) {
         req.timeouts =
             (tg_upcall_timeouts_t){l->upstream_connect_ms, l->first_byte_ms, l->idle_ms, l->total_ms};
         req.streaming = r->scan.stream;
+        req.ca_file = c->provider->ca_file;
+        req.http2 = c->provider->http2;
         r->up = tg_upcall_start(r->w->up, &req, &up_cb, r, err, sizeof(err));
         if (r->up != NULL) {
             r->billable = 1;
