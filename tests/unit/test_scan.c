@@ -140,7 +140,7 @@ static void test_invalid_json_positions(void **state) {
     SCAN_ERR("{\"a\":\"\\u12G4\"}", "invalid JSON at byte 5");
     SCAN_ERR("{\"a\":[1}}", "invalid JSON at byte 7");
     scan_err("{\"a\":1}\0", 8, "invalid JSON at byte 7"); /* a NUL is not whitespace */
-    scan_err("{\"a\":\"x\0y\"}", 11, "invalid JSON at byte 5 (unexpected end)");
+    scan_err("{\"a\":\"x\0y\"}", 11, "raw NUL byte at byte 7");
 }
 
 static void test_nesting(void **state) {
@@ -181,10 +181,6 @@ static void test_escapes(void **state) {
     assert_string_equal(r.model_str, "gpt-4o/x");
     assert_string_equal(r.user_text, "a\n\t\"q\"\\ \xF0\x9F\x98\x80");
     assert_int_equal(r.text_bytes, strlen("a\n\t\"q\"\\ \xF0\x9F\x98\x80"));
-    /* Lone surrogates decode to U+FFFD. */
-    r = scan_ok("{\"messages\":[{\"role\":\"user\",\"content\":\"\\ud800x\\udc00\\ud800\\u0041\"}]}");
-    assert_string_equal(r.user_text, "\xEF\xBF\xBDx\xEF\xBF\xBD\xEF\xBF\xBD"
-                                     "A");
     SCAN_ERR("{\"model\":\"a\\u0000b\"," MSGS "}", "'model' must not contain NUL characters");
     SCAN_ERR("{\"model\":\"a\\qb\"," MSGS "}", "invalid JSON at byte 9");
 }
