@@ -294,23 +294,27 @@ static int is_delim(char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ']' || c == '}';
 }
 
+/* By lead byte: the length of a UTF-8 sequence and the range of its second
+ * byte (narrower after E0, ED, F0 and F4: no overlong forms, no encoded
+ * surrogates, nothing past U+10FFFF, as RFC 3629 wants). Length 0: not a
+ * lead byte (a continuation byte, an overlong C0/C1 lead, F5 and above). */
+static const struct {
+    unsigned char len, lo, hi;
+} utf8_lead[256] =
+    {
+        [0xC2 ... 0xDF] = {2, 0x80, 0xBF}, [0xE0] = {3, 0xA0, 0xBF},
+        [0xE1 ... 0xEC] = {3, 0x80, 0xBF}, [0xED] = {3, 0x80, 0x9F},
+        [0xEE ... 0xEF] = {3, 0x80, 0xBF}, [0xF0] = {4, 0x90, 0xBF},
+        [0xF1 ... 0xF3] = {4, 0x80, 0xBF}, [0xF4] = {4, 0x80, 0x8F},
+};
+
 /* The length of the well-formed UTF-8 sequence at p (n bytes available,
- * p[0] >= 0x80), or 0: no overlong forms, no encoded surrogates, nothing
- * past U+10FFFF (RFC 3629). */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-    unsigned c = p[0], lo = 0x80, hi = 0xBF;
-    size_t l;
-    if (c >= 0xC2 && c <= 0xDF)
-        l = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        l = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4)
-        l = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else
-        return 0;
-    if (n < l || p[1] < lo || p[1] > hi) return 0;
-    for (size_t k = 2; k < l; k++)
-        if ((p[k] & 0xC0) != 0x80) return 0;
+ * p[0] >= 0x80), or 0. */
+static inline size_t utf8_seq(const unsigned char *p, size_t n) {
+    size_t l = utf8_lead[p[0]].len;
+    if (l == 0 || n < l || p[1] < utf8_lead[p[0]].lo || p[1] > utf8_lead[p[0]].hi) return 0;
+    if (l > 2 && (p[2] & 0xC0) != 0x80) return 0;
+    if (l > 3 && (p[3] & 0xC0) != 0x80) return 0;
     return l;
 }
 
@@ -319,7 +323,8 @@ static size_t utf8_seq(const unsigned char *p, size_t n) {
  * JSON text: a raw byte below 0x20, bytes that are not UTF-8, a bad escape,
  * a surrogate escape that is not half of a pair, or no closing quote. Then
  * *bad is the offending byte's offset and *why says what it is. */
-static size_t scan_string(const char *js, size_t len, size_t i, size_t *bad, str_why_t *why) {
+static inline __attribute__((always_inline)) size_t scan_string(const char *js, size_t len, size_t i,
+                                                                size_t *bad, str_why_t *why) {
     for (;;) {
 #ifdef __SSE2__
         /* 16 bytes a test: the first quote, backslash, control byte or
@@ -350,7 +355,18 @@ static size_t scan_string(const char *js, size_t len, size_t i, size_t *bad, str
         case C_QUOTE:
             return i;
         case C_HIGH:
-            /* A run of non-ASCII text (CJK, emoji) stays in this loop. */
+            /* A run of non-ASCII text (CJK, emoji) stays in these loops;
+             * the first takes the three-byte sequences of most CJK text
+             * (leads E1-EC, EE, EF: any continuation bytes) four bytes a
+             * load. */
+            while (i + 4 <= len) {
+                uint32_t w;
+                memcpy(&w, js + i, 4);
+                unsigned lead = w & 0xFF;
+                if (lead - 0xE1u > 0xEFu - 0xE1u || lead == 0xED || (w & 0xC0C000u) != 0x808000u) break;
+                i += 3;
+            }
+            if (i >= len || !(js[i] & 0x80)) break;
             do {
                 size_t l = utf8_seq((const unsigned char *)js + i, len - i);
                 if (l == 0) {
