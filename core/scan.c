@@ -41,6 +41,7 @@ typedef struct {
     int n;
     tg_pool_t *pool;
     jsmntok_t *heap; /* the grown token array, or NULL; freed by scan_done() */
+    int strict;      /* strings must be UTF-8 without raw control bytes or lone surrogates */
     char *err;
     size_t errlen;
 } scan_t;
@@ -212,10 +213,14 @@ static size_t scan_string(const char *js, size_t len, size_t i, size_t *bad, str
 /* What jsmn lets through in a string: raw control bytes (RFC 8259 wants
  * U+0000..U+001F escaped), bytes that are not UTF-8, lone surrogate
  * escapes. The fast tokenizer runs the same scan_string(), so both paths
- * refuse the same strings. */
+ * refuse the same strings. Only requests are held to this (s->strict):
+ * answers are the provider's, relayed as sent, and a stream may well split
+ * an emoji into two lone surrogate escapes; those are accepted by the jsmn
+ * path once the fast one gives up. */
 static int check_string(scan_t *s, const jsmntok_t *t) {
     size_t bad;
     str_why_t why;
+    if (!s->strict) return 0;
     if (scan_string(s->js, s->len, (size_t)t->start, &bad, &why) == (size_t)t->end) return 0;
     switch (why) {
     case S_CONTROL:
@@ -567,8 +572,9 @@ static size_t utf8_put(char *o, unsigned long cp) {
 }
 
 /* Decodes one escape at src[i] == '\\' into o; returns the bytes of input
- * it used, or 0 when it is not a valid escape. Bodies with lone surrogates
- * are refused before decoding (scan_string); one would become U+FFFD. */
+ * it used, or 0 when it is not a valid escape. Lone surrogates (refused in
+ * requests, let through in answers) become U+FFFD, as a browser's decoder
+ * would make them. */
 static size_t unescape(const char *src, size_t i, size_t n, char *o, size_t *olen) {
     static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
     if (i + 1 >= n) return 0;
@@ -994,7 +1000,7 @@ static int scan_request(scan_t *s, tg_scan_req_t *out) {
 
 int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
                     size_t errlen) {
-    scan_t s = {.js = body, .len = len, .pool = pool, .err = err, .errlen = errlen};
+    scan_t s = {.js = body, .len = len, .pool = pool, .err = err, .errlen = errlen, .strict = 1};
     memset(out, 0, sizeof(*out));
     out->max_tokens = -1;
     out->user_text = "";
@@ -1079,7 +1085,8 @@ static int choices(const scan_t *s, int v, tg_scan_resp_t *o) {
 }
 
 /* The pool is not used: a chunk's tokens are scratch freed here, so a long
- * stream of large chunks does not grow the request's pool. */
+ * stream of large chunks does not grow the request's pool. Strings are not
+ * held to the request's rules (see check_string). */
 int tg_scan_response(const char *json, size_t len, tg_pool_t *pool, tg_scan_resp_t *out) {
     jsmntok_t toks[STACK_TOKS];
     scan_t s = {.js = json, .len = len};

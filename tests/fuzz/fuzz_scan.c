@@ -1,9 +1,11 @@
 /* fuzz_scan.c — libFuzzer target for the JSON scans and splicing.
  * Properties: (1) tg_scan_response() accepts exactly the inputs that a small
  * independent JSON checker below accepts as one object at most
- * TG_SCAN_MAX_DEPTH deep, whose strings are UTF-8 without raw control bytes
- * (U+0000-U+001F) and whose \u escapes pair surrogates; (2)
- * tg_scan_request() never accepts what the checker refuses; (3) after
+ * TG_SCAN_MAX_DEPTH deep (raw bytes other than NUL and lone surrogates
+ * tolerated in strings, as answers are relayed as sent); (2)
+ * tg_scan_request() never accepts what the checker refuses in its strict
+ * mode: strings UTF-8 without raw control bytes (U+0000-U+001F) and with
+ * paired surrogate escapes; (3) after
  * set_model and force_include_usage edits, the spliced body scans again with
  * the new model, include_usage true and the same messages; (4) user text is
  * UTF-8 cut on a boundary. Build:
@@ -21,6 +23,7 @@
 typedef struct {
     const uint8_t *p;
     size_t n, i;
+    int strict; /* a request's strings: UTF-8, no raw control bytes, paired surrogates */
 } ref_t;
 
 static void ws(ref_t *r) {
@@ -102,8 +105,8 @@ static int string(ref_t *r) {
             r->i++;
             return 1;
         }
-        if (c < 0x20) return 0;
-        if (c >= 0x80) {
+        if (c == 0 || (r->strict && c < 0x20)) return 0;
+        if (c >= 0x80 && r->strict) {
             size_t l = utf8_one(r->p + r->i, r->n - r->i);
             if (l == 0) return 0;
             r->i += l;
@@ -117,6 +120,7 @@ static int string(ref_t *r) {
             long cp = r->n - r->i >= 4 ? hex(r->p + r->i) : -1;
             if (cp < 0) return 0;
             r->i += 4;
+            if (!r->strict) continue;
             if (cp >= 0xDC00 && cp <= 0xDFFF) return 0; /* a low half first */
             if (cp >= 0xD800 && cp <= 0xDBFF) {
                 long lo = r->n - r->i >= 6 && r->p[r->i] == '\\' && r->p[r->i + 1] == 'u'
@@ -165,8 +169,8 @@ static int value(ref_t *r, int depth) {
     }
 }
 
-static int ref_object(const uint8_t *p, size_t n) {
-    ref_t r = {p, n, 0};
+static int ref_object(const uint8_t *p, size_t n, int strict) {
+    ref_t r = {p, n, 0, strict};
     ws(&r);
     if (r.i >= n || p[r.i] != '{' || !value(&r, 0)) return 0;
     ws(&r);
@@ -188,7 +192,7 @@ static void check_request(const char *body, size_t len, tg_pool_t *pool) {
         if (err[0] == '\0') abort(); /* every refusal says why */
         return;
     }
-    if (!ref_object((const uint8_t *)body, len)) abort();
+    if (!ref_object((const uint8_t *)body, len, 1)) abort();
     if (a.user_text_len > TG_SCAN_TEXT_MAX || a.user_text[a.user_text_len] != '\0') abort();
     if (!valid_utf8((const uint8_t *)a.user_text, a.user_text_len)) abort();
     if (a.n_messages == 0 || body[a.obj_end] != '}') abort();
@@ -218,7 +222,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *body = (const char *)data;
     tg_scan_resp_t s;
     int ok = tg_scan_response(body, size, pool, &s) == 0;
-    if (ok != ref_object(data, size)) abort();
+    if (ok != ref_object(data, size, 0)) abort();
     if (ok && s.has_usage == 0 && (s.prompt_tokens != -1 || s.completion_tokens != -1)) abort();
     check_request(body, size, pool);
     tg_pool_destroy(pool);

@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     jsmntok_t fast_toks[STACK_TOKS], slow_stack[STACK_TOKS];
     scan_t a = {.js = (const char *)data, .len = size, .err = err, .errlen = sizeof err};
     int fast = fast_tokenize(&a, fast_toks, STACK_TOKS) == 0;
-    scan_t b = {.js = (const char *)data, .len = size, .err = err, .errlen = sizeof err};
+    scan_t b = {.js = (const char *)data, .len = size, .err = err, .errlen = sizeof err, .strict = 1};
     int slow = tokenize(&b, slow_stack) == 0 && validate(&b) == 0;
     if (!fast) {
         /* The fast path may give up only on what jsmn refuses, on what
