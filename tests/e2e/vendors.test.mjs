@@ -160,7 +160,8 @@ test('the shipped config passes check and reaches every priced vendor, no unpric
 });
 
 test('each vendor answers a non-streamed chat by provider/model, priced and recorded in Redis', async () => {
-    const day = `tg:usage:${todayUtc()}`;
+    // Every vendor is simulated here (demo mode): its usage goes to the simulated day hash.
+    const day = `tg:usage-sim:${todayUtc()}`;
     const before = await hgetallNumbers(day);
     const field = (v, m) => `${v}|${MODELS[v].model}|${KEY_NAME}|${m}`;
     const want = {};
@@ -173,6 +174,7 @@ test('each vendor answers a non-streamed chat by provider/model, priced and reco
         assert.equal(h.get('x-tollgate-model'), MODELS[v].model);
         assert.equal(h.get('x-tollgate-route'), 'direct');
         assert.equal(h.get('x-tollgate-attempts'), '1');
+        assert.equal(h.get('x-tollgate-simulated'), 'true');
         assert.equal(data.object, 'chat.completion');
         assert.equal(data.model, MODELS[v].model);
         assert.equal(data.choices[0].message.role, 'assistant');
