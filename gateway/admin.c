@@ -392,9 +392,10 @@ char *tg_admin_dashboard_html(const tg_report_t *r) {
         tg_strbuf_printf(&o, "</section>\n");
     }
     tg_strbuf_printf(
-        &o, "<p class=\"lbl\">Figures from Redis (tg:usage:{day}); the same as <code>tollgate report --by "
-            "day</code>."
-            "</p>\n</body></html>\n");
+        &o,
+        "<p class=\"lbl\">Figures from Redis (tg:usage:{day}, simulated ones from tg:usage-sim:{day}); the "
+        "same as <code>tollgate report --by day</code>."
+        "</p>\n</body></html>\n");
     if (o.oom) {
         free(o.p);
         return NULL;
