@@ -1,8 +1,11 @@
 # Tollgate container: a build stage with the -dev packages, and a slim runtime
 # with only the shared libraries, a non-root user and the default config in
-# /etc/tollgate (mount your own over it). With no provider keys the built-in
-# simulator answers; with no Redis reachable the gateway still serves and
-# journals usage under /var/lib/tollgate until Redis answers.
+# /etc/tollgate (mount your own over it). A provider whose key is not set is
+# unusable (503 naming the variable); to try it offline, let the built-in
+# simulator answer for them: append `tollgate serve --demo -c
+# /etc/tollgate/tollgate.yaml` to `docker run`. With no Redis reachable the
+# gateway still serves and journals usage under /var/lib/tollgate until Redis
+# answers.
 #
 #   docker build -t tollgate .
 #   docker run -p 8080:8080 -e DEEPSEEK_API_KEY=... -v $PWD/config:/etc/tollgate:ro tollgate

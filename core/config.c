@@ -26,6 +26,7 @@ void tg_config_unref(tg_config_t *c) {
     for (size_t i = 0; i < c->n_providers; i++)
         if (c->providers[i].api_key) explicit_bzero(c->providers[i].api_key, strlen(c->providers[i].api_key));
     if (c->admin_token) explicit_bzero(c->admin_token, strlen(c->admin_token));
+    if (c->metrics_token) explicit_bzero(c->metrics_token, strlen(c->metrics_token));
     tg_pool_destroy(c->arena);
 }
 

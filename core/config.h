@@ -26,7 +26,10 @@ typedef struct {
     char *api_key_env;
     char *api_key; /* from the environment; NULL when unset. Never log it. */
     char *region;  /* "cn", "us", "eu", "sg"... or NULL */
-    int simulated; /* no key set and simulator.when_no_key: calls go to the simulator */
+    int simulated; /* no key set and demo mode (serve --demo or simulator.when_no_key): calls go to
+                      the simulator, and its answers and records are marked simulated */
+    int keyless;   /* api_key_env names a variable that is not set and nothing stands in for it:
+                      the provider is unusable (routing drops it, naming the variable) */
     char **models; /* models this provider offers (from prices and `models:`), NULL-terminated */
     size_t n_models;
     int64_t default_max_tokens; /* for dialects that require max_tokens; 0 = use model's */
@@ -145,9 +148,9 @@ typedef struct tg_config_s {
     char *log_level;    /* "info" */
     char *journal_path; /* default var/tollgate-journal */
     tg_limits_t limits;
-    /* simulator: used for providers with no key when sim_when_no_key */
+    /* simulator: answers for providers with no key in demo mode */
     char *sim_url;       /* default http://127.0.0.1:8090 */
-    int sim_when_no_key; /* default 1 */
+    int sim_when_no_key; /* simulator.when_no_key, or forced on by tg_config_set_demo (default 0) */
     int sim_embedded;    /* serve starts the simulator in-process when needed (default 1) */
     tg_provider_t *providers;
     size_t n_providers;
@@ -170,6 +173,8 @@ typedef struct tg_config_s {
     int64_t store_ttl_s;   /* store_ttl_s: how long a stored Responses answer is kept (30 days) */
     tg_listen_t *listens;  /* every `listen:` entry, at least one */
     size_t n_listens;
+    char *metrics_token_env; /* names the variable holding GET /metrics's bearer token; NULL = open */
+    char *metrics_token;     /* its value, NULL when unset (then /metrics refuses everyone). Never log it. */
 } tg_config_t;
 
 /* Diagnostics: every problem found, as "FILE:LINE:COL: message"; warnings
@@ -189,6 +194,12 @@ void tg_diag_free(tg_diag_t *d);
  * name an unknown provider/route, price windows, bad sha256 hex. Problems
  * that do not stop serving (a provider key env var unset) are not errors. */
 tg_config_t *tg_config_load(const char *path, tg_diag_t *d);
+/* Demo mode (`tollgate serve --demo`): every load from now on lets the
+ * simulator answer for providers whose key is not set, as if the config
+ * said simulator.when_no_key: true. Off by default: outside demo mode such
+ * a provider is unusable, so nothing made up is ever served or billed as
+ * real. Call before the first load; not thread-safe against a load. */
+void tg_config_set_demo(int on);
 tg_config_t *tg_config_ref(tg_config_t *c);
 void tg_config_unref(tg_config_t *c);
 

@@ -167,13 +167,18 @@ static void load_file(ld_t *ld, const char *path, const pos_t *from, int is_main
 
 /* ---- resolving names across files -------------------------------------- */
 
-/* Key from the environment, or the simulator when there is none. A provider
- * without api_key_env needs no key (a local vLLM) and is never simulated. */
+/* Key from the environment. A provider without api_key_env needs no key (a
+ * local vLLM) and is never simulated. One whose variable is not set is
+ * answered by the simulator in demo mode only (serve --demo, or
+ * simulator.when_no_key: true); otherwise it is keyless: routing drops it
+ * and names the variable, so a misspelt or forgotten key is never papered
+ * over with made-up answers that look real. */
 static void resolve_provider(ld_t *ld, tg_provider_t *p, const meta_t *m) {
     tg_config_t *c = ld->c;
     const char *key = p->api_key_env ? getenv(p->api_key_env) : NULL;
     if (key && *key) p->api_key = sdup(ld, key);
     p->simulated = p->api_key_env && !p->api_key && c->sim_when_no_key;
+    p->keyless = p->api_key_env && !p->api_key && !p->simulated;
     int openai = p->dialect_name && !strcmp(p->dialect_name, "openai");
     if (p->simulated)
         p->url = tg_pool_printf(ld->pool, "%s/%s%s", c->sim_url, p->name, openai ? "/v1" : "");
@@ -182,9 +187,11 @@ static void resolve_provider(ld_t *ld, tg_provider_t *p, const meta_t *m) {
     if (p->simulated)
         warn_at(ld, m->aux, "provider '%s': %s is not set; calls go to the simulator at %s", p->name,
                 p->api_key_env, p->url);
-    else if (p->api_key_env && !p->api_key)
-        warn_at(ld, m->aux, "provider '%s': %s is not set; calls are sent without a key", p->name,
-                p->api_key_env);
+    else if (p->keyless)
+        warn_at(ld, m->aux,
+                "provider '%s': %s is not set; the provider is unusable until it is (serve --demo "
+                "lets the simulator answer instead)",
+                p->name, p->api_key_env);
 }
 
 static tg_provider_t *prov_by_name(ld_t *ld, const char *name, size_t len) {
@@ -335,6 +342,15 @@ static void resolve(ld_t *ld) {
         const char *t = getenv(c->admin_token_env);
         if (t && *t) c->admin_token = sdup(ld, t);
     }
+    if (c->metrics_token_env) {
+        const char *t = getenv(c->metrics_token_env);
+        if (t && *t)
+            c->metrics_token = sdup(ld, t);
+        else
+            warn_at(ld, (pos_t){c->path, 1, 1},
+                    "metrics_token_env: %s is not set; GET /metrics answers 401 until it is",
+                    c->metrics_token_env);
+    }
 }
 
 /* ---- snapshots ---------------------------------------------------------- */
@@ -370,8 +386,15 @@ static void set_defaults(ld_t *ld) {
     c->latency_alpha = 0.3;
     c->store_ttl_s = 2592000; /* 30 days */
     c->sim_url = sdup(ld, "http://127.0.0.1:8090");
-    c->sim_when_no_key = 1;
+    c->sim_when_no_key = 0; /* production-safe: a provider without its key is unusable */
     c->sim_embedded = 1;
+}
+
+/* serve --demo; read by every load (tg_config_set_demo in core/config.h). */
+static int demo_mode;
+
+void tg_config_set_demo(int on) {
+    demo_mode = on;
 }
 
 tg_config_t *tg_config_load(const char *path, tg_diag_t *d) {
@@ -390,6 +413,7 @@ tg_config_t *tg_config_load(const char *path, tg_diag_t *d) {
     set_defaults(&ld);
     c->path = sdup(&ld, path);
     load_file(&ld, path, NULL, 1);
+    if (demo_mode) c->sim_when_no_key = 1;
     c->files = ld.files;
     c->n_files = ld.n_files;
     c->files_digest = ld.digest;

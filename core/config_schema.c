@@ -72,6 +72,7 @@ enum {
     T_CIRCUIT,
     T_ROUTING,
     T_STORE_TTL,
+    T_METRICS_TOKEN,
     T_N
 };
 
@@ -93,6 +94,7 @@ static const field_t top_fields[] = {
     {"circuit", F_SPECIAL, 0, 0, 0},
     {"routing", F_SPECIAL, 0, 0, 0},
     {"store_ttl_s", F_I64, offsetof(tg_config_t, store_ttl_s), 0, 1},
+    {"metrics_token_env", F_STR, offsetof(tg_config_t, metrics_token_env), 0, 0},
 };
 _Static_assert(NF(top_fields) == T_N && T_N <= MAX_FIELDS, "cfg_collect holds MAX_FIELDS names");
 

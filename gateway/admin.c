@@ -1,8 +1,8 @@
 /* admin.c — GET /admin/spend and GET /dashboard. A request enters with its admin token
  * (Authorization: Bearer, or ?token= on /dashboard so a browser can open it), its range and
- * grouping are parsed, and one HGETALL per day of tg:usage:{day} goes out on the worker's
- * ledger connection (async, never blocking the loop). The replies fill a tg_report_t
- * (gateway/report.c); the last one renders the answer: the JSON of `tollgate report
+ * grouping are parsed, and two HGETALLs per day, of tg:usage:{day} and of the simulated
+ * tg:usage-sim:{day}, go out on the worker's ledger connection (async, never blocking the loop). The replies
+ * fill a tg_report_t (gateway/report.c); the last one renders the answer: the JSON of `tollgate report
  * --format json` (tg_report_json, gateway/report.h), or a self-contained HTML page with one
  * inline SVG bar chart per provider (no script, no CDN, no fetch).
  * The state lives in the request's pool; a client that leaves first cancels the queries. */
@@ -27,7 +27,7 @@ struct tg_admin_s {
     tg_admin_kind_t kind;
     tg_http_req_t *h;
     tg_report_t rep;
-    tg_ledger_query_t **q; /* one per day, NULL once answered */
+    tg_ledger_query_t **q; /* two per day (real, simulated), NULL once answered */
     size_t nq, left;
     int failed, done;
 };
@@ -91,7 +91,7 @@ static char *query_get(tg_pool_t *pool, const char *q, size_t qlen, const char *
 }
 
 /* Constant time whatever the lengths: both sides are hashed first. */
-static int token_ok(const char *given, size_t glen, const char *want) {
+int tg_admin_token_ok(const char *given, size_t glen, const char *want) {
     unsigned char a[EVP_MAX_MD_SIZE], b[EVP_MAX_MD_SIZE];
     unsigned int al = 0, bl = 0;
     if (EVP_Digest(given, glen, a, &al, EVP_sha256(), NULL) != 1 ||
@@ -103,12 +103,13 @@ static int token_ok(const char *given, size_t glen, const char *want) {
 static int authorised(tg_admin_kind_t kind, tg_http_req_t *h, const tg_config_t *cfg, tg_pool_t *pool) {
     size_t n = 0;
     const char *v = tg_http_header(h, "authorization", &n);
-    if (v && n > 7 && strncasecmp(v, "Bearer ", 7) == 0) return token_ok(v + 7, n - 7, cfg->admin_token);
+    if (v && n > 7 && strncasecmp(v, "Bearer ", 7) == 0)
+        return tg_admin_token_ok(v + 7, n - 7, cfg->admin_token);
     if (kind == TG_ADMIN_DASHBOARD) {
         size_t ql = 0, tl = 0;
         const char *q = tg_http_query(h, &ql);
         const char *t = query_get(pool, q, ql, "token", &tl);
-        if (t && tl) return token_ok(t, tl, cfg->admin_token);
+        if (t && tl) return tg_admin_token_ok(t, tl, cfg->admin_token);
     }
     return 0;
 }
@@ -146,6 +147,7 @@ typedef struct {
     tg_admin_t *a;
     int64_t day;
     size_t i;
+    int simulated; /* the day's simulated hash */
 } day_t;
 
 static void on_day_reply(const struct redisReply *rep, void *ud) {
@@ -156,8 +158,9 @@ static void on_day_reply(const struct redisReply *rep, void *ud) {
         a->failed = 1;
     else if (rep->type == REDIS_REPLY_ARRAY)
         for (size_t i = 0; i + 1 < rep->elements; i += 2)
-            tg_report_add(&a->rep, d->day, rep->element[i]->str, rep->element[i]->len,
-                          rep->element[i + 1]->str, rep->element[i + 1]->len);
+            (d->simulated ? tg_report_add_simulated
+                          : tg_report_add)(&a->rep, d->day, rep->element[i]->str, rep->element[i]->len,
+                                           rep->element[i + 1]->str, rep->element[i + 1]->len);
     if (--a->left == 0) answer(a);
 }
 
@@ -201,16 +204,19 @@ tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_conf
         a->rep.by = TG_BY_PROVIDER;
         a->rep.by2 = TG_BY_DAY;
     }
-    a->nq = (size_t)(a->rep.to_day - a->rep.from_day + 1);
+    a->nq = 2 * (size_t)(a->rep.to_day - a->rep.from_day + 1);
     a->q = tg_pool_calloc(pool, a->nq * sizeof(*a->q));
     day_t *days = tg_pool_alloc(pool, a->nq * sizeof(*days));
     for (size_t i = 0; i < a->nq; i++) {
-        char key[24];
-        memcpy(key, TG_KEY_USAGE, TG_KEY_LEN(TG_KEY_USAGE));
-        tg_report_day_text(a->rep.from_day + (int64_t)i, key + TG_KEY_LEN(TG_KEY_USAGE));
+        int sim = (int)(i % 2);
+        const char *prefix = sim ? TG_KEY_USAGE_SIM : TG_KEY_USAGE;
+        char key[32];
+        size_t pl = strlen(prefix);
+        memcpy(key, prefix, pl);
+        tg_report_day_text(a->rep.from_day + (int64_t)(i / 2), key + pl);
         const char *argv[2] = {"HGETALL", key};
         size_t lens[2] = {7, strlen(key)};
-        days[i] = (day_t){a, a->rep.from_day + (int64_t)i, i};
+        days[i] = (day_t){a, a->rep.from_day + (int64_t)(i / 2), i, sim};
         a->q[i] = tg_ledger_query(l, 2, argv, lens, on_day_reply, &days[i]);
         if (a->q[i] == NULL) { /* not connected: cancel what went out, answer 503 now */
             for (size_t k = 0; k < i; k++)
@@ -320,6 +326,34 @@ static const char CSS[] =
     ".chart{background:#fff;border:1px solid #ddd}.bar{fill:#3b6fb6}.axis{stroke:#999}"
     ".lbl{font-size:11px;fill:#555}.empty{color:#666}";
 
+/* A table of rows [from, to) summed per provider (rows are sorted by provider, then day). */
+static void provider_table(tg_strbuf_t *o, const tg_report_t *r, size_t from, size_t to, const char *id) {
+    char usd[32];
+    tg_strbuf_printf(o,
+                     "<table id=\"%s\"><tr><th>provider</th><th>requests</th><th>input</th><th>cached "
+                     "input</th><th>output</th><th>reasoning</th><th>USD</th></tr>\n",
+                     id);
+    for (size_t i = from; i < to;) {
+        size_t j = i;
+        tg_report_sums_t s = {0};
+        for (; j < to && strcmp(r->rows[j].name, r->rows[i].name) == 0; j++) {
+            s.requests += r->rows[j].s.requests, s.input += r->rows[j].s.input,
+                s.cached += r->rows[j].s.cached;
+            s.output += r->rows[j].s.output, s.reasoning += r->rows[j].s.reasoning;
+            s.cost_micro += r->rows[j].s.cost_micro;
+        }
+        tg_money_format(s.cost_micro, usd);
+        tg_strbuf_printf(o, "<tr><td>");
+        out_esc(o, r->rows[i].name);
+        tg_strbuf_printf(o,
+                         "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64
+                         "</td><td>%" PRId64 "</td><td>%s</td></tr>\n",
+                         s.requests, s.input, s.cached, s.output, s.reasoning, usd);
+        i = j;
+    }
+    tg_strbuf_printf(o, "</table>\n");
+}
+
 char *tg_admin_dashboard_html(const tg_report_t *r) {
     tg_strbuf_t o = {0};
     char first[11], last[11], usd[32];
@@ -336,42 +370,32 @@ char *tg_admin_dashboard_html(const tg_report_t *r) {
         "<h1>Spend per provider per day</h1>\n<p id=\"range\">%s .. %s (UTC): <b id=\"total-usd\">$%s</b>, "
         "%" PRId64 " requests</p>\n",
         first, last, usd, r->total.requests);
-    /* providers by spend: sums over their days (rows are sorted by provider, then day) */
-    tg_strbuf_printf(
-        &o, "<table id=\"totals\"><tr><th>provider</th><th>requests</th><th>input</th><th>cached input</th>"
-            "<th>output</th><th>reasoning</th><th>USD</th></tr>\n");
-    for (size_t i = 0; i < r->n;) {
-        size_t j = i;
-        tg_report_sums_t s = {0};
-        for (; j < r->n && strcmp(r->rows[j].name, r->rows[i].name) == 0; j++) {
-            s.requests += r->rows[j].s.requests, s.input += r->rows[j].s.input,
-                s.cached += r->rows[j].s.cached;
-            s.output += r->rows[j].s.output, s.reasoning += r->rows[j].s.reasoning;
-            s.cost_micro += r->rows[j].s.cost_micro;
-        }
-        tg_money_format(s.cost_micro, usd);
-        tg_strbuf_printf(&o, "<tr><td>");
-        out_esc(&o, r->rows[i].name);
-        tg_strbuf_printf(&o,
-                         "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64
-                         "</td><td>%" PRId64 "</td><td>%s</td></tr>\n",
-                         s.requests, s.input, s.cached, s.output, s.reasoning, usd);
-        i = j;
-    }
-    tg_strbuf_printf(&o, "</table>\n");
-    if (r->n == 0) tg_strbuf_printf(&o, "<p class=\"empty\">No spend recorded in this range.</p>\n");
-    for (size_t i = 0; i < r->n;) {
+    /* Real rows come first (tg_report_finish), the simulated ones after them. */
+    size_t n_real = r->n - r->n_sim;
+    provider_table(&o, r, 0, n_real, "totals");
+    if (n_real == 0) tg_strbuf_printf(&o, "<p class=\"empty\">No spend recorded in this range.</p>\n");
+    for (size_t i = 0; i < n_real;) {
         size_t j = i;
         int64_t total = 0;
-        for (; j < r->n && strcmp(r->rows[j].name, r->rows[i].name) == 0; j++)
+        for (; j < n_real && strcmp(r->rows[j].name, r->rows[i].name) == 0; j++)
             total += r->rows[j].s.cost_micro;
         chart(&o, r, i, j, total);
         i = j;
     }
+    if (r->n_sim) {
+        tg_money_format(r->sim_total.cost_micro, usd);
+        tg_strbuf_printf(&o,
+                         "<section id=\"simulated\"><h2>Simulated (demo mode) <small>$%s, %" PRId64
+                         " requests: made-up answers, not real spend, not in the total above</small></h2>\n",
+                         usd, r->sim_total.requests);
+        provider_table(&o, r, n_real, r->n, "simulated-totals");
+        tg_strbuf_printf(&o, "</section>\n");
+    }
     tg_strbuf_printf(
-        &o, "<p class=\"lbl\">Figures from Redis (tg:usage:{day}); the same as <code>tollgate report --by "
-            "day</code>."
-            "</p>\n</body></html>\n");
+        &o,
+        "<p class=\"lbl\">Figures from Redis (tg:usage:{day}, simulated ones from tg:usage-sim:{day}); the "
+        "same as <code>tollgate report --by day</code>."
+        "</p>\n</body></html>\n");
     if (o.oom) {
         free(o.p);
         return NULL;

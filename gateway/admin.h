@@ -27,6 +27,10 @@ tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_conf
                            tg_pool_t *pool, long long now_ms);
 void tg_admin_cancel(tg_admin_t *a);
 
+/* Whether `given` (glen bytes) is the token `want`, in constant time whatever the lengths
+ * (both are hashed first). Also used for /metrics's token (gateway/request.c). */
+int tg_admin_token_ok(const char *given, size_t glen, const char *want);
+
 /* The dashboard page for a finished report grouped by provider then day (for tests). */
 char *tg_admin_dashboard_html(const tg_report_t *r);
 

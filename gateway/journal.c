@@ -104,8 +104,8 @@ static ent_t *line_parse(const char *p, size_t n) {
     }
     for (int i = 0; i < N_N; i++) {
         json_t *x = json_object_get(o, ledger_num_names[i]);
-        if (x == NULL && i == N_REQS)
-            x = json_integer(1); /* journals written before the field */
+        if (x == NULL && (i == N_REQS || i == N_SIM))
+            x = json_integer(i == N_REQS); /* journals written before these fields */
         else
             json_incref(x);
         int ok = json_is_integer(x);

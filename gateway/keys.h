@@ -11,11 +11,17 @@
 /* Hash per UTC day "YYYY-MM-DD": fields "provider|model|key|metric",
  * integer counters (requests, tokens, cost_micro_usd). */
 #define TG_KEY_USAGE "tg:usage:"
-/* Stream of one entry per finished request. */
+/* Hash per UTC day "YYYY-MM-DD", same fields as TG_KEY_USAGE, for simulated answers only
+ * (demo mode: `serve --demo` or simulator.when_no_key). Kept in a hash of its own so that
+ * nothing reading TG_KEY_USAGE (reports, budgets, other tools) ever adds made-up spend to
+ * real spend; reports show it in a section of its own. Not matched by "tg:usage:*". */
+#define TG_KEY_USAGE_SIM "tg:usage-sim:"
+/* Stream of one entry per finished request; field "simulated" is 1 for a simulated answer. */
 #define TG_KEY_EVENTS "tg:events"
 /* "<request id>": marks a ledger record as counted (replays are no-ops). */
 #define TG_KEY_DONE "tg:done:"
-/* Hash per UTC month "YYYY-MM": field = gateway key name, micro-USD spent. */
+/* Hash per UTC month "YYYY-MM": field = gateway key name, micro-USD spent (real answers only:
+ * simulated spend never counts against a budget). */
 #define TG_KEY_SPEND "tg:spend:"
 /* "<gateway key>:<unix minute>": tokens of that key in that minute. */
 #define TG_KEY_TPM "tg:tpm:"

@@ -1,11 +1,12 @@
 /* ledger.c — the usage ledger of one worker: every finished request's usage, written once
  * to Redis. A record enters through tg_ledger_record() and leaves as one EVALSHA of a small Lua
  * script that does SET tg:done:<id> NX EX 7d and, only if that was new, the day hash HINCRBYs
- * and the XADD to tg:events: replaying a record is harmless, so anything not acknowledged is
- * re-sent. Records are kept in one FIFO (`ring`) in the order their commands went out; replies
- * come back in that order, so each reply acknowledges the ring's head. The connection is
- * gateway/redis.c; when it is down or behind, records go to the journal (gateway/journal.c),
- * which is replayed in order before new records once the script is loaded again. */
+ * (tg:usage-sim:{day} instead of tg:usage:{day} for a simulated answer) and the XADD to
+ * tg:events: replaying a record is harmless, so anything not acknowledged is re-sent. Records are kept in one
+ * FIFO (`ring`) in the order their commands went out; replies come back in that order, so each reply
+ * acknowledges the ring's head. The connection is gateway/redis.c; when it is down or behind, records go to
+ * the journal (gateway/journal.c), which is replayed in order before new records once the script is loaded
+ * again. */
 #include "gateway/ledger.h"
 
 #include <hiredis/hiredis.h>
@@ -18,7 +19,6 @@
 
 #include "core/clock.h"
 #include "core/log.h"
-#include "gateway/keys.h"
 #include "gateway/journal.h"
 #include "gateway/keys.h"
 #include "gateway/ledger_rec.h"
@@ -27,9 +27,12 @@
 #define DONE_TTL "604800" /* tg:done:<id> lives 7 days */
 #define EVENTS_MAXLEN "1000000"
 
-/* KEYS: done, day hash, stream, month spend hash, the key's tokens-per-minute counter.
+/* KEYS: done, day hash (the simulated one for a simulated answer), stream, month spend hash,
+ * the key's tokens-per-minute counter.
  * ARGV: ttl, field prefix, in, cached, out, reasoning, cost, maxlen, requests (1, or 0 for a
- * failed attempt the provider billed), key name, tokens, then the event's field/value pairs.
+ * failed attempt the provider billed), key name, tokens, simulated (1: made-up spend, which
+ * never reaches the month spend that budgets read; its tokens still count for tpm), then the
+ * event's field/value pairs.
  * Returns 1 if applied, 0 if already counted. Redis does not undo a script that fails
  * halfway, so everything that could fail is checked before the first write, and the done
  * marker is set last: a record that errors is retried. The month spend and the token counter
@@ -50,11 +53,11 @@ static const char LUA[] =
     "redis.call('HINCRBY',h,p..'reasoning_tokens',ARGV[6])\n"
     "redis.call('HINCRBY',h,p..'cost_micro_usd',ARGV[7])\n"
     "if ARGV[10]~='' then\n"
-    "  redis.call('HINCRBY',KEYS[4],ARGV[10],ARGV[7])\n"
+    "  if ARGV[12]~='1' then redis.call('HINCRBY',KEYS[4],ARGV[10],ARGV[7]) end\n"
     "  redis.call('INCRBY',KEYS[5],ARGV[11])\n"
     "  redis.call('PEXPIRE',KEYS[5],180000)\n"
     "end\n"
-    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,12))\n"
+    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,13))\n"
     "redis.call('SET',KEYS[1],'1','EX',ARGV[1])\n"
     "return 1\n";
 
@@ -96,7 +99,8 @@ static void rv_from_rec(rv_t *v, const tg_ledger_rec_t *rec) {
                       rec->latency_ms,
                       rec->ttft_ms,
                       rec->usage.estimated ? 1 : 0,
-                      rec->attempt_only ? 0 : 1};
+                      rec->attempt_only ? 0 : 1,
+                      rec->simulated ? 1 : 0};
     memcpy(v->n, n, sizeof(n));
 }
 
@@ -226,7 +230,10 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
     }
     ARG(put_str(o, "5"));
     ARG(put_bulk3(o, TG_KEY_DONE, TG_KEY_LEN(TG_KEY_DONE), v->s[S_ID], v->len[S_ID], "", 0));
-    ARG(put_bulk3(o, TG_KEY_USAGE, TG_KEY_LEN(TG_KEY_USAGE), day, strlen(day), "", 0));
+    if (v->n[N_SIM])
+        ARG(put_bulk3(o, TG_KEY_USAGE_SIM, TG_KEY_LEN(TG_KEY_USAGE_SIM), day, strlen(day), "", 0));
+    else
+        ARG(put_bulk3(o, TG_KEY_USAGE, TG_KEY_LEN(TG_KEY_USAGE), day, strlen(day), "", 0));
     ARG(put_str(o, TG_KEY_EVENTS));
     ARG(put_bulk3(o, TG_KEY_SPEND, TG_KEY_LEN(TG_KEY_SPEND), day, 7, "", 0)); /* "YYYY-MM" of the day */
     ARG(put_bulk3(o, TG_KEY_TPM, TG_KEY_LEN(TG_KEY_TPM), v->s[S_KEY], v->len[S_KEY], minute, mlen));
@@ -251,6 +258,7 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
     ARG(put_num(o, v->n[N_REQS]));
     ARG(put_bulk(o, v->s[S_KEY], v->len[S_KEY]));
     ARG(put_num(o, v->n[N_IN] + v->n[N_OUT]));
+    ARG(put_str(o, v->n[N_SIM] ? "1" : "0"));
     ARG(put_str(o, ledger_num_names[N_TS]));
     ARG(put_num(o, v->n[N_TS]));
     for (int i = 0; i < S_N; i++) {

@@ -19,7 +19,8 @@ const char *const ledger_num_names[N_N] = {"ts",
                                            "latency_ms",
                                            "ttft_ms",
                                            "estimated",
-                                           "requests"};
+                                           "requests",
+                                           "simulated"};
 
 /* One allocation per record: the entry and its strings. */
 ent_t *ledger_ent_new(const rv_t *v, int from_journal) {

@@ -25,6 +25,7 @@ enum {
     N_TTFT,
     N_EST,
     N_REQS,
+    N_SIM, /* 1: the simulator answered (demo mode); its usage is kept apart from real spend */
     N_N
 };
 extern const char *const ledger_str_names[S_N];

@@ -1,6 +1,6 @@
-/* main.c — the `tollgate` command: serve (default), check, simulate,
- * report, --version and help. Only main exits; each command returns its code
- * (0 ok, 1 invalid input/config, 2 usage error). */
+/* main.c — the `tollgate` command: serve (default, `--demo` for demo mode),
+ * check, explain, simulate, report, --version and help. Only main exits; each
+ * command returns its code (0 ok, 1 invalid input/config, 2 usage error). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +19,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: tollgate [serve] [-c FILE] [--listen HOST:PORT] [--redis URL] [--workers N]\n"
+            "usage: tollgate [serve] [-c FILE] [--demo] [--listen HOST:PORT] [--redis URL] [--workers N]\n"
             "       tollgate check [-c FILE]\n"
             "       tollgate explain [-c FILE] [--key NAME] REQUEST.json\n"
             "       tollgate report [-c FILE] [--redis URL] [--from YYYY-MM-DD] [--to YYYY-MM-DD]\n"
@@ -28,7 +28,8 @@ static void usage(FILE *f) {
             "PROVIDER:STATUS[:PCT]]\n"
             "       tollgate --version | help\n"
             "\n"
-            "  serve     run the gateway (default config %s)\n"
+            "  serve     run the gateway (default config %s); --demo lets the simulator answer for\n"
+            "            providers whose API key is not set (never in production)\n"
             "  check     validate the config, routes and prices; FILE:LINE:COL: message per problem\n"
             "  explain   print the routing decision for a request, without calling any provider\n"
             "  report    spend per provider, model, key or day from Redis, with a totals row\n"
@@ -38,12 +39,35 @@ static void usage(FILE *f) {
             DEFAULT_CONFIG);
 }
 
+/* Said loudly at start: in demo mode some answers are made up. Lists the providers the
+ * simulator stands in for (the server's own load reports any config problem). */
+static void demo_banner(const char *path) {
+    fprintf(stderr, "\n  *** DEMO MODE (tollgate serve --demo) ***\n"
+                    "  Providers whose API key is not set are answered by the built-in SIMULATOR:\n"
+                    "  made-up text and token counts, marked 'x-tollgate-simulated: true' and kept\n"
+                    "  apart from real spend in reports. Do not run --demo in production.\n");
+    tg_diag_t d = {0};
+    tg_config_t *c = tg_config_load(path, &d);
+    tg_diag_free(&d);
+    size_t n = 0;
+    for (size_t i = 0; c && i < c->n_providers; i++) {
+        const tg_provider_t *p = &c->providers[i];
+        if (!p->simulated) continue;
+        fprintf(stderr, "%s%s (%s)", n++ ? ", " : "  simulated: ", p->name, p->api_key_env);
+    }
+    fprintf(stderr, n ? "\n\n" : "  (every provider has its key: nothing is simulated)\n\n");
+    tg_config_unref(c);
+}
+
 static int cmd_serve(int argc, char **argv) {
     tg_server_opts_t o = {.config_path = DEFAULT_CONFIG};
+    int demo = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && v)
+        if (strcmp(a, "--demo") == 0)
+            demo = 1;
+        else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && v)
             o.config_path = argv[++i];
         else if (strcmp(a, "--listen") == 0 && v)
             o.listen = argv[++i];
@@ -56,6 +80,10 @@ static int cmd_serve(int argc, char **argv) {
             usage(stderr);
             return 2;
         }
+    }
+    if (demo) {
+        tg_config_set_demo(1);
+        demo_banner(o.config_path);
     }
     return tg_server_run(&o);
 }

@@ -1,6 +1,8 @@
 /* report.c — spend reports: the ledger's day hashes (tg:usage:{YYYY-MM-DD}, fields
  * provider|model|key|metric) summed over a range of UTC days, grouped by provider, model,
- * key or day (and, for the dashboard, by a second dimension), with a totals row.
+ * key or day (and, for the dashboard, by a second dimension), with a totals row. Simulated
+ * usage (tg:usage-sim:{YYYY-MM-DD}, demo mode) fills rows of its own and a total of its own,
+ * so a made-up answer never reaches a real figure.
  * Fields enter one at a time through tg_report_add (from HGETALL replies, sync or async);
  * rows leave as a table, CSV or JSON (its shape is at tg_report_json in gateway/report.h).
  * Money stays in integer micro-USD and is printed with six decimals, never through a float.
@@ -118,6 +120,11 @@ static uint64_t fnv64(const char *a, size_t an, const char *b, size_t bn) {
     return tg_hash_fnv64(tg_hash_fnv64_mix(h, 0xff), b, bn);
 }
 
+/* A row's slot hash: its names, and whether it is simulated. */
+static uint64_t row_hash(const char *a, size_t an, const char *b, size_t bn, int sim) {
+    return tg_hash_fnv64_mix(fnv64(a, an, b, bn), sim ? 0x5e : 0x7e);
+}
+
 static int rehash(tg_report_t *r) {
     size_t ns = r->nslots ? r->nslots * 2 : 64;
     size_t *sl = calloc(ns, sizeof(*sl));
@@ -125,7 +132,8 @@ static int rehash(tg_report_t *r) {
     for (size_t i = 0; i < r->n; i++) {
         const tg_report_row_t *row = &r->rows[i];
         size_t l2 = row->name2 ? strlen(row->name2) : 0;
-        size_t k = fnv64(row->name, strlen(row->name), row->name2 ? row->name2 : "", l2) & (ns - 1);
+        size_t k = row_hash(row->name, strlen(row->name), row->name2 ? row->name2 : "", l2, row->simulated) &
+                   (ns - 1);
         while (sl[k])
             k = (k + 1) & (ns - 1);
         sl[k] = i + 1;
@@ -140,13 +148,14 @@ static int same(const char *s, const char *p, size_t n) {
     return s != NULL && strlen(s) == n && memcmp(s, p, n) == 0;
 }
 
-static tg_report_row_t *row_get(tg_report_t *r, const char *a, size_t an, const char *b, size_t bn,
-                                int has_b) {
+static tg_report_row_t *row_get(tg_report_t *r, const char *a, size_t an, const char *b, size_t bn, int has_b,
+                                int sim) {
     if ((r->n + 1) * 2 > r->nslots && rehash(r) != 0) return NULL;
-    size_t k = fnv64(a, an, b, bn) & (r->nslots - 1);
+    size_t k = row_hash(a, an, b, has_b ? bn : 0, sim) & (r->nslots - 1);
     for (; r->slots[k]; k = (k + 1) & (r->nslots - 1)) {
         tg_report_row_t *row = &r->rows[r->slots[k] - 1];
-        if (same(row->name, a, an) && (!has_b || same(row->name2, b, bn))) return row;
+        if (row->simulated == sim && same(row->name, a, an) && (!has_b || same(row->name2, b, bn)))
+            return row;
     }
     if (r->n == r->cap) {
         size_t nc = r->cap ? r->cap * 2 : 32;
@@ -159,12 +168,14 @@ static tg_report_row_t *row_get(tg_report_t *r, const char *a, size_t an, const 
     memset(row, 0, sizeof(*row));
     row->name = strndup(a, an);
     row->name2 = has_b ? strndup(b, bn) : NULL;
+    row->simulated = sim;
     if (row->name == NULL || (has_b && row->name2 == NULL)) {
         free(row->name);
         free(row->name2);
         return NULL;
     }
     r->slots[k] = ++r->n;
+    if (sim) r->n_sim++;
     return row;
 }
 
@@ -189,8 +200,8 @@ static void dim(tg_report_by_t by, const char *f, size_t pl, size_t ml, size_t k
     }
 }
 
-void tg_report_add(tg_report_t *r, int64_t day, const char *field, size_t flen, const char *val,
-                   size_t vlen) {
+static void add(tg_report_t *r, int sim, int64_t day, const char *field, size_t flen, const char *val,
+                size_t vlen) {
     /* provider|model|key|metric: provider is up to the first bar, metric after the last,
      * key between the last two; the model (the rest) may hold a bar of its own. */
     const char *b1 = memchr(field, '|', flen), *b3 = NULL, *b2 = NULL;
@@ -221,12 +232,12 @@ void tg_report_add(tg_report_t *r, int64_t day, const char *field, size_t flen, 
     size_t al, bl = 0;
     dim(r->by, field, pl, ml, kl, dtext, t1, sizeof(t1), &a, &al);
     if (r->by2 != TG_BY_NONE) dim(r->by2, field, pl, ml, kl, dtext, t2, sizeof(t2), &b, &bl);
-    tg_report_row_t *row = row_get(r, a, al, b, bl, r->by2 != TG_BY_NONE);
+    tg_report_row_t *row = row_get(r, a, al, b, bl, r->by2 != TG_BY_NONE, sim);
     if (row == NULL) return;
+    tg_report_sums_t *t = sim ? &r->sim_total : &r->total;
     int64_t *dst[6] = {&row->s.requests, &row->s.input,     &row->s.cached,
                        &row->s.output,   &row->s.reasoning, &row->s.cost_micro};
-    int64_t *tot[6] = {&r->total.requests, &r->total.input,     &r->total.cached,
-                       &r->total.output,   &r->total.reasoning, &r->total.cost_micro};
+    int64_t *tot[6] = {&t->requests, &t->input, &t->cached, &t->output, &t->reasoning, &t->cost_micro};
     *dst[m] += v;
     *tot[m] += v;
     return;
@@ -234,8 +245,20 @@ bad:
     r->bad_fields++;
 }
 
+void tg_report_add(tg_report_t *r, int64_t day, const char *field, size_t flen, const char *val,
+                   size_t vlen) {
+    add(r, 0, day, field, flen, val, vlen);
+}
+
+void tg_report_add_simulated(tg_report_t *r, int64_t day, const char *field, size_t flen, const char *val,
+                             size_t vlen) {
+    add(r, 1, day, field, flen, val, vlen);
+}
+
+/* Real rows before simulated ones, whatever the order within each. */
 static int row_cmp_name(const void *pa, const void *pb) {
     const tg_report_row_t *a = pa, *b = pb;
+    if (a->simulated != b->simulated) return a->simulated - b->simulated;
     int c = strcmp(a->name, b->name);
     if (c == 0 && a->name2 && b->name2) c = strcmp(a->name2, b->name2);
     return c;
@@ -243,6 +266,7 @@ static int row_cmp_name(const void *pa, const void *pb) {
 
 static int row_cmp_cost(const void *pa, const void *pb) {
     const tg_report_row_t *a = pa, *b = pb;
+    if (a->simulated != b->simulated) return a->simulated - b->simulated;
     if (a->s.cost_micro != b->s.cost_micro) return a->s.cost_micro > b->s.cost_micro ? -1 : 1;
     return row_cmp_name(pa, pb);
 }
@@ -295,26 +319,44 @@ static void json_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
                      s->requests, s->input, s->cached, s->output, s->reasoning, usd);
 }
 
+/* The rows of one kind (real or simulated) as a JSON array. */
+static void json_rows(tg_strbuf_t *b, const tg_report_t *r, int sim) {
+    tg_strbuf_printf(b, "[");
+    int first = 1;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->rows[i].simulated != sim) continue;
+        tg_strbuf_printf(b, "%s{\"%s\":", first ? "" : ",", by_names[r->by]);
+        first = 0;
+        json_string(b, r->rows[i].name);
+        if (r->by2 != TG_BY_NONE && r->rows[i].name2) {
+            tg_strbuf_printf(b, ",\"%s\":", by_names[r->by2]);
+            json_string(b, r->rows[i].name2);
+        }
+        tg_strbuf_printf(b, ",");
+        json_sums(b, &r->rows[i].s);
+        tg_strbuf_printf(b, "}");
+    }
+    tg_strbuf_printf(b, "]");
+}
+
 char *tg_report_json(const tg_report_t *r) {
     tg_strbuf_t b = {0};
     char f[11], t[11];
     tg_report_day_text(r->from_day, f);
     tg_report_day_text(r->to_day, t);
-    tg_strbuf_printf(&b, "{\"from\":\"%s\",\"to\":\"%s\",\"by\":\"%s\",\"rows\":[", f, t, by_names[r->by]);
-    for (size_t i = 0; i < r->n; i++) {
-        tg_strbuf_printf(&b, "%s{\"%s\":", i ? "," : "", by_names[r->by]);
-        json_string(&b, r->rows[i].name);
-        if (r->by2 != TG_BY_NONE && r->rows[i].name2) {
-            tg_strbuf_printf(&b, ",\"%s\":", by_names[r->by2]);
-            json_string(&b, r->rows[i].name2);
-        }
-        tg_strbuf_printf(&b, ",");
-        json_sums(&b, &r->rows[i].s);
-        tg_strbuf_printf(&b, "}");
-    }
-    tg_strbuf_printf(&b, "],\"total\":{");
+    tg_strbuf_printf(&b, "{\"from\":\"%s\",\"to\":\"%s\",\"by\":\"%s\",\"rows\":", f, t, by_names[r->by]);
+    json_rows(&b, r, 0);
+    tg_strbuf_printf(&b, ",\"total\":{");
     json_sums(&b, &r->total);
-    tg_strbuf_printf(&b, "}}\n");
+    tg_strbuf_printf(&b, "}");
+    if (r->n_sim) {
+        tg_strbuf_printf(&b, ",\"simulated\":{\"rows\":");
+        json_rows(&b, r, 1);
+        tg_strbuf_printf(&b, ",\"total\":{");
+        json_sums(&b, &r->sim_total);
+        tg_strbuf_printf(&b, "}}");
+    }
+    tg_strbuf_printf(&b, "}\n");
     return bdone(&b);
 }
 
@@ -343,11 +385,28 @@ char *tg_report_csv(const tg_report_t *r) {
                      "%s,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd\n",
                      by_names[r->by]);
     for (size_t i = 0; i < r->n; i++) {
+        if (r->rows[i].simulated) continue;
         csv_cell(&b, r->rows[i].name);
         csv_sums(&b, &r->rows[i].s);
     }
     tg_strbuf_printf(&b, "TOTAL");
     csv_sums(&b, &r->total);
+    if (r->n_sim == 0) return bdone(&b);
+    /* Simulated usage after the real total, each row named as such: a sum of the column down
+     * to TOTAL stays real spend. */
+    for (size_t i = 0; i < r->n; i++) {
+        if (!r->rows[i].simulated) continue;
+        char *name = NULL;
+        if (asprintf(&name, "simulated:%s", r->rows[i].name) < 0) {
+            b.oom = 1;
+            break;
+        }
+        csv_cell(&b, name);
+        free(name);
+        csv_sums(&b, &r->rows[i].s);
+    }
+    tg_strbuf_printf(&b, "SIMULATED_TOTAL");
+    csv_sums(&b, &r->sim_total);
     return bdone(&b);
 }
 
@@ -356,6 +415,12 @@ static void table_line(tg_strbuf_t *b, int w, const char *name, const tg_report_
     tg_money_format(s->cost_micro, usd);
     tg_strbuf_printf(b, "%-*s %9" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %14s\n", w,
                      name, s->requests, s->input, s->cached, s->output, s->reasoning, usd);
+}
+
+static void table_rule(tg_strbuf_t *b, int w) {
+    for (int i = 0; i < w + 9 + 4 * 14 + 15; i++)
+        tg_strbuf_printf(b, "-");
+    tg_strbuf_printf(b, "\n");
 }
 
 char *tg_report_table(const tg_report_t *r) {
@@ -372,11 +437,17 @@ char *tg_report_table(const tg_report_t *r) {
     tg_strbuf_printf(&b, "%-*s %9s %13s %13s %13s %13s %14s\n", w, by_names[r->by], "requests", "input",
                      "cached_input", "output", "reasoning", "cost_usd");
     for (size_t i = 0; i < r->n; i++)
-        table_line(&b, w, r->rows[i].name[0] ? r->rows[i].name : "(none)", &r->rows[i].s);
-    for (int i = 0; i < w + 9 + 4 * 14 + 15; i++)
-        tg_strbuf_printf(&b, "-");
-    tg_strbuf_printf(&b, "\n");
+        if (!r->rows[i].simulated)
+            table_line(&b, w, r->rows[i].name[0] ? r->rows[i].name : "(none)", &r->rows[i].s);
+    table_rule(&b, w);
     table_line(&b, w, "TOTAL", &r->total);
+    if (r->n_sim == 0) return bdone(&b);
+    tg_strbuf_printf(&b, "\nsimulated (demo mode: made-up answers, not real spend; not in TOTAL above)\n\n");
+    for (size_t i = 0; i < r->n; i++)
+        if (r->rows[i].simulated)
+            table_line(&b, w, r->rows[i].name[0] ? r->rows[i].name : "(none)", &r->rows[i].s);
+    table_rule(&b, w);
+    table_line(&b, w, "SIMULATED", &r->sim_total);
     return bdone(&b);
 }
 
@@ -419,21 +490,26 @@ fail:
     return NULL;
 }
 
-/* One pipelined HGETALL per day. 0, or -1 with err (the link failed: exit 3). */
+/* Two pipelined HGETALLs per day: the real hash and the simulated one. 0, or -1 with err (the
+ * link failed: exit 3). */
 static int fetch(redisContext *c, tg_report_t *r, char *err, size_t errlen) {
     for (int64_t d = r->from_day; d <= r->to_day; d++) {
         char day[11];
         tg_report_day_text(d, day);
-        if (redisAppendCommand(c, "HGETALL " TG_KEY_USAGE "%s", day) != REDIS_OK) goto io;
+        if (redisAppendCommand(c, "HGETALL " TG_KEY_USAGE "%s", day) != REDIS_OK ||
+            redisAppendCommand(c, "HGETALL " TG_KEY_USAGE_SIM "%s", day) != REDIS_OK)
+            goto io;
     }
-    for (int64_t d = r->from_day; d <= r->to_day; d++) {
+    for (int64_t k = 0; k < 2 * (r->to_day - r->from_day + 1); k++) {
+        int64_t d = r->from_day + k / 2;
         void *v = NULL;
         if (redisGetReply(c, &v) != REDIS_OK || v == NULL) goto io;
         redisReply *rep = v;
         if (rep->type == REDIS_REPLY_ARRAY)
             for (size_t i = 0; i + 1 < rep->elements; i += 2)
-                tg_report_add(r, d, rep->element[i]->str, rep->element[i]->len, rep->element[i + 1]->str,
-                              rep->element[i + 1]->len);
+                (k % 2 ? tg_report_add_simulated
+                       : tg_report_add)(r, d, rep->element[i]->str, rep->element[i]->len,
+                                        rep->element[i + 1]->str, rep->element[i + 1]->len);
         else if (rep->type == REDIS_REPLY_ERROR)
             r->bad_fields++; /* a key of another type: nothing of ours to read */
         freeReplyObject(rep);

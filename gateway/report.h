@@ -1,7 +1,9 @@
 /* report.h — spend reports from the ledger's day hashes (tg:usage:{YYYY-MM-DD}, gateway/keys.h):
  * grouped by provider, model, key or day over a range of UTC days, with a totals row, as a
- * table, CSV or JSON. `tollgate report` (synchronous hiredis, a CLI) and /admin/spend and
- * /dashboard (async, on a worker loop, gateway/admin.c) fill the same tg_report_t. */
+ * table, CSV or JSON. Simulated usage (demo mode, tg:usage-sim:{YYYY-MM-DD}) is kept in rows
+ * of its own with a total of its own, shown apart and never added to the real total. `tollgate report`
+ * (synchronous hiredis, a CLI) and /admin/spend and /dashboard (async, on a worker loop, gateway/admin.c)
+ * fill the same tg_report_t. */
 #ifndef TG_REPORT_H
 #define TG_REPORT_H
 
@@ -18,17 +20,20 @@ typedef struct {
     char *name;  /* provider, "provider/model", key name (may be ""), or YYYY-MM-DD */
     char *name2; /* the second grouping's value (the dashboard's day), NULL without one */
     tg_report_sums_t s;
+    int simulated; /* from the simulated day hash: made-up answers, not real spend */
 } tg_report_row_t;
 
 typedef struct {
     int64_t from_day, to_day; /* days since 1970-01-01, inclusive */
     tg_report_by_t by, by2;
-    tg_report_row_t *rows; /* sorted by tg_report_finish */
+    tg_report_row_t *rows; /* sorted by tg_report_finish: real rows, then the n_sim simulated ones */
     size_t n, cap;
     size_t *slots; /* hash index into rows (+1; 0 = empty) */
     size_t nslots;
-    tg_report_sums_t total;
-    size_t bad_fields; /* fields that were not provider|model|key|metric or not integers */
+    tg_report_sums_t total;     /* real spend only */
+    size_t bad_fields;          /* fields that were not provider|model|key|metric or not integers */
+    tg_report_sums_t sim_total; /* simulated usage, never part of total */
+    size_t n_sim;               /* simulated rows (the last n_sim of rows after tg_report_finish) */
 } tg_report_t;
 
 /* The longest range a report reads (one HGETALL per day). */
@@ -47,13 +52,21 @@ int tg_report_init(tg_report_t *r, const char *from, size_t from_len, const char
                    const char *by, size_t by_len, int64_t now_ms, char *err, size_t errlen);
 /* Adds one field of day `day`'s hash ("provider|model|key|metric" -> integer text). */
 void tg_report_add(tg_report_t *r, int64_t day, const char *field, size_t flen, const char *val, size_t vlen);
-/* Sorts rows: by day or name ascending; provider/model/key by cost, highest first. */
+/* The same for a field of the day's simulated hash: into simulated rows and sim_total. */
+void tg_report_add_simulated(tg_report_t *r, int64_t day, const char *field, size_t flen, const char *val,
+                             size_t vlen);
+/* Sorts rows, real ones first: by day or name ascending; provider/model/key by cost, highest
+ * first. */
 void tg_report_finish(tg_report_t *r);
 void tg_report_free(tg_report_t *r);
 
 /* Renderings (malloc'd, NUL-terminated; NULL when out of memory). JSON, the same for
  * `tollgate report --format json` and GET /admin/spend:
- * {"from","to","by","rows":[{"<by>":…,"requests",…,"cost_usd"}],"total":{…}}. */
+ * {"from","to","by","rows":[{"<by>":…,"requests",…,"cost_usd"}],"total":{…}}, where rows and
+ * total are real spend; when the range holds simulated usage, also
+ * "simulated":{"rows":[…],"total":{…}} in the same shape. CSV: simulated rows follow the TOTAL
+ * line, named "simulated:<name>", then a SIMULATED_TOTAL line. The table: a section of its
+ * own under the real TOTAL. */
 char *tg_report_json(const tg_report_t *r);
 char *tg_report_csv(const tg_report_t *r);
 char *tg_report_table(const tg_report_t *r);

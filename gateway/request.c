@@ -212,6 +212,9 @@ static size_t tollgate_headers(tg_request_t *r, const char **h, size_t cap, cons
     h[n++] = tg_pool_printf(r->pool, "x-tollgate-attempts: %u", r->attempts);
     h[n++] = tg_pool_printf(r->pool, "x-tollgate-request-id: %s", r->id);
     if (cost && n < cap) h[n++] = tg_pool_printf(r->pool, "x-tollgate-cost-usd: %s", cost);
+    /* Demo mode: the simulator made this answer up. Said on every answer so nobody takes it
+     * for a provider's (streams carry it in their headers). */
+    if (r->cur->provider->simulated && n < cap) h[n++] = "x-tollgate-simulated: true";
     return n;
 }
 
@@ -361,13 +364,18 @@ static int up_on_data(tg_upcall_t *u, const char *p, size_t n, void *ud) {
 /* --- finishing an attempt ---------------------------------------------- */
 
 #define ALOG_MAX 1024
-static void log_attempt(tg_request_t *r, const char *what) {
+/* Appends "target: what" to the attempt log (target NULL: `what` alone). */
+static void log_text(tg_request_t *r, const char *target, const char *what) {
     if (r->alog == NULL && (r->alog = tg_pool_alloc(r->pool, ALOG_MAX)) == NULL) return;
     if (r->alog_len >= ALOG_MAX - 1) return;
-    int n = snprintf(r->alog + r->alog_len, ALOG_MAX - r->alog_len, "%s%s: %s", r->alog_len ? "; " : "",
-                     r->cur->target, what);
+    int n = snprintf(r->alog + r->alog_len, ALOG_MAX - r->alog_len, "%s%s%s%s", r->alog_len ? "; " : "",
+                     target ? target : "", target ? ": " : "", what);
     if (n > 0) r->alog_len += (size_t)n;
     if (r->alog_len >= ALOG_MAX) r->alog_len = ALOG_MAX - 1;
+}
+
+static void log_attempt(tg_request_t *r, const char *what) {
+    log_text(r, r->cur->target, what);
 }
 
 static void release_attempt(tg_request_t *r) {
@@ -404,6 +412,7 @@ static void record_usage(tg_request_t *r, const char *id, int status, int attemp
         .latency_ms = dur_us / 1000,
         .ttft_ms = r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000,
         .attempt_only = attempt_only,
+        .simulated = r->cur->provider->simulated,
     };
     if (r->w->ledger) tg_ledger_record(r->w->ledger, &rec);
     tg_metrics_usage(r->cur->provider->name, r->cur->model, &r->usage, micro);
@@ -657,6 +666,15 @@ static void count_locally(tg_request_t *r) {
     tg_http_respond(r->http, 200, h, n, body, len); /* on_finish may run inside */
 }
 
+/* Whether calls to p go to the simulator: p is simulated (demo mode), or its base_url is the
+ * configured simulator's (a test or bench setup with a dummy key). Only these get the
+ * client's x-sim-* headers: a real vendor never sees them. */
+static int to_simulator(const tg_config_t *c, const tg_provider_t *p) {
+    if (p->simulated) return 1;
+    size_t n = c->sim_url ? strlen(c->sim_url) : 0;
+    return n && p->url && strncmp(p->url, c->sim_url, n) == 0 && (p->url[n] == '/' || p->url[n] == '\0');
+}
+
 static void attempt_next(tg_request_t *r) {
     unsigned max = r->cfg->limits.max_attempts ? r->cfg->limits.max_attempts : 3;
     while (r->next < r->route.n && r->attempts < max) {
@@ -694,7 +712,7 @@ static void attempt_next(tg_request_t *r) {
         r->call.rs_created = r->ts_ms / 1000;
         r->call.price = tg_config_price(r->cfg, c->provider->name, c->model);
         r->call.kind = r->kind;
-        if (c->provider->simulated) {
+        if (to_simulator(r->cfg, c->provider)) {
             r->call.extra_headers = r->extra;
             r->call.n_extra = r->n_extra;
         }
@@ -776,6 +794,7 @@ static void collect_sim_headers(tg_request_t *r) {
 }
 
 static void serve_models(tg_http_req_t *h, const tg_config_t *c, const tg_key_t *key);
+static int metrics_allowed(tg_http_req_t *h);
 static void serve_metrics(tg_http_req_t *h, const tg_worker_t *w);
 static void serve_health(tg_http_req_t *h, int ready);
 
@@ -794,7 +813,7 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         return TG_HTTP_HANDLED;
     }
     if (path_is(path, plen, "/metrics") && get) {
-        serve_metrics(h, w);
+        if (metrics_allowed(h)) serve_metrics(h, w);
         return TG_HTTP_HANDLED;
     }
     tg_admin_kind_t admin = tg_admin_kind(path, plen);
@@ -939,6 +958,7 @@ static void body_scanned(tg_request_t *r) {
                    r->route.err);
         return;
     }
+    if (r->route.skipped) log_text(r, NULL, r->route.skipped); /* keyless candidates, by name */
     collect_sim_headers(r);
     if (r->kind == TG_KIND_COUNT_TOKENS) { /* free: no budget or rate check */
         attempt_next(r);
@@ -1128,12 +1148,14 @@ static void access_log(tg_request_t *r, int aborted, int64_t dur_us) {
         "{\"ts\":%" PRId64 ",\"id\":\"%s\",\"key\":\"%s\",\"route\":\"%s\",\"provider\":\"%s\","
         "\"model\":\"%s\",\"status\":%d,\"attempts\":%u,\"stream\":%s,\"input_tokens\":%" PRId64
         ",\"cached_input_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
-        ",\"estimated\":%s,\"cost_usd\":%s,\"ms\":%" PRId64 ",\"ttfb_ms\":%" PRId64 ",\"client_closed\":%s}",
+        ",\"estimated\":%s,\"simulated\":%s,\"cost_usd\":%s,\"ms\":%" PRId64 ",\"ttfb_ms\":%" PRId64
+        ",\"client_closed\":%s}",
         r->ts_ms, r->id, r->key ? r->key->name : "", r->route.route ? r->route.route : "",
         r->cur ? r->cur->provider->name : "", r->cur ? r->cur->model : "", r->status, r->attempts,
         r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens, u->output_tokens,
-        u->estimated ? "true" : "false", usd_text(r->pool, r->cur ? cost_micro(r) : 0), dur_us / 1000,
-        r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000, aborted ? "true" : "false");
+        u->estimated ? "true" : "false", r->cur && r->cur->provider->simulated ? "true" : "false",
+        usd_text(r->pool, r->cur ? cost_micro(r) : 0), dur_us / 1000, r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000,
+        aborted ? "true" : "false");
     if (line) tg_log_access(line, strlen(line));
 }
 
@@ -1181,13 +1203,37 @@ static void serve_health(tg_http_req_t *h, int ready) {
     }
     tg_config_t *c = tg_config_current();
     int usable = 0;
+    /* Usable: its dialect is built in and it has a key, needs none, or is simulated (demo
+     * mode). A keyless provider is not: a gateway with only those is not ready. */
     for (size_t i = 0; c && i < c->n_providers; i++)
-        if (c->providers[i].dialect && (c->providers[i].api_key || c->providers[i].simulated)) usable++;
+        if (c->providers[i].dialect && !c->providers[i].keyless) usable++;
     tg_config_unref(c);
     if (usable)
         respond_json(h, 200, NULL, 0, "{\"status\":\"ready\"}", 18);
     else
         respond_json(h, 503, NULL, 0, "{\"status\":\"no usable provider\"}", 31);
+}
+
+/* With metrics_token_env set, /metrics wants `Authorization: Bearer <token>` (compared in
+ * constant time, gateway/admin.c); 401 otherwise, and for everyone while the variable is
+ * unset. Without it /metrics is open, as Prometheus scrapes usually are. */
+static int metrics_allowed(tg_http_req_t *h) {
+    tg_config_t *c = tg_config_current();
+    int ok = c == NULL || c->metrics_token_env == NULL;
+    size_t n = 0;
+    const char *v = tg_http_header(h, "authorization", &n);
+    if (!ok && c->metrics_token && v && n > 7 && strncasecmp(v, "Bearer ", 7) == 0)
+        ok = tg_admin_token_ok(v + 7, n - 7, c->metrics_token);
+    tg_config_unref(c);
+    if (!ok) {
+        static const char body[] =
+            "{\"error\":{\"message\":\"metrics token missing or wrong: send "
+            "'Authorization: Bearer <metrics token>'\",\"type\":\"authentication_error\","
+            "\"code\":\"invalid_metrics_token\"}}";
+        const char *hdr[] = {"WWW-Authenticate: Bearer realm=\"tollgate metrics\""};
+        respond_json(h, 401, hdr, 1, body, sizeof(body) - 1);
+    }
+    return ok;
 }
 
 static void serve_metrics(tg_http_req_t *h, const tg_worker_t *w) {

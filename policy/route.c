@@ -5,9 +5,10 @@
  * first; the language and the prompt-token estimate are computed only when
  * a rule asks, once per request, over the scanner's bounded user text.
  * Then every `require:` that binds the request removes the candidates it
- * forbids, candidates whose circuit is open (or that asked us to wait) are
- * skipped, and the route's strategy orders the rest. Nothing later relaxes
- * a require: failover only walks this list, and an empty list is a 503.
+ * forbids, candidates whose provider has no key (outside demo mode) or whose
+ * circuit is open (or that asked us to wait) are skipped, and the route's
+ * strategy orders the rest. Nothing later relaxes a require: failover only
+ * walks this list, and an empty list is a 503.
  * Residency follows the tenant, not the route: a rule whose match names
  * only key and/or key_tag ("match: {key_tag: eu-only}") and has a require
  * binds every request of the keys it matches, whichever rule, route name,
@@ -61,7 +62,8 @@ typedef enum {
     D_CONTEXT,
     D_CIRCUIT,
     D_NO_PRICE,
-    D_KIND
+    D_KIND,
+    D_NO_KEY
 } drop_t;
 
 typedef struct {
@@ -285,6 +287,9 @@ static const char *drop_text(env_t *e, const cand_t *x) {
         return tg_pool_printf(p, "%s is %s, not %s", x->cd.target,
                               x->price->embedding ? "an embedding model" : "a chat model",
                               e->ctx->kind == TG_KIND_EMBEDDINGS ? "an embedding model" : "a chat model");
+    case D_NO_KEY:
+        return tg_pool_printf(p, "provider '%s' has no key: set %s", x->cd.provider->name,
+                              x->cd.provider->api_key_env);
     case D_CIRCUIT:
         if (he && e->now_ms < he->blocked_until_ms)
             return tg_pool_printf(p, "provider asked to wait (retry-after) %" PRId64 " ms more",
@@ -377,7 +382,8 @@ static void list_constraints(env_t *e, const tg_route_t *selected) {
 }
 
 static int is_require_drop(drop_t d) {
-    return d != D_KEPT && d != D_CIRCUIT && d != D_PROVIDER && d != D_NO_PRICE && d != D_KIND;
+    return d != D_KEPT && d != D_CIRCUIT && d != D_PROVIDER && d != D_NO_PRICE && d != D_KIND &&
+           d != D_NO_KEY;
 }
 
 /* Price and kind: a candidate that would be billed $0, or that cannot
@@ -406,6 +412,7 @@ static int build(env_t *e, const tg_route_t *rt, const tg_candidate_t *list, siz
     cand_t *v = tg_pool_calloc(e->pool, (n ? n : 1) * sizeof(*v));
     tg_strategy_item_t *items = tg_pool_calloc(e->pool, (n ? n : 1) * sizeof(*items));
     size_t kept = 0;
+    const char *skipped = NULL;
     for (size_t i = 0; i < n; i++) {
         cand_t *x = &v[i];
         x->cd = list[i];
@@ -419,6 +426,14 @@ static int build(env_t *e, const tg_route_t *rt, const tg_candidate_t *list, siz
         x->he = tg_health_get(h, x->cd.provider->name, x->cd.model);
         check_require(rt, x, e);
         if (x->drop != D_KEPT) continue;
+        /* A provider whose key is not set is skipped like an open circuit, by name and
+         * variable, so the operator sees what to set (core/config_load.c: keyless). */
+        if (x->cd.provider->keyless) {
+            x->drop = D_NO_KEY;
+            skipped = tg_pool_printf(e->pool, "%s%s%s: skipped: %s", skipped ? skipped : "",
+                                     skipped ? "; " : "", x->cd.target, drop_text(e, x));
+            continue;
+        }
         if (!tg_health_allow(x->he, e->now_ms)) {
             x->drop = D_CIRCUIT;
             continue;
@@ -433,6 +448,7 @@ static int build(env_t *e, const tg_route_t *rt, const tg_candidate_t *list, siz
     out->route = rt ? rt->name : "direct";
     out->rule = rt;
     out->strategy = st;
+    out->skipped = skipped;
     if (e->ex) {
         list_constraints(e, rt);
         fill_explain(e, st, v, n, items, kept);

@@ -1,8 +1,9 @@
 /* route.h — picks the candidates for a request from the config snapshot:
  * `provider/model` directly, an alias, a route by name, or the first rule
  * whose match keys all hold; then applies every `require:` constraint that
- * binds the request, drops candidates whose circuit is open, and orders the
- * rest by the route's strategy. Also explains that decision as JSON. */
+ * binds the request, drops candidates whose key is not set or whose circuit
+ * is open, and orders the rest by the route's strategy. Also explains that
+ * decision as JSON. */
 #ifndef TG_ROUTE_H
 #define TG_ROUTE_H
 
@@ -49,6 +50,8 @@ typedef struct {
     tg_strategy_t strategy;
     tg_lang_t lang;        /* detected only when a rule asked; else TG_LANG_OTHER */
     int64_t prompt_tokens; /* estimated, when a rule or the strategy needed it; else -1 */
+    const char *skipped;   /* "target: skipped: provider 'x' has no key: set X; ..." for candidates
+                              dropped because their key is not set, for the attempt log; NULL when none */
 } tg_route_result_t;
 
 /* 0 with at least one candidate, or -1 with status and err. Everything

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# run.sh — `make run`: serve Tollgate on the default config with everything a
-# fresh machine lacks. Starts a private Redis when the configured one does not
-# answer, says which providers are simulated (no API key in the environment),
-# prints the demo key and a curl line, then execs the gateway.
+# run.sh — `make run`: serve Tollgate in demo mode (`serve --demo`) on the
+# default config with everything a fresh machine lacks. Starts a private Redis
+# when the configured one does not answer, says which providers are simulated
+# (no API key in the environment), prints the demo key and a curl line, then
+# execs the gateway. Without --demo a provider with no key is unusable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +41,8 @@ else
     echo "run: warning: Redis at $REDIS_URL does not answer; Tollgate serves anyway and journals usage to var/ until it does" >&2
 fi
 
-# Providers whose key is not in the environment are served by the built-in simulator.
+# Demo mode: providers whose key is not in the environment are answered by the built-in
+# simulator, every answer marked x-tollgate-simulated: true and its spend kept apart.
 # Pairs provider:ENV from one-line provider entries (`  name: { ..., api_key_env: ENV, ... }`).
 mapfile -t pairs < <(sed -n 's/^[[:space:]]\{1,\}\([A-Za-z0-9_-]*\):[[:space:]]*{.*api_key_env:[[:space:]]*\([A-Za-z0-9_]*\).*/\1:\2/p' "$CONFIG")
 [ ${#pairs[@]} -gt 0 ] || pairs=(deepseek:DEEPSEEK_API_KEY qwen:DASHSCOPE_API_KEY openai:OPENAI_API_KEY anthropic:ANTHROPIC_API_KEY)
@@ -54,7 +56,10 @@ for pair in "${pairs[@]}"; do
         echo "run: $env_name is set: ${pair%%:*} is the real provider"
     fi
 done
-[ ${#simulated[@]} -gt 0 ] && echo "run: simulated providers answer with deterministic text and token counts (tollgate simulate)"
+if [ ${#simulated[@]} -gt 0 ]; then
+    echo "run: DEMO MODE: simulated providers answer with made-up text and token counts;"
+    echo "run: their answers carry x-tollgate-simulated: true and reports show their spend apart"
+fi
 
 PORT=$(sed -n 's/^listen:[[:space:]]*["'\'']\{0,1\}[^"'\''[:space:]]*:\([0-9]*\).*/\1/p' "$CONFIG" | head -1)
 PORT=${PORT:-8080}
@@ -68,4 +73,4 @@ cat <<MSG
 
 MSG
 mkdir -p var
-exec ./tollgate serve -c "$CONFIG"
+exec ./tollgate serve --demo -c "$CONFIG"

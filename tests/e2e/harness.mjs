@@ -130,7 +130,16 @@ export async function startSimulator(dir) {
     return p;
 }
 
-function configYaml({ port, simUrl, dir, limits, redisUrl = REDIS_URL, extraProviders = '', keys = [], extraConfig = '', workers = 2 }) {
+// Dummy keys of the standard providers: set in the gateway's environment, so those providers
+// are "real" ones (never marked simulated) whose base_url is the simulator.
+export const PROVIDER_KEYS = {
+    TG_E2E_DEEPSEEK_KEY: 'sk-e2e-deepseek-dummy',
+    TG_E2E_DASHSCOPE_KEY: 'sk-e2e-dashscope-dummy',
+    TG_E2E_OPENAI_KEY: 'sk-e2e-openai-dummy',
+    TG_E2E_ANTHROPIC_KEY: 'sk-e2e-anthropic-dummy',
+};
+
+function configYaml({ port, simUrl, dir, limits, redisUrl = REDIS_URL, extraProviders = '', keys = [], extraConfig = '', workers = 2, whenNoKey = true }) {
     const lim = { max_body_bytes: 1048576, upstream_connect_ms: 2000, first_byte_ms: 10000, idle_ms: 1500, ...limits };
     const prov = (name, dialect, url, env, region) =>
         `  ${name}: { dialect: ${dialect}, base_url: ${url}, api_key_env: ${env}, region: ${region} }`;
@@ -141,14 +150,17 @@ redis: ${redisUrl}
 admin_token_env: TOLLGATE_ADMIN_TOKEN
 journal: ${path.join(dir, 'journal')}
 limits: { ${Object.entries(lim).map(([k, v]) => `${k}: ${v}`).join(', ')} }
-simulator: { url: "${simUrl}", when_no_key: true, embedded: false }
+simulator: { url: "${simUrl}", when_no_key: ${whenNoKey}, embedded: false }
 include: [routes.yaml, prices.yaml]
 providers:
-  # api_key_env names that are unset in the test environment: these are simulated.
-${prov('deepseek', 'openai', 'https://api.deepseek.com/v1', 'TG_E2E_UNSET_DEEPSEEK_KEY', 'cn')}
-${prov('qwen', 'openai', 'https://dashscope-intl.aliyuncs.com/compatible-mode/v1', 'TG_E2E_UNSET_DASHSCOPE_KEY', 'sg')}
-${prov('openai', 'openai', 'https://api.openai.com/v1', 'TG_E2E_UNSET_OPENAI_KEY', 'us')}
-${prov('anthropic', 'anthropic', 'https://api.anthropic.com', 'TG_E2E_UNSET_ANTHROPIC_KEY', 'us')}
+  # Providers with a (dummy) key whose base_url is the simulator: real providers as far as the
+  # gateway knows (their spend is real spend), and x-sim-* headers reach them because their
+  # URL is the simulator's. A provider whose key is unset is simulated only in demo mode
+  # (when_no_key above, or serve --demo); else it is unusable.
+${prov('deepseek', 'openai', `${simUrl}/deepseek/v1`, 'TG_E2E_DEEPSEEK_KEY', 'cn')}
+${prov('qwen', 'openai', `${simUrl}/qwen/v1`, 'TG_E2E_DASHSCOPE_KEY', 'sg')}
+${prov('openai', 'openai', `${simUrl}/openai/v1`, 'TG_E2E_OPENAI_KEY', 'us')}
+${prov('anthropic', 'anthropic', `${simUrl}/anthropic`, 'TG_E2E_ANTHROPIC_KEY', 'us')}
   # A "real" OpenAI-compatible vendor with a key, which happens to be the simulator.
 ${prov('vendorx', 'openai', `${simUrl}/openai/v1`, 'TG_E2E_VENDOR_KEY', 'eu')}
 ${extraProviders}
@@ -175,12 +187,18 @@ function pricesYaml(extra = {}) {
     return s;
 }
 
-/** Environment of the gateway: no real provider keys, the admin token, the vendor key. */
-function gatewayEnv() {
+/** Environment of the gateway: no real provider keys, the admin token, the vendor key, the
+ * standard providers' dummy keys, then `extra` (a value of undefined unsets a variable). */
+export function gatewayEnv(extra = {}) {
     const env = { ...process.env };
     for (const k of Object.keys(env)) if (/_API_KEY$|^TG_E2E_UNSET_/.test(k)) delete env[k];
     env.TOLLGATE_ADMIN_TOKEN = ADMIN_TOKEN;
     env.TG_E2E_VENDOR_KEY = VENDOR_SECRET;
+    Object.assign(env, PROVIDER_KEYS);
+    for (const [k, v] of Object.entries(extra)) {
+        if (v === undefined) delete env[k];
+        else env[k] = v;
+    }
     return env;
 }
 
@@ -191,7 +209,9 @@ function gatewayEnv() {
  * extraPrices (more PRICES entries); workers (default 2); keys (more
  * gateway keys: [{name, secret, tags}]); extraConfig (YAML appended at the
  * top level of tollgate.yaml); routes (replaces routes.yaml); extraPricesYaml
- * (YAML lines appended under prices:, e.g. entries with windows). `config` is
+ * (YAML lines appended under prices:, e.g. entries with windows); whenNoKey (simulator.when_no_key,
+ * default true); demo (start `serve --demo`); env (more environment variables, undefined to
+ * unset one); ready (the path waited for, default /healthz). `config` is
  * the path of tollgate.yaml. Returns { port, url, base, sim, gw, dir,
  * stop(), restart(opts) }; restart starts a new gateway process on the same
  * port, directory and journal (opts as above, e.g. another redisUrl) after
@@ -207,12 +227,14 @@ export async function startGateway(opts = {}) {
         writeFileSync(path.join(dir, 'prices.yaml'), pricesYaml(o.extraPrices) + (o.extraPricesYaml ?? ''));
     };
     const spawnGateway = async () => {
-        const p = new Proc('gateway', ['serve', '-c', path.join(dir, 'tollgate.yaml')], { cwd: dir, env: gatewayEnv() },
-            path.join(dir, 'gateway.log'));
-        await p.waitReady(`${url}/healthz`);
+        const o = cur;
+        const args = ['serve', '-c', path.join(dir, 'tollgate.yaml'), ...(o.demo ? ['--demo'] : [])];
+        const p = new Proc('gateway', args, { cwd: dir, env: gatewayEnv(o.env) }, path.join(dir, 'gateway.log'));
+        await p.waitReady(`${url}${o.ready ?? '/healthz'}`);
         return p;
     };
     const url = `http://127.0.0.1:${port}`;
+    let cur = opts;
     writeConfig(opts);
     let gw;
     try {
@@ -231,7 +253,8 @@ export async function startGateway(opts = {}) {
         },
         async restart(o = {}) {
             await g.gw.stop();
-            writeConfig({ ...opts, ...o });
+            cur = { ...opts, ...o };
+            writeConfig(cur);
             g.gw = await spawnGateway();
             return g.gw;
         },

@@ -345,12 +345,46 @@ static void test_simulated_provider_url(void **state) {
     assert_non_null(c);
     assert_int_equal(prov(c, "oa")->simulated, 0);
     assert_string_equal(prov(c, "oa")->url, "https://oa.example.com/v1");
+    assert_int_equal(prov(c, "oa")->keyless, 1); /* unusable: routing drops it, naming the variable */
     assert_diag(&d,
-                FIX "sim_off.yaml:3:76: warning: provider 'oa': TG_TEST_OA_KEY is not set; calls are sent "
-                    "without a key");
+                FIX "sim_off.yaml:3:76: warning: provider 'oa': TG_TEST_OA_KEY is not set; the provider is "
+                    "unusable until it is (serve --demo lets the simulator answer instead)");
+    tg_config_unref(c);
+    tg_diag_free(&d);
+
+    /* serve --demo: the simulator answers whatever when_no_key says */
+    tg_config_set_demo(1);
+    c = tg_config_load(FIX "sim_off.yaml", &d);
+    tg_config_set_demo(0);
+    assert_non_null(c);
+    assert_int_equal(prov(c, "oa")->simulated, 1);
+    assert_int_equal(prov(c, "oa")->keyless, 0);
+    assert_string_equal(prov(c, "oa")->url, "http://127.0.0.1:8090/oa/v1");
     tg_config_unref(c);
     tg_diag_free(&d);
     unsetenv("TG_TEST_AN_KEY");
+}
+
+/* Without a simulator: section a keyless provider is unusable (production-safe default). */
+static void test_keyless_by_default(void **state) {
+    unsetenv("TG_TEST_OA_KEY");
+    tg_diag_t d = {0};
+    tg_config_t *c = tg_config_load(FIX "keyless.yaml", &d);
+    assert_non_null(c);
+    assert_int_equal(c->sim_when_no_key, 0);
+    assert_int_equal(prov(c, "oa")->simulated, 0);
+    assert_int_equal(prov(c, "oa")->keyless, 1);
+    assert_int_equal(prov(c, "local")->keyless, 0); /* no api_key_env: needs no key */
+    assert_null(c->metrics_token);
+    assert_string_equal(c->metrics_token_env, "TG_TEST_METRICS_TOKEN");
+    tg_config_unref(c);
+    tg_diag_free(&d);
+    setenv("TG_TEST_METRICS_TOKEN", "m-secret", 1);
+    c = tg_config_load(FIX "keyless.yaml", &d);
+    assert_string_equal(c->metrics_token, "m-secret");
+    tg_config_unref(c);
+    tg_diag_free(&d);
+    unsetenv("TG_TEST_METRICS_TOKEN");
 }
 
 static void test_stale_price_warns_but_loads(void **state) {
@@ -715,6 +749,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_json_config),
         cmocka_unit_test(test_price_windows_cross_midnight),
         cmocka_unit_test(test_simulated_provider_url),
+        cmocka_unit_test(test_keyless_by_default),
         cmocka_unit_test(test_stale_price_warns_but_loads),
         cmocka_unit_test(test_key_lookup),
         cmocka_unit_test(test_install_from_two_threads),

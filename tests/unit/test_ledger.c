@@ -1,6 +1,7 @@
 /* test_ledger.c — the usage ledger against a real redis-server started on a free loopback
  * port: exact sums, exactly-once by request id, Redis down at start, killed mid-run,
- * stalled, the journal's torn last line, the in-memory bound and the ledger switched off. */
+ * stalled, the journal's torn last line, the in-memory bound, the ledger switched off, and
+ * simulated answers (demo mode) counted apart from real spend. */
 /* deps: gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/pool.c core/log.c */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -480,6 +481,85 @@ static void test_password_and_db(void **state) {
     fx_done(&f);
 }
 
+/* Field `metric` of provider|model|key in hash `key`, or 0. */
+static long long field_of(redisContext *c, const char *key, const char *metric) {
+    return get_int(c, "HGET %s openai|gpt-4o|team-a|%s", key, metric);
+}
+
+/* The event of request `id` has field `name` = `want`. */
+static void event_has(redisContext *c, const char *id, const char *name, const char *want) {
+    redisReply *x = redisCommand(c, "XRANGE tg:events - +");
+    assert_int_equal(x->type, REDIS_REPLY_ARRAY);
+    int found = 0;
+    for (size_t e = 0; e < x->elements; e++) {
+        redisReply *kv = x->element[e]->element[1];
+        const char *eid = NULL, *v = NULL;
+        for (size_t k = 0; k + 1 < kv->elements; k += 2) {
+            if (strcmp(kv->element[k]->str, "id") == 0) eid = kv->element[k + 1]->str;
+            if (strcmp(kv->element[k]->str, name) == 0) v = kv->element[k + 1]->str;
+        }
+        if (eid && strcmp(eid, id) == 0) {
+            assert_non_null(v);
+            assert_string_equal(v, want);
+            found = 1;
+        }
+    }
+    freeReplyObject(x);
+    if (!found) fail_msg("no event for %s", id);
+}
+
+/* A simulated answer's usage goes to the simulated day hash, never to the real one nor to the
+ * month spend that budgets read; its event says simulated. Through the journal too (Redis down
+ * when it was recorded), so a replay keeps the mark. */
+static void test_simulated_kept_apart(void **state) {
+    fx_t f;
+    fx_init(&f);
+    f.l = fx_ledger(&f, "redis://127.0.0.1:%d"); /* nothing listens yet: both go to the journal */
+    tg_ledger_rec_t real = {.request_id = "real-1",
+                            .key_name = "team-a",
+                            .route = "direct",
+                            .provider = "openai",
+                            .model = "gpt-4o",
+                            .status = 200,
+                            .attempts = 1,
+                            .usage = {.input_tokens = 10, .output_tokens = 5, .present = 1},
+                            .cost_micro_usd = 1000,
+                            .ts_ms = TS_DAY0,
+                            .latency_ms = 5,
+                            .ttft_ms = 2};
+    tg_ledger_rec_t sim = real;
+    sim.request_id = "sim-1";
+    sim.usage.input_tokens = 70;
+    sim.cost_micro_usd = 900000;
+    sim.simulated = 1;
+    tg_ledger_record(f.l, &real);
+    tg_ledger_record(f.l, &sim);
+    RUN_UNTIL(&f, file_lines(f.journal0) == 2);
+    redis_start(&f, 0, NULL);
+    RUN_UNTIL(&f, drained(f.l));
+    sim.request_id = "sim-2"; /* and one sent straight to Redis */
+    tg_ledger_record(f.l, &sim);
+    RUN_UNTIL(&f, drained(f.l));
+
+    redisContext *c = sync_client(f.port);
+    char real_day[64], sim_day[64];
+    snprintf(real_day, sizeof(real_day), "tg:usage:%s", days[0]);
+    snprintf(sim_day, sizeof(sim_day), "tg:usage-sim:%s", days[0]);
+    assert_int_equal(field_of(c, real_day, "requests"), 1);
+    assert_int_equal(field_of(c, real_day, "input_tokens"), 10);
+    assert_int_equal(field_of(c, real_day, "cost_micro_usd"), 1000);
+    assert_int_equal(field_of(c, sim_day, "requests"), 2);
+    assert_int_equal(field_of(c, sim_day, "input_tokens"), 140);
+    assert_int_equal(field_of(c, sim_day, "cost_micro_usd"), 1800000);
+    assert_int_equal(get_int(c, "HGET tg:spend:2025-03 team-a"), 1000); /* budgets: real spend only */
+    assert_int_equal(get_int(c, "XLEN tg:events"), 3);
+    event_has(c, "real-1", "simulated", "0");
+    event_has(c, "sim-1", "simulated", "1");
+    event_has(c, "sim-2", "simulated", "1");
+    redisFree(c);
+    fx_done(&f);
+}
+
 static void test_off_is_noop(void **state) {
     struct event_base *base = event_base_new();
     char err[256] = "";
@@ -519,6 +599,7 @@ int main(void) {
         cmocka_unit_test(test_redis_error_retried_not_lost),
         cmocka_unit_test(test_script_flushed_falls_back_to_eval),
         cmocka_unit_test(test_password_and_db),
+        cmocka_unit_test(test_simulated_kept_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

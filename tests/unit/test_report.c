@@ -1,6 +1,6 @@
 /* test_report.c — spend report aggregation and rendering: dates, grouping by each dimension,
  * totals, exact micro-USD text, the JSON shape of gateway/report.h, CSV quoting, bad fields
- * skipped. */
+ * skipped, and simulated usage (demo mode) kept apart from real spend in every rendering. */
 /* clang-format off */
 /* deps: gateway/report.c gateway/redis.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_price.c core/pool.c core/log.c core/strbuf.c */
 /* clang-format on */
@@ -174,6 +174,112 @@ static void test_bad_fields_skipped(void **state) {
     tg_report_free(&r);
 }
 
+static void add_sim(tg_report_t *r, const char *day, const char *field, const char *val) {
+    int64_t d;
+    assert_int_equal(tg_report_parse_day(day, strlen(day), &d), 0);
+    tg_report_add_simulated(r, d, field, strlen(field), val, strlen(val));
+}
+
+/* Real and simulated usage of the same provider, model and key on the same day: two rows, two
+ * totals, the real total exactly what the real fields add up to. */
+static void test_simulated_apart(void **state) {
+    tg_report_t r;
+    char err[128];
+    assert_int_equal(
+        tg_report_init(&r, "2026-03-01", 10, "2026-03-02", 10, NULL, 0, NOW_MS, err, sizeof(err)), 0);
+    fill(&r);
+    add_sim(&r, "2026-03-01", "deepseek|deepseek-flash|team-a|requests", "7");
+    add_sim(&r, "2026-03-01", "deepseek|deepseek-flash|team-a|input_tokens", "500");
+    add_sim(&r, "2026-03-01", "deepseek|deepseek-flash|team-a|cost_micro_usd", "123456789");
+    add_sim(&r, "2026-03-02", "qwen|qwen-plus|team-a|requests", "1");
+    add_sim(&r, "2026-03-02", "qwen|qwen-plus|team-a|cost_micro_usd", "5");
+    tg_report_finish(&r);
+    /* real: deepseek 2+1 requests, openai 5; simulated: deepseek 7, qwen 1 */
+    assert_int_equal(r.total.requests, 8);
+    assert_int_equal(r.total.cost_micro, 999999 + 2 + 3000001);
+    assert_int_equal(r.total.input, 100);
+    assert_int_equal(r.sim_total.requests, 8);
+    assert_int_equal(r.sim_total.cost_micro, 123456789 + 5);
+    assert_int_equal(r.sim_total.input, 500);
+    assert_int_equal(r.n, 4);
+    assert_int_equal(r.n_sim, 2);
+    /* real rows first (by cost), then the simulated ones (by cost) */
+    assert_string_equal(r.rows[0].name, "openai");
+    assert_false(r.rows[0].simulated);
+    assert_string_equal(r.rows[1].name, "deepseek");
+    assert_false(r.rows[1].simulated);
+    assert_int_equal(r.rows[1].s.requests, 3);
+    assert_string_equal(r.rows[2].name, "deepseek");
+    assert_true(r.rows[2].simulated);
+    assert_int_equal(r.rows[2].s.requests, 7);
+    assert_string_equal(r.rows[3].name, "qwen");
+    assert_true(r.rows[3].simulated);
+
+    char *s = tg_report_json(&r);
+    json_t *o = json_loads(s, 0, NULL);
+    assert_non_null(o);
+    json_t *rows = json_object_get(o, "rows");
+    assert_int_equal(json_array_size(rows), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "total"), "requests")), 8);
+    json_t *sim = json_object_get(o, "simulated");
+    assert_non_null(sim);
+    assert_int_equal(json_array_size(json_object_get(sim, "rows")), 2);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(json_object_get(sim, "rows"), 0), "provider")),
+        "deepseek");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(sim, "total"), "requests")), 8);
+    assert_non_null(strstr(s, "\"total\":{\"requests\":8,\"input_tokens\":100,\"cached_input_tokens\":40,"
+                              "\"output_tokens\":70,\"reasoning_tokens\":7,\"cost_usd\":4.000002}"));
+    assert_non_null(strstr(s, "\"simulated\":{\"rows\":[{\"provider\":\"deepseek\",\"requests\":7,"));
+    assert_non_null(strstr(s, "\"cost_usd\":123.456794}}}"));
+    json_decref(o);
+    free(s);
+
+    char *csv = tg_report_csv(&r);
+    assert_string_equal(csv,
+                        "provider,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,"
+                        "cost_usd\n"
+                        "openai,5,0,0,70,7,3.000001\n"
+                        "deepseek,3,100,40,0,0,1.000001\n"
+                        "TOTAL,8,100,40,70,7,4.000002\n"
+                        "simulated:deepseek,7,500,0,0,0,123.456789\n"
+                        "simulated:qwen,1,0,0,0,0,0.000005\n"
+                        "SIMULATED_TOTAL,8,500,0,0,0,123.456794\n");
+    free(csv);
+
+    char *tab = tg_report_table(&r);
+    const char *total = strstr(tab, "\nTOTAL "), *simhead = strstr(tab, "\nsimulated ("),
+               *simtot = strstr(tab, "\nSIMULATED ");
+    assert_non_null(total);
+    assert_non_null(simhead);
+    assert_non_null(simtot);
+    assert_true(total < simhead && simhead < simtot);
+    assert_non_null(strstr(total, "4.000002"));
+    assert_null(strstr(tab, "127.456796")); /* never a sum of both */
+    assert_non_null(strstr(simtot, "123.456794"));
+    free(tab);
+    tg_report_free(&r);
+}
+
+/* Without simulated usage the shapes are the ones they always were: no "simulated" key, no
+ * section. */
+static void test_no_simulated_no_section(void **state) {
+    tg_report_t r;
+    char err[128];
+    assert_int_equal(
+        tg_report_init(&r, "2026-03-01", 10, "2026-03-02", 10, NULL, 0, NOW_MS, err, sizeof(err)), 0);
+    fill(&r);
+    tg_report_finish(&r);
+    char *s = tg_report_json(&r), *csv = tg_report_csv(&r), *tab = tg_report_table(&r);
+    assert_null(strstr(s, "simulated"));
+    assert_null(strstr(csv, "SIMULATED"));
+    assert_null(strstr(tab, "simulated"));
+    free(s);
+    free(csv);
+    free(tab);
+    tg_report_free(&r);
+}
+
 static void test_two_way_grouping(void **state) {
     tg_report_t r;
     char err[128];
@@ -198,6 +304,8 @@ int main(void) {
         cmocka_unit_test(test_csv_and_table),
         cmocka_unit_test(test_bad_fields_skipped),
         cmocka_unit_test(test_two_way_grouping),
+        cmocka_unit_test(test_simulated_apart),
+        cmocka_unit_test(test_no_simulated_no_section),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

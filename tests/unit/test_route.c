@@ -285,6 +285,35 @@ static void test_circuit_and_health_entries(void **state) {
     tg_health_free(h);
 }
 
+/* A provider whose key is not set (outside demo mode) is skipped like an open circuit, by
+ * name and variable: the others serve, and a request only it could serve is a 503 that says
+ * what to set. Not a 403: the key may use it, the operator has to configure it. */
+static void test_keyless_skipped(void **state) {
+    fx_t *f = *state;
+    tg_provider_t *ds = (tg_provider_t *)tg_config_provider(f->c, "deepseek", 8);
+    ds->keyless = 1;
+    ds->api_key_env = "DEEPSEEK_API_KEY";
+    req(f, "auto", ZH, NULL, NOON);
+    assert_string_equal(decide(f), "chinese-cheap: qwen/qwen-plus");
+    assert_non_null(f->out.skipped);
+    assert_string_equal(
+        f->out.skipped,
+        "deepseek/deepseek-flash: skipped: provider 'deepseek' has no key: set DEEPSEEK_API_KEY");
+    req(f, "deepseek/deepseek-flash", EN, "plain", NOON);
+    assert_string_equal(decide(f), "503");
+    assert_non_null(strstr(f->out.err, "provider 'deepseek' has no key: set DEEPSEEK_API_KEY"));
+    char *json = NULL;
+    req(f, "ds", EN, NULL, NOON);
+    assert_int_equal(tg_route_explain(f->c, &f->ctx, NULL, f->pool, &json), 0);
+    assert_non_null(strstr(json, "has no key: set DEEPSEEK_API_KEY"));
+    free(json);
+    ds->keyless = 0;
+    ds->api_key_env = NULL;
+    req(f, "auto", ZH, NULL, NOON);
+    assert_string_equal(decide(f), "chinese-cheap: deepseek/deepseek-flash qwen/qwen-plus");
+    assert_null(f->out.skipped);
+}
+
 static void test_weighted_through_pick(void **state) {
     fx_t *f = *state;
     tg_health_t *h = tg_health_new();
@@ -459,6 +488,7 @@ int main(void) {
         cmocka_unit_test(test_cheapest_follows_windows),
         cmocka_unit_test(test_residency_never_relaxed),
         cmocka_unit_test(test_circuit_and_health_entries),
+        cmocka_unit_test(test_keyless_skipped),
         cmocka_unit_test(test_weighted_through_pick),
         cmocka_unit_test(test_explain),
     };
