@@ -149,6 +149,11 @@ typedef struct tg_config_s {
     char **files;                  /* every file loaded, as named (main first), for the reload watcher */
     size_t n_files;
     uint64_t files_digest; /* of the bytes of those files as parsed; see tg_config_files_digest */
+    /* redis_tls: TLS for rediss URLs (gateway/redis.h); each NULL when unset. Paths as given
+     * (relative ones to the working directory, like journal). */
+    struct {
+        char *ca_file, *cert, *key, *server_name;
+    } redis_tls;
 } tg_config_t;
 
 /* Diagnostics: every problem found, as "FILE:LINE:COL: message"; warnings
