@@ -13,7 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startGateway, freePort, until, post, chatBody } from './harness.mjs';
-import { dayUtc, simBilled } from './money.mjs';
+import { dayUtc, simBilled, report } from './money.mjs';
 
 const execFileP = promisify(execFile);
 const MODELS = { deepseek: 'deepseek-flash', qwen: 'qwen-plus', openai: 'gpt-4o-mini' };
@@ -116,6 +116,10 @@ test('rediss:// with redis_tls.ca_file: the certificate and its name are checked
         assert.deepEqual(await send(g, N, 'tls'), []);
         await assertExact(args, g, N);
         assert.doesNotMatch(g.gw.log(), /unavailable/, 'the ledger never lost its TLS link');
+        // `tollgate report` reads the same URL and redis_tls from the config.
+        const r = await report('-c', g.config, '--from', dayUtc(-1), '--to', dayUtc(0), '--format', 'json');
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(JSON.parse(r.stdout).total.requests, N);
     } finally {
         await g?.stop();
         await redis.stop();
@@ -164,6 +168,9 @@ test('Sentinel: the master is killed while requests flow, a replica is promoted,
         const M = 30;
         assert.deepEqual(await send(g, M, 'after'), []);
         await assertExact(['-p', String(rport)], g, N + M);
+        const r = await report('--redis', url, '--from', dayUtc(-1), '--to', dayUtc(0), '--format', 'json');
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(JSON.parse(r.stdout).total.requests, N + M, '`tollgate report` through the sentinels');
         const connects = g.gw.log().match(/ledger: connected to redis/g) ?? [];
         assert.ok(connects.length >= 4, `each worker's ledger connected twice: ${connects.length}`);
     } finally {
