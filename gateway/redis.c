@@ -53,7 +53,7 @@ struct tg_redis_s {
     tg_redis_events_t ev;
     SSL_CTX *ssl;           /* rediss: a reference to the process's context */
     char server_name[256];  /* what the certificate must name; "" = the host connected to */
-    struct evdns_base *dns; /* made when a name has to be looked up */
+    struct evdns_base *dns; /* when a name has to be looked up */
     /* the link being made or in use */
     struct bufferevent *bev;
     redisReader *reader;
@@ -793,6 +793,10 @@ tg_redis_t *tg_redis_new(struct event_base *base, const char *url, const char *w
     if (tg_redis_url_parse(url, &r->url, err, errlen) < 0) goto fail;
     snprintf(r->target, sizeof(r->target), "%s", r->url.target);
     if (r->url.tls && tls_take(r, err, errlen) < 0) goto fail;
+    /* The resolver reads /etc/resolv.conf and /etc/hosts now, at start-up, rather than on the
+     * loop at the first connect (a failure here is retried there). */
+    for (int i = 0; i < r->url.n_nodes && r->dns == NULL; i++)
+        if (!is_ip(r->url.nodes[i].host)) r->dns = dns_new(base);
     r->retry_ev = evtimer_new(base, on_retry, r);
     r->io_ev = evtimer_new(base, on_io, r);
     r->fail_ev = evtimer_new(base, on_failed, r);

@@ -7,12 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startGateway, freePort, until, post, chatBody } from './harness.mjs';
+import { BIN, startGateway, freePort, until, post, chatBody } from './harness.mjs';
 import { dayUtc, simBilled, report } from './money.mjs';
 
 const execFileP = promisify(execFile);
@@ -196,6 +196,19 @@ test('Redis absent when the gateway starts: requests are served, and once it sta
         const N2 = 20;
         assert.deepEqual(await send(g, N2, 'late'), []);
         await assertExact(['-p', String(port)], g, N1 + N2);
+
+        // The same config pointed at a Redis Cluster, or with a TLS key and no cert: refused by check.
+        const base = readFileSync(g.config, 'utf8');
+        for (const [change, want] of [
+            [(y) => y.replace(/^redis: .*$/m, 'redis: redis+cluster://127.0.0.1:7000,127.0.0.1:7001'), /Redis Cluster is not supported yet/],
+            [(y) => y + 'redis_tls: { key: client.key }\n', /redis_tls key needs a cert/],
+        ]) {
+            const file = path.join(g.dir, 'bad.yaml');
+            writeFileSync(file, change(base));
+            const r = await execFileP(BIN, ['check', '-c', file]).then(() => ({ code: 0, stdout: '', stderr: '' }), (e) => e);
+            assert.equal(r.code, 1);
+            assert.match(r.stdout + r.stderr, want);
+        }
     } finally {
         await g?.stop();
         await redis?.stop();
