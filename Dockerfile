@@ -6,6 +6,14 @@
 #
 #   docker build -t tollgate .
 #   docker run -p 8080:8080 -e DEEPSEEK_API_KEY=... -v $PWD/config:/etc/tollgate:ro tollgate
+#
+# TLS: the image ships no certificate or key. Mount them and name them in a
+# `listen:` entry of your config, relative to it (docs/operations.md, TLS):
+#   listen: [0.0.0.0:8080, { address: 0.0.0.0:8443, tls: { cert: certs/gateway.pem, key: certs/gateway.key } }]
+#   docker run -p 8443:8443 -v $PWD/config:/etc/tollgate:ro -v $PWD/certs:/etc/tollgate/certs:ro tollgate
+# The key must be readable by uid 10001 (the tollgate user). Rotate by
+# replacing the files, then `docker kill -s HUP` (the file watcher also sees
+# files rewritten or renamed over in place).
 
 FROM debian:bookworm AS build
 RUN apt-get update -q \
@@ -31,7 +39,8 @@ COPY config/ /etc/tollgate/
 # The usage journal (var/tollgate-journal.N) is written relative to the working directory.
 WORKDIR /var/lib/tollgate
 USER tollgate
-EXPOSE 8080
+# 8443: the conventional TLS port, served only when the config has a TLS listener there.
+EXPOSE 8080 8443
 # bash's /dev/tcp keeps curl out of the image: one GET /healthz, healthy on a 200 status line.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
     CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /healthz HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' >&3 && head -c 12 <&3 | grep -q ' 200$'"]

@@ -3,7 +3,10 @@
 # ways in one run — straight to the simulator, through nginx proxy_pass (when
 # nginx is installed), through Tollgate — with the same wrk load. Prints
 # requests/s, p50, p99, CPU µs per request of the front process, its RSS,
-# and Tollgate's ratios to the baselines. Then the gateway's start-up time
+# and Tollgate's ratios to the baselines; then the same chat load over TLS
+# (keep-alive connections, one self-signed P-256 certificate made here for
+# both), Tollgate's TLS listener against nginx terminating TLS. Then the
+# gateway's start-up time
 # and idle RSS, and a streaming run (bench/stream.mjs): BENCH_STREAMS
 # concurrent SSE streams held open, straight to the simulator and through
 # Tollgate, with time to first token of probe streams sent meanwhile and the
@@ -40,14 +43,19 @@ family() { echo "$1" $(pgrep -P "$1" || true); }
 ticks() { local t=0 p; for p in $(family "$1"); do t=$((t + $(awk '{print $14+$15}' /proc/"$p"/stat))); done; echo $t; }
 rss_kb() { local t=0 p; for p in $(family "$1"); do t=$((t + $(awk '/VmRSS/{print $2}' /proc/"$p"/status))); done; echo $t; }
 
-SIM=$(free_port); GW=$(free_port); NGX=$(free_port); RDS=$(free_port)
+SIM=$(free_port); GW=$(free_port); NGX=$(free_port); RDS=$(free_port); GWTLS=$(free_port); NGXTLS=$(free_port)
+# One certificate for both TLS fronts.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -keyout "$DIR/tls.key" -out "$DIR/tls.pem" >/dev/null 2>&1
 "$BIN" simulate --host 127.0.0.1 --port "$SIM" >"$DIR/sim.log" 2>&1 & PIDS+=($!)
 redis-server --port "$RDS" --bind 127.0.0.1 --save "" --appendonly no >"$DIR/redis.log" 2>&1 & PIDS+=($!)
 wait_port "$SIM"; wait_port "$RDS"
 
 KEYHASH=$(printf %s "${BENCH_KEY:-tg-demo-key}" | sha256sum | cut -d' ' -f1)
 cat >"$DIR/tollgate.yaml" <<YAML
-listen: 127.0.0.1:$GW
+listen:
+  - 127.0.0.1:$GW
+  - { address: 127.0.0.1:$GWTLS, tls: { cert: $DIR/tls.pem, key: $DIR/tls.key } }
 workers: $WORKERS
 redis: redis://127.0.0.1:$RDS/0
 log_level: warn
@@ -83,10 +91,10 @@ IDLE_KB=$(rss_kb "$GWPID")
 
 NGXPID=""
 if command -v nginx >/dev/null; then
-  sed -e "s|@WORKERS@|$WORKERS|" -e "s|@DIR@|$DIR|g" -e "s|@SIMPORT@|$SIM|" -e "s|@PORT@|$NGX|" \
+  sed -e "s|@WORKERS@|$WORKERS|" -e "s|@DIR@|$DIR|g" -e "s|@SIMPORT@|$SIM|" -e "s|@PORT@|$NGX|" -e "s|@TLSPORT@|$NGXTLS|" \
       bench/nginx.conf.in >"$DIR/nginx.conf"
   nginx -c "$DIR/nginx.conf" -e "$DIR/nginx-error.log" >/dev/null 2>&1 & NGXPID=$!; PIDS+=($NGXPID)
-  wait_port "$NGX"
+  wait_port "$NGX"; wait_port "$NGXTLS"
 fi
 
 # One wrk run; prints "rps p50_ms p99_ms cpu_us_per_req rss_mb" for the
@@ -148,6 +156,9 @@ N=""; [ -n "$NGXPID" ] && N=$(run "http://127.0.0.1:$NGX/v1/chat/completions" "$
 T=$(run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID")
 # The same request through the Responses API (translated to chat and back).
 R=$(RUN_SCRIPT=bench/responses.lua run "http://127.0.0.1:$GW/v1/responses" "$GWPID")
+# The same chat request over TLS: nginx and Tollgate terminating it.
+NT=""; [ -n "$NGXPID" ] && NT=$(run "https://127.0.0.1:$NGXTLS/v1/chat/completions" "$NGXPID")
+TT=$(run "https://127.0.0.1:$GWTLS/v1/chat/completions" "$GWPID")
 
 printf '\n%-22s %10s %9s %9s %12s %8s\n' "target" "req/s" "p50" "p99" "CPU µs/req" "RSS MB"
 row() { read -r a b c d e <<<"$2"; printf '%-22s %10s %9s %9s %12s %8s\n' "$1" "$a" "$b" "$c" "$d" "$e"; }
@@ -155,6 +166,8 @@ row "direct (simulator)" "$D"
 [ -n "$N" ] && row "nginx proxy_pass" "$N"
 row "tollgate" "$T"
 row "tollgate /v1/responses" "$R"
+[ -n "$NT" ] && row "nginx TLS proxy_pass" "$NT"
+row "tollgate TLS" "$TT"
 tr=$(echo "$T" | awk '{print $1}')
 echo
 echo "tollgate / direct req/s: $(awk -v a="$tr" -v b="$(echo "$D" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
@@ -162,6 +175,10 @@ if [ -n "$N" ]; then
   echo "tollgate / nginx req/s:  $(awk -v a="$tr" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
   echo "CPU per request, tollgate vs nginx: $(echo "$T" | awk '{print $4}') µs vs $(echo "$N" | awk '{print $4}') µs"
 fi
+if [ -n "$NT" ]; then
+  echo "TLS, tollgate / nginx req/s: $(awk -v a="$(echo "$TT" | awk '{print $1}')" -v b="$(echo "$NT" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}'); CPU per request: $(echo "$TT" | awk '{print $4}') µs vs $(echo "$NT" | awk '{print $4}') µs"
+fi
+echo "CPU per request, tollgate TLS vs plain: $(echo "$TT" | awk '{print $4}') µs vs $(echo "$T" | awk '{print $4}') µs"
 echo "CPU per request, /v1/responses vs /v1/chat/completions: $(echo "$R" | awk '{print $4}') µs vs $(echo "$T" | awk '{print $4}') µs ($(awk -v a="$(echo "$R" | awk '{print $4}')" -v b="$(echo "$T" | awk '{print $4}')" 'BEGIN{printf "%.2f", a/b}')x)"
 
 # Latency at half of Tollgate's peak rate: connections that each wait a random 10 ms (mean)

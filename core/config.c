@@ -115,8 +115,33 @@ const tg_route_t *tg_config_route(const tg_config_t *c, const char *name) {
     return NULL;
 }
 
+/* Exact names beat patterns, and the longest pattern prefix wins, as for
+ * prices (config_price.c). */
+const tg_alias_t *cfg_alias_find(const tg_alias_t *v, size_t n, const char *name) {
+    const tg_alias_t *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const tg_alias_t *a = &v[i];
+        if (!a->pattern) {
+            if (strcmp(a->name, name) == 0) return a;
+            continue;
+        }
+        size_t len = strlen(a->name) - 1;
+        if ((best == NULL || len > best_len) && strncmp(a->name, name, len) == 0) {
+            best = a;
+            best_len = len;
+        }
+    }
+    return best;
+}
+
 const tg_alias_t *tg_config_alias(const tg_config_t *c, const char *name) {
-    for (size_t i = 0; i < c->n_aliases; i++)
-        if (!strcmp(c->aliases[i].name, name)) return &c->aliases[i];
-    return NULL;
+    return cfg_alias_find(c->aliases, c->n_aliases, name);
+}
+
+const char *tg_config_alias_target(const tg_alias_t *a, const char *name, tg_pool_t *pool) {
+    const char *star = a->pattern ? strchr(a->target, '*') : NULL;
+    if (star == NULL) return a->target;
+    const char *rest = name + strlen(a->name) - 1; /* what the alias's '*' matched */
+    return tg_pool_printf(pool, "%.*s%s%s", (int)(star - a->target), a->target, rest, star + 1);
 }

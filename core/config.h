@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/pool.h"
+
 struct tg_dialect_s;
 
 typedef struct {
@@ -28,6 +30,10 @@ typedef struct {
     char **models; /* models this provider offers (from prices and `models:`), NULL-terminated */
     size_t n_models;
     int64_t default_max_tokens; /* for dialects that require max_tokens; 0 = use model's */
+    int responses_native;       /* `responses: native`: the vendor speaks the Responses API itself
+                                   (OpenAI dialect only), so /v1/responses passes through */
+    char *ca_file; /* `ca_file:` PEM CAs trusted for its TLS (relative to the naming file), or NULL */
+    int http2;     /* `http2: true`: multiplex calls on HTTP/2; default one HTTP/1.1 call per connection */
 } tg_provider_t;
 
 /* Prices in micro-USD per 1M tokens (= pico-USD per token), so that
@@ -38,9 +44,12 @@ typedef struct {
 } tg_price_window_t;
 
 typedef struct {
-    char *id;                                         /* "deepseek/deepseek-flash" */
-    char *provider;                                   /* "deepseek" */
-    char *model;                                      /* "deepseek-flash" */
+    char *id;       /* "deepseek/deepseek-flash" */
+    char *provider; /* "deepseek" */
+    char *model;    /* "deepseek-flash", or "claude-opus-*" */
+    int pattern;    /* model ends in '*': prices every model id that starts with the part before it */
+    int free;       /* `free: true`: an explicit zero price */
+    int embedding;  /* no output price (input only): an embedding model, never a chat one */
     int64_t input, cached_input, output, cache_write; /* micro-USD per 1M tokens */
     int64_t context;                                  /* tokens, 0 unknown */
     int64_t max_output;                               /* tokens, 0 unknown */
@@ -96,8 +105,9 @@ typedef struct {
 } tg_route_t;
 
 typedef struct {
-    char *name;
-    char *target; /* "provider/model" or a route name */
+    char *name;   /* "claude", or a pattern ending in '*' ("claude-*") */
+    char *target; /* "provider/model" or a route name; a pattern's may hold one '*' */
+    int pattern;  /* name ends in '*': matches every model id with that prefix */
 } tg_alias_t;
 
 typedef struct {
@@ -115,10 +125,18 @@ typedef struct {
     unsigned max_cooldown_ms; /* a failed probe doubles the period up to this (60000) */
 } tg_circuit_conf_t;
 
+/* One `listen:` entry: an address, and a certificate and key when its
+ * connections terminate TLS (gateway/tls.c). */
+typedef struct {
+    char *host;
+    int port;
+    char *tls_cert, *tls_key; /* PEM files, relative paths resolved; NULL: plain HTTP */
+} tg_listen_t;
+
 typedef struct tg_config_s {
     _Atomic int refs; /* use tg_config_ref/unref */
     char *path;
-    char *listen_host;
+    char *listen_host; /* the first entry of listens */
     int listen_port;
     int workers;     /* resolved: `auto` = number of online CPUs */
     char *redis_url; /* NULL = no ledger */
@@ -149,6 +167,9 @@ typedef struct tg_config_s {
     char **files;                  /* every file loaded, as named (main first), for the reload watcher */
     size_t n_files;
     uint64_t files_digest; /* of the bytes of those files as parsed; see tg_config_files_digest */
+    int64_t store_ttl_s;   /* store_ttl_s: how long a stored Responses answer is kept (30 days) */
+    tg_listen_t *listens;  /* every `listen:` entry, at least one */
+    size_t n_listens;
     /* redis_tls: TLS for rediss URLs (gateway/redis.h); each NULL when unset. Paths as given
      * (relative ones to the working directory, like journal). */
     struct {
@@ -183,10 +204,35 @@ tg_config_t *tg_config_current(void);
 void tg_config_install(tg_config_t *c);
 
 const tg_provider_t *tg_config_provider(const tg_config_t *c, const char *name, size_t len);
-/* Price entry for provider/model, NULL when unknown. */
+/* Price entry for provider/model, NULL when unknown: the exact entry, else
+ * the pattern entry ("claude-opus-*") with the longest literal prefix that
+ * the model starts with. */
 const tg_price_t *tg_config_price(const tg_config_t *c, const char *provider, const char *model);
 const tg_route_t *tg_config_route(const tg_config_t *c, const char *name);
+/* The alias of a model id: the exact entry, else the pattern alias with the
+ * longest literal prefix that the id starts with; NULL when none. */
 const tg_alias_t *tg_config_alias(const tg_config_t *c, const char *name);
+/* What alias a sends `name` to: its target, with a '*' in it replaced by
+ * the part of name that the alias's '*' matched ("claude-*" ->
+ * "anthropic/claude-*" sends "claude-opus-5-5" to
+ * "anthropic/claude-opus-5-5"). From pool when it had to be built; NULL
+ * when out of memory. */
+const char *tg_config_alias_target(const tg_alias_t *a, const char *name, tg_pool_t *pool);
+/* Whether `model` is matched by `pattern`: equal, or pattern ends in '*'
+ * and model starts with the part before it. Aliases, price keys and route
+ * `match.model` all match this way. */
+int tg_config_model_match(const char *pattern, const char *model);
+
+/* What a request asks a model for. Chat covers every conversational API
+ * (/v1/chat/completions, /v1/messages, /v1/responses). */
+typedef enum { TG_KIND_CHAT, TG_KIND_EMBEDDINGS, TG_KIND_COUNT_TOKENS } tg_kind_t;
+
+/* Whether the model priced by p may serve a request of this kind: an
+ * embedding model (an `input` price and no `output`; `{free: true, input:
+ * 0}` for a free one) serves embeddings only, any other model everything
+ * but embeddings. */
+int tg_config_price_serves(const tg_price_t *p, tg_kind_t kind);
+
 /* Key by the SHA-256 of the presented secret, compared in constant time
  * over every configured key; NULL when none matches. */
 const tg_key_t *tg_config_key(const tg_config_t *c, const char *secret, size_t len);
@@ -204,6 +250,15 @@ int tg_config_in_window(int from_min, int to_min, int min);
  * that cannot be read counts as empty): differs from c->files_digest when
  * any of them changed since. */
 uint64_t tg_config_files_digest(const tg_config_t *c);
+
+struct ssl_ctx_st;
+/* Loads a PEM certificate chain (leaf first, then intermediates) and its
+ * PEM private key into ctx and checks that they belong together. Returns 0,
+ * or with a sentence in err naming the file at fault: -1 when it is the
+ * certificate, -2 when it is the key (missing, not a key, or not the
+ * certificate's). An encrypted key is refused rather than prompted for. Configuration loading validates
+ * every TLS listener with it; gateway/tls.c builds its contexts with it. */
+int tg_config_tls_load(struct ssl_ctx_st *ctx, const char *cert, const char *key, char *err, size_t errlen);
 
 /* `tollgate check`: loads `path` (NULL = config/tollgate.yaml), prints each
  * diagnostic on stdout, then "FILE: ok (N providers, ...)" when valid.

@@ -122,7 +122,7 @@ typedef struct {
     int min;           /* integers: 1 = must be positive, 0 = zero or more */
 } field_t;
 
-#define MAX_FIELDS 16
+#define MAX_FIELDS 32
 #define NF(t) (sizeof(t) / sizeof((t)[0]))
 
 /* Checks that `n` is a mapping whose keys are all in `f` (each once) and
@@ -139,12 +139,26 @@ long cfg_find_named(const vec_t *v, size_t elsz, const char *name, size_t upto);
 
 /* ---- sections (config_schema.c) and files (config_load.c) ------------ */
 
+/* `listen:` of the main file: one address or a list (config_listen.c). */
+void cfg_parse_listen(const src_t *s, const yaml_node_t *n);
+/* Adds a file's name and bytes to the load's digest and file list, so that
+ * the reload watcher follows it. */
+void cfg_note_file(ld_t *ld, const char *shown, const char *text, size_t len);
+
 /* The sections of one file's root mapping, in document order. */
 void cfg_parse_top(const src_t *s, const yaml_node_t *root);
 /* `include:` of the file being parsed: loads each named file in turn. */
 void cfg_parse_includes(const src_t *s, const yaml_node_t *n);
 /* "YYYY-MM-DD" to days since 1970-01-01, -1 when malformed. */
 long cfg_date_days(const char *d);
+
+/* ---- lookups shared with loading (config_price.c) --------------------- */
+
+/* The price of provider/model among n entries, by the rule of
+ * tg_config_price (exact first, then the longest pattern prefix). */
+const tg_price_t *cfg_price_find(const tg_price_t *v, size_t n, const char *provider, const char *model);
+/* The alias of name among n entries, by the rule of tg_config_alias. */
+const tg_alias_t *cfg_alias_find(const tg_alias_t *v, size_t n, const char *name);
 
 /* ---- the files digest (config.c) -------------------------------------- */
 

@@ -93,7 +93,7 @@ static int push_open(ld_t *ld, char *real, const char *shown) {
     return 0;
 }
 
-static void note_file(ld_t *ld, const char *shown, const char *text, size_t len) {
+void cfg_note_file(ld_t *ld, const char *shown, const char *text, size_t len) {
     ld->digest = cfg_digest_add(cfg_digest_add(ld->digest, shown, strlen(shown)), text, len);
     char **v = tg_pool_alloc(ld->pool, (ld->n_files + 2) * sizeof(*v));
     if (v == NULL) {
@@ -158,7 +158,7 @@ static void load_file(ld_t *ld, const char *path, const pos_t *from, int is_main
     if (text == NULL) {
         err_at(ld, here, "%s %s: %s", what, path, strerror(errno));
     } else {
-        note_file(ld, shown, text, len);
+        cfg_note_file(ld, shown, text, len);
         parse_document(ld, shown, text, len, is_main);
         free(text);
     }
@@ -195,14 +195,25 @@ static tg_provider_t *prov_by_name(ld_t *ld, const char *name, size_t len) {
     return NULL;
 }
 
+static const tg_price_t *price_of(ld_t *ld, const char *provider, const char *model) {
+    return cfg_price_find(ld->price.items, ld->price.n, provider, model);
+}
+
 static void add_model(char **all, size_t *n, char *mdl) {
     for (size_t j = 0; j < *n; j++)
         if (!strcmp(all[j], mdl)) return;
     all[(*n)++] = mdl;
 }
 
-/* Each provider's models: those with a price entry, then its `models:`. */
-static void resolve_models(ld_t *ld, tg_provider_t *p) {
+/* Each provider's models: those with a price entry, then its `models:`.
+ * A client may name any of them directly, so each must have a price. */
+static void resolve_models(ld_t *ld, tg_provider_t *p, const meta_t *m) {
+    for (size_t i = 0; i < p->n_models; i++)
+        if (!price_of(ld, p->name, p->models[i]))
+            err_at(ld, m->at,
+                   "model '%s/%s' (listed under models: of provider '%s') has no price: add it to prices "
+                   "(free: true for a zero price); nothing is billed $0",
+                   p->name, p->models[i], p->name);
     size_t n = 0;
     char **all = tg_pool_calloc(ld->pool, (p->n_models + ld->price.n + 1) * sizeof(char *));
     if (all == NULL) {
@@ -211,7 +222,7 @@ static void resolve_models(ld_t *ld, tg_provider_t *p) {
     }
     for (size_t i = 0; i < ld->price.n; i++) {
         tg_price_t *pr = &((tg_price_t *)ld->price.items)[i];
-        if (!strcmp(pr->provider, p->name)) add_model(all, &n, pr->model);
+        if (!strcmp(pr->provider, p->name) && !pr->pattern) add_model(all, &n, pr->model); /* ids only */
     }
     for (size_t i = 0; i < p->n_models; i++)
         add_model(all, &n, p->models[i]);
@@ -233,14 +244,6 @@ static void resolve_prices(ld_t *ld) {
     }
 }
 
-static const tg_price_t *price_of(ld_t *ld, const char *provider, const char *model) {
-    for (size_t i = 0; i < ld->price.n; i++) {
-        const tg_price_t *p = &((tg_price_t *)ld->price.items)[i];
-        if (!strcmp(p->provider, provider) && !strcmp(p->model, model)) return p;
-    }
-    return NULL;
-}
-
 static void resolve_candidate(ld_t *ld, const tg_route_t *r, tg_candidate_t *cd, pos_t where) {
     if (cd->target == NULL) return; /* reported while parsing */
     const char *slash = strchr(cd->target, '/');
@@ -254,7 +257,45 @@ static void resolve_candidate(ld_t *ld, const tg_route_t *r, tg_candidate_t *cd,
         err_at(ld, where, "candidate '%s' of route '%s' names unknown provider '%.*s'", cd->target, r->name,
                (int)(slash - cd->target), cd->target);
     else if (!price_of(ld, cd->provider->name, cd->model))
-        warn_at(ld, where, "candidate '%s' has no price entry; its cost is counted as 0", cd->target);
+        err_at(ld, where,
+               "candidate '%s' of route '%s' has no price: add '%s' to prices (free: true for a zero price); "
+               "nothing is billed $0",
+               cd->target, r->name, cd->target);
+}
+
+/* Whether some model that provider/prefix* can reach has a price: an exact
+ * entry starting with prefix, or a pattern entry whose prefix and this one
+ * agree as far as the shorter goes. */
+static int prefix_priced(ld_t *ld, const char *provider, const char *prefix, size_t plen) {
+    for (size_t i = 0; i < ld->price.n; i++) {
+        const tg_price_t *p = &((tg_price_t *)ld->price.items)[i];
+        if (strcmp(p->provider, provider) != 0) continue;
+        size_t ml = strlen(p->model) - (size_t)p->pattern, n = ml < plen ? ml : plen;
+        if ((p->pattern || ml >= plen) && strncmp(p->model, prefix, n) == 0) return 1;
+    }
+    return 0;
+}
+
+/* An alias to provider/model needs the model's price. One to
+ * provider/prefix* (a pattern alias) reaches models nobody listed yet:
+ * those a price covers are served, the others refused by name at request
+ * time, and an alias that no price could ever cover is an error. */
+static void check_alias_price(ld_t *ld, const tg_alias_t *a, const char *slash, pos_t where) {
+    char prov[128];
+    snprintf(prov, sizeof(prov), "%.*s", (int)(slash - a->target), a->target);
+    const char *model = slash + 1, *star = strchr(model, '*');
+    if (star == NULL) {
+        if (!price_of(ld, prov, model))
+            err_at(ld, where,
+                   "alias '%s' reaches '%s', which has no price: add it to prices (free: true for a zero "
+                   "price); nothing is billed $0",
+                   a->name, a->target);
+    } else if (!prefix_priced(ld, prov, model, (size_t)(star - model))) {
+        err_at(ld, where,
+               "alias '%s' reaches %s, but no price covers any model it can reach: add a price such as "
+               "'%s' (nothing is billed $0)",
+               a->name, a->target, a->target);
+    }
 }
 
 static void resolve_aliases(ld_t *ld) {
@@ -265,6 +306,8 @@ static void resolve_aliases(ld_t *ld) {
         if (slash && !prov_by_name(ld, t, (size_t)(slash - t)))
             err_at(ld, ld->alias.meta[i].aux, "alias '%s' names unknown provider '%.*s'", a->name,
                    (int)(slash - t), t);
+        else if (slash)
+            check_alias_price(ld, a, slash, ld->alias.meta[i].aux);
         else if (!slash && cfg_find_named(&ld->route, sizeof(tg_route_t), t, ld->route.n) < 0)
             err_at(ld, ld->alias.meta[i].aux, "alias '%s' names unknown route '%s'", a->name, t);
     }
@@ -275,7 +318,7 @@ static void resolve(ld_t *ld) {
         resolve_provider(ld, &((tg_provider_t *)ld->prov.items)[i], &ld->prov.meta[i]);
     resolve_prices(ld);
     for (size_t i = 0; i < ld->prov.n; i++)
-        resolve_models(ld, &((tg_provider_t *)ld->prov.items)[i]);
+        resolve_models(ld, &((tg_provider_t *)ld->prov.items)[i], &ld->prov.meta[i]);
     for (size_t i = 0; i < ld->route.n; i++) {
         tg_route_t *r = &((tg_route_t *)ld->route.items)[i];
         for (size_t j = 0; j < r->n_candidates; j++)
@@ -300,6 +343,13 @@ static void set_defaults(ld_t *ld) {
     tg_config_t *c = ld->c;
     c->listen_host = sdup(ld, "0.0.0.0");
     c->listen_port = 8080;
+    c->listens = tg_pool_calloc(ld->pool, sizeof(*c->listens));
+    if (c->listens == NULL) {
+        ld->oom = 1;
+    } else {
+        c->listens[0] = (tg_listen_t){.host = c->listen_host, .port = c->listen_port};
+        c->n_listens = 1;
+    }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     c->workers = cpus > 0 ? (int)cpus : 1;
     c->admin_token_env = sdup(ld, "TOLLGATE_ADMIN_TOKEN");
@@ -318,6 +368,7 @@ static void set_defaults(ld_t *ld) {
     c->circuit = (tg_circuit_conf_t){5, 10000, 60000};
     c->default_output_tokens = 256;
     c->latency_alpha = 0.3;
+    c->store_ttl_s = 2592000; /* 30 days */
     c->sim_url = sdup(ld, "http://127.0.0.1:8090");
     c->sim_when_no_key = 1;
     c->sim_embedded = 1;

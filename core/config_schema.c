@@ -8,6 +8,7 @@
 #include "core/config_int.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <time.h>
@@ -51,42 +52,6 @@ static int url_ok(const char *u) {
     return 1;
 }
 
-static int host_ok(const char *h, size_t n, int v6) {
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)h[i]) && !strchr(v6 ? ":." : ".-_", h[i])) return 0;
-    return n > 0;
-}
-
-/* "host:port", "[v6]:port", ":port" or "port"; host defaults to 0.0.0.0. */
-static int split_listen(ld_t *ld, const char *v, char **host, int *port) {
-    const char *hs = v, *ps;
-    size_t hl;
-    int v6 = 0;
-    if (*v == '[') {
-        const char *e = strchr(v, ']');
-        if (e == NULL || e[1] != ':') return -1;
-        hs = v + 1;
-        hl = (size_t)(e - hs);
-        ps = e + 2;
-        v6 = 1;
-    } else {
-        const char *c = strrchr(v, ':');
-        hl = c ? (size_t)(c - v) : 0;
-        ps = c ? c + 1 : v;
-        if (c && memchr(v, ':', hl)) return -1; /* bare IPv6 needs brackets */
-    }
-    if (!*ps || strlen(ps) > 5 || strspn(ps, "0123456789") != strlen(ps)) return -1;
-    *port = atoi(ps);
-    if (*port < 1 || *port > 65535) return -1;
-    if (hl == 0 && !v6) {
-        *host = sdup(ld, "0.0.0.0");
-        return 0;
-    }
-    if (!host_ok(hs, hl, v6)) return -1;
-    *host = tg_pool_strndup(ld->pool, hs, hl);
-    return 0;
-}
-
 /* ---- top level -------------------------------------------------------- */
 
 enum {
@@ -106,6 +71,7 @@ enum {
     T_PRICES,
     T_CIRCUIT,
     T_ROUTING,
+    T_STORE_TTL,
     T_REDIS_TLS,
     T_N
 };
@@ -127,8 +93,10 @@ static const field_t top_fields[] = {
     {"prices", F_SPECIAL, 0, 0, 0},
     {"circuit", F_SPECIAL, 0, 0, 0},
     {"routing", F_SPECIAL, 0, 0, 0},
+    {"store_ttl_s", F_I64, offsetof(tg_config_t, store_ttl_s), 0, 1},
     {"redis_tls", F_SPECIAL, 0, 0, 0},
 };
+_Static_assert(NF(top_fields) == T_N && T_N <= MAX_FIELDS, "cfg_collect holds MAX_FIELDS names");
 
 #define LIM(f, min)                                                                                          \
     { #f, F_U32, offsetof(tg_limits_t, f), 0, min }
@@ -177,16 +145,6 @@ static void parse_policy_knobs(const src_t *s, yaml_node_t **v) {
         cfg_apply(s, routing_fields, NF(routing_fields), rv, c);
         if (rv[1] && !(c->latency_alpha > 0 && c->latency_alpha <= 1))
             cfg_errn(s, rv[1], "routing latency_alpha must be in (0, 1], got %s", sval(rv[1]));
-    }
-}
-
-static void parse_listen(const src_t *s, const yaml_node_t *n) {
-    tg_config_t *c = s->ld->c;
-    const char *v = sval(n);
-    if (v == NULL || split_listen(s->ld, v, &c->listen_host, &c->listen_port) < 0) {
-        char b[80];
-        cfg_errn(s, n, "cannot parse listen address %s (expected host:port, e.g. 0.0.0.0:8080)",
-                 cfg_got(n, b, sizeof(b)));
     }
 }
 
@@ -250,7 +208,7 @@ static void parse_main(const src_t *s, yaml_node_t **v) {
     static const char *const levels[] = {"debug", "info", "warn", "error"};
     tg_config_t *c = s->ld->c;
     cfg_apply(s, top_fields, T_N, v, c);
-    if (v[T_LISTEN]) parse_listen(s, v[T_LISTEN]);
+    if (v[T_LISTEN]) cfg_parse_listen(s, v[T_LISTEN]);
     if (v[T_WORKERS]) parse_workers(s, v[T_WORKERS]);
     if (v[T_REDIS]) parse_redis(s, v[T_REDIS]);
     if (v[T_REDIS_TLS]) parse_redis_tls(s, v[T_REDIS_TLS]);
@@ -279,7 +237,7 @@ static void parse_main(const src_t *s, yaml_node_t **v) {
 
 static const char *const dialects[] = {"openai", "anthropic"};
 
-enum { P_DIALECT, P_BASE, P_ENV, P_REGION, P_MODELS, P_MAXTOK, P_N };
+enum { P_DIALECT, P_BASE, P_ENV, P_REGION, P_MODELS, P_MAXTOK, P_RESPONSES, P_CA, P_H2, P_N };
 static const field_t prov_fields[] = {
     {"dialect", F_STR, offsetof(tg_provider_t, dialect_name), 0, 0},
     {"base_url", F_STR, offsetof(tg_provider_t, base_url), 0, 0},
@@ -287,7 +245,31 @@ static const field_t prov_fields[] = {
     {"region", F_STR, offsetof(tg_provider_t, region), 0, 0},
     {"models", F_STRS, offsetof(tg_provider_t, models), offsetof(tg_provider_t, n_models), 0},
     {"default_max_tokens", F_I64, offsetof(tg_provider_t, default_max_tokens), 0, 1},
+    {"responses", F_SPECIAL, 0, 0, 0},
+    {"ca_file", F_STR, offsetof(tg_provider_t, ca_file), 0, 0},
+    {"http2", F_BOOL, offsetof(tg_provider_t, http2), 0, 0},
 };
+
+/* `responses: native` (the vendor serves /v1/responses itself) or
+ * `translate` (the default: Responses requests become chat completions).
+ * Only an OpenAI-dialect vendor can speak the Responses API. */
+static void parse_responses(const src_t *s, const yaml_node_t *n, tg_provider_t *p) {
+    static const char *const modes[] = {"native", "translate"};
+    const char *v = sval(n);
+    if (is_null(n)) return;
+    if (v == NULL) {
+        cfg_err_type(s, n, "native or translate", "responses");
+        return;
+    }
+    if (strcmp(v, "native") != 0 && strcmp(v, "translate") != 0) {
+        cfg_err_unknown(s, n, "responses mode", v, NULL, modes, NF(modes), "native or translate");
+        return;
+    }
+    p->responses_native = strcmp(v, "native") == 0;
+    if (p->responses_native && p->dialect_name && strcmp(p->dialect_name, "openai") != 0)
+        cfg_errn(s, n, "provider '%s': responses: native needs dialect openai (it is %s)", p->name,
+                 p->dialect_name);
+}
 
 /* Reports `name` as a duplicate when an earlier entry of `v` has it. */
 static int dup_check(const src_t *s, const yaml_node_t *n, const vec_t *v, size_t elsz, const char *what,
@@ -323,12 +305,21 @@ static void parse_provider(const src_t *s, const yaml_node_t *kn, const yaml_nod
     else if (p->dialect_name && strcmp(p->dialect_name, "openai") && strcmp(p->dialect_name, "anthropic"))
         cfg_err_unknown(s, v[P_DIALECT], "dialect", p->dialect_name, NULL, dialects, 2,
                         "openai or anthropic");
+    if (v[P_RESPONSES]) parse_responses(s, v[P_RESPONSES], p);
     if (missing(v[P_BASE]))
         cfg_errn(s, kn, "provider '%s' is missing required field 'base_url'", name);
     else if (p->base_url && !url_ok(p->base_url))
         cfg_errn(s, v[P_BASE], "base_url '%s' is not an http:// or https:// URL with a host", p->base_url);
     else if (p->base_url)
         strip_slash(p->base_url);
+    /* Like an include, a relative ca_file is found beside the file naming
+     * it; it is read now so that a typo fails the load, not every call. */
+    const char *slash = strrchr(s->file, '/');
+    if (p->ca_file && p->ca_file[0] != '/' && slash)
+        p->ca_file = tg_pool_printf(ld->pool, "%.*s/%s", (int)(slash - s->file), s->file, p->ca_file);
+    if (p->ca_file && access(p->ca_file, R_OK) != 0)
+        cfg_errn(s, v[P_CA], "provider '%s': ca_file '%s' cannot be read: %s", name, p->ca_file,
+                 strerror(errno));
 }
 
 static void parse_providers(const src_t *s, const yaml_node_t *n) {
@@ -608,10 +599,19 @@ static void parse_aliases(const src_t *s, const yaml_node_t *n) {
         a->name = sdup(ld, name);
         m->at = at(s, k);
         m->aux = at(s, v);
-        if (v->type != YAML_SCALAR_NODE || is_null(v))
+        a->pattern = *name && name[strlen(name) - 1] == '*';
+        if (v->type != YAML_SCALAR_NODE || is_null(v)) {
             cfg_err_type(s, v, "provider/model or a route name", name);
-        else
-            a->target = sdup(ld, sval(v));
+            continue;
+        }
+        a->target = sdup(ld, sval(v));
+        const char *star = strchr(name, '*'), *tstar = strchr(a->target, '*');
+        if (star && star[1])
+            cfg_errn(s, k, "alias '%s': a '*' may only end an alias name (\"claude-*\")", name);
+        else if (tstar && (!a->pattern || strchr(tstar + 1, '*')))
+            cfg_errn(s, v,
+                     "alias '%s': its target may hold one '*', and only when the alias name ends in '*'",
+                     name);
     }
 }
 
@@ -627,6 +627,7 @@ enum {
     PR_WINDOWS,
     PR_SOURCE,
     PR_ASOF,
+    PR_FREE,
     PR_N
 };
 static const field_t price_fields[] = {
@@ -639,6 +640,7 @@ static const field_t price_fields[] = {
     {"windows", F_SPECIAL, 0, 0, 0},
     {"source", F_STR, offsetof(tg_price_t, source), 0, 0},
     {"as_of", F_STR, offsetof(tg_price_t, as_of), 0, 0},
+    {"free", F_BOOL, offsetof(tg_price_t, free), 0, 0},
 };
 
 static const field_t window_fields[] = {
@@ -682,11 +684,45 @@ long cfg_date_days(const char *d) {
     return (long)(timegm(&tm) / 86400);
 }
 
+/* A price key is provider/model, or provider/prefix* for every model the
+ * prefix starts: one '*', at the end. */
+static int price_key_ok(const char *id, const char *slash) {
+    if (slash == NULL || slash == id || !slash[1]) return 0;
+    const char *star = strchr(slash + 1, '*');
+    return star == NULL || star[1] == '\0';
+}
+
+/* What a free entry may say and what an unpriced one must: nothing is ever
+ * billed $0 by accident. An entry without output is an embedding model. */
+static void check_price_fields(const src_t *s, const yaml_node_t *kn, yaml_node_t **v, tg_price_t *p) {
+    const char *id = p->id;
+    if (p->free) {
+        for (int f = PR_INPUT; f <= PR_WRITE; f++) {
+            int64_t x = *(int64_t *)((char *)p + price_fields[f].off);
+            if (!missing(v[f]) && x > 0)
+                cfg_errn(s, v[f], "price '%s' is free: true but sets %s", id, price_fields[f].name);
+        }
+        if (v[PR_WINDOWS]) cfg_errn(s, v[PR_WINDOWS], "price '%s' is free: true but has windows", id);
+        p->input = p->output = 0;
+        p->embedding = !missing(v[PR_INPUT]) && missing(v[PR_OUTPUT]);
+        return;
+    }
+    if (missing(v[PR_INPUT]))
+        cfg_errn(s, kn, "price '%s' is missing required field 'input' (or free: true for a zero price)", id);
+    p->embedding = missing(v[PR_OUTPUT]);
+    if (p->embedding && (!missing(v[PR_CACHED]) || !missing(v[PR_WRITE])))
+        cfg_errn(s, kn,
+                 "price '%s' has no 'output': an embedding model is priced by 'input' only (give 'output' "
+                 "for a chat model)",
+                 id);
+}
+
 static void parse_price(const src_t *s, const yaml_node_t *kn, const yaml_node_t *vn) {
     ld_t *ld = s->ld;
     const char *id = sval(kn), *slash = strchr(id, '/');
-    if (slash == NULL || slash == id || !slash[1]) {
-        cfg_errn(s, kn, "price key '%s' must be provider/model", id);
+    if (!price_key_ok(id, slash)) {
+        cfg_errn(s, kn, "price key '%s' must be provider/model, or provider/prefix* (one '*', at the end)",
+                 id);
         return;
     }
     if (dup_check(s, kn, &ld->price, sizeof(tg_price_t), "price", id, ld->price.n)) return;
@@ -696,6 +732,7 @@ static void parse_price(const src_t *s, const yaml_node_t *kn, const yaml_node_t
     p->id = sdup(ld, id);
     p->provider = tg_pool_strndup(ld->pool, id, (size_t)(slash - id));
     p->model = sdup(ld, slash + 1);
+    p->pattern = id[strlen(id) - 1] == '*';
     p->cached_input = p->cache_write = -1; /* default to input below */
     m->at = m->aux = at(s, kn);
     char ctx[200];
@@ -703,8 +740,7 @@ static void parse_price(const src_t *s, const yaml_node_t *kn, const yaml_node_t
     yaml_node_t *v[PR_N];
     if (cfg_collect(s, vn, price_fields, PR_N, ctx, v) < 0) return;
     cfg_apply(s, price_fields, PR_N, v, p);
-    if (missing(v[PR_INPUT])) cfg_errn(s, kn, "price '%s' is missing required field 'input'", id);
-    if (missing(v[PR_OUTPUT])) cfg_errn(s, kn, "price '%s' is missing required field 'output'", id);
+    check_price_fields(s, kn, v, p);
     if (p->cached_input < 0) p->cached_input = p->input;
     if (p->cache_write < 0) p->cache_write = p->input;
     if (v[PR_WINDOWS]) parse_windows(s, v[PR_WINDOWS], p);

@@ -1,11 +1,12 @@
 /* scan.c — one-pass scans of JSON request and answer bodies, and splicing. A strict tokenizer of
  * our own cuts a well-formed body into jsmn tokens in a stack array; when it gives up (an error, a
- * big or deep body) jsmn (strict, with parent links) does it, moving to a larger array from the
- * request's pool for big bodies, and one iterative walk checks what jsmn leaves unchecked (commas,
- * colons, number grammar, nesting depth, nothing after the value). A few short walks then read the
- * fields the gateway needs. Nothing here builds a DOM or mallocs: decoded strings and grown token
- * arrays come from the caller's pool. Edits (model, stream_options) leave as byte ranges for
- * tg_splice(). One file on purpose: the fast tokenizer must cut a body exactly as jsmn does
+ * big or deep body) jsmn (strict, with parent links) does it, moving to a larger scratch array
+ * (malloc'd, grown with realloc and freed before the scan returns, so a big body costs nothing once
+ * scanned), and one iterative walk checks what jsmn leaves unchecked (commas, colons, number
+ * grammar, nesting depth, UTF-8 and raw control bytes in strings, nothing after the value). A few
+ * short walks then read the fields the gateway needs. Nothing here builds a DOM: decoded strings
+ * come from the caller's pool. Edits (model, stream_options) leave as byte ranges for tg_splice().
+ * One file on purpose: the fast tokenizer must cut a body exactly as jsmn does
  * (tests/fuzz/fuzz_tokens.c includes this file to compare the two), and the scans share jsmn's
  * static build and the small walk helpers they inline on the hot path. */
 #define JSMN_STATIC
@@ -21,6 +22,7 @@
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -38,9 +40,16 @@ typedef struct {
     jsmntok_t *t;
     int n;
     tg_pool_t *pool;
+    jsmntok_t *heap; /* the grown token array, or NULL; freed by scan_done() */
+    int strict;      /* strings must be UTF-8 without raw control bytes or lone surrogates */
     char *err;
     size_t errlen;
 } scan_t;
+
+static void scan_done(scan_t *s) {
+    free(s->heap);
+    s->heap = NULL;
+}
 
 __attribute__((format(printf, 2, 3))) static int fail(scan_t *s, const char *fmt, ...) {
     if (s->err != NULL && s->errlen > 0) {
@@ -77,16 +86,26 @@ static int tokenize(scan_t *s, jsmntok_t *stack_toks) {
             s->n = r;
             return 0;
         }
-        if (r == JSMN_ERROR_PART) return fail(s, "invalid JSON at byte %u (unexpected end)", p.pos);
+        if (r == JSMN_ERROR_PART) {
+            /* jsmn stops at a NUL byte as at the end of the input. */
+            const char *z = memchr(s->js, '\0', s->len);
+            if (z != NULL) return fail(s, "raw NUL byte at byte %zu", (size_t)(z - s->js));
+            return fail(s, "invalid JSON at byte %u (unexpected end)", p.pos);
+        }
         if (r != JSMN_ERROR_NOMEM) return fail(s, "invalid JSON at byte %u", p.pos);
         if (open_depth(&p, t) > TG_SCAN_MAX_DEPTH) return fail(s, "JSON nested too deeply");
         if (lim == cap) {
-            /* jsmn resumes where it stopped once given a larger array. */
-            jsmntok_t *nt = s->pool ? tg_pool_alloc(s->pool, (size_t)cap * 4 * sizeof(*nt)) : NULL;
+            /* jsmn resumes where it stopped once given a larger array. The array is scratch: realloc
+             * drops the old one (large ones move by remapping, not copying), and every token
+             * starts at a byte of its own, so len + 1 tokens always suffice. Untouched pages of a
+             * generous array cost no memory. */
+            size_t max = s->len + 1, ncap = (size_t)cap * 4 < max ? (size_t)cap * 4 : max;
+            if (ncap <= cap) return fail(s, "JSON too large to scan");
+            jsmntok_t *nt = realloc(s->heap, ncap * sizeof(*nt));
             if (nt == NULL) return fail(s, "JSON too large to scan");
-            memcpy(nt, t, (size_t)p.toknext * sizeof(*nt));
-            t = nt;
-            cap *= 4;
+            if (s->heap == NULL) memcpy(nt, t, (size_t)p.toknext * sizeof(*nt));
+            s->heap = t = nt;
+            cap = (unsigned)ncap;
         }
         lim = p.toknext + TOK_WINDOW < cap ? p.toknext + TOK_WINDOW : cap;
     }
@@ -186,6 +205,39 @@ static int gap(scan_t *s, walk_t *w, size_t to, int more) {
     return 0;
 }
 
+/* Why a string was refused: set by scan_string for validate() to word. */
+typedef enum { S_BAD_JSON, S_CONTROL, S_UTF8, S_SURROGATE } str_why_t;
+
+static size_t scan_string(const char *js, size_t len, size_t i, size_t *bad, str_why_t *why);
+
+/* What jsmn lets through in a string: raw control bytes (RFC 8259 wants
+ * U+0000..U+001F escaped), bytes that are not UTF-8, lone surrogate
+ * escapes. The fast tokenizer runs the same scan_string(), so both paths
+ * refuse the same strings. Only requests are held to this (s->strict):
+ * answers are the provider's, relayed as sent, and a stream may well split
+ * an emoji into two lone surrogate escapes; those are accepted by the jsmn
+ * path once the fast one gives up. */
+static int check_string(scan_t *s, const jsmntok_t *t) {
+    size_t bad;
+    str_why_t why;
+    if (!s->strict) return 0;
+    if (scan_string(s->js, s->len, (size_t)t->start, &bad, &why) == (size_t)t->end) return 0;
+    switch (why) {
+    case S_CONTROL:
+        return fail(s, "raw control byte 0x%02x in a string at byte %zu (JSON needs it escaped)",
+                    (unsigned char)s->js[bad], bad);
+    case S_UTF8:
+        return fail(s, "invalid UTF-8 at byte %zu", bad);
+    case S_SURROGATE:
+        return fail(s,
+                    "lone surrogate escape '%.6s' at byte %zu (a \\uD800-\\uDBFF escape must be followed "
+                    "by a \\uDC00-\\uDFFF one)",
+                    s->js + bad, bad);
+    default:
+        return fail(s, "invalid JSON at byte %zu", bad);
+    }
+}
+
 static int validate(scan_t *s) {
     walk_t w = {.depth = 0, .seen_top = 0, .cur = 0};
     for (int k = 0; k < s->n; k++) {
@@ -196,6 +248,7 @@ static int validate(scan_t *s) {
             frame_t *f = &w.st[w.depth - 1];
             if (s->t[f->tok].type == JSMN_OBJECT && !f->want_value) {
                 if (t->type != JSMN_STRING) return fail(s, "invalid JSON at byte %zu", start);
+                if (check_string(s, t) != 0) return -1;
                 f->want_value = 1;
                 w.cur = (size_t)t->end + 1;
                 continue;
@@ -205,6 +258,7 @@ static int validate(scan_t *s) {
         }
         w.seen_top = 1;
         if (t->type == JSMN_STRING) {
+            if (check_string(s, t) != 0) return -1;
             w.cur = (size_t)t->end + 1;
         } else if (t->type == JSMN_PRIMITIVE) {
             if (!valid_primitive(s->js + t->start, (size_t)(t->end - t->start)))
@@ -228,34 +282,64 @@ static int validate(scan_t *s) {
  * the very tokens jsmn would (same types, offsets, sizes and parent links)
  * for a well-formed body that fits the stack array and the depth limit, and
  * checks the whole grammar on the way, so validate() is not needed after it.
- * Anything else — an error, a control byte in a string, a NUL, a big or deep
- * body — returns -1 with no message, and the jsmn path decides (and words
- * the error). tests/fuzz/fuzz_tokens.c checks the two agree. */
+ * Anything else — an error, a control byte or bad UTF-8 in a string, a NUL,
+ * a big or deep body — returns -1 with no message, and the jsmn path decides
+ * (and words the error). tests/fuzz/fuzz_tokens.c checks the two agree. */
 static long hex4(const char *p);
 
-enum { C_PLAIN, C_QUOTE, C_BSLASH, C_STOP };
+enum { C_PLAIN, C_QUOTE, C_BSLASH, C_STOP, C_HIGH };
 static const unsigned char str_class[256] = {
     [0 ... 31] = C_STOP,
     ['"'] = C_QUOTE,
     ['\\'] = C_BSLASH,
+    [0x80 ... 0xFF] = C_HIGH,
 };
 
 static int is_delim(char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == ',' || c == ']' || c == '}';
 }
 
+/* By lead byte: the length of a UTF-8 sequence and the range of its second
+ * byte (narrower after E0, ED, F0 and F4: no overlong forms, no encoded
+ * surrogates, nothing past U+10FFFF, as RFC 3629 wants). Length 0: not a
+ * lead byte (a continuation byte, an overlong C0/C1 lead, F5 and above). */
+static const struct {
+    unsigned char len, lo, hi;
+} utf8_lead[256] =
+    {
+        [0xC2 ... 0xDF] = {2, 0x80, 0xBF}, [0xE0] = {3, 0xA0, 0xBF},
+        [0xE1 ... 0xEC] = {3, 0x80, 0xBF}, [0xED] = {3, 0x80, 0x9F},
+        [0xEE ... 0xEF] = {3, 0x80, 0xBF}, [0xF0] = {4, 0x90, 0xBF},
+        [0xF1 ... 0xF3] = {4, 0x80, 0xBF}, [0xF4] = {4, 0x80, 0x8F},
+};
+
+/* The length of the well-formed UTF-8 sequence at p (n bytes available,
+ * p[0] >= 0x80), or 0. */
+static inline size_t utf8_seq(const unsigned char *p, size_t n) {
+    size_t l = utf8_lead[p[0]].len;
+    if (l == 0 || n < l || p[1] < utf8_lead[p[0]].lo || p[1] > utf8_lead[p[0]].hi) return 0;
+    if (l > 2 && (p[2] & 0xC0) != 0x80) return 0;
+    if (l > 3 && (p[3] & 0xC0) != 0x80) return 0;
+    return l;
+}
+
 /* Returns the index of the closing quote of the string whose content starts
- * at i, or 0 (never a closing quote's index) when the fast path gives up. */
-static size_t fast_string(const char *js, size_t len, size_t i) {
+ * at i, or 0 (never a closing quote's index) when the string is not valid
+ * JSON text: a raw byte below 0x20, bytes that are not UTF-8, a bad escape,
+ * a surrogate escape that is not half of a pair, or no closing quote. Then
+ * *bad is the offending byte's offset and *why says what it is. */
+static inline __attribute__((always_inline)) size_t scan_string(const char *js, size_t len, size_t i,
+                                                                size_t *bad, str_why_t *why) {
     for (;;) {
 #ifdef __SSE2__
-        /* 16 bytes a test: the first quote, backslash or control byte. */
+        /* 16 bytes a test: the first quote, backslash, control byte or
+         * non-ASCII byte (the sign bits). */
         const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), ctl = _mm_set1_epi8(0x1f);
         while (i + 16 <= len) {
             __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(js + i));
             __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
                                        _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
-            unsigned m = (unsigned)_mm_movemask_epi8(hit);
+            unsigned m = (unsigned)_mm_movemask_epi8(hit) | (unsigned)_mm_movemask_epi8(v);
             if (m != 0) {
                 i += (size_t)__builtin_ctz(m);
                 break;
@@ -266,6 +350,8 @@ static size_t fast_string(const char *js, size_t len, size_t i) {
         while (i + 4 <= len && !(str_class[(unsigned char)js[i]] | str_class[(unsigned char)js[i + 1]] |
                                  str_class[(unsigned char)js[i + 2]] | str_class[(unsigned char)js[i + 3]]))
             i += 4;
+        *bad = i;
+        *why = S_BAD_JSON;
         if (i >= len) return 0;
         switch (str_class[(unsigned char)js[i]]) {
         case C_PLAIN:
@@ -273,10 +359,45 @@ static size_t fast_string(const char *js, size_t len, size_t i) {
             break;
         case C_QUOTE:
             return i;
+        case C_HIGH:
+            /* A run of non-ASCII text (CJK, emoji) stays in these loops;
+             * the first takes the three-byte sequences of most CJK text
+             * (leads E1-EC, EE, EF: any continuation bytes) four bytes a
+             * load. */
+            while (i + 4 <= len) {
+                uint32_t w;
+                memcpy(&w, js + i, 4);
+                unsigned lead = w & 0xFF;
+                if (lead - 0xE1u > 0xEFu - 0xE1u || lead == 0xED || (w & 0xC0C000u) != 0x808000u) break;
+                i += 3;
+            }
+            if (i >= len || !(js[i] & 0x80)) break;
+            do {
+                size_t l = utf8_seq((const unsigned char *)js + i, len - i);
+                if (l == 0) {
+                    *bad = i;
+                    *why = S_UTF8;
+                    return 0;
+                }
+                i += l;
+            } while (i < len && (js[i] & 0x80));
+            break;
         case C_BSLASH:
             if (i + 1 >= len) return 0;
             if (js[i + 1] == 'u') {
-                if (i + 6 > len || hex4(js + i + 2) < 0) return 0;
+                long cp = i + 6 <= len ? hex4(js + i + 2) : -1;
+                if (cp < 0) return 0;
+                if (cp >= 0xD800 && cp <= 0xDFFF) {
+                    /* A high surrogate must be followed by a low one. */
+                    long lo = cp <= 0xDBFF && i + 12 <= len && js[i + 6] == '\\' && js[i + 7] == 'u'
+                                  ? hex4(js + i + 8)
+                                  : -1;
+                    if (lo < 0xDC00 || lo > 0xDFFF) {
+                        *why = S_SURROGATE;
+                        return 0;
+                    }
+                    i += 6;
+                }
                 i += 6;
             } else if (js[i + 1] && strchr("\"/\\bfnrt", js[i + 1])) {
                 i += 2;
@@ -285,6 +406,7 @@ static size_t fast_string(const char *js, size_t len, size_t i) {
             }
             break;
         default:
+            *why = S_CONTROL;
             return 0;
         }
     }
@@ -351,7 +473,9 @@ static int fast_tokenize(scan_t *s, jsmntok_t *t, int cap) {
         int is_key = want == W_KEY || want == W_KEY_OR_CLOSE;
         if (want == W_COMMA_OR_CLOSE || (is_key && c != '"')) return -1;
         if (c == '"') {
-            size_t end = fast_string(js, len, i + 1);
+            size_t bad, end;
+            str_why_t why;
+            end = scan_string(js, len, i + 1, &bad, &why);
             if (end == 0 || !(k = fast_tok(t, &n, cap, JSMN_STRING, i + 1, sup))) return -1;
             k->end = (int)end;
             i = end + 1;
@@ -448,8 +572,9 @@ static size_t utf8_put(char *o, unsigned long cp) {
 }
 
 /* Decodes one escape at src[i] == '\\' into o; returns the bytes of input
- * it used, or 0 when it is not a valid escape. Lone surrogates become
- * U+FFFD, as a browser's decoder would make them. */
+ * it used, or 0 when it is not a valid escape. Lone surrogates (refused in
+ * requests, let through in answers) become U+FFFD, as a browser's decoder
+ * would make them. */
 static size_t unescape(const char *src, size_t i, size_t n, char *o, size_t *olen) {
     static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
     if (i + 1 >= n) return 0;
@@ -592,6 +717,7 @@ typedef struct {
     char *user;    /* cap + 1 bytes from the pool */
     size_t cap;    /* TG_SCAN_TEXT_MAX, or the body's length when shorter (text never decodes longer) */
     int user_full; /* a piece was cut: later text must not follow it */
+    int bare;      /* no messages expected (an embeddings body) */
 } req_t;
 
 /* Counts a text string; user text is also copied for language detection. */
@@ -747,7 +873,59 @@ typedef struct {
     int n_model;
 } top_t;
 
-static void find_top(const scan_t *s, top_t *m) {
+/* Top-level names that route or bill a request in the OpenAI Chat, Anthropic Messages and OpenAI
+ * Responses shapes. Some upstream parsers match member names without regard to case (Go's
+ * encoding/json folds ASCII case, U+017F to 's' and U+212A to 'k'), so a member that is one of
+ * these names only up to case could be read by the upstream as the member we checked, or instead
+ * of it: such a body is refused. */
+static const char *const guarded[] = {
+    "model",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "n",
+    "input",
+    "instructions",
+    "messages",
+    "system",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "reasoning",
+    "reasoning_effort",
+    "previous_response_id",
+};
+
+/* Folds name[0..n) into out (cap bytes) by Unicode simple case folding, kept to what can fold
+ * into ASCII: A-Z, U+017F (long s) and U+212A (Kelvin sign). Returns the folded length, or
+ * cap + 1 when the name holds anything else outside ASCII (it cannot fold into an ASCII name). */
+static size_t fold_ascii(const char *name, size_t n, char *out, size_t cap) {
+    size_t w = 0;
+    for (size_t i = 0; i < n; w++) {
+        unsigned char c = (unsigned char)name[i];
+        char f;
+        if (c < 0x80) {
+            f = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            i++;
+        } else if (c == 0xC5 && i + 1 < n && (unsigned char)name[i + 1] == 0xBF) {
+            f = 's';
+            i += 2;
+        } else if (c == 0xE2 && i + 2 < n && (unsigned char)name[i + 1] == 0x84 &&
+                   (unsigned char)name[i + 2] == 0xAA) {
+            f = 'k';
+            i += 3;
+        } else {
+            return cap + 1;
+        }
+        if (w == cap) return cap + 1;
+        out[w] = f;
+    }
+    return w;
+}
+
+static int find_top(scan_t *s, top_t *m) {
     static const struct {
         const char *name;
         size_t off;
@@ -761,19 +939,27 @@ static void find_top(const scan_t *s, top_t *m) {
         {"tools", offsetof(top_t, tools)},
         {"system", offsetof(top_t, system)},
     };
-    char buf[KEY_MAX];
+    char buf[KEY_MAX], folded[KEY_MAX];
     *m = (top_t){-1, -1, -1, -1, -1, -1, -1, -1, 0};
     for (int c = 0, k = 1; c < s->t[0].size; c++, k = after(s, k + 1)) {
         const char *kn;
-        size_t kl = key_name(s, k, buf, &kn);
-        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        size_t kl = key_name(s, k, buf, &kn), i;
+        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
             if (kl == strlen(keys[i].name) && memcmp(kn, keys[i].name, kl) == 0) {
                 *(int *)((char *)m + keys[i].off) = k + 1; /* the last one wins */
                 if (i == 0) m->n_model++;
                 break;
             }
         }
+        if (i < sizeof(keys) / sizeof(keys[0]) || kl > KEY_MAX) continue;
+        size_t fl = fold_ascii(kn, kl, folded, sizeof(folded));
+        for (size_t g = 0; fl <= sizeof(folded) && g < sizeof(guarded) / sizeof(guarded[0]); g++)
+            if (fl == strlen(guarded[g]) && memcmp(folded, guarded[g], fl) == 0 &&
+                !(kl == fl && memcmp(kn, guarded[g], fl) == 0))
+                return fail(s, "top-level key '%.*s' differs from '%s' only in letter case: send '%s'",
+                            (int)kl, kn, guarded[g], guarded[g]);
     }
+    return 0;
 }
 
 static int request_fields(req_t *r, const top_t *m) {
@@ -794,29 +980,45 @@ static int request_fields(req_t *r, const top_t *m) {
         o->has_tools = s->t[m->tools].size > 0;
     }
     if (system_prompt(r, m->system) != 0) return -1;
+    if (r->bare && m->messages < 0) return 0;
     return messages(r, m->messages);
+}
+
+static int scan_request(scan_t *s, tg_scan_req_t *out, int bare) {
+    jsmntok_t toks[STACK_TOKS];
+    if (parse(s, toks, "request body must be a JSON object") != 0) return -1;
+    size_t cap = s->len < TG_SCAN_TEXT_MAX ? s->len : TG_SCAN_TEXT_MAX;
+    char *user = tg_pool_alloc(s->pool, cap + 1);
+    if (user == NULL) return fail(s, "out of memory");
+    req_t r = {.s = s, .out = out, .user = user, .cap = cap, .bare = bare};
+    top_t m;
+    if (find_top(s, &m) != 0 || request_fields(&r, &m) != 0) return -1;
+    user[out->user_text_len] = '\0';
+    out->user_text = user;
+    out->obj_end = (size_t)s->t[0].end - 1;
+    out->obj_empty = s->t[0].size == 0;
+    return 0;
+}
+
+static int scan_request_top(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
+                            size_t errlen, int bare) {
+    scan_t s = {.js = body, .len = len, .pool = pool, .err = err, .errlen = errlen, .strict = 1};
+    memset(out, 0, sizeof(*out));
+    out->max_tokens = -1;
+    out->user_text = "";
+    int rc = scan_request(&s, out, bare);
+    scan_done(&s);
+    return rc;
 }
 
 int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
                     size_t errlen) {
-    jsmntok_t toks[STACK_TOKS];
-    scan_t s = {.js = body, .len = len, .pool = pool, .err = err, .errlen = errlen};
-    memset(out, 0, sizeof(*out));
-    out->max_tokens = -1;
-    out->user_text = "";
-    if (parse(&s, toks, "request body must be a JSON object") != 0) return -1;
-    size_t cap = len < TG_SCAN_TEXT_MAX ? len : TG_SCAN_TEXT_MAX;
-    char *user = tg_pool_alloc(pool, cap + 1);
-    if (user == NULL) return fail(&s, "out of memory");
-    req_t r = {.s = &s, .out = out, .user = user, .cap = cap};
-    top_t m;
-    find_top(&s, &m);
-    if (request_fields(&r, &m) != 0) return -1;
-    user[out->user_text_len] = '\0';
-    out->user_text = user;
-    out->obj_end = (size_t)s.t[0].end - 1;
-    out->obj_empty = s.t[0].size == 0;
-    return 0;
+    return scan_request_top(body, len, pool, out, err, errlen, 0);
+}
+
+int tg_scan_request_bare(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
+                         size_t errlen) {
+    return scan_request_top(body, len, pool, out, err, errlen, 1);
 }
 
 /* ---- answers ------------------------------------------------------------- */
@@ -894,9 +1096,12 @@ static int choices(const scan_t *s, int v, tg_scan_resp_t *o) {
     return cu;
 }
 
+/* The pool is not used: a chunk's tokens are scratch freed here, so a long
+ * stream of large chunks does not grow the request's pool. Strings are not
+ * held to the request's rules (see check_string). */
 int tg_scan_response(const char *json, size_t len, tg_pool_t *pool, tg_scan_resp_t *out) {
     jsmntok_t toks[STACK_TOKS];
-    scan_t s = {.js = json, .len = len, .pool = pool};
+    scan_t s = {.js = json, .len = len};
     char buf[KEY_MAX];
     int cu = -1;
     *out = (tg_scan_resp_t){.prompt_tokens = -1,
@@ -905,7 +1110,10 @@ int tg_scan_response(const char *json, size_t len, tg_pool_t *pool, tg_scan_resp
                             .reasoning_tokens = -1,
                             .cache_hit_tokens = -1,
                             .cache_miss_tokens = -1};
-    if (parse(&s, toks, "not an object") != 0) return -1;
+    if (parse(&s, toks, "not an object") != 0) {
+        scan_done(&s);
+        return -1;
+    }
     for (int c = 0, k = 1; c < s.t[0].size; c++, k = after(&s, k + 1)) {
         const char *kn;
         size_t kl = key_name(&s, k, buf, &kn);
@@ -918,6 +1126,7 @@ int tg_scan_response(const char *json, size_t len, tg_pool_t *pool, tg_scan_resp
             out->has_error = !is_null(&s, v);
     }
     if (!out->has_usage && cu >= 0) usage(&s, cu, out);
+    scan_done(&s);
     return 0;
 }
 

@@ -53,10 +53,17 @@ typedef struct {
  * the fields it reads: model string, stream boolean, stream_options object
  * with boolean include_usage, max_tokens/max_completion_tokens non-negative
  * integers, messages a non-empty array of objects each with a string role
- * and content string / array / null, tools an array. Returns 0, or -1 with
- * a message a person can act on in err ("'stream' must be a boolean"). */
+ * and content string / array / null, tools an array. Every string must be
+ * UTF-8 without raw control bytes or lone surrogate escapes, and no
+ * top-level key may equal a routed or billed name ("model", "stream", ...)
+ * only up to case folding. Returns 0, or -1 with a message a person can act
+ * on in err ("'stream' must be a boolean", "invalid UTF-8 at byte 52"). */
 int tg_scan_request(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
                     size_t errlen);
+/* The same for a body that need not carry messages (an embeddings request:
+ * model, input, dimensions...): every field above is checked when present. */
+int tg_scan_request_bare(const char *body, size_t len, tg_pool_t *pool, tg_scan_req_t *out, char *err,
+                         size_t errlen);
 
 /* What the gateway needs from an answer: a non-stream response body or one
  * stream chunk (OpenAI dialect). Missing numbers are -1. */
@@ -74,7 +81,10 @@ typedef struct {
                                   tool-call arguments in message/delta (for estimates) */
 } tg_scan_resp_t;
 
-/* Returns 0, or -1 when the text is not one JSON object. */
+/* Returns 0, or -1 when the text is not one JSON object. Unlike requests,
+ * answers may carry raw control bytes, bytes that are not UTF-8 and lone
+ * surrogate escapes (they are relayed as the provider sent them). The pool
+ * is not used: the scan's scratch is freed before it returns. */
 int tg_scan_response(const char *json, size_t len, tg_pool_t *pool, tg_scan_resp_t *out);
 
 /* One replacement: bytes [off, off+len) of the source become rep[0..rep_len).

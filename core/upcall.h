@@ -23,6 +23,12 @@ typedef struct {
     size_t body_len;
     tg_upcall_timeouts_t timeouts;
     int streaming; /* the answer is an event stream: a 4 KB receive buffer instead of 16 KB */
+    /* TLS trust: a PEM file of the only CAs trusted for this origin (a
+     * private CA), or NULL for the system's store. */
+    const char *ca_file;
+    /* HTTPS only: offer HTTP/2 and multiplex calls on one connection, instead
+     * of HTTP/1.1 on a pool of kept-alive connections (the default). */
+    int http2;
 } tg_upcall_req_t;
 
 #endif

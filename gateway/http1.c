@@ -7,9 +7,12 @@
  * through one sendmsg() when the socket takes them, the rest waits in an
  * evbuffer flushed on EV_WRITE. The read side stays armed while a request
  * runs so a hang-up is seen at once; pipelined requests wait, unparsed, until
- * the previous response is complete.
+ * the previous response is complete. A listener may carry a transport
+ * (tg_http_transport_t, TLS in gateway/tls.c): its connections handshake
+ * first, under the header timeout, then read and write through it; a plain
+ * connection never leaves the direct recv()/sendmsg() path.
  *
- * One file of about 1,400 lines, on purpose: a connection is one state
+ * One file of about 1,600 lines, on purpose: a connection is one state
  * machine. The parser callbacks, the timer, the output queue and the
  * response calls all read and change the same conn_t and its phase, and
  * must act in a fixed order (resp_complete -> req_finish -> close or parse
@@ -51,6 +54,7 @@
 #define HEAD_STACK 2048
 #define MAX_IOV 64
 #define BODY_SHRINK (64 * 1024) /* body buffers above this are freed between requests */
+#define IO_CHUNK (16 * 1024)    /* one TLS record's worth: what a transport write is given at most */
 
 /* Where the parser is in the byte stream (not where the handler is). */
 enum { P_IDLE, P_HEAD, P_BODY, P_DONE, P_SKIP, P_LINGER };
@@ -64,9 +68,18 @@ typedef struct {
     uint32_t no, nl, vo, vl; /* offsets into the read buffer while headers are parsed */
 } hslot_t;
 
+/* One listening socket and the transport of the connections it accepts. */
+typedef struct {
+    tg_http_server_t *s;
+    struct event ev;
+    const tg_http_transport_t *t; /* NULL: plain */
+} lsn_t;
+
 struct tg_http_server_s {
     struct event_base *base;
-    struct event accept_ev, retry_ev;
+    lsn_t **lsn;
+    unsigned nlsn;
+    struct event retry_ev;
     tg_http_limits_t lim;
     tg_http_handler_t h;
     void *ud;
@@ -83,6 +96,12 @@ struct tg_http_req_s {
     tg_http_server_t *s;
     tg_http_req_t *prev, *next;
     int fd;
+    /* A transport's connection state (NULL: plain socket). hs: its handshake
+     * is not done yet; rd_wants_w: its last read waits for the socket to
+     * take a write. */
+    const tg_http_transport_t *io;
+    void *ioc;
+    unsigned hs : 1, rd_wants_w : 1;
     struct event rev, wev, tmr, kick;
     http_parser parser;
     /* Connection state. busy counts frames up the stack that use this
@@ -153,6 +172,8 @@ static void conn_close(conn_t *c) {
     event_del(&c->wev);
     event_del(&c->tmr);
     event_del(&c->kick);
+    if (c->ioc) c->io->close(c->ioc, !c->hs && !c->write_error && !c->peer_eof);
+    c->ioc = NULL;
     close(c->fd);
     c->fd = -1;
     if (c->prev)
@@ -184,6 +205,8 @@ static void read_start(conn_t *c) {
     if (!c->read_on && !c->dead) {
         event_add(&c->rev, NULL);
         c->read_on = 1;
+        /* Bytes a transport already took off the socket raise no event. */
+        if (c->ioc && c->io->pending(c->ioc)) event_active(&c->rev, EV_READ, 1);
     }
 }
 
@@ -223,6 +246,63 @@ static void timer_update(conn_t *c, int force) {
 
 /* ---------- output ---------- */
 
+/* A transport write: bytes taken (0 when the socket is full), or -1 with
+ * errno set when the connection is dead. A write that waits for a read
+ * (renegotiation, which gateway/tls.c turns off) counts as dead rather
+ * than being polled for. */
+static ssize_t io_put(conn_t *c, const void *p, size_t len) {
+    long w = c->io->write(c->ioc, p, len);
+    if (w >= 0) return w;
+    if (w == TG_HTTP_IO_WANT_WRITE) return 0;
+    errno = EPIPE;
+    return -1;
+}
+
+/* The pieces gathered into records of up to IO_CHUNK bytes, so that a head
+ * and a small body leave as one record. Returns the bytes taken, or -1. The
+ * bytes not taken are queued by the caller and retried from the queue,
+ * which starts with them (what a transport asks after WANT_WRITE). */
+static ssize_t io_writev(conn_t *c, const struct iovec *iov, int n) {
+    char buf[IO_CHUNK];
+    size_t done = 0, off = 0;
+    int i = 0;
+    for (;;) {
+        size_t len = 0;
+        while (i < n && len < sizeof(buf)) {
+            size_t k = iov[i].iov_len - off;
+            if (k > sizeof(buf) - len) k = sizeof(buf) - len;
+            memcpy(buf + len, (const char *)iov[i].iov_base + off, k);
+            len += k;
+            off += k;
+            if (off == iov[i].iov_len) i++, off = 0;
+        }
+        if (len == 0) return (ssize_t)done;
+        ssize_t w = io_put(c, buf, len);
+        if (w < 0) return -1;
+        done += (size_t)w;
+        if ((size_t)w < len) return (ssize_t)done;
+    }
+}
+
+/* Queued output through the transport, IO_CHUNK bytes at a time. */
+static ssize_t io_flush(conn_t *c) {
+    ssize_t total = 0;
+    size_t left;
+    while ((left = out_pending(c)) > 0) {
+        size_t want = left < IO_CHUNK ? left : IO_CHUNK;
+        unsigned char *p = evbuffer_pullup(c->out, (ev_ssize_t)want);
+        ssize_t w = p ? io_put(c, p, want) : -1;
+        if (w < 0) {
+            c->write_error = 1;
+            return -1;
+        }
+        if (w == 0) break;
+        evbuffer_drain(c->out, (size_t)w);
+        total += w;
+    }
+    return total;
+}
+
 /* Sends what the socket takes now and queues the rest (copied). Returns -1
  * once the socket is known dead. */
 static int out_write(conn_t *c, const struct iovec *iov, int n) {
@@ -232,7 +312,7 @@ static int out_write(conn_t *c, const struct iovec *iov, int n) {
         total += iov[i].iov_len;
     if (out_pending(c) == 0) {
         struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+        ssize_t w = c->ioc ? io_writev(c, iov, n) : sendmsg(c->fd, &m, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 c->write_error = 1;
@@ -274,6 +354,7 @@ static int out_write1(conn_t *c, const void *p, size_t n) {
 
 /* Writes queued output; returns bytes written, or -1 when the socket died. */
 static ssize_t out_flush(conn_t *c) {
+    if (c->ioc) return io_flush(c);
     ssize_t total = 0;
     while (out_pending(c) > 0) {
         struct evbuffer_iovec v[MAX_IOV];
@@ -560,6 +641,10 @@ static void finish_close(conn_t *c) {
         conn_close(c);
         return;
     }
+    /* A transport says goodbye first; what the client still sends is then
+     * drained as raw bytes. */
+    if (c->ioc) c->io->close(c->ioc, !c->hs);
+    c->ioc = NULL;
     shutdown(c->fd, SHUT_WR);
     c->phase = P_LINGER;
     read_start(c);
@@ -1019,6 +1104,39 @@ static void conn_eof(conn_t *c) {
     close_after_output(c);
 }
 
+/* Runs the transport's handshake as far as the socket allows; the header
+ * timer, armed at accept, bounds the whole of it. */
+static void io_handshake(conn_t *c) {
+    int r = c->io->handshake(c->ioc);
+    if (r == TG_HTTP_IO_WANT_WRITE) {
+        event_add(&c->wev, NULL);
+        return;
+    }
+    if (!c->wev_on) event_del(&c->wev);
+    if (r == TG_HTTP_IO_WANT_READ) return;
+    if (r != 0) {
+        conn_close(c); /* no request has started: nothing to answer */
+        return;
+    }
+    c->hs = 0;
+    /* The first request may have come with the handshake's last flight. */
+    if (c->read_on) event_active(&c->rev, EV_READ, 1);
+}
+
+/* A transport read, as recv() would answer. */
+static ssize_t io_read(conn_t *c, void *buf, size_t len) {
+    long n = c->io->read(c->ioc, buf, len);
+    if (n >= 0) return n;
+    errno = EAGAIN;
+    if (n == TG_HTTP_IO_WANT_WRITE) {
+        c->rd_wants_w = 1;
+        event_add(&c->wev, NULL);
+    } else if (n != TG_HTTP_IO_WANT_READ) {
+        errno = ECONNRESET;
+    }
+    return -1;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg) {
     conn_t *c = arg;
     c->busy++;
@@ -1026,14 +1144,19 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         char sink[16 * 1024];
         ssize_t n = recv(fd, sink, sizeof(sink), 0);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) conn_close(c);
+    } else if (c->hs) {
+        io_handshake(c);
     } else if (!rbuf_room(c)) {
         read_stop(c);
     } else {
-        ssize_t n = recv(fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+        size_t room = c->rcap - c->rlen;
+        ssize_t n = c->ioc ? io_read(c, c->rbuf + c->rlen, room) : recv(fd, c->rbuf + c->rlen, room, 0);
         if (n > 0) {
             c->rlen += (size_t)n;
             if (c->phase == P_BODY) timer_update(c, 1); /* the body timeout runs between reads */
             conn_process(c);
+            /* Bytes a transport holds beyond what fitted raise no event. */
+            if (c->ioc && c->read_on && !c->dead && c->io->pending(c->ioc)) event_active(&c->rev, EV_READ, 1);
         } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             conn_eof(c);
         }
@@ -1044,6 +1167,16 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
 static void on_write(evutil_socket_t fd, short what, void *arg) {
     conn_t *c = arg;
     c->busy++;
+    if (c->hs) {
+        io_handshake(c);
+        conn_release(c);
+        return;
+    }
+    if (c->rd_wants_w) {
+        /* The read that waited for this runs again from the loop. */
+        c->rd_wants_w = 0;
+        if (c->read_on) event_active(&c->rev, EV_READ, 1);
+    }
     ssize_t w = out_flush(c);
     if (w < 0) {
         conn_fail(c);
@@ -1095,12 +1228,19 @@ static void on_kick(evutil_socket_t fd, short what, void *arg) {
     conn_release(c);
 }
 
-static void conn_new(tg_http_server_t *s, int fd, const struct sockaddr_storage *sa) {
+/* Adopts connected socket fd, over transport t (NULL: plain). */
+static void conn_start(tg_http_server_t *s, int fd, const struct sockaddr_storage *sa,
+                       const tg_http_transport_t *t) {
     conn_t *c = calloc(1, sizeof(*c));
-    if (c == NULL) {
+    void *ioc = c && t ? t->open(t->ud, fd) : NULL;
+    if (c == NULL || (t && ioc == NULL)) {
+        free(c);
         close(fd);
         return;
     }
+    c->io = t;
+    c->ioc = ioc;
+    c->hs = t != NULL;
     c->s = s;
     c->fd = fd;
     c->sa = *sa;
@@ -1120,8 +1260,15 @@ static void conn_new(tg_http_server_t *s, int fd, const struct sockaddr_storage 
     timer_update(c, 0);
 }
 
+/* A plain connection on a socket connected elsewhere: tests/fuzz/fuzz_http1.c
+ * includes this file and feeds a socketpair through it. */
+__attribute__((unused)) static void conn_new(tg_http_server_t *s, int fd, const struct sockaddr_storage *sa) {
+    conn_start(s, fd, sa, NULL);
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg) {
-    tg_http_server_t *s = arg;
+    lsn_t *l = arg;
+    tg_http_server_t *s = l->s;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage sa;
         socklen_t sl = sizeof(sa);
@@ -1131,7 +1278,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Level-triggered accept would spin; back off instead. */
                 tg_warn("http: accept: %s; pausing accepts for %d ms", strerror(errno), ACCEPT_RETRY_MS);
-                event_del(&s->accept_ev);
+                for (unsigned k = 0; k < s->nlsn; k++)
+                    event_del(&s->lsn[k]->ev);
                 struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
                 evtimer_add(&s->retry_ev, &tv);
             }
@@ -1139,13 +1287,14 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg) {
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        conn_new(s, fd, &sa);
+        conn_start(s, fd, &sa, l->t);
     }
 }
 
 static void on_accept_retry(evutil_socket_t fd, short what, void *arg) {
     tg_http_server_t *s = arg;
-    if (!s->stopping) event_add(&s->accept_ev, NULL);
+    for (unsigned k = 0; k < s->nlsn && !s->stopping; k++)
+        event_add(&s->lsn[k]->ev, NULL);
 }
 
 /* ---------- server ---------- */
@@ -1182,19 +1331,49 @@ tg_http_server_t *tg_http_server_new(struct event_base *base, int fd, const tg_h
     s->base = base;
     s->h = *h;
     s->ud = ud;
-    event_assign(&s->accept_ev, base, fd, EV_READ | EV_PERSIST, on_accept, s);
     evtimer_assign(&s->retry_ev, base, on_accept_retry, s);
-    if (event_add(&s->accept_ev, NULL) < 0) {
+    if (fd >= 0 && tg_http_server_add_listener(s, fd, NULL) < 0) {
+        free(s->lsn);
         free(s);
         return NULL;
     }
     return s;
 }
 
+int tg_http_server_add_listener(tg_http_server_t *s, int fd, const tg_http_transport_t *t) {
+    lsn_t *l = calloc(1, sizeof(*l));
+    lsn_t **v = l ? realloc(s->lsn, (s->nlsn + 1) * sizeof(*v)) : NULL;
+    if (v == NULL) {
+        free(l);
+        return -1;
+    }
+    s->lsn = v;
+    l->s = s;
+    l->t = t;
+    event_assign(&l->ev, s->base, fd, EV_READ | EV_PERSIST, on_accept, l);
+    if (event_add(&l->ev, NULL) < 0) {
+        free(l);
+        return -1;
+    }
+    s->lsn[s->nlsn++] = l;
+    return 0;
+}
+
+static void listeners_free(tg_http_server_t *s) {
+    for (unsigned k = 0; k < s->nlsn; k++) {
+        event_del(&s->lsn[k]->ev);
+        free(s->lsn[k]);
+    }
+    free(s->lsn);
+    s->lsn = NULL;
+    s->nlsn = 0;
+}
+
 void tg_http_server_stop_accepting(tg_http_server_t *s) {
     if (s->stopping) return;
     s->stopping = 1;
-    event_del(&s->accept_ev);
+    for (unsigned k = 0; k < s->nlsn; k++)
+        event_del(&s->lsn[k]->ev);
     event_del(&s->retry_ev);
     for (conn_t *c = s->conns, *next; c; c = next) {
         next = c->next;
@@ -1216,7 +1395,8 @@ unsigned tg_http_server_connections(const tg_http_server_t *s) {
 
 void tg_http_server_free(tg_http_server_t *s) {
     if (s == NULL) return;
-    event_del(&s->accept_ev);
+    for (unsigned k = 0; k < s->nlsn; k++)
+        event_del(&s->lsn[k]->ev);
     event_del(&s->retry_ev);
     while (s->conns) {
         conn_t *c = s->conns;
@@ -1224,6 +1404,7 @@ void tg_http_server_free(tg_http_server_t *s) {
         conn_fail(c);
         conn_release(c);
     }
+    listeners_free(s);
     free(s);
 }
 

@@ -71,9 +71,41 @@ typedef struct {
 void tg_http_limits_default(tg_http_limits_t *l);
 
 /* Listens on an already bound, listening, non-blocking socket `fd` (the
- * caller sets SO_REUSEPORT). `ud` is passed to every callback. */
+ * caller sets SO_REUSEPORT), or on none yet when fd is -1. `ud` is passed to
+ * every callback. */
 tg_http_server_t *tg_http_server_new(struct event_base *base, int fd, const tg_http_limits_t *lim,
                                      const tg_http_handler_t *h, void *ud);
+
+/* A byte stream under HTTP/1.1 other than the plain socket: TLS
+ * (gateway/tls.h). A connection accepted on a listener that has one calls
+ * open() once, handshake() until it returns 0, then read() and write() in
+ * place of recv() and sendmsg(); the server arms the socket's read or write
+ * event as a call asks. The codes below are the negative results. */
+enum { TG_HTTP_IO_WANT_READ = -1, TG_HTTP_IO_WANT_WRITE = -2, TG_HTTP_IO_ERROR = -3 };
+typedef struct {
+    /* State for the connection on socket fd, or NULL to refuse it (the
+     * server then closes fd). */
+    void *(*open)(void *ud, int fd);
+    /* 0 once the handshake is complete, else a TG_HTTP_IO_ code. */
+    int (*handshake)(void *io);
+    /* Bytes read (> 0), 0 when the peer closed, or a TG_HTTP_IO_ code. */
+    long (*read)(void *io, void *buf, size_t len);
+    /* Bytes written (> 0) or a TG_HTTP_IO_ code. After a WANT code the
+     * next call passes the same bytes first, possibly with more after them. */
+    long (*write)(void *io, const void *buf, size_t len);
+    /* Whether bytes already taken off the socket wait to be read: the
+     * socket's read event will not fire for them. */
+    int (*pending)(void *io);
+    /* Says goodbye when the peer may still hear it (how_clean != 0) and
+     * frees io; the server closes the socket itself. */
+    void (*close)(void *io, int how_clean);
+    void *ud;
+} tg_http_transport_t;
+
+/* Listens on one more socket `fd` (as for tg_http_server_new); connections
+ * accepted there run over `t` (NULL: the plain socket). `t` must outlive the
+ * server. Returns 0, or -1 when out of memory or the event cannot be added. */
+int tg_http_server_add_listener(tg_http_server_t *s, int fd, const tg_http_transport_t *t);
 /* The body of an answer the server gives by itself (400 on a malformed
  * request, 408 when the body is too slow, 413, 431), in the error shape of
  * the API at `path`: the request target's path as far as it was read (no
@@ -86,8 +118,9 @@ typedef size_t (*tg_http_error_body_fn)(const char *path, size_t path_len, int s
                                         const char *msg, char *buf, size_t cap);
 /* Sets the server's error-body writer (NULL: its own body, as by default). */
 void tg_http_server_set_error_body(tg_http_server_t *s, tg_http_error_body_fn fn);
-/* Stop accepting; connections with no request in flight close now, others
- * close after their response. on_finish still runs for every request. */
+/* Stop accepting (on every listener); connections with no request in
+ * flight close now, others close after their response. on_finish still runs
+ * for every request. */
 void tg_http_server_stop_accepting(tg_http_server_t *s);
 /* Number of connections still open (for graceful drain). */
 unsigned tg_http_server_connections(const tg_http_server_t *s);

@@ -3,7 +3,8 @@
  * reports (gateway/report.c, gateway/admin.c) read them; they are also the
  * interface operators and other tools see in Redis, so a name changes here
  * or nowhere. A prefix is followed by the part named in its comment;
- * TG_KEY_LEN gives a prefix's length for code that copies bytes. */
+ * TG_KEY_LEN gives a prefix's length for code that copies bytes. The
+ * response store (gateway/respstore.c) writes and reads TG_KEY_RESP. */
 #ifndef TG_KEYS_H
 #define TG_KEYS_H
 
@@ -20,6 +21,11 @@
 #define TG_KEY_TPM "tg:tpm:"
 /* "<gateway key>": sorted set of the key's admitted requests of the last 60 s. */
 #define TG_KEY_RPM "tg:rpm:"
+
+/* "<response id>" ("resp_..."): hash of a stored Responses API answer, fields "key" (the
+ * gateway key's name that made it), "response" (the Response, JSON) and "items" (the
+ * conversation up to and including it, JSON array of items); expires after store_ttl_s. */
+#define TG_KEY_RESP "tg:resp:"
 
 /* Length of a key prefix above, without its NUL. */
 #define TG_KEY_LEN(prefix) (sizeof(prefix) - 1)

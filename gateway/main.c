@@ -128,7 +128,8 @@ static int cmd_explain(int argc, char **argv) {
         } else {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            tg_route_ctx_t ctx = {scan.model_str, key, &scan, {NULL, NULL}, (int64_t)ts.tv_sec * 1000};
+            tg_route_ctx_t ctx = {scan.model_str, key, &scan, {NULL, NULL}, (int64_t)ts.tv_sec * 1000,
+                                  TG_KIND_CHAT};
             char *json = NULL;
             tg_route_explain(c, &ctx, NULL, pool, &json);
             if (json) {

@@ -11,6 +11,15 @@
  *             upstream broke (their shapes are in providers/client.c);
  *   finish    on_finish (normal end or client hang-up): cancel the upstream,
  *             record usage once, log one line, free everything in one place.
+ * An API that keeps conversations (tg_client_keeps_state: the Responses
+ * API) adds three steps around these: at the body phase its request is
+ * parsed whole, the response it continues (previous_response_id) is read
+ * from the response store (gateway/respstore.c), and the request is
+ * translated once to Chat Completions for the scan and routing (each
+ * attempt's dialect builds its own upstream body from the parsed request);
+ * a whole answer is stored before the client's answer ends, so a next turn
+ * on any instance finds it; and the stored objects below its path are
+ * served (GET, DELETE) without a provider.
  * A tg_request_t owns its pool; all its strings and arrays live there.
  */
 #include "gateway/request.h"
@@ -26,6 +35,7 @@
 #include <jansson.h>
 
 #include "gateway/admin.h"
+#include "gateway/endpoints.h"
 #include "core/config.h"
 #include "gateway/ledger.h"
 #include "core/log.h"
@@ -33,6 +43,7 @@
 #include "gateway/metrics.h"
 #include "core/pool.h"
 #include "gateway/quota.h"
+#include "gateway/respstore.h"
 #include "core/scan.h"
 #include "core/sse.h"
 #include "gateway/upstream.h"
@@ -40,6 +51,8 @@
 #include "policy/route.h"
 #include "providers/client.h"
 #include "providers/provider.h"
+#include "providers/responses.h"
+#include "providers/translate.h"
 
 #define MAX_ANSWER_BYTES (64u << 20) /* a non-stream answer larger than this is refused */
 #define MAX_ERROR_BYTES (64u << 10)  /* error bodies are kept only for their message */
@@ -96,6 +109,18 @@ typedef struct {
     tg_quota_check_t *quota; /* budget/rate check waiting for Redis; NULL when none */
     tg_admin_kind_t admin;   /* an admin endpoint: no provider call */
     tg_admin_t *admin_state; /* its pending Redis reads (in the pool) */
+    tg_kind_t kind;          /* chat, embeddings or count_tokens (never billed) */
+    /* An API that keeps conversations (tg_client_keeps_state). */
+    json_t *rs_req;           /* the client's request, parsed; NULL otherwise */
+    json_t *rs_prev;          /* items of the response previous_response_id names; NULL when none */
+    tg_respstore_op_t *rs_op; /* a response store command in flight */
+    char rs_method;           /* a stored object's endpoint: 'G' GET, 'D' DELETE; 0 none */
+    const char *rs_item;      /* its id */
+    /* The answer held while its store write is acknowledged. */
+    const char **held_h;
+    size_t held_n;
+    const char *held_out;
+    size_t held_len;
 } tg_request_t;
 
 static void attempt_next(tg_request_t *r);
@@ -209,9 +234,10 @@ static const char *usd_text(tg_pool_t *pool, int64_t micro) {
  * error or never connected billed nothing: nothing is estimated for it. */
 static void usage_finalise(tg_request_t *r) {
     tg_usage_t *u = &r->usage;
-    if (u->present || !r->billable) return;
+    if (u->present || !r->billable || r->kind == TG_KIND_COUNT_TOKENS) return;
     u->estimated = 1;
     u->input_tokens = (int64_t)(r->scan.text_bytes + 3) / 4 + 4 * (int64_t)r->scan.n_messages;
+    if (r->kind == TG_KIND_EMBEDDINGS) u->input_tokens = (int64_t)(r->body_len + 3) / 4; /* no messages */
     u->output_tokens = (int64_t)(r->call.content_bytes + 3) / 4;
 }
 
@@ -362,6 +388,7 @@ static void release_attempt(tg_request_t *r) {
  * attempt the provider billed (it reported usage) gets its own record, id "<id>.<attempt>",
  * which adds tokens and cost but no request. */
 static void record_usage(tg_request_t *r, const char *id, int status, int attempt_only, int64_t dur_us) {
+    if (r->kind == TG_KIND_COUNT_TOKENS) return; /* never billed, never counted against a quota */
     int64_t micro = cost_micro(r);
     tg_ledger_rec_t rec = {
         .request_id = id,
@@ -399,6 +426,45 @@ static void attempt_failed(tg_request_t *r, fail_kind_t kind, const char *why, c
     attempt_next(r);
 }
 
+/* --- the response store ------------------------------------------------- */
+
+static void answer_held(tg_request_t *r) {
+    if (r->held_out)
+        tg_http_respond(r->http, 200, r->held_h, r->held_n, r->held_out, r->held_len);
+    else
+        tg_http_stream_end(r->http);
+    /* on_finish may have run inside: r may be gone */
+}
+
+static void on_stored(void *ud, tg_respstore_result_t res) {
+    tg_request_t *r = ud;
+    r->rs_op = NULL;
+    answer_held(r);
+}
+
+/* Stores the finished Response (unless the client said store: false) and
+ * holds the end of the client's answer until Redis acknowledged it, so the
+ * client's next turn, on any instance, finds it. 1 when the write is in
+ * flight (on_stored ends the answer), 0 when the caller ends it now. A
+ * failed write is logged, never the client's problem. */
+static int store_answer(tg_request_t *r) {
+    if (r->rs_req == NULL || r->call.rs_response == NULL ||
+        json_is_false(json_object_get(r->rs_req, "store")) || r->w->ledger == NULL)
+        return 0;
+    json_t *resp = json_loadb(r->call.rs_response, r->call.rs_response_len, 0, NULL);
+    size_t ilen = 0;
+    char *items = resp ? tg_rs_stored(r->pool, r->rs_req, r->rs_prev, resp, &ilen) : NULL;
+    json_decref(resp);
+    const char *id = tg_pool_printf(r->pool, "resp_%s", r->id);
+    if (items)
+        r->rs_op = tg_respstore_put(r->w->ledger, id, r->key->name, r->call.rs_response,
+                                    r->call.rs_response_len, items, ilen, r->cfg->store_ttl_s, on_stored, r);
+    if (r->rs_op == NULL)
+        tg_warn("response store: %s not stored: %s", id,
+                items ? "Redis is not connected" : "unusable answer");
+    return r->rs_op != NULL;
+}
+
 static void finish_stream(tg_request_t *r, const char *error) {
     health_end(r, error ? TG_OUTCOME_FAIL : TG_OUTCOME_OK);
     usage_finalise(r);
@@ -410,9 +476,16 @@ static void finish_stream(tg_request_t *r, const char *error) {
         const char *c = tg_client_stream_done(r->client, r->pool, comment);
         tg_http_stream_write(r->http, c, strlen(c));
         r->status = 200;
+        if (store_answer(r)) return;
     } else {
-        const char *c = tg_client_stream_broken(r->client, r->pool, error);
-        if (c) tg_http_stream_write(r->http, c, strlen(c));
+        /* The dialect's translator ends it when it must (the answer so far,
+         * in sequence); else the client's generic error ending. */
+        tg_emitter_t em = {emit_event, r};
+        const tg_dialect_t *d = r->cur->provider->dialect;
+        if (d->stream_fail == NULL || d->stream_fail(&r->call, error, &r->usage, &em) != 0) {
+            const char *c = tg_client_stream_broken(r->client, r->pool, error);
+            if (c) tg_http_stream_write(r->http, c, strlen(c));
+        }
         r->status = 502; /* for the log and ledger: the client saw 200, then an error */
     }
     tg_http_stream_end(r->http); /* on_finish may run inside: r may be gone */
@@ -429,7 +502,7 @@ static void finish_answer(tg_request_t *r) {
     tg_metrics_attempt(r->cur->provider->name, "ok");
     health_end(r, TG_OUTCOME_OK);
     usage_finalise(r);
-    const char *h[12];
+    const char **h = tg_pool_alloc(r->pool, 12 * sizeof(*h));
     size_t n = 0;
     h[n++] = "Content-Type: application/json";
     n += tollgate_headers(r, h + n, 12 - n, usd_text(r->pool, cost_micro(r)));
@@ -437,7 +510,9 @@ static void finish_answer(tg_request_t *r) {
     r->status = 200;
     r->ttfb_us = now_us() - r->t0_us;
     tg_metrics_ttfb(r->ttfb_us);
-    tg_http_respond(r->http, 200, h, n, out, out_len); /* on_finish may run inside */
+    r->held_h = h, r->held_n = n, r->held_out = out, r->held_len = out_len;
+    if (store_answer(r)) return;
+    answer_held(r); /* on_finish may run inside */
 }
 
 static const char *result_text(tg_up_result_t res, const char **metric, fail_kind_t *kind) {
@@ -567,6 +642,21 @@ static void all_failed(tg_request_t *r) {
                  "all_providers_failed", msg, hdr, nh);
 }
 
+/* count_tokens for a provider whose API has no such endpoint: the gateway's
+ * own estimate, marked as one. Nothing was called, nothing is billed. */
+static void count_locally(tg_request_t *r) {
+    size_t len = 0;
+    const char *body = tg_endpoint_count_body(r->pool, &r->scan, &len);
+    const char *h[12];
+    size_t n = 0;
+    h[n++] = "Content-Type: application/json";
+    h[n++] = "x-tollgate-estimated: true";
+    n += tollgate_headers(r, h + n, 12 - n, "0.000000");
+    r->started = 1;
+    r->status = 200;
+    tg_http_respond(r->http, 200, h, n, body, len); /* on_finish may run inside */
+}
+
 static void attempt_next(tg_request_t *r) {
     unsigned max = r->cfg->limits.max_attempts ? r->cfg->limits.max_attempts : 3;
     while (r->next < r->route.n && r->attempts < max) {
@@ -584,6 +674,10 @@ static void attempt_next(tg_request_t *r) {
             continue;
         }
         r->attempts++;
+        if (r->kind == TG_KIND_COUNT_TOKENS && !tg_endpoint_counts_upstream(c->provider)) {
+            count_locally(r);
+            return;
+        }
         memset(&r->call, 0, sizeof(r->call));
         r->call.pool = r->pool;
         r->call.body = r->body;
@@ -594,7 +688,12 @@ static void attempt_next(tg_request_t *r) {
         r->call.client_wants_usage = r->scan.include_usage;
         r->call.provider = c->provider;
         r->call.model = c->model;
+        r->call.rs_req = r->rs_req;
+        r->call.rs_previous = r->rs_prev;
+        r->call.rs_id = r->id;
+        r->call.rs_created = r->ts_ms / 1000;
         r->call.price = tg_config_price(r->cfg, c->provider->name, c->model);
+        r->call.kind = r->kind;
         if (c->provider->simulated) {
             r->call.extra_headers = r->extra;
             r->call.n_extra = r->n_extra;
@@ -616,6 +715,8 @@ static void attempt_next(tg_request_t *r) {
         req.timeouts =
             (tg_upcall_timeouts_t){l->upstream_connect_ms, l->first_byte_ms, l->idle_ms, l->total_ms};
         req.streaming = r->scan.stream;
+        req.ca_file = c->provider->ca_file;
+        req.http2 = c->provider->http2;
         r->up = tg_upcall_start(r->w->up, &req, &up_cb, r, err, sizeof(err));
         if (r->up != NULL) {
             r->billable = 1;
@@ -674,7 +775,7 @@ static void collect_sim_headers(tg_request_t *r) {
     }
 }
 
-static void serve_models(tg_http_req_t *h, const tg_config_t *c);
+static void serve_models(tg_http_req_t *h, const tg_config_t *c, const tg_key_t *key);
 static void serve_metrics(tg_http_req_t *h, const tg_worker_t *w);
 static void serve_health(tg_http_req_t *h, int ready);
 
@@ -716,18 +817,33 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     }
     int chat = path_is(path, plen, "/v1/chat/completions");
     int messages = path_is(path, plen, "/v1/messages");
+    int responses = path_is(path, plen, "/v1/responses");
     int models = path_is(path, plen, "/v1/models");
+    int embeddings = path_is(path, plen, "/v1/embeddings");
+    int count = path_is(path, plen, "/v1/messages/count_tokens");
     tg_client_dialect_t client = tg_client_for_path(path, plen);
-    if (!chat && !messages && !models) {
-        char msg[200];
+    chat |= embeddings || count; /* POST, routed and relayed alike; r->kind tells them apart */
+    /* A stored object of the API that keeps them: /v1/responses/<id>, nothing deeper. */
+    const char *item = NULL;
+    size_t item_len = 0;
+    if (tg_client_keeps_state(client) && !responses) {
+        item = (const char *)memrchr(path, '/', plen) + 1;
+        item_len = (size_t)(path + plen - item);
+        if (item_len == 0 || item - 1 != path + strlen("/v1/responses")) item = NULL;
+    }
+    if (!chat && !messages && !responses && !models && !item) {
+        char msg[240];
         snprintf(msg, sizeof(msg),
-                 "unknown path '%.*s': the API is at /v1/chat/completions, /v1/messages and /v1/models",
+                 "unknown path '%.*s': the API is at /v1/chat/completions, /v1/messages, "
+                 "/v1/messages/count_tokens, /v1/responses, /v1/embeddings and /v1/models",
                  (int)(plen > 64 ? 64 : plen), path);
         send_error(h, client, 404, "invalid_request_error", "not_found", msg);
         return TG_HTTP_HANDLED;
     }
-    if (((chat || messages) && strcmp(m, "POST") != 0) || (models && !get)) {
-        const char *allow[] = {models ? "Allow: GET" : "Allow: POST"};
+    int del = strcmp(m, "DELETE") == 0;
+    if (((chat || messages || responses) && strcmp(m, "POST") != 0) || (models && !get) ||
+        (item && !get && !del)) {
+        const char *allow[] = {models ? "Allow: GET" : item ? "Allow: GET, DELETE" : "Allow: POST"};
         send_error_h(h, client, 405, "invalid_request_error", "method_not_allowed",
                      "method not allowed on this path", allow, 1);
         return TG_HTTP_HANDLED;
@@ -746,7 +862,7 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         return TG_HTTP_HANDLED;
     }
     if (models) {
-        serve_models(h, cfg);
+        serve_models(h, cfg, key);
         tg_config_unref(cfg);
         return TG_HTTP_HANDLED;
     }
@@ -766,7 +882,12 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     r->ttfb_us = -1;
     r->all_connect = 1;
     r->client = client;
+    r->kind = embeddings ? TG_KIND_EMBEDDINGS : count ? TG_KIND_COUNT_TOKENS : TG_KIND_CHAT;
     snprintf(r->id, sizeof(r->id), "%016" PRIx64, next_rand(&w->rng));
+    if (item) {
+        r->rs_method = del ? 'D' : 'G';
+        r->rs_item = tg_pool_strndup(pool, item, item_len);
+    }
     tg_http_set_data(h, r);
     return TG_HTTP_CONTINUE;
 }
@@ -793,28 +914,16 @@ static void on_quota(const tg_quota_result_t *q, void *ud) {
     quota_decided(r, q);
 }
 
-static void on_request(tg_http_req_t *h, void *ud) {
-    tg_request_t *r = tg_http_data(h);
-    if (r == NULL) return;
-    if (r->admin) {
-        /* An answer given at once ran on_finish inside: r is gone unless a is pending. */
-        tg_admin_t *a = tg_admin_serve(r->admin, h, r->cfg, r->w->ledger, r->pool, r->ts_ms);
-        if (a != NULL) r->admin_state = a;
-        return;
-    }
-    char err[256];
-    r->body = tg_http_body(h, &r->body_len);
-    if (tg_scan_request(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
-        r->status = 400;
-        send_error(h, r->client, 400, "invalid_request_error", "invalid_body", err);
-        return;
-    }
+/* The request's body was scanned (r->scan): route it, then check quotas. */
+static void body_scanned(tg_request_t *r) {
+    tg_http_req_t *h = r->http;
     if (!r->scan.has_model) {
         r->status = 400;
         send_error(h, r->client, 400, "invalid_request_error", "missing_model", "'model' is required");
         return;
     }
-    tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, {request_header, r}, r->ts_ms};
+    if (r->kind != TG_KIND_CHAT) r->scan.stream = 0; /* embeddings and counts answer in one piece */
+    tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, {request_header, r}, r->ts_ms, r->kind};
     tg_route_opts_t ro = {r->w->health, now_us() / 1000};
     if (tg_route_pick_opts(r->cfg, &ctx, &ro, r->pool, &r->route) != 0) {
         int st = r->route.status ? r->route.status : 404;
@@ -825,15 +934,180 @@ static void on_request(tg_http_req_t *h, void *ud) {
                                : "invalid_request_error",
                    st == 403   ? "route_forbidden"
                    : st == 503 ? "no_usable_provider"
+                   : st == 400 ? "model_kind_mismatch"
                                : "model_not_found",
                    r->route.err);
         return;
     }
     collect_sim_headers(r);
+    if (r->kind == TG_KIND_COUNT_TOKENS) { /* free: no budget or rate check */
+        attempt_next(r);
+        return;
+    }
     tg_quota_result_t qr;
     if (tg_quota_check(r->w->ledger, r->w->base, r->pool, r->key, r->id, r->ts_ms, r->cfg->workers, on_quota,
                        r, &r->quota, &qr) == 0)
         quota_decided(r, &qr);
+}
+
+/* --- phases of an API that keeps conversations (the Responses API) ------ */
+
+static void rs_error(tg_request_t *r, int status, const char *type, const char *code, const char *msg) {
+    r->status = status;
+    send_error(r->http, r->client, status, type, code, msg);
+}
+
+static void store_unavailable(tg_request_t *r) {
+    rs_error(r, 503, "upstream_error", "store_unavailable",
+             "the response store (Redis) is not reachable: stored responses cannot be read now; try again");
+}
+
+static void not_stored(tg_request_t *r, const char *id, int previous) {
+    rs_error(r, 404, "invalid_request_error", previous ? "previous_response_not_found" : "not_found",
+             tg_pool_printf(r->pool,
+                            "%s response '%.*s' not found: it was not stored (store: false), has expired, "
+                            "was deleted, or belongs to another key",
+                            previous ? "previous" : "stored", 128, id));
+}
+
+/* The request translated once to Chat Completions, scanned for routing.
+ * Built-in tools pass here: a provider that runs them natively may be
+ * chosen, and the others' dialects refuse them per attempt. */
+static void rs_translate(tg_request_t *r) {
+    char err[256];
+    tg_rs_req_opts_t o = {.native_tools = 1, .previous = r->rs_prev};
+    json_t *chat = tg_rs_req_to_chat(r->rs_req, &o, err, sizeof(err));
+    if (chat == NULL) {
+        rs_error(r, 400, "invalid_request_error", "invalid_body", err);
+        return;
+    }
+    r->body = tg_tr_dump(r->pool, chat, &r->body_len);
+    if (r->body == NULL || tg_scan_request(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
+        rs_error(r, 400, "invalid_request_error", "invalid_body",
+                 r->body ? tg_pool_printf(r->pool, "the request has nothing to answer (%s)", err)
+                         : "out of memory");
+        return;
+    }
+    body_scanned(r);
+}
+
+static void on_previous(void *ud, tg_respstore_result_t res, const char *response, size_t rlen,
+                        const char *items, size_t ilen) {
+    tg_request_t *r = ud;
+    r->rs_op = NULL;
+    if (res == TG_RESPSTORE_DOWN) {
+        store_unavailable(r);
+        return;
+    }
+    if (res == TG_RESPSTORE_FOUND) r->rs_prev = json_loadb(items, ilen, 0, NULL);
+    if (!json_is_array(r->rs_prev)) {
+        not_stored(r, json_string_value(json_object_get(r->rs_req, "previous_response_id")), 1);
+        return;
+    }
+    rs_translate(r);
+}
+
+static void rs_body(tg_request_t *r) {
+    json_error_t je;
+    r->rs_req = json_loadb(r->body, r->body_len, 0, &je);
+    if (!json_is_object(r->rs_req)) {
+        rs_error(r, 400, "invalid_request_error", "invalid_body",
+                 r->rs_req ? "request body must be a JSON object"
+                           : tg_pool_printf(r->pool, "request body is not JSON: %s", je.text));
+        return;
+    }
+    const char *model = json_string_value(json_object_get(r->rs_req, "model"));
+    if (model == NULL || *model == '\0') {
+        rs_error(r, 400, "invalid_request_error", "missing_model", "'model' is required");
+        return;
+    }
+    const json_t *prev = json_object_get(r->rs_req, "previous_response_id");
+    if (prev == NULL || json_is_null(prev)) {
+        rs_translate(r);
+        return;
+    }
+    const char *id = json_string_value(prev);
+    if (id == NULL) {
+        rs_error(r, 400, "invalid_request_error", "invalid_body", "'previous_response_id' must be a string");
+        return;
+    }
+    if (!tg_respstore_id_ok(id, strlen(id))) {
+        not_stored(r, id, 1);
+        return;
+    }
+    r->rs_op = tg_respstore_get(r->w->ledger, id, r->key->name, on_previous, r);
+    if (r->rs_op == NULL) store_unavailable(r);
+}
+
+static void on_stored_get(void *ud, tg_respstore_result_t res, const char *response, size_t rlen,
+                          const char *items, size_t ilen) {
+    tg_request_t *r = ud;
+    r->rs_op = NULL;
+    if (res == TG_RESPSTORE_DOWN) {
+        store_unavailable(r);
+    } else if (res == TG_RESPSTORE_MISSING) {
+        not_stored(r, r->rs_item, 0);
+    } else {
+        r->status = 200;
+        respond_json(r->http, 200, NULL, 0, response, rlen);
+    }
+}
+
+static void on_stored_delete(void *ud, tg_respstore_result_t res) {
+    tg_request_t *r = ud;
+    r->rs_op = NULL;
+    if (res == TG_RESPSTORE_DOWN) {
+        store_unavailable(r);
+    } else if (res == TG_RESPSTORE_MISSING) {
+        not_stored(r, r->rs_item, 0);
+    } else {
+        json_t *o = json_pack("{s:s,s:s,s:b}", "id", r->rs_item, "object", "response", "deleted", 1);
+        size_t len = 0;
+        const char *s = tg_tr_dump(r->pool, o, &len);
+        r->status = 200;
+        respond_json(r->http, 200, NULL, 0, s ? s : "{}", s ? len : 2);
+    }
+}
+
+/* GET or DELETE of a stored response: only the key that made it sees it. */
+static void serve_stored(tg_request_t *r) {
+    if (!tg_respstore_id_ok(r->rs_item, strlen(r->rs_item))) {
+        not_stored(r, r->rs_item, 0);
+        return;
+    }
+    r->rs_op = r->rs_method == 'D'
+                   ? tg_respstore_delete(r->w->ledger, r->rs_item, r->key->name, on_stored_delete, r)
+                   : tg_respstore_get(r->w->ledger, r->rs_item, r->key->name, on_stored_get, r);
+    if (r->rs_op == NULL) store_unavailable(r);
+}
+
+static void on_request(tg_http_req_t *h, void *ud) {
+    tg_request_t *r = tg_http_data(h);
+    if (r == NULL) return;
+    if (r->admin) {
+        /* An answer given at once ran on_finish inside: r is gone unless a is pending. */
+        tg_admin_t *a = tg_admin_serve(r->admin, h, r->cfg, r->w->ledger, r->pool, r->ts_ms);
+        if (a != NULL) r->admin_state = a;
+        return;
+    }
+    if (r->rs_method) {
+        serve_stored(r);
+        return;
+    }
+    char err[256];
+    r->body = tg_http_body(h, &r->body_len);
+    if (tg_client_keeps_state(r->client)) {
+        rs_body(r);
+        return;
+    }
+    int (*scan)(const char *, size_t, tg_pool_t *, tg_scan_req_t *, char *, size_t) =
+        r->kind == TG_KIND_EMBEDDINGS ? tg_scan_request_bare : tg_scan_request;
+    if (scan(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
+        r->status = 400;
+        send_error(h, r->client, 400, "invalid_request_error", "invalid_body", err);
+        return;
+    }
+    body_scanned(r);
 }
 
 static void on_drain(tg_http_req_t *h, void *ud) {
@@ -869,6 +1143,10 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     r->http = NULL;
     tg_quota_cancel(r->quota); /* a client that left during the check */
     r->quota = NULL;
+    tg_respstore_cancel(r->rs_op); /* a client that left during a store read or write */
+    r->rs_op = NULL;
+    json_decref(r->rs_req);
+    json_decref(r->rs_prev);
     if (r->admin) {
         tg_admin_cancel(r->admin_state);
         tg_config_unref(r->cfg);
@@ -922,28 +1200,15 @@ static void serve_metrics(tg_http_req_t *h, const tg_worker_t *w) {
     free(text);
 }
 
-static void serve_models(tg_http_req_t *h, const tg_config_t *c) {
-    json_t *data = json_array();
-    for (size_t i = 0; i < c->n_routes; i++)
-        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", c->routes[i].name, "object", "model",
-                                              "created", 0, "owned_by", "tollgate-route"));
-    for (size_t i = 0; i < c->n_aliases; i++)
-        json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", c->aliases[i].name, "object",
-                                              "model", "created", 0, "owned_by", "tollgate-alias"));
-    for (size_t i = 0; i < c->n_providers; i++) {
-        const tg_provider_t *p = &c->providers[i];
-        for (size_t j = 0; j < p->n_models; j++) {
-            char id[256];
-            snprintf(id, sizeof(id), "%s/%s", p->name, p->models[j]);
-            json_array_append_new(data, json_pack("{s:s,s:s,s:i,s:s}", "id", id, "object", "model", "created",
-                                                  0, "owned_by", p->name));
-        }
+static void serve_models(tg_http_req_t *h, const tg_config_t *c, const tg_key_t *key) {
+    size_t len = 0;
+    char *s = tg_endpoint_models(c, key, wall_ms(), &len);
+    if (s == NULL) {
+        send_error(h, TG_CLIENT_OPENAI, 500, "server_error", "out_of_memory", "out of memory");
+        return;
     }
-    json_t *o = json_pack("{s:s,s:o}", "object", "list", "data", data);
-    char *s = json_dumps(o, JSON_COMPACT);
-    respond_json(h, 200, NULL, 0, s, strlen(s));
+    respond_json(h, 200, NULL, 0, s, len);
     free(s);
-    json_decref(o);
 }
 
 const tg_http_handler_t tg_request_handler = {on_headers, on_request, on_drain, on_finish};

@@ -20,9 +20,10 @@ typedef struct tg_worker_s {
     struct tg_http_server_s *http;
     struct tg_upstream_s *up;
     struct tg_ledger_s *ledger;
-    struct tg_health_s *health; /* provider latency and circuit state, this worker's view */
-    uint64_t rng;               /* request ids */
-    int draining;               /* stop was asked: answer with Connection: close */
+    struct tg_health_s
+        *health;  /* provider latency and circuit state: a handle on the table all workers share */
+    uint64_t rng; /* request ids */
+    int draining; /* stop was asked: answer with Connection: close */
     /* The server's own Prometheus lines for /metrics (circuit state, calls
      * in flight, ledger backlog), malloc'd for the caller to free; NULL
      * when there are none. */

@@ -1,13 +1,18 @@
-/* server.c — start-up, workers, signals and reload. Each worker thread owns
- * an event_base with its SO_REUSEPORT listener, HTTP server, libcurl multi
+/* server.c — start-up, listeners, workers, signals and reload. Each worker
+ * thread owns an event_base with its SO_REUSEPORT socket for every `listen:`
+ * entry (all served by one HTTP server), libcurl multi
  * handle and Redis ledger connection; nothing is shared between workers but
- * the config snapshot (reference-counted) and metrics (atomics). The main
+ * the config snapshot (reference-counted), metrics (atomics) and the
+ * providers' health table (atomics, policy/health.h: one per process, so a
+ * circuit, retry-after or latency one worker learns holds for all). The main
  * thread polls a signalfd and an inotify descriptor: SIGHUP, or a change to
  * the config file or any file it includes (100 ms after the last event, and
  * only when their bytes changed), reloads the config — validated first; an
  * invalid one is logged with FILE:LINE:COL and the old one stays. Each
  * snapshot is bound to its dialect vtables (tg_dialect_bind) before it is
- * installed: the config loader knows dialects by name only. Workers
+ * installed: the config loader knows dialects by name only. A TLS
+ * listener's context (gateway/tls.c) is shared by the workers and rebuilt
+ * from its certificate files on every reload. Workers
  * never wait on a reload: they take the new snapshot with their next request.
  * SIGTERM/SIGINT stop accepting, let requests in flight finish within the
  * grace period, flush the ledger, and exit 0.
@@ -42,6 +47,7 @@
 #include "core/log.h"
 #include "core/pool.h"
 #include "gateway/request.h"
+#include "gateway/tls.h"
 #include "sim/simulate.h"
 #include "gateway/upstream.h"
 #include "policy/health.h"
@@ -54,7 +60,7 @@
 typedef struct {
     tg_worker_t w;
     pthread_t thread;
-    int fd;
+    int *fds; /* one per bound listener (g_bound), -1 once closed */
     struct event *flush_ev, *stop_ev, *drain_ev, *params_ev;
     int64_t drain_deadline_ms;
 } slot_t;
@@ -62,6 +68,19 @@ typedef struct {
 /* The running workers, for /metrics (set once before threads start). */
 static slot_t *g_slots;
 static int g_nslots;
+/* The providers' health, one table for every worker (allocated before
+ * the workers, freed after them). */
+static tg_health_table_t *g_health;
+
+/* The listeners bound at start-up, which a reload cannot change; a TLS one
+ * has the context its workers' connections are made from. */
+typedef struct {
+    char *host;
+    int port;
+    tg_tls_t *tls; /* NULL: plain */
+} bound_t;
+static bound_t *g_bound;
+static size_t g_nbound;
 
 /* The workers' circuit state, calls in flight and ledger backlog, for
  * /metrics (tg_worker_t.server_metrics). */
@@ -114,12 +133,13 @@ static void on_stop(evutil_socket_t fd, short ev, void *arg) {
     slot_t *s = arg;
     s->w.draining = 1;
     tg_http_server_stop_accepting(s->w.http);
-    /* Closing the listener makes new clients see a refusal (and go to
+    /* Closing the listeners makes new clients see a refusal (and go to
      * another instance) rather than wait in a backlog nobody reads. */
-    if (s->fd >= 0) {
-        close(s->fd);
-        s->fd = -1;
-    }
+    for (size_t i = 0; i < g_nbound; i++)
+        if (s->fds[i] >= 0) {
+            close(s->fds[i]);
+            s->fds[i] = -1;
+        }
     s->drain_deadline_ms = tg_clock_mono_ms() + GRACE_MS;
     struct timeval tv = {0, 50000};
     event_add(s->drain_ev, &tv);
@@ -132,8 +152,8 @@ static void apply_health_params(tg_health_t *h, const tg_config_t *c) {
     tg_health_set_params(h, &p);
 }
 
-/* On the worker's thread after a reload: the health table is the worker's
- * alone, so only it may change the table's parameters. */
+/* On the worker's thread after a reload. The table is shared and its
+ * parameters are atomics: every worker storing the same values is harmless. */
 static void on_params(evutil_socket_t fd, short ev, void *arg) {
     slot_t *s = arg;
     tg_config_t *c = tg_config_current();
@@ -151,12 +171,15 @@ static void *worker_main(void *arg) {
 static void apply_overrides(tg_config_t *c, const tg_server_opts_t *o) {
     if (o->redis) c->redis_url = *o->redis ? (char *)o->redis : NULL;
     if (o->workers > 0) c->workers = o->workers;
-    if (o->listen) {
-        const char *colon = strrchr(o->listen, ':');
-        if (colon) {
-            c->listen_host = tg_pool_strndup(c->arena, o->listen, (size_t)(colon - o->listen));
-            c->listen_port = atoi(colon + 1);
-        }
+    /* --listen replaces every `listen:` entry with one plain address. */
+    const char *colon = o->listen ? strrchr(o->listen, ':') : NULL;
+    tg_listen_t *l = colon ? tg_pool_calloc(c->arena, sizeof(*l)) : NULL;
+    if (l) {
+        c->listen_host = tg_pool_strndup(c->arena, o->listen, (size_t)(colon - o->listen));
+        c->listen_port = atoi(colon + 1);
+        *l = (tg_listen_t){.host = c->listen_host, .port = c->listen_port};
+        c->listens = l;
+        c->n_listens = 1;
     }
 }
 
@@ -221,7 +244,7 @@ static int worker_init(slot_t *s, int i, tg_config_t *c) {
         return -1;
     }
     s->w.up = tg_upstream_new(s->w.base);
-    s->w.health = tg_health_new();
+    s->w.health = tg_health_new_shared(g_health);
     tg_http_limits_t lim;
     tg_http_limits_default(&lim);
     lim.max_body_bytes = c->limits.max_body_bytes;
@@ -229,8 +252,12 @@ static int worker_init(slot_t *s, int i, tg_config_t *c) {
     if (c->limits.header_timeout_ms) lim.header_timeout_ms = c->limits.header_timeout_ms;
     if (c->limits.body_timeout_ms) lim.body_timeout_ms = c->limits.body_timeout_ms;
     if (c->limits.keepalive_timeout_ms) lim.keepalive_timeout_ms = c->limits.keepalive_timeout_ms;
-    s->w.http = tg_http_server_new(s->w.base, s->fd, &lim, &tg_request_handler, &s->w);
+    s->w.http = tg_http_server_new(s->w.base, -1, &lim, &tg_request_handler, &s->w);
     if (s->w.up == NULL || s->w.http == NULL || s->w.health == NULL) return -1;
+    for (size_t j = 0; j < g_nbound; j++) {
+        const tg_http_transport_t *t = g_bound[j].tls ? tg_tls_transport(g_bound[j].tls) : NULL;
+        if (tg_http_server_add_listener(s->w.http, s->fds[j], t) < 0) return -1;
+    }
     tg_http_server_set_error_body(s->w.http, tg_request_error_body);
     apply_health_params(s->w.health, c);
     s->params_ev = event_new(s->w.base, -1, 0, on_params, s);
@@ -264,6 +291,34 @@ static void worker_free(slot_t *s) {
     tg_log_flush();
 }
 
+static const tg_listen_t *listen_find(const tg_config_t *c, const bound_t *b) {
+    for (size_t i = 0; i < c->n_listens; i++)
+        if (c->listens[i].port == b->port && !strcmp(c->listens[i].host, b->host)) return &c->listens[i];
+    return NULL;
+}
+
+/* Re-reads the certificate and key of every TLS listener that the new
+ * config `c` still names: new handshakes get them, open connections keep
+ * theirs. Returns how many entries differ from the bound listeners (added,
+ * dropped, or TLS turned on or off), which only a restart applies. */
+static size_t listens_reload(const tg_config_t *c) {
+    size_t same = 0, differ = 0;
+    for (size_t i = 0; i < g_nbound; i++) {
+        const tg_listen_t *l = listen_find(c, &g_bound[i]);
+        if (l == NULL || (l->tls_cert != NULL) != (g_bound[i].tls != NULL)) {
+            differ++;
+            continue;
+        }
+        same++;
+        char err[512];
+        if (l->tls_cert && tg_tls_reload(g_bound[i].tls, l->tls_cert, l->tls_key, err, sizeof(err)) != 0)
+            tg_error("TLS on %s:%d keeps its previous certificate: %s", l->host, l->port, err);
+        else if (l->tls_cert)
+            tg_info("TLS on %s:%d: certificate %s reloaded", l->host, l->port, l->tls_cert);
+    }
+    return differ + (c->n_listens - same);
+}
+
 static void reload(const tg_server_opts_t *o, slot_t *slots, int n, const char *why) {
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
@@ -272,8 +327,7 @@ static void reload(const tg_server_opts_t *o, slot_t *slots, int n, const char *
     if (c == NULL) {
         tg_error("reload of %s (%s) failed: the running configuration stays", o->config_path, why);
     } else {
-        if (c->listen_port != old->listen_port || strcmp(c->listen_host, old->listen_host) != 0 ||
-            c->workers != old->workers)
+        if (listens_reload(c) != 0 || c->workers != old->workers)
             tg_warn("listen and workers changes take effect at the next restart");
         tg_config_install(c);
         for (int i = 0; i < n; i++)
@@ -348,6 +402,54 @@ static int watch_read(watch_t *wt) {
         }
     }
     return hit;
+}
+
+/* --- listeners ----------------------------------------------------------------- */
+
+/* Records the config's listeners and builds a TLS context for each TLS one. */
+static int bind_prepare(const tg_config_t *c) {
+    g_bound = calloc(c->n_listens, sizeof(*g_bound));
+    if (g_bound == NULL) return -1;
+    for (size_t i = 0; i < c->n_listens; i++) {
+        const tg_listen_t *l = &c->listens[i];
+        bound_t *b = &g_bound[g_nbound++];
+        char err[512];
+        b->host = strdup(l->host);
+        b->port = l->port;
+        if (b->host == NULL) return -1;
+        if (l->tls_cert && (b->tls = tg_tls_new(l->tls_cert, l->tls_key, err, sizeof(err))) == NULL) {
+            tg_error("cannot serve TLS on %s:%d: %s", l->host, l->port, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void bound_free(void) {
+    for (size_t i = 0; i < g_nbound; i++) {
+        free(g_bound[i].host);
+        tg_tls_free(g_bound[i].tls);
+    }
+    free(g_bound);
+    g_bound = NULL;
+    g_nbound = 0;
+}
+
+/* A worker's own socket on every listener (SO_REUSEPORT: the kernel
+ * spreads connections across workers). */
+static int listeners_open(slot_t *s) {
+    s->fds = malloc((g_nbound ? g_nbound : 1) * sizeof(*s->fds));
+    if (s->fds == NULL) return -1;
+    for (size_t j = 0; j < g_nbound; j++)
+        s->fds[j] = -1;
+    for (size_t j = 0; j < g_nbound; j++) {
+        s->fds[j] = tg_http_listen(g_bound[j].host, g_bound[j].port, 1024);
+        if (s->fds[j] < 0) {
+            tg_error("cannot listen on %s:%d: %s", g_bound[j].host, g_bound[j].port, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* The main thread's loop: signals and file changes until a stop signal. */
@@ -448,11 +550,10 @@ int tg_server_run(const tg_server_opts_t *o) {
 
     int n = c->workers > 0 ? c->workers : 1;
     slot_t *slots = calloc((size_t)n, sizeof(*slots));
-    int rc = 0;
-    for (int i = 0; i < n; i++) {
-        slots[i].fd = tg_http_listen(c->listen_host, c->listen_port, 1024);
-        if (slots[i].fd < 0) {
-            tg_error("cannot listen on %s:%d: %s", c->listen_host, c->listen_port, strerror(errno));
+    g_health = tg_health_table_new(); /* NULL: worker_init fails, and says so */
+    int rc = bind_prepare(c) == 0 && slots ? 0 : 1;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (listeners_open(&slots[i]) != 0) {
             rc = 1;
             break;
         }
@@ -469,20 +570,29 @@ int tg_server_run(const tg_server_opts_t *o) {
     if (rc == 0) {
         for (; started < n; started++)
             if (pthread_create(&slots[started].thread, NULL, worker_main, &slots[started]) != 0) break;
-        tg_info("tollgate listening on %s:%d with %d worker%s", c->listen_host, c->listen_port, n,
-                n == 1 ? "" : "s");
+        char where[512];
+        size_t k = 0;
+        for (size_t j = 0; j < g_nbound && k < sizeof(where); j++)
+            k += (size_t)snprintf(where + k, sizeof(where) - k, "%s%s:%d%s", j ? ", " : "", g_bound[j].host,
+                                  g_bound[j].port, g_bound[j].tls ? " (TLS)" : "");
+        tg_info("tollgate listening on %s with %d worker%s", where, n, n == 1 ? "" : "s");
         main_loop(o, slots, started, &set);
         for (int i = 0; i < started; i++)
             event_active(slots[i].stop_ev, EV_TIMEOUT, 0);
         for (int i = 0; i < started; i++)
             pthread_join(slots[i].thread, NULL);
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && slots; i++) {
         worker_free(&slots[i]);
-        if (slots[i].fd > 0) close(slots[i].fd);
+        for (size_t j = 0; slots[i].fds && j < g_nbound; j++)
+            if (slots[i].fds[j] >= 0) close(slots[i].fds[j]);
+        free(slots[i].fds);
     }
     g_nslots = 0;
     free(slots);
+    tg_health_table_free(g_health);
+    g_health = NULL;
+    bound_free();
     if (sim > 0) tg_simulate_stop_thread();
     tg_config_install(NULL);
     curl_global_cleanup();

@@ -24,7 +24,7 @@
 /* Idle calls kept for reuse beyond this are freed: each holds an easy handle
  * with its receive buffer, so a burst must not pin memory forever. */
 #define TG_UP_FREE_MAX 256
-/* Plain-HTTP origins whose idle connections are counted (see fresh_connect). */
+/* HTTP/1.1 origins whose idle connections are counted (see fresh_connect). */
 #define TG_UP_ORIGINS 32
 /* Idle upstream connections a worker keeps for reuse (all providers). */
 #define TG_UP_IDLE_CONNS 512
@@ -54,10 +54,11 @@ struct tg_upcall_s {
      * consumed (see write_cb). */
     size_t skip;
     unsigned sent : 1, got_byte : 1, headers_done : 1, paused : 1, cancelled : 1, aborted : 1, finishing : 1,
-        want_resume : 1, queued : 1;
-    int origin;    /* index in up->origins, or -1 (https, or not tracked) */
+        want_resume : 1, queued : 1, resent : 1;
+    int origin;    /* index in up->origins, or -1 (HTTP/2, or not tracked) */
     int took_idle; /* this start counted on one of the origin's idle connections */
     int small_buf; /* 4 KB receive buffer (event streams), else 16 KB; fixed for the handle's life */
+    char *ca_file; /* CAINFO set on the handle (a copy), NULL = the system's store */
     tg_upcall_t *prev, *next; /* active list, or free list (next only) */
     tg_upcall_t *qnext;       /* deferred-work queue */
     char errbuf[CURL_ERROR_SIZE];
@@ -80,7 +81,11 @@ struct tg_upstream_s {
      * curl callbacks (and so user callbacks) may run. */
     int in_curl;
     int no_proxy_env; /* no *_proxy variable was set at start-up */
-    /* Per plain-HTTP origin ("host:port"): how many of its connections may be
+    /* libcurl's built-in trust store, restored on a handle that served a
+     * provider with its own ca_file (either may be NULL). */
+    char *def_cainfo, *def_capath;
+    unsigned long resends; /* calls sent again on a new connection (see resend) */
+    /* Per HTTP/1.1 origin ("scheme://host:port"): how many of its connections may be
      * idle in curl's cache — an upper bound (every completed transfer adds
      * one, every start that may reuse takes one; curl closing one leaves it
      * high, which only costs a search). See tg_upcall_start. */
@@ -191,6 +196,7 @@ static void unlink_active(tg_upcall_t *u) {
 
 static void call_destroy(tg_upcall_t *u) {
     curl_easy_cleanup(u->easy);
+    free(u->ca_file);
     event_free(u->phase_timer);
     event_free(u->total_timer);
     free(u->hdr);
@@ -320,6 +326,54 @@ static tg_up_result_t classify(tg_upcall_t *u, CURLcode rc) {
     }
 }
 
+/* Whether a failed call may be sent again, once, on a new connection,
+ * without the caller knowing: nothing of an answer arrived, and the
+ * connection was one reused from the cache, where a failure before any byte
+ * is the connection's fate, not the call's — the provider closed it while
+ * idle, sent GOAWAY (HTTP/2: streams past its last one were never
+ * processed), or refused the stream. libcurl retries such calls itself, but
+ * its budget (5) is counted per easy handle and reset only when exhausted
+ * (libcurl 7.88 and 8.14 alike), so a handle reused for thousands of calls
+ * fails one of them outright now and then: "Connection died, tried 5 times
+ * before giving up" on the first try. A call that failed on a connection it
+ * opened itself is not sent again: that is the provider's failure, for the
+ * caller to fail over. */
+static int may_resend(tg_upcall_t *u, CURLcode rc) {
+    if (u->resent || u->got_byte || u->aborted || u->cancelled) return 0;
+    switch (rc) {
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        break;
+    default:
+        return 0;
+    }
+    long opened = 0;
+    return curl_easy_getinfo(u->easy, CURLINFO_NUM_CONNECTS, &opened) == CURLE_OK && opened == 0;
+}
+
+/* Sends the call again on a connection of its own. Runs from the loop (never
+ * inside a curl callback): the handle leaves the multi and comes back. The
+ * total deadline keeps running; the connect and first-byte guard restarts. */
+static int resend(tg_upcall_t *u, CURLcode rc) {
+    tg_upstream_t *up = u->up;
+    char peer[300];
+    peer_name(u, peer, sizeof peer);
+    tg_info("upstream %s: call sent again on a new connection (the reused one failed before any answer: %s)",
+            peer, u->errbuf[0] ? u->errbuf : curl_easy_strerror(rc));
+    curl_multi_remove_handle(up->multi, u->easy);
+    u->resent = 1;
+    u->sent = 0;
+    u->errbuf[0] = '\0';
+    curl_easy_setopt(u->easy, CURLOPT_FRESH_CONNECT, 1L);
+    if (curl_multi_add_handle(up->multi, u->easy) != CURLM_OK) return -1;
+    up->resends++;
+    arm_ms(u->phase_timer, u->connect_ms + u->first_byte_ms);
+    return 0;
+}
+
 /* A transfer curl reports as finished. */
 static void complete(tg_upcall_t *u, CURLcode rc) {
     char peer[300], why[160], err[600];
@@ -331,6 +385,7 @@ static void complete(tg_upcall_t *u, CURLcode rc) {
         finish(u, TG_UP_EABORTED, "aborted by caller");
         return;
     }
+    if (may_resend(u, rc) && resend(u, rc) == 0) return;
     tg_up_result_t res = classify(u, rc);
     const char *reason = curl_reason(u, rc, why, sizeof why);
     peer_name(u, peer, sizeof peer);
@@ -576,10 +631,13 @@ fail:
     return -1;
 }
 
-/* The slot of a plain-HTTP URL's origin ("host:port" after "http://"),
- * made on first sight; -1 when the table is full or the URL odd. */
+/* The slot of a URL's origin ("scheme://host:port"), made on first sight;
+ * -1 when the table is full or the URL odd. */
 static int origin_of(tg_upstream_t *up, const char *url) {
-    const char *h = url + 7, *e = h + strcspn(h, "/?#");
+    const char *h = url, *e = strstr(url, "://");
+    if (!e) return -1;
+    e += 3;
+    e += strcspn(e, "/?#");
     size_t n = (size_t)(e - h);
     if (n == 0 || n >= sizeof up->origins[0].key) return -1;
     for (int i = 0; i < up->n_origins; i++)
@@ -596,10 +654,10 @@ static int origin_of(tg_upstream_t *up, const char *url) {
  * HTTP/1.1 origin that walk was most of a new stream's cost (time to first
  * token p50 0.55 -> 0.33 ms with 9,488 streams open). When none of the
  * origin's connections can be idle the walk is skipped (FRESH_CONNECT).
- * HTTPS is left alone: there curl's search also finds HTTP/2 connections to
+ * HTTP/2 is left alone: there curl's search finds the connection to
  * multiplex on. */
-static long fresh_connect(tg_upcall_t *u, const char *url, int https) {
-    u->origin = https ? -1 : origin_of(u->up, url);
+static long fresh_connect(tg_upcall_t *u, const char *url, int h2) {
+    u->origin = h2 ? -1 : origin_of(u->up, url);
     u->took_idle = 0;
     if (u->origin < 0) return 0;
     unsigned *idle = &u->up->origins[u->origin].idle;
@@ -609,8 +667,22 @@ static long fresh_connect(tg_upcall_t *u, const char *url, int https) {
     return 0;
 }
 
+/* A provider's ca_file replaces the system's CAs (file and directory) for its
+ * calls; curl only reuses a connection whose CA settings match, so a private
+ * CA never vouches for another provider's connection. Options are set only
+ * when they change: the handle keeps them across calls. */
+static void set_trust(tg_upcall_t *u, const char *ca_file) {
+    if (ca_file == u->ca_file || (ca_file && u->ca_file && strcmp(ca_file, u->ca_file) == 0)) return;
+    free(u->ca_file);
+    u->ca_file = ca_file ? strdup(ca_file) : NULL;
+    if (ca_file && !u->ca_file) ca_file = "/nonexistent"; /* out of memory: fail closed */
+    curl_easy_setopt(u->easy, CURLOPT_CAINFO, ca_file ? ca_file : u->up->def_cainfo);
+    curl_easy_setopt(u->easy, CURLOPT_CAPATH, ca_file ? NULL : u->up->def_capath);
+}
+
 static void setup_call(tg_upcall_t *u, const tg_upcall_req_t *req, int https) {
     CURL *e = u->easy;
+    int h2 = https && req->http2;
     const tg_upcall_timeouts_t *t = &req->timeouts;
     u->connect_ms = t->connect_ms ? t->connect_ms : 3000;
     u->first_byte_ms = t->first_byte_ms ? t->first_byte_ms : 60000;
@@ -621,12 +693,18 @@ static void setup_call(tg_upcall_t *u, const tg_upcall_req_t *req, int https) {
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, u->req_headers);
     curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 0L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)u->connect_ms);
-    /* HTTP/2 multiplexes many streams on one TLS connection to a provider;
-     * PIPEWAIT makes a second call wait for it instead of opening another. */
+    /* HTTP/1.1 on a pool of kept-alive connections unless the provider opts
+     * in to HTTP/2 (`http2: true`): libcurl 7.88's HTTP/2 fails a call whose
+     * answer is complete before the request body is sent ("Stream error in
+     * the HTTP/2 framing layer"), and here its HTTP/2 costs more CPU per call
+     * than HTTP/1.1 (docs/operations.md, "Upstream HTTP/2"). With HTTP/2,
+     * PIPEWAIT makes a second call wait for the first connection instead of
+     * opening another. */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-                     https ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, https ? 1L : 0L);
-    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh_connect(u, req->url, https));
+                     h2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2 ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh_connect(u, req->url, h2));
+    set_trust(u, req->ca_file);
     if (req->body) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
@@ -659,7 +737,7 @@ tg_upcall_t *tg_upcall_start(tg_upstream_t *up, const tg_upcall_req_t *req, cons
     u->status = 0;
     u->skip = 0;
     u->sent = u->got_byte = u->headers_done = u->paused = 0;
-    u->cancelled = u->aborted = u->finishing = u->want_resume = u->queued = 0;
+    u->cancelled = u->aborted = u->finishing = u->want_resume = u->queued = u->resent = 0;
     setup_call(u, req, https);
     CURLMcode mc = curl_multi_add_handle(up->multi, u->easy);
     if (mc != CURLM_OK) {
@@ -716,6 +794,10 @@ unsigned tg_upstream_active(const tg_upstream_t *up) {
     return up->nactive;
 }
 
+unsigned long tg_upstream_resends(const tg_upstream_t *up) {
+    return up->resends;
+}
+
 /* ---- the per-worker object ---- */
 
 tg_upstream_t *tg_upstream_new(struct event_base *base) {
@@ -735,6 +817,15 @@ tg_upstream_t *tg_upstream_new(struct event_base *base) {
     }
     static const char *const proxy_vars[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",
                                              "HTTPS_PROXY", "all_proxy",  "ALL_PROXY"};
+    CURL *probe = curl_easy_init();
+    char *ca = NULL, *capath = NULL;
+    if (probe) {
+        curl_easy_getinfo(probe, CURLINFO_CAINFO, &ca);
+        curl_easy_getinfo(probe, CURLINFO_CAPATH, &capath);
+        up->def_cainfo = ca ? strdup(ca) : NULL;
+        up->def_capath = capath ? strdup(capath) : NULL;
+        curl_easy_cleanup(probe);
+    }
     up->no_proxy_env = 1;
     for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
         if (getenv(proxy_vars[i])) up->no_proxy_env = 0;
@@ -776,5 +867,7 @@ void tg_upstream_free(tg_upstream_t *up) {
     }
     event_free(up->timer);
     event_free(up->defer);
+    free(up->def_cainfo);
+    free(up->def_capath);
     free(up);
 }

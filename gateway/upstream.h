@@ -64,5 +64,9 @@ void tg_upcall_resume(tg_upcall_t *u);
 const char *tg_upcall_header(const tg_upcall_t *u, const char *name);
 /* Calls in flight (for metrics and tests). */
 unsigned tg_upstream_active(const tg_upstream_t *up);
+/* Calls sent a second time, transparently, because their reused connection
+ * failed before any byte of an answer (a provider's idle close, an HTTP/2
+ * GOAWAY or refused stream): not failures, not failover attempts. */
+unsigned long tg_upstream_resends(const tg_upstream_t *up);
 
 #endif

@@ -15,7 +15,11 @@
  * tenants to eu/us expects that to hold even when such a tenant names
  * deepseek/... itself (403) or its prompt matches an earlier Chinese rule
  * (503 when nothing allowed is left, never a cn provider). A require on a
- * rule with other match keys binds only the requests that rule serves. */
+ * rule with other match keys binds only the requests that rule serves.
+ * Nothing is billed $0 by accident: a candidate with no price is never
+ * called (it is dropped, by name), and one whose price says it serves
+ * another kind of request (an embedding model for chat) neither. Aliases
+ * and match.model may be patterns ("claude-*"): see tg_config_model_match. */
 #include "policy/route.h"
 
 #include <inttypes.h>
@@ -55,7 +59,9 @@ typedef enum {
     D_PRICE,
     D_CONTEXT_UNKNOWN,
     D_CONTEXT,
-    D_CIRCUIT
+    D_CIRCUIT,
+    D_NO_PRICE,
+    D_KIND
 } drop_t;
 
 typedef struct {
@@ -117,7 +123,7 @@ static int key_matches(const tg_route_t *rt, const tg_key_t *k) {
  * when the rule matches. Keys that need the text are tested last. */
 static const char *mismatch(const tg_route_t *rt, env_t *e, const char *model) {
     const tg_scan_req_t *s = e->scan;
-    if (rt->m_model && strcmp(rt->m_model, model) != 0) return "model";
+    if (rt->m_model && !tg_config_model_match(rt->m_model, model)) return "model";
     if (rt->m_key && (e->ctx->key == NULL || strcmp(rt->m_key, e->ctx->key->name) != 0)) return "key";
     if (rt->m_key_tag && !has_tag(e->ctx->key, rt->m_key_tag)) return "key_tag";
     if (rt->m_has_tools >= 0 && rt->m_has_tools != (s->has_tools != 0)) return "has_tools";
@@ -272,6 +278,13 @@ static const char *drop_text(env_t *e, const cand_t *x) {
     case D_CONTEXT:
         return tg_pool_printf(p, "context %" PRId64 " is below min_context %" PRId64 ", %s",
                               x->price->context, rt->r_min_context, source_text(p, rt));
+    case D_NO_PRICE:
+        return tg_pool_printf(p, "no price for %s in the configuration: never called, never billed $0",
+                              x->cd.target);
+    case D_KIND:
+        return tg_pool_printf(p, "%s is %s, not %s", x->cd.target,
+                              x->price->embedding ? "an embedding model" : "a chat model",
+                              e->ctx->kind == TG_KIND_EMBEDDINGS ? "an embedding model" : "a chat model");
     case D_CIRCUIT:
         if (he && e->now_ms < he->blocked_until_ms)
             return tg_pool_printf(p, "provider asked to wait (retry-after) %" PRId64 " ms more",
@@ -364,7 +377,22 @@ static void list_constraints(env_t *e, const tg_route_t *selected) {
 }
 
 static int is_require_drop(drop_t d) {
-    return d != D_KEPT && d != D_CIRCUIT && d != D_PROVIDER;
+    return d != D_KEPT && d != D_CIRCUIT && d != D_PROVIDER && d != D_NO_PRICE && d != D_KIND;
+}
+
+/* Price and kind: a candidate that would be billed $0, or that cannot
+ * serve this kind of request, is never called. */
+static drop_t unservable(env_t *e, cand_t *x) {
+    if (price_of(e, x) == NULL) return D_NO_PRICE;
+    return tg_config_price_serves(x->price, e->ctx->kind) ? D_KEPT : D_KIND;
+}
+
+/* When every candidate was dropped for its kind, the request is the
+ * client's to fix (a chat model asked for embeddings): 400 naming it. */
+static int all_kind(const cand_t *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (v[i].drop != D_KIND) return 0;
+    return n > 0;
 }
 
 /* Filters and orders `list` (the candidates of rt, or the one direct
@@ -385,6 +413,9 @@ static int build(env_t *e, const tg_route_t *rt, const tg_candidate_t *list, siz
             x->drop = D_PROVIDER;
             continue;
         }
+        /* Price first: a model id no price covers (a pattern alias lets a
+         * client make up any) gets no health entry. */
+        if ((x->drop = unservable(e, x)) != D_KEPT) continue;
         x->he = tg_health_get(h, x->cd.provider->name, x->cd.model);
         check_require(rt, x, e);
         if (x->drop != D_KEPT) continue;
@@ -407,7 +438,12 @@ static int build(env_t *e, const tg_route_t *rt, const tg_candidate_t *list, siz
         fill_explain(e, st, v, n, items, kept);
     }
     if (kept == 0) {
-        if (rt == NULL && n == 1 && is_require_drop(v[0].drop)) {
+        if (all_kind(v, n)) {
+            out->status = 400;
+            snprintf(out->err, sizeof(out->err), "model '%s' cannot serve %s: %s", e->ctx->model,
+                     e->ctx->kind == TG_KIND_EMBEDDINGS ? "embeddings" : "this chat request",
+                     drop_text(e, &v[0]));
+        } else if (rt == NULL && n == 1 && is_require_drop(v[0].drop)) {
             fail(out, 403, "this key may not use %s: %s", v[0].cd.target, drop_text(e, &v[0]));
         } else {
             explain_drops(e, v, n, out,
@@ -427,13 +463,18 @@ static int build(env_t *e, const tg_route_t *rt, const tg_candidate_t *list, siz
     return 0;
 }
 
-static int provider_has_model(const tg_provider_t *p, const char *model) {
+/* A model the configuration knows: listed (priced or under `models:`), or
+ * covered by a pattern price (a new release nobody listed yet). */
+static int provider_has_model(const tg_config_t *c, const tg_provider_t *p, const char *model) {
     for (size_t i = 0; i < p->n_models; i++)
         if (strcmp(p->models[i], model) == 0) return 1;
-    return 0;
+    return tg_config_price(c, p->name, model) != NULL;
 }
 
-static int direct(env_t *e, const char *target, tg_route_result_t *out) {
+/* by_pattern: target came from a pattern alias ("claude-*"), so the model
+ * may be one nobody listed; it is tried, and refused by name (503) when no
+ * price covers it, rather than called unknown. */
+static int direct(env_t *e, const char *target, int by_pattern, tg_route_result_t *out) {
     const char *slash = strchr(target, '/');
     const tg_provider_t *p = tg_config_provider(e->c, target, (size_t)(slash - target));
     if (p == NULL) {
@@ -442,7 +483,7 @@ static int direct(env_t *e, const char *target, tg_route_result_t *out) {
                  target, target);
         return -1;
     }
-    if (!provider_has_model(p, slash + 1)) {
+    if (!by_pattern && !provider_has_model(e->c, p, slash + 1)) {
         out->status = 404;
         snprintf(out->err, sizeof(out->err),
                  "unknown model '%s': %s has no such model in the configuration (see GET /v1/models)", target,
@@ -491,7 +532,10 @@ int tg_route_pick_explain(const tg_config_t *c, const tg_route_ctx_t *ctx, const
                -1};
     const char *model = ctx->model ? ctx->model : "";
     const tg_alias_t *a = tg_config_alias(c, model);
-    if (a) model = a->target;
+    if (a && (model = tg_config_alias_target(a, model, pool)) == NULL) {
+        fail(out, 503, "out of memory%s%s", "", "");
+        return -1;
+    }
     const tg_route_t *rt = tg_config_route(c, model);
     if (ex) {
         memset(ex, 0, sizeof(*ex));
@@ -501,11 +545,29 @@ int tg_route_pick_explain(const tg_config_t *c, const tg_route_ctx_t *ctx, const
         ex->output_tokens = tg_price_estimate_output_def(e.scan, c->default_output_tokens);
     }
     int rc = rt                   ? build(&e, rt, rt->candidates, rt->n_candidates, out)
-             : strchr(model, '/') ? direct(&e, model, out)
+             : strchr(model, '/') ? direct(&e, model, a && a->pattern, out)
                                   : by_rules(&e, model, out);
     out->lang = e.have_lang ? e.lang : TG_LANG_OTHER;
     out->prompt_tokens = e.prompt;
     return rc;
+}
+
+int tg_route_permits(const tg_config_t *c, const tg_key_t *key, const tg_route_t *selected,
+                     const tg_candidate_t *cd, int64_t ts_ms) {
+    static const tg_scan_req_t no_scan = {.max_tokens = -1};
+    static const tg_route_opts_t no_opts = {0};
+    if (cd->provider == NULL) return 0;
+    tg_route_ctx_t ctx = {.key = key, .scan = &no_scan, .ts_ms = ts_ms};
+    env_t e = {.c = c,
+               .ctx = &ctx,
+               .opts = &no_opts,
+               .scan = &no_scan,
+               .minute = tg_price_minute(ts_ms),
+               .now_ms = ts_ms,
+               .prompt = -1};
+    cand_t x = {.cd = *cd};
+    check_require(selected, &x, &e);
+    return x.drop == D_KEPT;
 }
 
 int tg_route_pick_opts(const tg_config_t *c, const tg_route_ctx_t *ctx, const tg_route_opts_t *opts,

@@ -22,6 +22,7 @@ typedef struct {
     const tg_scan_req_t *scan;
     tg_header_source_t headers; /* for `header` matches; an empty source matches none */
     int64_t ts_ms;              /* request start, unix ms (UTC windows, prices) */
+    tg_kind_t kind;             /* chat (the default), embeddings or count_tokens: which models may serve */
 } tg_route_ctx_t;
 
 /* What the policy engine uses beyond the request. A separate struct so that
@@ -40,7 +41,9 @@ typedef struct {
     /* Fields below are new in the policy engine. */
     int status;                 /* 0 ok; on failure the HTTP status to answer:
                                    404 unknown model, 403 the key may not use the provider/model
-                                   it named, 503 nothing allowed and healthy */
+                                   it named, 400 no candidate serves this kind of request (a chat
+                                   model asked for embeddings), 503 nothing allowed, priced and
+                                   healthy */
     tg_health_entry_t **health; /* health[i] belongs to cands[i]; NULL without opts->health */
     const tg_route_t *rule;     /* the matched rule or named route; NULL for direct */
     tg_strategy_t strategy;
@@ -52,6 +55,14 @@ typedef struct {
  * allocated comes from pool. opts may be NULL. */
 int tg_route_pick_opts(const tg_config_t *c, const tg_route_ctx_t *ctx, const tg_route_opts_t *opts,
                        tg_pool_t *pool, tg_route_result_t *out);
+
+/* Whether `key` may be served by candidate cd when it asks for route
+ * `selected` by name (NULL: cd named directly, or through an alias), by
+ * the same require: rules the engine applies to a request: the selected
+ * route's own, and every tenant rule that binds the key. Price and circuit
+ * are not looked at. GET /v1/models lists what this allows. */
+int tg_route_permits(const tg_config_t *c, const tg_key_t *key, const tg_route_t *selected,
+                     const tg_candidate_t *cd, int64_t ts_ms);
 
 /* What `tollgate explain` prints. */
 typedef struct {

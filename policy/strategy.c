@@ -2,12 +2,15 @@
  * list left after require: and circuit filtering, in the route's order;
  * output is the same items reordered: first the one to send to, then the
  * failover order. Weighted round robin keeps per-route current weights and
- * fastest draws random numbers, both from the worker's tg_health_t, so
- * nothing here is shared between threads; with no health table (explain,
- * tests) both degrade to deterministic orders. Lists are a handful of
- * items, so sorting is insertion sort: stable, no allocation. */
+ * fastest draws random numbers, both from the worker's own tg_health_t;
+ * the latency and in-flight figures fastest reads are the process's,
+ * shared by the workers (policy/health.h), read with atomic loads. With no
+ * health table (explain, tests) both degrade to deterministic orders.
+ * Lists are a handful of items, so sorting is insertion sort: stable, no
+ * allocation. */
 #include "policy/strategy.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "core/hash.h"
@@ -56,9 +59,14 @@ uint64_t tg_strategy_sig(const tg_candidate_t *c, size_t n) {
 }
 
 double tg_strategy_latency(const tg_health_entry_t *e, int64_t expected_output, int64_t now_ms) {
-    if (e == NULL || e->n_samples == 0 || now_ms - e->last_sample_ms > TG_STRATEGY_STALE_MS) return -1;
-    double ms = e->ttft_ms;
-    if (e->tps > 0 && expected_output > 0) ms += (double)expected_output * 1000.0 / e->tps;
+    /* Other workers update these while we read: each is loaded once, and
+     * n_samples first, which makes the ttft_ms it counts visible. */
+    if (e == NULL || atomic_load_explicit(&e->n_samples, memory_order_acquire) == 0) return -1;
+    if (now_ms - atomic_load_explicit(&e->last_sample_ms, memory_order_relaxed) > TG_STRATEGY_STALE_MS)
+        return -1;
+    double ms = atomic_load_explicit(&e->ttft_ms, memory_order_relaxed);
+    double tps = atomic_load_explicit(&e->tps, memory_order_relaxed);
+    if (tps > 0 && expected_output > 0) ms += (double)expected_output * 1000.0 / tps;
     return ms;
 }
 
@@ -108,7 +116,7 @@ static void weighted(const tg_strategy_in_t *in, tg_strategy_item_t *v, size_t n
 
 /* --- fastest: power of two choices ----------------------------------------- */
 
-/* The score grows with the requests this worker has in flight there: an
+/* The score grows with the requests the process has in flight there: an
  * LLM API serves many requests at once, so the cost of load is spread over
  * TG_STRATEGY_INFLIGHT_SCALE requests rather than charged in full for each
  * (which would split traffic evenly by latency x load, flooding neither

@@ -9,6 +9,10 @@
  * answer: a chat.completion, or chunks built one event at a time by a
  * translator kept in tg_call_t.state. Errors map to failover decisions:
  * 429, 529 and 5xx are retryable, a 400 is the client's and is relayed.
+ * A Responses API client's request is translated for each attempt
+ * (providers/responses_req.c, with the previous response's items in
+ * front), and the answer into a Response or, event by event, into Responses
+ * events (providers/responses_stream.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +23,7 @@
 
 #include "core/log.h"
 #include "providers/provider.h"
+#include "providers/responses.h"
 #include "providers/translate.h"
 
 #define ANTHROPIC_VERSION "2023-06-01"
@@ -53,10 +58,37 @@ static char *translated_body(tg_call_t *c, size_t *len, char *err, size_t errlen
     return tg_tr_dump(c->pool, out, len);
 }
 
+static tg_rs_resp_opts_t rs_opts(const tg_call_t *c) {
+    return (tg_rs_resp_opts_t){
+        .id = c->rs_id, .created_at = c->rs_created, .model = c->model, .req = c->rs_req};
+}
+
+/* A Responses client's request as a Claude message. */
+static char *responses_body(tg_call_t *c, size_t *len, char *err, size_t errlen) {
+    tg_rs_req_opts_t o = {
+        .model = c->model, .default_max_tokens = default_max_tokens(c), .previous = c->rs_previous};
+    json_t *out = tg_rs_req_to_anthropic(c->rs_req, &o, err, errlen);
+    if (out == NULL) return NULL;
+    if (o.note[0])
+        tg_info("%s/%s: request translated from Responses: %s", c->provider->name, c->model, o.note);
+    if (c->scan->stream) {
+        tg_rs_resp_opts_t ro = rs_opts(c);
+        c->state = tg_rs_stream_new(c->pool, 1, &ro);
+    }
+    return tg_tr_dump(c->pool, out, len);
+}
+
 static int anthropic_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t errlen) {
     size_t blen = 0;
     char *body;
-    if (c->client == TG_CLIENT_ANTHROPIC) {
+    if (c->kind == TG_KIND_EMBEDDINGS) {
+        snprintf(err, errlen, "the Anthropic API has no embeddings endpoint");
+        return -1;
+    }
+    if (c->client == TG_CLIENT_RESPONSES) {
+        body = responses_body(c, &blen, err, errlen);
+        if (body == NULL) return -1;
+    } else if (c->client == TG_CLIENT_ANTHROPIC) {
         tg_edit_t e;
         size_t n = tg_scan_set_model(c->scan, c->model, c->pool, &e) == 0;
         body = tg_splice(c->pool, c->body, c->body_len, &e, n, &blen);
@@ -84,7 +116,9 @@ static int anthropic_build(tg_call_t *c, tg_upcall_req_t *out, char *err, size_t
     if (beta && bl) h[nh++] = tg_pool_printf(c->pool, "anthropic-beta: %.*s", (int)bl, beta);
     for (size_t i = 0; i < c->n_extra; i++)
         h[nh++] = c->extra_headers[i];
-    out->url = tg_pool_printf(c->pool, "%s/v1/messages", c->provider->url);
+    /* count_tokens takes a Messages body (an Anthropic client's, model spliced). */
+    out->url = tg_pool_printf(c->pool, "%s/v1/messages%s", c->provider->url,
+                              c->kind == TG_KIND_COUNT_TOKENS ? "/count_tokens" : "");
     out->headers = h;
     out->nheaders = nh;
     out->body = body;
@@ -121,6 +155,17 @@ static int anthropic_parse_response(tg_call_t *c, const char *body, size_t len, 
         return 0;
     }
     char err[128];
+    if (c->client == TG_CLIENT_RESPONSES) {
+        tg_rs_resp_opts_t ro = rs_opts(c);
+        tg_usage_t scratch = {0};
+        json_t *r = tg_rs_resp_from_anthropic(msg, &ro, &scratch, err, sizeof(err));
+        json_decref(msg);
+        if (r == NULL) return -1;
+        *out = tg_tr_dump(c->pool, r, out_len);
+        c->rs_response = *out;
+        c->rs_response_len = *out_len;
+        return *out ? 0 : -1;
+    }
     json_t *oa = tg_tr_resp_anthropic_to_openai(msg, (int64_t)time(NULL), err, sizeof(err));
     json_decref(msg);
     if (oa == NULL) return -1;
@@ -189,6 +234,12 @@ static int passthrough_event(tg_call_t *c, const char *event, const char *data, 
 static int anthropic_stream_event(tg_call_t *c, const char *event, const char *data, size_t len,
                                   tg_usage_t *u, const tg_emitter_t *out, char *err, size_t errlen) {
     if (c->client == TG_CLIENT_ANTHROPIC) return passthrough_event(c, event, data, len, u, out, err, errlen);
+    if (c->client == TG_CLIENT_RESPONSES) {
+        int rc = tg_rs_stream_event(c->state, event, data, len, u, &c->content_bytes, out->emit, out->ud, err,
+                                    errlen);
+        if (rc == TG_TR_DONE) c->rs_response = tg_rs_stream_response(c->state, &c->rs_response_len);
+        return rc == TG_TR_DONE ? TG_STREAM_DONE : rc == TG_TR_ERROR ? TG_STREAM_ERROR : TG_STREAM_MORE;
+    }
     int rc =
         tg_tr_stream_event(c->state, event, data, len, u, &c->content_bytes, out->emit, out->ud, err, errlen);
     return rc == TG_TR_DONE ? TG_STREAM_DONE : rc == TG_TR_ERROR ? TG_STREAM_ERROR : TG_STREAM_MORE;
@@ -206,10 +257,20 @@ static void anthropic_map_error(tg_call_t *c, int status, const char *body, size
     tg_upstream_error_classify(status, e);
 }
 
+/* A Responses stream ends with `error` and response.failed from the
+ * translator, which knows the output so far and the sequence. */
+static int anthropic_stream_fail(tg_call_t *c, const char *message, const tg_usage_t *u,
+                                 const tg_emitter_t *out) {
+    if (c->client != TG_CLIENT_RESPONSES || c->state == NULL) return -1;
+    tg_rs_stream_fail(c->state, "upstream_stream_broken", message, u, out->emit, out->ud);
+    return 0;
+}
+
 const tg_dialect_t tg_dialect_anthropic = {
     .name = "anthropic",
     .build = anthropic_build,
     .parse_response = anthropic_parse_response,
     .stream_event = anthropic_stream_event,
     .map_error = anthropic_map_error,
+    .stream_fail = anthropic_stream_fail,
 };

@@ -3,7 +3,10 @@
  * {"error":{"message","type","code"}} and a stream that ends in
  * `data: [DONE]`; Anthropic clients get {"type":"error","error":{"type",
  * "message"}} with the type taken from the status, and a stream that ends
- * with the message_stop the provider dialect already relayed. Strings go in
+ * with the message_stop the provider dialect already relayed. Responses API
+ * clients get OpenAI's error bodies and a stream that ends with the
+ * response.completed the provider dialect's translator already sent (no
+ * [DONE]); a broken one ends with `error` and `response.failed`. Strings go in
  * as C strings and come out as JSON or SSE text (malloc'd bodies, pool
  * stream endings); nothing here does I/O.
  */
@@ -16,6 +19,7 @@
 
 typedef struct {
     const char *path;
+    int keeps_state;
     const char *auth_hint;
     char *(*error_body)(int status, const char *type, const char *code, const char *msg);
     const char *(*stream_done)(tg_pool_t *pool, const char *cost_comment);
@@ -95,14 +99,42 @@ static const char *anthropic_stream_broken(tg_pool_t *pool, const char *message)
     return out;
 }
 
+/* --- Responses API --------------------------------------------------------- */
+
+/* The translator sent response.completed already: only the comment. */
+static const char *responses_stream_done(tg_pool_t *pool, const char *cost_comment) {
+    return cost_comment;
+}
+
+/* The fallback ending (client.h): an `error` event and a bare
+ * response.failed. Without the provider dialect's translator there is no
+ * output and no sequence to continue, so both carry sequence_number 0. */
+static const char *responses_stream_broken(tg_pool_t *pool, const char *message) {
+    char *e = dump(json_pack("{s:s,s:s,s:s,s:n,s:i}", "type", "error", "code", "upstream_stream_broken",
+                             "message", message, "param", "sequence_number", 0));
+    char *f =
+        dump(json_pack("{s:s,s:{s:s,s:s,s:s,s:{s:s,s:s},s:[]},s:i}", "type", "response.failed", "response",
+                       "id", "resp_failed", "object", "response", "status", "failed", "error", "code",
+                       "upstream_stream_broken", "message", message, "output", "sequence_number", 0));
+    const char *out =
+        e && f ? tg_pool_printf(pool, "event: error\ndata: %s\n\nevent: response.failed\ndata: %s\n\n", e, f)
+               : NULL;
+    free(e);
+    free(f);
+    return out;
+}
+
 /* --- the table, indexed by tg_client_dialect_t ---------------------------- */
 
 static const client_t clients[] = {
-    [TG_CLIENT_OPENAI] = {"/v1/chat/completions", "missing gateway key: send 'Authorization: Bearer <key>'",
-                          openai_error_body, openai_stream_done, openai_stream_broken},
-    [TG_CLIENT_ANTHROPIC] = {"/v1/messages",
+    [TG_CLIENT_OPENAI] = {"/v1/chat/completions", 0,
+                          "missing gateway key: send 'Authorization: Bearer <key>'", openai_error_body,
+                          openai_stream_done, openai_stream_broken},
+    [TG_CLIENT_ANTHROPIC] = {"/v1/messages", 0,
                              "missing gateway key: send 'x-api-key: <key>' or 'Authorization: Bearer <key>'",
                              anthropic_error_body, anthropic_stream_done, anthropic_stream_broken},
+    [TG_CLIENT_RESPONSES] = {"/v1/responses", 1, "missing gateway key: send 'Authorization: Bearer <key>'",
+                             openai_error_body, responses_stream_done, responses_stream_broken},
 };
 
 static const client_t *entry(tg_client_dialect_t d) {
@@ -116,6 +148,10 @@ tg_client_dialect_t tg_client_for_path(const char *path, size_t len) {
             return (tg_client_dialect_t)i;
     }
     return TG_CLIENT_OPENAI;
+}
+
+int tg_client_keeps_state(tg_client_dialect_t d) {
+    return entry(d)->keeps_state;
 }
 
 const char *tg_client_auth_hint(tg_client_dialect_t d) {

@@ -28,11 +28,18 @@
 
 #include "core/pool.h"
 
-typedef enum { TG_CLIENT_OPENAI, TG_CLIENT_ANTHROPIC } tg_client_dialect_t;
+typedef enum { TG_CLIENT_OPENAI, TG_CLIENT_ANTHROPIC, TG_CLIENT_RESPONSES } tg_client_dialect_t;
 
 /* The client dialect of a request path (without its query): the entry whose
  * path is `path` or a prefix of it followed by '/'; OpenAI when none is. */
 tg_client_dialect_t tg_client_for_path(const char *path, size_t len);
+
+/* Whether the API keeps conversations on the gateway (the Responses API):
+ * its body is parsed whole and may continue a stored answer
+ * (previous_response_id), its answers are stored, and its path has stored
+ * objects below it (GET and DELETE /v1/responses/{id}). gateway/request.c
+ * asks this rather than naming a dialect. */
+int tg_client_keeps_state(tg_client_dialect_t d);
 
 /* How the client's SDKs send the gateway key: the message of a 401 when
  * none was sent. */
@@ -52,7 +59,10 @@ const char *tg_client_stream_done(tg_client_dialect_t d, tg_pool_t *pool, const 
 
 /* The last bytes of a stream that broke after bytes reached the client:
  * the dialect's error event carrying `message`, and whatever must follow
- * it. Never a clean end marker. From pool; NULL when out of memory. */
+ * it. Never a clean end marker. From pool; NULL when out of memory.
+ * (Responses: a provider dialect's stream_fail hook ends the stream with
+ * the answer so far and the right sequence numbers; this is the fallback
+ * when it cannot.) */
 const char *tg_client_stream_broken(tg_client_dialect_t d, tg_pool_t *pool, const char *message);
 
 #endif

@@ -20,6 +20,8 @@
 #include "core/usage.h"
 #include "providers/client.h"
 
+struct json_t;
+
 /* One attempt against one provider. Built by the request, read by the
  * dialect; every pointer is owned by the request's pool or snapshot. */
 typedef struct {
@@ -37,6 +39,17 @@ typedef struct {
     size_t n_extra;
     size_t content_bytes; /* answer text seen so far, for estimates when no usage comes */
     void *state;          /* the dialect's per-attempt state (stream translation) */
+    tg_kind_t kind;       /* chat, embeddings or count_tokens: which upstream endpoint build targets */
+    /* A Responses API client (TG_CLIENT_RESPONSES) only. body/scan above are
+     * then the request translated to Chat Completions once, for routing;
+     * the dialect builds its upstream body from rs_req instead. */
+    const struct json_t *rs_req;      /* the client's request, parsed */
+    const struct json_t *rs_previous; /* items of the previous_response_id response, or NULL */
+    const char *rs_id;                /* the Response is "resp_<rs_id>" */
+    int64_t rs_created;               /* its created_at, unix seconds */
+    const char *rs_response;          /* out: the finished Response, JSON text in the pool, once
+                                         the answer is whole (for the response store); NULL before */
+    size_t rs_response_len;
 } tg_call_t;
 
 /* Where a dialect sends stream events for the client. `event` may be NULL
@@ -74,6 +87,12 @@ typedef struct tg_dialect_s {
                         const tg_emitter_t *out, char *err, size_t errlen);
     /* A non-2xx answer. */
     void (*map_error)(tg_call_t *c, int status, const char *body, size_t len, tg_upstream_error_t *e);
+    /* Ends a stream that broke after events reached the client, when the
+     * dialect's translator must write the ending itself (a Responses client:
+     * an `error` event, then response.failed with the output so far, in
+     * sequence). 0 when it did; -1 when the client's generic ending
+     * (tg_client_stream_broken) applies. */
+    int (*stream_fail)(tg_call_t *c, const char *message, const tg_usage_t *u, const tg_emitter_t *out);
 } tg_dialect_t;
 
 /* By name ("openai", "anthropic"); NULL when unknown. */

@@ -17,7 +17,9 @@
  * caller's; background, conversation, prompt templates, item_reference,
  * input_file and input_image by file_id are refused, as are built-in tools
  * (web_search, file_search...) unless the caller says the provider runs
- * them.
+ * them; two offers Codex CLI makes on every request in its default config
+ * (a web_search with external_web_access false, namespace tools) are
+ * dropped with a note instead.
  */
 #include "providers/responses.h"
 
@@ -252,9 +254,27 @@ static json_t *chat_messages(const json_t *req, tg_rs_req_opts_t *o, char *err, 
 
 /* --- tools and options ---------------------------------------------------- */
 
+/* Tools a client offers on every request rather than asks for (Codex CLI
+ * with its default config): a web_search that may not reach the web
+ * (external_web_access false) and a namespace of sub-agent tools. A vendor
+ * that cannot run them gets the request without them, with a note. */
+static int offered_only(const json_t *t, tg_rs_req_opts_t *o) {
+    const char *type = jstr(t, "type");
+    if (is(type, "web_search") && json_is_false(json_object_get(t, "external_web_access"))) {
+        note(o, "web_search tool (external_web_access false) dropped");
+        return 1;
+    }
+    if (is(type, "namespace")) {
+        note(o, "namespace tool '%s' dropped", jstr(t, "name") ? jstr(t, "name") : "?");
+        return 1;
+    }
+    return 0;
+}
+
 /* Responses' flat function tool -> Chat's nested one; anything else is a
  * built-in tool OpenAI runs itself. */
-static int chat_tools(const json_t *req, json_t *out, int native, char *err, size_t errlen) {
+static int chat_tools(const json_t *req, json_t *out, tg_rs_req_opts_t *o, char *err, size_t errlen) {
+    int native = o->native_tools;
     const json_t *tools = json_object_get(req, "tools");
     if (!json_is_array(tools) || json_array_size(tools) == 0) return 0;
     json_t *list = json_array();
@@ -267,6 +287,7 @@ static int chat_tools(const json_t *req, json_t *out, int native, char *err, siz
                 json_array_append(list, (json_t *)t);
                 continue;
             }
+            if (offered_only(t, o)) continue;
             json_decref(list);
             seterr(err, errlen, "tools[%zu]: the built-in tool '%s' cannot run at this provider", i,
                    type ? type : "?");
@@ -284,6 +305,10 @@ static int chat_tools(const json_t *req, json_t *out, int native, char *err, siz
             if (v && !json_is_null(v)) json_object_set(fn, keep[k], (json_t *)v);
         }
         json_array_append_new(list, json_pack("{s:s,s:o}", "type", "function", "function", fn));
+    }
+    if (json_array_size(list) == 0) { /* every tool was an offer: no tools, no tool_choice */
+        json_decref(list);
+        return 0;
     }
     json_object_set_new(out, "tools", list);
     const json_t *tc = json_object_get(req, "tool_choice");
@@ -376,7 +401,7 @@ json_t *tg_rs_req_to_chat(const json_t *req, tg_rs_req_opts_t *o, char *err, siz
     const char *model = o->model ? o->model : jstr(req, "model");
     json_object_set_new(out, "model", json_string(model ? model : ""));
     json_object_set_new(out, "messages", msgs);
-    if (chat_tools(req, out, o->native_tools, err, errlen)) {
+    if (chat_tools(req, out, o, err, errlen)) {
         json_decref(out);
         return NULL;
     }

@@ -3,9 +3,10 @@
 # by purpose, so `make run` does not pull in a browser:
 #   build  the C libraries (through pkg-config), http_parser and jsmn headers, cc
 #   run    build + redis-server (make run starts a private Redis)
-#   test   run + node/npm, curl, clang with libFuzzer (fuzz targets), chromium
-#          (the dashboard test drives headless Chromium)
-#   bench  run + nginx-light (the proxy_pass baseline) and wrk
+#   test   run + node/npm, curl, openssl, clang with libFuzzer (fuzz targets), chromium
+#          (the dashboard test drives headless Chromium), nginx-light
+#          (tests/e2e/h2.test.mjs: a provider behind TLS and HTTP/2)
+#   bench  run + nginx-light (the proxy_pass baseline), wrk and openssl
 #   tools/deps.sh --check [GROUP...]  exit 0 when everything is present, else 1 (silent)
 #   tools/deps.sh [GROUP...]          install what is missing (root), or print the apt-get line
 # With no GROUP: test.
@@ -33,8 +34,10 @@ declare -A HDR=([/usr/include/http_parser.h]=libhttp-parser-dev [/usr/include/js
 # command -> Debian package
 declare -A CMD=([cc]=build-essential [make]=build-essential [pkg-config]=pkg-config)
 want run && CMD+=([redis-server]=redis-server [redis-cli]=redis-server [curl]=curl)
-want test && CMD+=([node]=nodejs [npm]=npm [clang]=clang [chromium]=chromium)
+want test && CMD+=([node]=nodejs [npm]=npm [clang]=clang [chromium]=chromium [nginx]=nginx-light [openssl]=openssl)
 want bench && CMD+=([nginx]=nginx-light [wrk]=wrk)
+# The TLS tests and the bench's TLS row make their certificates with it.
+{ want test || want bench; } && CMD+=([openssl]=openssl)
 
 missing=()
 add() { case " ${missing[*]-} " in *" $1 "*) ;; *) missing+=("$1") ;; esac; }

@@ -5,7 +5,7 @@
 // clients the SDKs cannot be: raw HTTP over a socket, SSE text, Redis.
 import { spawn, execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync, readFileSync, openSync, closeSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, openSync, closeSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -471,4 +471,150 @@ export async function hgetallNumbers(key) {
 
 export function todayUtc() {
     return new Date().toISOString().slice(0, 10);
+}
+
+// ---- real clients: Codex CLI and Claude Code, offline ----
+
+const E2E_DIR = path.join(REPO, 'tests/e2e');
+/** Path of a client's executable installed by npm under tests/e2e/node_modules/.bin. */
+export const clientBin = (name) => path.join(E2E_DIR, 'node_modules/.bin', name);
+
+/**
+ * Environment for a CLI client that must stay offline and leave no trace:
+ * HOME and the XDG dirs inside `dir`; every proxy variable pointed at
+ * `proxy` (default a loopback port nobody serves, so any attempt to reach
+ * the internet fails at once; loopback is exempt); telemetry, error
+ * reporting, update checks and nonessential traffic off. Only PATH is kept
+ * from the test's own environment, so no real API key can leak in.
+ */
+export function offlineEnv(dir, extra = {}, proxy = 'http://127.0.0.1:9') {
+    const d = (p) => {
+        const full = path.join(dir, p);
+        mkdirSync(full, { recursive: true });
+        return full;
+    };
+    return {
+        PATH: process.env.PATH,
+        HOME: d('home'),
+        XDG_CONFIG_HOME: d('xdg/config'),
+        XDG_CACHE_HOME: d('xdg/cache'),
+        XDG_DATA_HOME: d('xdg/data'),
+        XDG_STATE_HOME: d('xdg/state'),
+        TMPDIR: d('tmp'),
+        HTTPS_PROXY: proxy, HTTP_PROXY: proxy, ALL_PROXY: proxy,
+        https_proxy: proxy, http_proxy: proxy, all_proxy: proxy,
+        NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost',
+        DISABLE_TELEMETRY: '1', DISABLE_ERROR_REPORTING: '1', DISABLE_AUTOUPDATER: '1', DISABLE_BUG_COMMAND: '1',
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY: '1',
+        DO_NOT_TRACK: '1', NO_COLOR: '1',
+        ...extra,
+    };
+}
+
+/** Runs `bin args` with stdin closed; resolves { code, signal, stdout, stderr } (kills it after ms). */
+export function runClient(bin, args, { cwd, env, ms = 90000 }) {
+    return new Promise((resolve) => {
+        const child = spawn(bin, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        const t = setTimeout(() => child.kill('SIGKILL'), ms);
+        child.on('close', (code, signal) => {
+            clearTimeout(t);
+            resolve({ code, signal, stdout, stderr });
+        });
+    });
+}
+
+/**
+ * The config.toml of a Codex CLI whose only model provider is the gateway
+ * at `baseUrl` (…/v1) over the Responses API, key in $TOLLGATE_KEY, model
+ * `model`; no analytics, feedback, OpenTelemetry, update check or plugin
+ * sync; never asks for approval; no retries (a failure shows at once).
+ */
+export function codexConfig(baseUrl, model, extra = '') {
+    return `model = ${JSON.stringify(model)}
+model_provider = "tollgate"
+approval_policy = "never"
+sandbox_mode = "read-only"
+check_for_update_on_startup = false
+${extra}
+[features]
+plugins = false
+
+[model_providers.tollgate]
+name = "Tollgate"
+base_url = ${JSON.stringify(baseUrl)}
+env_key = "TOLLGATE_KEY"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+stream_idle_timeout_ms = 20000
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
+
+[otel]
+exporter = "none"
+log_user_prompt = false
+`;
+}
+
+/**
+ * `codex exec PROMPT` against `baseUrl` in a fresh CODEX_HOME and HOME under
+ * a temp dir (removed afterwards unless TG_E2E_KEEP). Options: model,
+ * extraConfig (TOML lines at the top level), args (more CLI arguments),
+ * proxy. Resolves { code, stdout, stderr, dir }: stdout is the agent's last
+ * message.
+ */
+export async function runCodex(baseUrl, key, prompt, { model = 'mini', extraConfig = '', args = [], proxy, ms } = {}) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-codex-'));
+    try {
+        const codexHome = path.join(dir, 'codex');
+        const work = path.join(dir, 'work');
+        mkdirSync(codexHome, { recursive: true });
+        mkdirSync(work, { recursive: true });
+        writeFileSync(path.join(codexHome, 'config.toml'), codexConfig(baseUrl, model, extraConfig));
+        const env = offlineEnv(dir, { CODEX_HOME: codexHome, TOLLGATE_KEY: key, RUST_LOG: 'warn' }, proxy);
+        const argv = ['exec', '--strict-config', '--skip-git-repo-check', '--ephemeral', '--color', 'never', ...args, prompt];
+        return { ...(await runClient(clientBin('codex'), argv, { cwd: work, env, ms })), dir };
+    } finally {
+        if (!process.env.TG_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+/**
+ * `claude -p PROMPT` (Claude Code, no --model: its default models) against
+ * `baseUrl` (the gateway root, no /v1) with ANTHROPIC_API_KEY = key, in a
+ * fresh HOME. Resolves { code, stdout, stderr }.
+ */
+export async function runClaude(baseUrl, key, prompt, { args = [], proxy, ms, env: more = {} } = {}) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-claude-'));
+    try {
+        const work = path.join(dir, 'work');
+        mkdirSync(work, { recursive: true });
+        const env = offlineEnv(dir, { ANTHROPIC_BASE_URL: baseUrl, ANTHROPIC_API_KEY: key, ...more }, proxy);
+        return await runClient(clientBin('claude'), ['-p', ...args, prompt], { cwd: work, env, ms });
+    } finally {
+        if (!process.env.TG_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
+    }
+}
+
+/**
+ * startGateway options for the client tests: the test routes plus the
+ * "claude-*" alias (Claude Code asks for its own default model ids), a price
+ * covering every anthropic/claude-* model, and (embeddings: true) an
+ * embedding model, openai/text-embedding-3-small, priced by input only.
+ */
+export function clientsConfig({ embeddings = false } = {}) {
+    return {
+        routes: ROUTES.replace('aliases: {', 'aliases: { "claude-*": "anthropic/claude-*",'),
+        extraPricesYaml:
+            `  anthropic/claude-*: { input: 3, cached_input: 1, output: 15, context: 200000, source: e2e test, as_of: ${todayUtc()} }\n` +
+            (!embeddings ? '' : `  openai/text-embedding-3-small: { input: 2, context: 8192, source: e2e test, as_of: ${todayUtc()} }\n`),
+    };
 }

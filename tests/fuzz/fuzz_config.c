@@ -7,9 +7,11 @@
  * message has the "FILE:LINE:COL: " shape; (4) a snapshot survives
  * ref/unref and its names are NUL-terminated strings. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *       tests/fuzz/fuzz_config.c core/config*.c core/pool.c -lyaml -lcrypto -o /tmp/fuzz_config */
-/* deps: core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/pool.c */
-/* libs: -lyaml -lcrypto */
+ *       tests/fuzz/fuzz_config.c core/config*.c core/pool.c -lyaml -lssl -lcrypto -o /tmp/fuzz_config */
+/* clang-format off */
+/* deps: core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/pool.c */
+/* clang-format on */
+/* libs: -lyaml -lssl -lcrypto */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,11 +1,14 @@
 /* fuzz_scan.c — libFuzzer target for the JSON scans and splicing.
  * Properties: (1) tg_scan_response() accepts exactly the inputs that a small
  * independent JSON checker below accepts as one object at most
- * TG_SCAN_MAX_DEPTH deep (raw control bytes other than NUL are tolerated in
- * strings by both, as jsmn does); (2) tg_scan_request() never accepts what
- * the checker refuses; (3) after set_model and force_include_usage edits,
- * the spliced body scans again with the new model, include_usage true and
- * the same messages; (4) user text is cut on a UTF-8 boundary. Build:
+ * TG_SCAN_MAX_DEPTH deep (raw bytes other than NUL and lone surrogates
+ * tolerated in strings, as answers are relayed as sent); (2)
+ * tg_scan_request() never accepts what the checker refuses in its strict
+ * mode: strings UTF-8 without raw control bytes (U+0000-U+001F) and with
+ * paired surrogate escapes; (3) after
+ * set_model and force_include_usage edits, the spliced body scans again with
+ * the new model, include_usage true and the same messages; (4) user text is
+ * UTF-8 cut on a boundary. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
  *       tests/fuzz/fuzz_scan.c core/scan.c core/pool.c -o /tmp/fuzz_scan */
 /* deps: core/scan.c core/pool.c */
@@ -20,6 +23,7 @@
 typedef struct {
     const uint8_t *p;
     size_t n, i;
+    int strict; /* a request's strings: UTF-8, no raw control bytes, paired surrogates */
 } ref_t;
 
 static void ws(ref_t *r) {
@@ -60,19 +64,71 @@ static int number(ref_t *r) {
     return 1;
 }
 
+static long hex(const uint8_t *p) {
+    long v = 0;
+    for (int k = 0; k < 4; k++) {
+        uint8_t c = p[k];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* One code point of UTF-8 decoded and range-checked (RFC 3629 table 3-7
+ * written out as code point bounds): returns its length, 0 when invalid. */
+static size_t utf8_one(const uint8_t *p, size_t n) {
+    size_t l = p[0] < 0x80                   ? 1
+               : p[0] >= 0xC0 && p[0] < 0xE0 ? 2
+               : p[0] >= 0xE0 && p[0] < 0xF0 ? 3
+               : p[0] >= 0xF0 && p[0] < 0xF8 ? 4
+                                             : 0;
+    if (l == 0 || l > n) return 0;
+    uint32_t cp = l == 1 ? p[0] : l == 2 ? p[0] & 0x1F : l == 3 ? p[0] & 0x0F : p[0] & 0x07;
+    for (size_t k = 1; k < l; k++) {
+        if ((p[k] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (p[k] & 0x3F);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[l] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return l;
+}
+
 static int string(ref_t *r) {
     r->i++;
     while (r->i < r->n) {
-        uint8_t c = r->p[r->i++];
-        if (c == '"') return 1;
-        if (c == 0) return 0;
+        uint8_t c = r->p[r->i];
+        if (c == '"') {
+            r->i++;
+            return 1;
+        }
+        if (c == 0 || (r->strict && c < 0x20)) return 0;
+        if (c >= 0x80 && r->strict) {
+            size_t l = utf8_one(r->p + r->i, r->n - r->i);
+            if (l == 0) return 0;
+            r->i += l;
+            continue;
+        }
+        r->i++;
         if (c != '\\') continue;
         if (r->i >= r->n) return 0;
         c = r->p[r->i++];
         if (c == 'u') {
-            for (int k = 0; k < 4; k++, r->i++)
-                if (r->i >= r->n || !strchr("0123456789abcdefABCDEF", r->p[r->i]) || r->p[r->i] == 0)
-                    return 0;
+            long cp = r->n - r->i >= 4 ? hex(r->p + r->i) : -1;
+            if (cp < 0) return 0;
+            r->i += 4;
+            if (!r->strict) continue;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) return 0; /* a low half first */
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                long lo = r->n - r->i >= 6 && r->p[r->i] == '\\' && r->p[r->i + 1] == 'u'
+                              ? hex(r->p + r->i + 2)
+                              : -1;
+                if (lo < 0xDC00 || lo > 0xDFFF) return 0;
+                r->i += 6;
+            }
         } else if (!c || !strchr("\"\\/bfnrt", c)) {
             return 0;
         }
@@ -113,8 +169,8 @@ static int value(ref_t *r, int depth) {
     }
 }
 
-static int ref_object(const uint8_t *p, size_t n) {
-    ref_t r = {p, n, 0};
+static int ref_object(const uint8_t *p, size_t n, int strict) {
+    ref_t r = {p, n, 0, strict};
     ws(&r);
     if (r.i >= n || p[r.i] != '{' || !value(&r, 0)) return 0;
     ws(&r);
@@ -122,18 +178,8 @@ static int ref_object(const uint8_t *p, size_t n) {
 }
 
 static int valid_utf8(const uint8_t *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        uint8_t c = s[i];
-        size_t l = c < 0x80             ? 1
-                   : (c & 0xE0) == 0xC0 ? 2
-                   : (c & 0xF0) == 0xE0 ? 3
-                   : (c & 0xF8) == 0xF0 ? 4
-                                        : 0;
-        if (l == 0 || i + l > n) return 0;
-        for (size_t k = 1; k < l; k++)
-            if ((s[i + k] & 0xC0) != 0x80) return 0;
-        i += l;
-    }
+    for (size_t i = 0, l; i < n; i += l)
+        if ((l = utf8_one(s + i, n - i)) == 0) return 0;
     return 1;
 }
 
@@ -146,10 +192,9 @@ static void check_request(const char *body, size_t len, tg_pool_t *pool) {
         if (err[0] == '\0') abort(); /* every refusal says why */
         return;
     }
-    if (!ref_object((const uint8_t *)body, len)) abort();
+    if (!ref_object((const uint8_t *)body, len, 1)) abort();
     if (a.user_text_len > TG_SCAN_TEXT_MAX || a.user_text[a.user_text_len] != '\0') abort();
-    if (valid_utf8((const uint8_t *)body, len) && !valid_utf8((const uint8_t *)a.user_text, a.user_text_len))
-        abort();
+    if (!valid_utf8((const uint8_t *)a.user_text, a.user_text_len)) abort();
     if (a.n_messages == 0 || body[a.obj_end] != '}') abort();
 
     tg_edit_t e[4];
@@ -177,7 +222,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *body = (const char *)data;
     tg_scan_resp_t s;
     int ok = tg_scan_response(body, size, pool, &s) == 0;
-    if (ok != ref_object(data, size)) abort();
+    if (ok != ref_object(data, size, 0)) abort();
     if (ok && s.has_usage == 0 && (s.prompt_tokens != -1 || s.completion_tokens != -1)) abort();
     check_request(body, size, pool);
     tg_pool_destroy(pool);

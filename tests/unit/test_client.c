@@ -1,7 +1,7 @@
 /* test_client.c — the client dialect table (providers/client.c): which API
  * a path belongs to, and the exact bytes of Tollgate's own words to each
  * client: error bodies, the end of a whole stream with its cost comment,
- * and the end of a broken one. */
+ * and the end of a broken one; which API keeps conversations. */
 /* deps: providers/client.c core/pool.c */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,7 +25,9 @@ static void test_path(void **state) {
     assert_int_equal(for_path("/v1/messagesx"), TG_CLIENT_OPENAI);
     assert_int_equal(for_path("/v1/message"), TG_CLIENT_OPENAI);
     assert_int_equal(for_path("/v1/chat/completions"), TG_CLIENT_OPENAI);
-    assert_int_equal(for_path("/v1/responses"), TG_CLIENT_OPENAI);
+    assert_int_equal(for_path("/v1/responses"), TG_CLIENT_RESPONSES);
+    assert_int_equal(for_path("/v1/responses/resp_0123abcd"), TG_CLIENT_RESPONSES);
+    assert_int_equal(for_path("/v1/responsesx"), TG_CLIENT_OPENAI);
     assert_int_equal(for_path(""), TG_CLIENT_OPENAI);
     /* The length rules, not the NUL: "/v1/messages" cut short is not it. */
     assert_int_equal(tg_client_for_path("/v1/messages", 8), TG_CLIENT_OPENAI);
@@ -71,7 +73,29 @@ static void test_stream_ends(void **state) {
     assert_string_equal(tg_client_stream_broken(TG_CLIENT_ANTHROPIC, pool, "p/m: reset"),
                         "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\","
                         "\"message\":\"p/m: reset\"}}\n\n");
+    /* Responses: the translator sent response.completed; only the comment follows. */
+    assert_string_equal(tg_client_stream_done(TG_CLIENT_RESPONSES, pool, c), c);
+    assert_null(strstr(tg_client_stream_done(TG_CLIENT_RESPONSES, pool, c), "[DONE]"));
+    assert_string_equal(tg_client_stream_broken(TG_CLIENT_RESPONSES, pool, "p/m: reset"),
+                        "event: error\ndata: {\"type\":\"error\",\"code\":\"upstream_stream_broken\","
+                        "\"message\":\"p/m: reset\",\"param\":null,\"sequence_number\":0}\n\n"
+                        "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"id\":"
+                        "\"resp_failed\",\"object\":\"response\",\"status\":\"failed\",\"error\":{\"code\":"
+                        "\"upstream_stream_broken\",\"message\":\"p/m: reset\"},\"output\":[]},"
+                        "\"sequence_number\":0}\n\n");
     tg_pool_destroy(pool);
+}
+
+static void test_responses_errors_and_state(void **state) {
+    /* OpenAI's error shape, whatever the status. */
+    char *s = tg_client_error_body(TG_CLIENT_RESPONSES, 404, "invalid_request_error", "not_found", "gone");
+    assert_string_equal(s, "{\"error\":{\"message\":\"gone\",\"type\":\"invalid_request_error\","
+                           "\"code\":\"not_found\"}}");
+    free(s);
+    assert_int_equal(tg_client_keeps_state(TG_CLIENT_RESPONSES), 1);
+    assert_int_equal(tg_client_keeps_state(TG_CLIENT_OPENAI), 0);
+    assert_int_equal(tg_client_keeps_state(TG_CLIENT_ANTHROPIC), 0);
+    assert_non_null(strstr(tg_client_auth_hint(TG_CLIENT_RESPONSES), "Authorization: Bearer"));
 }
 
 static void test_auth_hint(void **state) {
@@ -82,9 +106,8 @@ static void test_auth_hint(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_path),
-        cmocka_unit_test(test_error_bodies),
-        cmocka_unit_test(test_stream_ends),
+        cmocka_unit_test(test_path),        cmocka_unit_test(test_error_bodies),
+        cmocka_unit_test(test_stream_ends), cmocka_unit_test(test_responses_errors_and_state),
         cmocka_unit_test(test_auth_hint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,7 +4,7 @@
  * by time of day, simulated providers, gateway keys) and its reference
  * counting behave. Fixtures live in tests/unit/config/. */
 /* clang-format off */
-/* deps: core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/config_keys.c core/config_price.c core/config_check.c core/pool.c */
+/* deps: core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_keys.c core/config_price.c core/config_check.c core/pool.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -52,7 +52,7 @@ static void test_defaults_load(void **state) {
     assert_int_equal(d.n_errors, 0);
     assert_int_equal(c->n_providers, 13);
     assert_int_equal(c->n_routes, 3);
-    assert_int_equal(c->n_prices, 21);
+    assert_int_equal(c->n_prices, 32);
     assert_int_equal(c->n_keys, 1);
     assert_string_equal(c->listen_host, "0.0.0.0");
     assert_int_equal(c->listen_port, 8080);
@@ -100,6 +100,16 @@ static void test_defaults_load(void **state) {
 
     assert_string_equal(tg_config_alias(c, "claude")->target, "anthropic/claude-sonnet-4-5");
     assert_null(tg_config_alias(c, "nope"));
+    /* Claude Code's default ids reach Anthropic and are priced by family;
+     * Opus 4 and 4.1, dearer, are not priced at the 4.5+ price. */
+    assert_string_equal(tg_config_alias(c, "claude-opus-5-5")->target, "anthropic/claude-*");
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-opus-5-5")->output, 25000000);
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-haiku-5-5")->output, 5000000);
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-haiku-4-5-20251001")->cache_write, 1250000);
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-sonnet-4-5-20250929")->input, 3000000);
+    assert_null(tg_config_price(c, "anthropic", "claude-opus-4-1-20250805"));
+    assert_null(tg_config_price(c, "anthropic", "claude-opus-4-20250514"));
+    assert_true(tg_config_price(c, "openai", "text-embedding-3-small")->embedding);
     tg_config_unref(c);
     tg_diag_free(&d);
 }
@@ -156,8 +166,10 @@ static void test_bad_values(void **state) {
     assert_diag(&d, B "32:47: negative price for 'output': -0.5");
     assert_diag(&d, B "33:9: price window is missing required field 'from'");
     assert_diag(&d, B "34:12: as_of must be a date YYYY-MM-DD, got '22/11/2026'");
-    assert_diag(&d, B "35:3: price key 'nomodel' must be provider/model");
-    assert_diag(&d, B "36:3: price 'grpc/m2' is missing required field 'input'");
+    assert_diag(
+        &d, B "35:3: price key 'nomodel' must be provider/model, or provider/prefix* (one '*', at the end)");
+    assert_diag(&d,
+                B "36:3: price 'grpc/m2' is missing required field 'input' (or free: true for a zero price)");
 #undef B
     tg_diag_free(&d);
 }
@@ -438,7 +450,7 @@ static int run_check(const char *path, char *out, size_t cap) {
 static void test_check_command(void **state) {
     char out[8192];
     assert_int_equal(run_check("config/tollgate.yaml", out, sizeof(out)), 0);
-    assert_non_null(strstr(out, "config/tollgate.yaml: ok (13 providers, 3 routes, 21 prices, 1 keys)\n"));
+    assert_non_null(strstr(out, "config/tollgate.yaml: ok (13 providers, 3 routes, 32 prices, 1 keys)\n"));
     assert_int_equal(run_check(FIX "stale.yaml", out, sizeof(out)), 0);
     assert_non_null(strstr(out, "stale.yaml:4:77: warning: "));
     assert_int_equal(run_check(FIX "refs.yaml", out, sizeof(out)), 1);
@@ -528,6 +540,162 @@ static void test_files_and_digest(void **state) {
     free(inc);
 }
 
+/* Price keys ending in '*' price every model they start; exact entries beat
+ * them and the longest literal prefix wins. Aliases match the same way and
+ * put what their '*' matched into the target's '*'. */
+static void test_model_patterns(void **state) {
+    char *path = write_tmp(
+        "patterns.yaml",
+        "providers:\n"
+        "  anthropic: { dialect: anthropic, base_url: https://api.anthropic.com }\n"
+        "  openai: { dialect: openai, base_url: https://api.openai.com/v1 }\n"
+        "prices:\n"
+        "  anthropic/claude-*: { input: 3, output: 15 }\n"
+        "  anthropic/claude-opus-*: { input: 5, output: 25 }\n"
+        "  anthropic/claude-opus-4-1*: { input: 15, output: 75 }\n"
+        "  anthropic/claude-opus-4-5: { input: 4, output: 20 }\n"
+        "  openai/text-embedding-3-small: { input: 0.02 }\n"
+        "  openai/local-*: { free: true }\n"
+        "aliases: { \"claude-*\": \"anthropic/claude-*\", \"claude-opus*\": anthropic/claude-opus-4-5,\n"
+        "           claude-x: openai/local-x, \"l-*-beta\": \"openai/local-*-beta\" }\n");
+    tg_diag_t d = {0};
+    tg_config_t *c = tg_config_load(path, &d);
+    for (size_t i = 0; i < d.n; i++)
+        fprintf(stderr, "%s\n", d.msgs[i]);
+    assert_null(c); /* l-*-beta: a '*' may only end an alias name */
+    assert_int_equal(d.n_errors, 1);
+    tg_diag_free(&d);
+    free(write_tmp(
+        "patterns.yaml",
+        "providers:\n"
+        "  anthropic: { dialect: anthropic, base_url: https://api.anthropic.com }\n"
+        "  openai: { dialect: openai, base_url: https://api.openai.com/v1 }\n"
+        "prices:\n"
+        "  anthropic/claude-*: { input: 3, output: 15 }\n"
+        "  anthropic/claude-opus-*: { input: 5, output: 25 }\n"
+        "  anthropic/claude-opus-4-1*: { input: 15, output: 75 }\n"
+        "  anthropic/claude-opus-4-5: { input: 4, output: 20 }\n"
+        "  openai/text-embedding-3-small: { input: 0.02 }\n"
+        "  openai/local-*: { free: true }\n"
+        "aliases: { \"claude-*\": \"anthropic/claude-*\", \"claude-opus*\": anthropic/claude-opus-4-5,\n"
+        "           claude-x: openai/local-x }\n"));
+    c = tg_config_load(path, &d);
+    assert_non_null(c);
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-sonnet-4-5")->output, 15000000);
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-opus-5-5")->output, 25000000);
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-opus-4-1-20250805")->output, 75000000);
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-opus-4-5")->output, 20000000); /* exact */
+    assert_int_equal(tg_config_price(c, "anthropic", "claude-opus-4-5-20251101")->output, 25000000);
+    assert_null(tg_config_price(c, "anthropic", "gpt-4o"));
+    assert_null(tg_config_price(c, "openai", "claude-opus-5"));
+    /* Pattern keys are not model ids: the provider lists only exact ones. */
+    const tg_provider_t *an = tg_config_provider(c, "anthropic", 9);
+    assert_int_equal(an->n_models, 1);
+    assert_string_equal(an->models[0], "claude-opus-4-5");
+    /* Embedding (input only) and free entries. */
+    const tg_price_t *emb = tg_config_price(c, "openai", "text-embedding-3-small");
+    assert_true(emb->embedding);
+    assert_true(tg_config_price_serves(emb, TG_KIND_EMBEDDINGS));
+    assert_false(tg_config_price_serves(emb, TG_KIND_CHAT));
+    const tg_price_t *fr = tg_config_price(c, "openai", "local-llama");
+    assert_true(fr->free);
+    assert_false(fr->embedding);
+    assert_int_equal(fr->input, 0);
+    assert_int_equal(fr->output, 0);
+    assert_true(tg_config_price_serves(fr, TG_KIND_CHAT));
+    assert_true(tg_config_price_serves(fr, TG_KIND_COUNT_TOKENS));
+    assert_false(tg_config_price_serves(fr, TG_KIND_EMBEDDINGS));
+    /* Aliases: exact, then the longest pattern prefix; the '*' carries over. */
+    tg_pool_t *pool = tg_pool_create(1024);
+    const tg_alias_t *a = tg_config_alias(c, "claude-haiku-5-5");
+    assert_non_null(a);
+    assert_true(a->pattern);
+    assert_string_equal(tg_config_alias_target(a, "claude-haiku-5-5", pool), "anthropic/claude-haiku-5-5");
+    a = tg_config_alias(c, "claude-opus-5-5");
+    assert_string_equal(a->name, "claude-opus*");
+    assert_string_equal(tg_config_alias_target(a, "claude-opus-5-5", pool), "anthropic/claude-opus-4-5");
+    assert_string_equal(tg_config_alias(c, "claude-x")->name, "claude-x");
+    assert_null(tg_config_alias(c, "gpt-4o"));
+    assert_true(tg_config_model_match("claude-*", "claude-"));
+    assert_true(tg_config_model_match("auto", "auto"));
+    assert_false(tg_config_model_match("auto", "auto2"));
+    assert_false(tg_config_model_match("claude-*", "claud"));
+    tg_pool_destroy(pool);
+    tg_config_unref(c);
+    tg_diag_free(&d);
+    unlink(path);
+    free(path);
+}
+
+/* Every model a route, an alias or a direct provider/model can reach has a
+ * price, or the config does not load; `free` and embedding entries are
+ * checked for what they may say. */
+static void test_every_reachable_model_priced(void **state) {
+    char *path = write_tmp(
+        "unpriced.yaml",
+        "providers:\n"
+        "  openai: { dialect: openai, base_url: https://api.openai.com/v1, models: [gpt-x] }\n"
+        "  anthropic: { dialect: anthropic, base_url: https://api.anthropic.com, responses: native }\n"
+        "  v: { dialect: openai, base_url: https://v.example/v1, responses: nativ }\n"
+        "prices:\n"
+        "  openai/gpt-4o-mini: { input: 0.15, output: 0.6 }\n"
+        "  openai/emb: { input: 0.02, cached_input: 0.01 }\n"
+        "  openai/zero: { free: true, output: 1 }\n"
+        "  openai/gpt-*x: { input: 1, output: 1 }\n"
+        "  anthropic/claude-opus-*: { input: 5, output: 25 }\n"
+        "routes:\n"
+        "  - { name: r, candidates: [openai/gpt-4o-mini, openai/gpt-9] }\n"
+        "aliases: { a: openai/gpt-8, \"c-*\": \"anthropic/claude-*\", \"g-*\": \"openai/o-*\" }\n");
+    tg_diag_t d = {0};
+    assert_null(tg_config_load(path, &d));
+    const char *want[] = {
+        "model 'openai/gpt-x' (listed under models: of provider 'openai') has no price",
+        "candidate 'openai/gpt-9' of route 'r' has no price: add 'openai/gpt-9' to prices",
+        "alias 'a' reaches 'openai/gpt-8', which has no price",
+        "alias 'g-*' reaches openai/o-*, but no price covers any model it can reach",
+        "responses: native needs dialect openai (it is anthropic)",
+        "unknown responses mode 'nativ' (did you mean 'native'?)",
+        "price 'openai/emb' has no 'output': an embedding model is priced by 'input' only",
+        "price 'openai/zero' is free: true but sets output",
+        "price key 'openai/gpt-*x' must be provider/model, or provider/prefix* (one '*', at the end)",
+    };
+    for (size_t w = 0; w < sizeof(want) / sizeof(*want); w++) {
+        int found = 0;
+        for (size_t i = 0; i < d.n && !found; i++)
+            found = strstr(d.msgs[i], want[w]) != NULL;
+        if (!found) fprintf(stderr, "missing: %s\n", want[w]);
+        assert_true(found);
+    }
+    /* c-* reaches anthropic/claude-*: claude-opus-* covers some of it. */
+    for (size_t i = 0; i < d.n; i++)
+        assert_null(strstr(d.msgs[i], "alias 'c-*'"));
+    assert_int_equal(d.n_errors, sizeof(want) / sizeof(*want));
+    tg_diag_free(&d);
+    unlink(path);
+    free(path);
+}
+
+/* `responses: native` marks an OpenAI-dialect vendor that serves the
+ * Responses API itself; `translate` (the default) leaves it off. */
+static void test_responses_native(void **state) {
+    char *path =
+        write_tmp("native.yaml",
+                  "providers:\n"
+                  "  openai: { dialect: openai, base_url: https://api.openai.com/v1, responses: native }\n"
+                  "  ds: { dialect: openai, base_url: https://api.deepseek.com/v1, responses: translate }\n"
+                  "  qw: { dialect: openai, base_url: https://dashscope.aliyuncs.com/v1 }\n");
+    tg_diag_t d = {0};
+    tg_config_t *c = tg_config_load(path, &d);
+    assert_non_null(c);
+    assert_true(tg_config_provider(c, "openai", 6)->responses_native);
+    assert_false(tg_config_provider(c, "ds", 2)->responses_native);
+    assert_false(tg_config_provider(c, "qw", 2)->responses_native);
+    tg_config_unref(c);
+    tg_diag_free(&d);
+    unlink(path);
+    free(path);
+}
+
 int main(int argc, char **argv) {
     /* Fixture paths are relative to the repository root. */
     if (access(FIX "ok.json", R_OK) != 0) {
@@ -553,6 +721,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_check_command),
         cmocka_unit_test(test_policy_knobs),
         cmocka_unit_test(test_files_and_digest),
+        cmocka_unit_test(test_model_patterns),
+        cmocka_unit_test(test_every_reachable_model_priced),
+        cmocka_unit_test(test_responses_native),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

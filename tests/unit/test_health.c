@@ -1,8 +1,13 @@
-/* test_health.c — the circuit breaker and latency tracking a worker keeps
- * per provider/model: closed -> open after N consecutive failures, open ->
+/* test_health.c — the circuit breaker and latency tracking kept per
+ * provider/model: closed -> open after N consecutive failures, open ->
  * half-open after the cool-down with exactly one probe, half-open -> closed
  * on success and -> open (longer cool-down, capped) on failure; retry-after;
- * EWMAs; the /metrics lines. Time is passed in, so no clock is involved. */
+ * EWMAs; the /metrics lines. Then the table the workers of a process share,
+ * with real threads: a failure streak, a retry-after and the one probe seen
+ * by every worker, entries created by racing threads, and a stress run of
+ * begin/end from several threads after which every counter adds up (build
+ * this test with -fsanitize=thread to check the atomics). Time is passed
+ * in, so no clock is involved. */
 /* deps: policy/health.c */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,9 +15,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "policy/health.h"
 
@@ -88,6 +96,7 @@ static void test_half_open_probe_fails(void **state) {
     int64_t t = 10000, expect[] = {20000, 40000, 60000, 60000};
     for (int i = 0; i < 4; i++) {
         tg_health_begin(e, t);
+        t += 10; /* the probe fails 10 ms after it began */
         tg_health_end(e, TG_OUTCOME_FAIL, -1, 0, 10, t);
         /* Each failed probe doubles the cool-down, up to 60 s. */
         assert_int_equal(tg_health_state(e), TG_CIRCUIT_OPEN);
@@ -220,6 +229,337 @@ static void test_rand_and_swrr_state(void **state) {
     tg_health_free(g);
 }
 
+/* --- one table, several workers (threads) ---------------------------------- */
+
+typedef struct {
+    tg_health_t *h;   /* this worker's handle on the shared table */
+    const char *what; /* what run_on does on the worker's thread */
+    int64_t now;
+    int n, result;
+} job_t;
+
+static void *job_main(void *arg) {
+    job_t *j = arg;
+    tg_health_entry_t *e = tg_health_get(j->h, "deepseek", "deepseek-flash");
+    if (strcmp(j->what, "fail") == 0) {
+        fail_n(e, j->n, j->now);
+    } else if (strcmp(j->what, "allow") == 0) {
+        j->result = tg_health_allow(e, j->now);
+    } else if (strcmp(j->what, "allow+begin") == 0) {
+        j->result = tg_health_allow(e, j->now);
+        if (j->result) tg_health_begin(e, j->now);
+    } else if (strcmp(j->what, "retry-after") == 0) {
+        tg_health_retry_after(e, j->now + j->n);
+    } else if (strcmp(j->what, "ok") == 0) {
+        tg_health_end(e, TG_OUTCOME_OK, 40, 0, 50, j->now);
+    }
+    return NULL;
+}
+
+/* Runs one step on a thread of its own, as worker `h` would, and waits. */
+static int run_on(tg_health_t *h, const char *what, int64_t now, int n) {
+    job_t j = {h, what, now, n, -1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, job_main, &j), 0);
+    pthread_join(t, NULL);
+    return j.result;
+}
+
+typedef struct {
+    tg_health_table_t *t;
+    tg_health_t *w[2];
+} shared_t;
+
+static shared_t shared_new(void) {
+    shared_t s = {tg_health_table_new(), {NULL, NULL}};
+    assert_non_null(s.t);
+    s.w[0] = tg_health_new_shared(s.t);
+    s.w[1] = tg_health_new_shared(s.t);
+    assert_non_null(s.w[0]);
+    assert_non_null(s.w[1]);
+    return s;
+}
+
+static void shared_free(shared_t *s) {
+    tg_health_free(s->w[0]);
+    tg_health_free(s->w[1]);
+    tg_health_table_free(s->t);
+}
+
+static void test_shared_failure_streak(void **state) {
+    shared_t s = shared_new();
+    tg_health_entry_t *e = tg_health_get(s.w[0], "deepseek", "deepseek-flash");
+    assert_ptr_equal(tg_health_get(s.w[1], "deepseek", "deepseek-flash"), e);
+    /* Three failures on one worker, two on the other: one streak of five. */
+    run_on(s.w[0], "fail", 1000, 3);
+    assert_int_equal(tg_health_state(e), TG_CIRCUIT_CLOSED);
+    run_on(s.w[1], "fail", 1000, 2);
+    assert_int_equal(tg_health_state(e), TG_CIRCUIT_OPEN);
+    assert_int_equal(run_on(s.w[0], "allow", 1001, 0), 0);
+    assert_int_equal(run_on(s.w[1], "allow", 1001, 0), 0);
+    assert_int_equal(e->open_until_ms, 11000);
+    shared_free(&s);
+}
+
+static void test_shared_retry_after(void **state) {
+    shared_t s = shared_new();
+    tg_health_entry_t *e = tg_health_get(s.w[0], "deepseek", "deepseek-flash");
+    run_on(s.w[0], "retry-after", 1000, 30000);
+    assert_int_equal(run_on(s.w[1], "allow", 1000, 0), 0);
+    assert_int_equal(run_on(s.w[1], "allow", 30999, 0), 0);
+    assert_int_equal(run_on(s.w[1], "allow", 31000, 0), 1);
+    /* An earlier deadline from another answer does not shorten the wait. */
+    run_on(s.w[1], "retry-after", 1000, 5000);
+    assert_int_equal(run_on(s.w[0], "allow", 30999, 0), 0);
+    assert_int_equal(tg_health_state(e), TG_CIRCUIT_CLOSED);
+    shared_free(&s);
+}
+
+static void test_shared_single_probe(void **state) {
+    shared_t s = shared_new();
+    tg_health_entry_t *e = tg_health_get(s.w[0], "deepseek", "deepseek-flash");
+    run_on(s.w[0], "fail", 0, 5);
+    /* Cool-down over: the first worker to ask takes the probe; the other is
+     * told no while the probe is leased and while it is out. */
+    assert_int_equal(run_on(s.w[0], "allow", 10000, 0), 1);
+    assert_int_equal(run_on(s.w[1], "allow", 10000, 0), 0);
+    assert_int_equal(run_on(s.w[1], "allow", 10000 + TG_HEALTH_PROBE_LEASE_MS - 1, 0), 0);
+    /* A lease not followed by an attempt lapses: someone else may probe. */
+    assert_int_equal(run_on(s.w[1], "allow+begin", 10000 + TG_HEALTH_PROBE_LEASE_MS, 0), 1);
+    assert_int_equal(tg_health_state(e), TG_CIRCUIT_HALF_OPEN);
+    assert_int_equal(run_on(s.w[0], "allow", 20000, 0), 0);
+    assert_int_equal(run_on(s.w[1], "allow", 20000, 0), 0);
+    assert_int_equal(tg_health_inflight(e), 1);
+    run_on(s.w[1], "ok", 20000, 0);
+    assert_int_equal(tg_health_state(e), TG_CIRCUIT_CLOSED);
+    assert_int_equal(run_on(s.w[0], "allow", 20001, 0), 1);
+    shared_free(&s);
+}
+
+/* Attempts sent before the circuit opened end during the probe: a failure
+ * or a hang-up of theirs neither reopens the circuit nor frees the probe
+ * slot for a second probe; only the probe's own end does. */
+static void test_late_ends_keep_the_probe(void **state) {
+    tg_health_t *h = tg_health_new();
+    tg_health_entry_t *e = tg_health_get(h, "p", "m");
+    tg_health_begin(e, 0);
+    tg_health_begin(e, 0);
+    fail_n(e, 5, 100);
+    assert_true(tg_health_allow(e, 10100));
+    tg_health_begin(e, 10100);
+    tg_health_end(e, TG_OUTCOME_ABORT, -1, 0, 10150, 10150); /* began at 0 */
+    assert_int_equal(tg_health_state(e), TG_CIRCUIT_HALF_OPEN);
+    assert_false(tg_health_allow(e, 10151));
+    tg_health_end(e, TG_OUTCOME_FAIL, -1, 0, 10160, 10160);
+    assert_int_equal(tg_health_state(e), TG_CIRCUIT_HALF_OPEN);
+    assert_false(tg_health_allow(e, 10161));
+    /* The probe's own hang-up frees the slot. */
+    tg_health_end(e, TG_OUTCOME_ABORT, -1, 0, 70, 10170);
+    assert_true(tg_health_allow(e, 10171));
+    assert_int_equal(tg_health_inflight(e), 0);
+    tg_health_free(h);
+}
+
+/* A reload changes the parameters, not the table: entries of providers
+ * that stay keep their state, new ones start closed. */
+static void test_reload_keeps_entries(void **state) {
+    shared_t s = shared_new();
+    tg_health_entry_t *e = tg_health_get(s.w[0], "deepseek", "deepseek-flash");
+    run_on(s.w[0], "fail", 0, 5);
+    run_on(s.w[0], "retry-after", 0, 30000);
+    tg_health_params_t p = {3, 2000, 4000, 0.5};
+    tg_health_set_params(s.w[1], &p);
+    assert_ptr_equal(tg_health_get(s.w[1], "deepseek", "deepseek-flash"), e);
+    assert_int_equal(tg_health_state(e), TG_CIRCUIT_OPEN);
+    assert_int_equal(run_on(s.w[1], "allow", 20000, 0), 0);
+    tg_health_entry_t *f = tg_health_get(s.w[1], "qwen", "qwen-plus");
+    assert_int_equal(tg_health_state(f), TG_CIRCUIT_CLOSED);
+    /* Both workers see the new threshold and cool-down. */
+    fail_n(f, 2, 0);
+    assert_int_equal(tg_health_state(f), TG_CIRCUIT_CLOSED);
+    fail_n(f, 1, 0);
+    assert_false(tg_health_allow(f, 1999));
+    assert_true(tg_health_allow(f, 2000));
+    shared_free(&s);
+}
+
+static void test_render_shared(void **state) {
+    shared_t s = shared_new();
+    tg_health_begin(tg_health_get(s.w[0], "deepseek", "deepseek-flash"), 0);
+    tg_health_begin(tg_health_get(s.w[1], "deepseek", "deepseek-flash"), 0);
+    char *txt = tg_health_render(s.w, 2);
+    assert_non_null(txt);
+    /* One table behind both handles: counted once, not twice. */
+    assert_non_null(
+        strstr(txt, "tollgate_upstream_inflight{provider=\"deepseek\",model=\"deepseek-flash\"} 2\n"));
+    free(txt);
+    shared_free(&s);
+}
+
+/* --- races ------------------------------------------------------------------- */
+
+#define RACERS 4
+
+typedef struct {
+    pthread_barrier_t *bar;
+    tg_health_t *h;
+    int rounds;
+    _Atomic int *allowed; /* per round: threads tg_health_allow let through */
+} racer_t;
+
+static void *race_probe(void *arg) {
+    racer_t *r = arg;
+    char model[32];
+    for (int i = 0; i < r->rounds; i++) {
+        snprintf(model, sizeof(model), "m%d", i);
+        pthread_barrier_wait(r->bar); /* the main thread opened m<i> */
+        tg_health_entry_t *e = tg_health_get(r->h, "p", model);
+        if (tg_health_allow(e, 10000)) {
+            atomic_fetch_add(&r->allowed[i], 1);
+            /* The gateway builds the request between the two calls: the
+             * other threads get to ask meanwhile. */
+            struct timespec pause = {0, 20000};
+            nanosleep(&pause, NULL);
+            tg_health_begin(e, 10000);
+        }
+        pthread_barrier_wait(r->bar);
+    }
+    return NULL;
+}
+
+/* Every worker asks at the moment the cool-down ends: one probe goes. */
+static void test_race_single_probe(void **state) {
+    enum { ROUNDS = 300 };
+    tg_health_table_t *t = tg_health_table_new();
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, RACERS + 1);
+    static _Atomic int allowed[ROUNDS];
+    racer_t r[RACERS];
+    pthread_t th[RACERS];
+    tg_health_t *mine = tg_health_new_shared(t);
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (racer_t){&bar, tg_health_new_shared(t), ROUNDS, allowed};
+        assert_int_equal(pthread_create(&th[i], NULL, race_probe, &r[i]), 0);
+    }
+    char model[32];
+    for (int i = 0; i < ROUNDS; i++) {
+        snprintf(model, sizeof(model), "m%d", i);
+        tg_health_entry_t *e = tg_health_get(mine, "p", model);
+        fail_n(e, 5, 0);
+        pthread_barrier_wait(&bar);
+        pthread_barrier_wait(&bar);
+        assert_int_equal(atomic_load(&allowed[i]), 1);
+        assert_int_equal(tg_health_state(e), TG_CIRCUIT_HALF_OPEN);
+        assert_int_equal(tg_health_inflight(e), 1);
+    }
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(th[i], NULL);
+        tg_health_free(r[i].h);
+    }
+    pthread_barrier_destroy(&bar);
+    tg_health_free(mine);
+    tg_health_table_free(t);
+}
+
+typedef struct {
+    pthread_barrier_t *start;
+    tg_health_t *h;
+    int id, iters;
+    _Atomic int64_t *clock;
+    tg_health_entry_t *made[64]; /* what tg_health_get returned for "new<k>" */
+    int64_t ok_samples[4];       /* OK ends with a first-token time, per entry */
+} stress_t;
+
+static const char *const stress_models[4] = {"a", "b", "c", "d"};
+
+static void *stress_main(void *arg) {
+    stress_t *s = arg;
+    uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)(s->id + 1);
+    char name[16];
+    pthread_barrier_wait(s->start);
+    for (int i = 0; i < s->iters; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t now = atomic_fetch_add(s->clock, 1);
+        int k = (int)(x % 4);
+        tg_health_entry_t *e = tg_health_get(s->h, "p", stress_models[k]);
+        if (i < 64) {
+            /* Every thread creates the same new entries at about the same time. */
+            snprintf(name, sizeof(name), "new%d", i);
+            s->made[i] = tg_health_get(s->h, "p", name);
+        }
+        if ((x >> 8) % 97 == 0) tg_health_retry_after(e, now + 3);
+        tg_health_allow(e, now);
+        tg_health_begin(e, now);
+        int o = (int)((x >> 16) % 5); /* mostly OK, some FAIL, a few ABORT */
+        int64_t ttft = (int64_t)((x >> 24) % 100);
+        if (o <= 2) {
+            tg_health_end(e, TG_OUTCOME_OK, ttft, 50, ttft + 20, now + 1);
+            s->ok_samples[k]++;
+        } else {
+            tg_health_end(e, o == 3 ? TG_OUTCOME_FAIL : TG_OUTCOME_ABORT, -1, 0, 1, now + 1);
+        }
+    }
+    return NULL;
+}
+
+static void *render_main(void *arg) {
+    tg_health_t **h = arg;
+    for (int i = 0; i < 200; i++)
+        free(tg_health_render(h, 1));
+    return NULL;
+}
+
+/* Begin and end from several threads at once: nothing is lost or torn. */
+static void test_stress(void **state) {
+    enum { ITERS = 20000 };
+    tg_health_table_t *t = tg_health_table_new();
+    tg_health_params_t p = {3, 5, 40, 0.3};
+    static _Atomic int64_t clock;
+    stress_t s[RACERS];
+    pthread_t th[RACERS], rt;
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, RACERS);
+    for (int i = 0; i < RACERS; i++)
+        s[i] = (stress_t){
+            .start = &start, .h = tg_health_new_shared(t), .id = i, .iters = ITERS, .clock = &clock};
+    tg_health_set_params(s[0].h, &p);
+    for (int i = 0; i < RACERS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, stress_main, &s[i]), 0);
+    assert_int_equal(pthread_create(&rt, NULL, render_main, &s[0].h), 0);
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(th[i], NULL);
+    pthread_join(rt, NULL);
+    pthread_barrier_destroy(&start);
+    for (int k = 0; k < 64; k++)
+        for (int i = 1; i < RACERS; i++)
+            assert_ptr_equal(s[i].made[k], s[0].made[k]);
+    for (int k = 0; k < 4; k++) {
+        tg_health_entry_t *e = tg_health_get(s[0].h, "p", stress_models[k]);
+        int64_t ok = 0;
+        for (int i = 0; i < RACERS; i++)
+            ok += s[i].ok_samples[k];
+        /* Every begin had its end; every sample was counted; the averages
+         * stay inside what was sampled (first-token 0-99 ms). */
+        assert_int_equal(tg_health_inflight(e), 0);
+        assert_int_equal(e->n_samples, ok);
+        assert_true(e->ttft_ms >= 0 && e->ttft_ms <= 99);
+        assert_true(e->tps > 0);
+        tg_circuit_t st = tg_health_state(e);
+        assert_true(st == TG_CIRCUIT_CLOSED || st == TG_CIRCUIT_OPEN || st == TG_CIRCUIT_HALF_OPEN);
+    }
+    /* Each new entry exists once: 4 + 64 entries in all. */
+    char *txt = tg_health_render(&s[0].h, 1);
+    assert_non_null(txt);
+    int rows = 0;
+    for (const char *q = txt; (q = strstr(q, "tollgate_circuit_state{")) != NULL; q++)
+        rows++;
+    assert_int_equal(rows, 4 + 64);
+    free(txt);
+    for (int i = 0; i < RACERS; i++)
+        tg_health_free(s[i].h);
+    tg_health_table_free(t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_entries),
@@ -232,6 +572,14 @@ int main(void) {
         cmocka_unit_test(test_ewma_and_inflight),
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_rand_and_swrr_state),
+        cmocka_unit_test(test_shared_failure_streak),
+        cmocka_unit_test(test_shared_retry_after),
+        cmocka_unit_test(test_shared_single_probe),
+        cmocka_unit_test(test_late_ends_keep_the_probe),
+        cmocka_unit_test(test_reload_keeps_entries),
+        cmocka_unit_test(test_render_shared),
+        cmocka_unit_test(test_race_single_probe),
+        cmocka_unit_test(test_stress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

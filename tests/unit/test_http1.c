@@ -2,7 +2,8 @@
  * a server runs on an event_base owned by the test, a small handler answers
  * by path, and a client written here sends raw bytes and parses answers with
  * http_parser (HTTP_RESPONSE). The loop is pumped (EVLOOP_NONBLOCK) between
- * client reads and writes, so everything runs in one thread. */
+ * client reads and writes, so everything runs in one thread. A stand-in
+ * transport at the end drives the seam TLS plugs into (gateway/tls.c). */
 /* deps: gateway/http1.c core/pool.c core/log.c */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -986,6 +987,212 @@ static void test_listen_ipv6_and_bad_host(void **state) {
     assert_string_equal(tg_http_reason(431), "Request Header Fields Too Large");
 }
 
+/* ---------- a transport under the server (the seam TLS uses) ---------- */
+
+/* A stand-in for TLS that keeps the bytes as they are but behaves the way
+ * OpenSSL does where it matters: a handshake (the client's "HELLO\n",
+ * answered "OK\n") that may arrive in pieces; reads that take everything
+ * off the socket and hand it out a few bytes at a time, so that bytes wait
+ * where no socket event announces them (pending); writes that take at most
+ * 1000 bytes and now and then refuse with WANT_WRITE, after which the next
+ * call must start with the same bytes, and no shorter. */
+typedef struct {
+    int fd, hs_got, hs_sent;
+    char in[8192];
+    size_t in_len, in_pos;
+    char last[64];
+    size_t last_len; /* bytes refused by the last WANT_WRITE; 0 when none */
+    int writes;
+} fake_io_t;
+
+static struct { int opened, closed, clean_closes, want_writes, retry_ok, retry_bad, pending_hits; } fk;
+
+static void *fk_open(void *ud, int fd) {
+    fake_io_t *f = calloc(1, sizeof(*f));
+    f->fd = fd;
+    fk.opened++;
+    return f;
+}
+
+static int fk_handshake(void *io) {
+    fake_io_t *f = io;
+    while (f->hs_got < 6) {
+        char ch;
+        ssize_t n = recv(f->fd, &ch, 1, 0);
+        if (n == 0) return TG_HTTP_IO_ERROR;
+        if (n < 0) return errno == EAGAIN ? TG_HTTP_IO_WANT_READ : TG_HTTP_IO_ERROR;
+        if (ch != "HELLO\n"[f->hs_got++]) return TG_HTTP_IO_ERROR;
+    }
+    if (!f->hs_sent) {
+        if (send(f->fd, "OK\n", 3, MSG_NOSIGNAL) != 3) return TG_HTTP_IO_ERROR;
+        f->hs_sent = 1;
+    }
+    return 0;
+}
+
+static long fk_read(void *io, void *buf, size_t len) {
+    fake_io_t *f = io;
+    if (f->in_pos == f->in_len) {
+        ssize_t n = recv(f->fd, f->in, sizeof(f->in), 0);
+        if (n == 0) return 0;
+        if (n < 0) return errno == EAGAIN ? TG_HTTP_IO_WANT_READ : TG_HTTP_IO_ERROR;
+        f->in_len = (size_t)n;
+        f->in_pos = 0;
+    }
+    size_t k = f->in_len - f->in_pos < 7 ? f->in_len - f->in_pos : 7;
+    if (k > len) k = len;
+    memcpy(buf, f->in + f->in_pos, k);
+    f->in_pos += k;
+    return (long)k;
+}
+
+static long fk_write(void *io, const void *buf, size_t len) {
+    fake_io_t *f = io;
+    if (f->last_len) {
+        if (len >= f->last_len && memcmp(buf, f->last, f->last_len) == 0)
+            fk.retry_ok++;
+        else
+            fk.retry_bad++;
+        f->last_len = 0;
+    } else if (++f->writes % 3 == 0) {
+        f->last_len = len < sizeof(f->last) ? len : sizeof(f->last);
+        memcpy(f->last, buf, f->last_len);
+        fk.want_writes++;
+        return TG_HTTP_IO_WANT_WRITE;
+    }
+    ssize_t n = send(f->fd, buf, len < 1000 ? len : 1000, MSG_NOSIGNAL);
+    if (n < 0) return errno == EAGAIN ? TG_HTTP_IO_WANT_WRITE : TG_HTTP_IO_ERROR;
+    return (long)n;
+}
+
+static int fk_pending(void *io) {
+    fake_io_t *f = io;
+    if (f->in_pos < f->in_len) fk.pending_hits++;
+    return f->in_pos < f->in_len;
+}
+
+static void fk_close(void *io, int clean) {
+    fk.closed++;
+    fk.clean_closes += clean != 0;
+    free(io);
+}
+
+static const tg_http_transport_t fake_transport = {fk_open,    fk_handshake, fk_read, fk_write,
+                                                   fk_pending, fk_close,     NULL};
+
+/* A second listener on the fixture's server, over the fake transport;
+ * returns a client that has finished the handshake. */
+static int fk_lfd = -1, fk_port;
+
+static int setup_fake(void **state) {
+    setup(state);
+    memset(&fk, 0, sizeof(fk));
+    fk_lfd = tg_http_listen("127.0.0.1", 0, 64);
+    assert_true(fk_lfd >= 0);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(getsockname(fk_lfd, (struct sockaddr *)&sa, &sl), 0);
+    fk_port = ntohs(sa.sin_port);
+    assert_int_equal(tg_http_server_add_listener(fx.srv, fk_lfd, &fake_transport), 0);
+    return 0;
+}
+
+static int teardown_fake(void **state) {
+    teardown(state);
+    close(fk_lfd);
+    return 0;
+}
+
+static cli_t *fk_connect(void) {
+    int plain = fx.port;
+    fx.port = fk_port;
+    cli_t *c = cli_open();
+    fx.port = plain;
+    return c;
+}
+
+static void fk_greet(cli_t *c) {
+    cli_sends(c, "HEL");
+    pump_idle(2);
+    assert_int_equal(c->inlen, 0);
+    cli_sends(c, "LO\n");
+    double deadline = now_s() + 20;
+    while (c->inlen < 3) {
+        pump();
+        if (cli_fill(c) < 0) usleep(500);
+        assert_true(now_s() < deadline);
+    }
+    assert_memory_equal(c->in, "OK\n", 3);
+    memmove(c->in, c->in + 3, c->inlen - 3);
+    c->inlen -= 3;
+}
+
+static void test_transport_requests(void **state) {
+    cli_t *c = fk_connect();
+    fk_greet(c);
+    /* Pipelined and read 7 bytes at a time: only the transport knows the
+     * rest is there. */
+    cli_sends(c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\nPOST /echo HTTP/1.1\r\nHost: t\r\n"
+                 "Content-Length: 11\r\n\r\nhello world");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello");
+    resp_free(&r);
+    resp_read(c, &r);
+    assert_string_equal(r.body, "hello world");
+    resp_free(&r);
+    assert_true(fk.pending_hits > 0);
+    /* 128 MiB would not fit: the flood stops at high water and drains
+     * through writes that are cut short and refused now and then. */
+    cli_sends(c, "GET /flood HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.blen, fx.flood_bytes);
+    for (size_t i = 0; i < r.blen; i++)
+        if (r.body[i] != 'x') fail_msg("byte %zu of the streamed body is %d", i, r.body[i]);
+    resp_free(&r);
+    cli_wait_eof(c);
+    assert_true(fk.want_writes > 10);
+    assert_int_equal(fk.retry_bad, 0);
+    assert_int_equal(fk.retry_ok, fk.want_writes);
+    assert_int_equal(fk.opened, 1);
+    assert_int_equal(fk.closed, 1);
+    assert_int_equal(fk.clean_closes, 1); /* a goodbye before the close */
+    assert_int_equal(fx.finish_calls, 3);
+    assert_int_equal(fx.aborted_calls, 0);
+    cli_close(c);
+}
+
+static void test_transport_handshake_timeout(void **state) {
+    cli_t *plain = cli_open();
+    cli_t *stuck = fk_connect();
+    cli_sends(stuck, "HEL"); /* and never the rest */
+    /* The plain listener serves meanwhile. */
+    cli_sends(plain, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    resp_t r;
+    resp_read(plain, &r);
+    assert_string_equal(r.body, "hello");
+    resp_free(&r);
+    /* The header timeout (200 ms here) cuts the handshake. */
+    assert_int_equal(cli_wait_eof(stuck), 0);
+    assert_int_equal(fk.closed, 1);
+    assert_int_equal(fk.clean_closes, 0);
+    assert_int_equal(fx.headers_calls, 1);
+    cli_close(stuck);
+    cli_close(plain);
+}
+
+static void test_transport_bad_handshake(void **state) {
+    cli_t *c = fk_connect();
+    cli_sends(c, "GET / HTTP/1.1\r\n\r\n"); /* plain HTTP on the transport's port */
+    assert_int_equal(cli_wait_eof(c), 0);
+    assert_int_equal(fx.headers_calls, 0);
+    assert_int_equal(fk.closed, 1);
+    assert_int_equal(tg_http_server_connections(fx.srv), 0);
+    cli_close(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_simple_get, setup, teardown),
@@ -1018,6 +1225,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_hangup_mid_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test(test_listen_ipv6_and_bad_host),
+        cmocka_unit_test_setup_teardown(test_transport_requests, setup_fake, teardown_fake),
+        cmocka_unit_test_setup_teardown(test_transport_handshake_timeout, setup_fake, teardown_fake),
+        cmocka_unit_test_setup_teardown(test_transport_bad_handshake, setup_fake, teardown_fake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

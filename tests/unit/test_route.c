@@ -6,7 +6,7 @@
  * circuit state, the strategies seen through tg_route_pick_opts, and the
  * explain JSON. Request headers come from a one-header source. */
 /* clang-format off */
-/* deps: policy/route.c policy/strategy.c policy/health.c policy/price.c policy/lang.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_yaml.c core/config_price.c core/pool.c */
+/* deps: policy/route.c policy/strategy.c policy/health.c policy/price.c policy/lang.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_price.c core/pool.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -73,7 +73,7 @@ static void req(fx_t *f, const char *model, const char *text, const char *k, int
     f->scan.text_bytes = strlen(text);
     f->scan.n_messages = 1;
     f->scan.max_tokens = -1;
-    f->ctx = (tg_route_ctx_t){model, k ? key(f, k) : NULL, &f->scan, {NULL, NULL}, ts};
+    f->ctx = (tg_route_ctx_t){model, k ? key(f, k) : NULL, &f->scan, {NULL, NULL}, ts, TG_KIND_CHAT};
     memset(&f->opts, 0, sizeof(f->opts));
 }
 
@@ -360,6 +360,92 @@ static void test_explain(void **state) {
     free(txt);
 }
 
+/* --- model patterns, prices and kinds (tests/unit/policy/patterns.yaml) --- */
+
+static int setup_patterns(void **state) {
+    fx_t *f = calloc(1, sizeof(*f));
+    tg_diag_t d = {0};
+    f->c = tg_config_load("tests/unit/policy/patterns.yaml", &d);
+    for (size_t i = 0; i < d.n; i++)
+        fprintf(stderr, "%s\n", d.msgs[i]);
+    tg_diag_free(&d);
+    if (f->c == NULL) return -1;
+    f->pool = tg_pool_create(8192);
+    *state = f;
+    return 0;
+}
+
+static void test_pattern_alias_and_match(void **state) {
+    fx_t *f = *state;
+    /* Any claude-* id reaches Anthropic unchanged; a longer alias wins. */
+    req(f, "claude-opus-5-5", EN, NULL, NOON);
+    assert_string_equal(decide(f), "direct: anthropic/claude-opus-5-5");
+    req(f, "claude-haiku-5-5", EN, NULL, NOON);
+    assert_string_equal(decide(f), "direct: anthropic/claude-haiku-4-5");
+    /* A direct id covered by a pattern price is a known model. */
+    req(f, "anthropic/claude-opus-4-5-20251101", EN, NULL, NOON);
+    assert_string_equal(decide(f), "direct: anthropic/claude-opus-4-5-20251101");
+    /* match.model by prefix. */
+    req(f, "gpt-5", EN, NULL, NOON);
+    assert_string_equal(decide(f), "gpt-family: openai/gpt-4o-mini mistral/mistral-small");
+    req(f, "gp", EN, NULL, NOON);
+    assert_string_equal(decide(f), "404");
+}
+
+/* A candidate without a price is never called: refused by name. */
+static void test_unpriced_candidate_refused(void **state) {
+    fx_t *f = *state;
+    req(f, "claude-sonnet-4-5", EN, NULL, NOON);
+    assert_string_equal(decide(f), "503");
+    assert_non_null(
+        strstr(f->out.err, "anthropic/claude-sonnet-4-5: no price for anthropic/claude-sonnet-4-5"));
+    /* Named directly, a model no price covers is unknown. */
+    req(f, "anthropic/claude-sonnet-4-5", EN, NULL, NOON);
+    assert_string_equal(decide(f), "404");
+    char *txt = NULL;
+    req(f, "claude-sonnet-4-5", EN, NULL, NOON);
+    assert_int_equal(tg_route_explain(f->c, &f->ctx, NULL, f->pool, &txt), 0);
+    assert_non_null(strstr(txt, "never billed $0"));
+    assert_non_null(strstr(txt, "\"resolved_model\": \"anthropic/claude-sonnet-4-5\""));
+    free(txt);
+}
+
+/* Embedding models serve embeddings only, chat models everything else. */
+static void test_kinds(void **state) {
+    fx_t *f = *state;
+    req(f, "embed", "", NULL, NOON);
+    f->ctx.kind = TG_KIND_EMBEDDINGS;
+    assert_string_equal(decide(f), "embed: openai/text-embedding-3-small mistral/mistral-embed");
+    req(f, "mini", "", NULL, NOON);
+    f->ctx.kind = TG_KIND_EMBEDDINGS;
+    assert_string_equal(decide(f), "400");
+    assert_non_null(strstr(f->out.err, "openai/gpt-4o-mini is a chat model, not an embedding model"));
+    req(f, "openai/text-embedding-3-small", EN, NULL, NOON);
+    assert_string_equal(decide(f), "400");
+    assert_non_null(strstr(f->out.err, "is an embedding model, not a chat model"));
+    req(f, "openai/text-embedding-3-small", EN, NULL, NOON);
+    f->ctx.kind = TG_KIND_COUNT_TOKENS;
+    assert_string_equal(decide(f), "400");
+    req(f, "claude-opus-5-5", EN, NULL, NOON);
+    f->ctx.kind = TG_KIND_COUNT_TOKENS;
+    assert_string_equal(decide(f), "direct: anthropic/claude-opus-5-5");
+    /* An eu-only tenant's embeddings: residency still holds. */
+    req(f, "embed", "", "team-eu", NOON);
+    f->ctx.kind = TG_KIND_EMBEDDINGS;
+    assert_string_equal(decide(f), "embed: mistral/mistral-embed");
+}
+
+/* What GET /v1/models asks: the route engine's residency for a key. */
+static void test_permits(void **state) {
+    fx_t *f = *state;
+    const tg_route_t *gpt = tg_config_route(f->c, "gpt-family");
+    const tg_key_t *eu = key(f, "team-eu"), *plain = key(f, "plain");
+    assert_true(tg_route_permits(f->c, plain, gpt, &gpt->candidates[0], NOON));
+    assert_false(tg_route_permits(f->c, eu, gpt, &gpt->candidates[0], NOON));
+    assert_true(tg_route_permits(f->c, eu, gpt, &gpt->candidates[1], NOON));
+    assert_true(tg_route_permits(f->c, NULL, NULL, &gpt->candidates[0], NOON));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_alias_direct),
@@ -376,5 +462,12 @@ int main(void) {
         cmocka_unit_test(test_weighted_through_pick),
         cmocka_unit_test(test_explain),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest pattern_tests[] = {
+        cmocka_unit_test(test_pattern_alias_and_match),
+        cmocka_unit_test(test_unpriced_candidate_refused),
+        cmocka_unit_test(test_kinds),
+        cmocka_unit_test(test_permits),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    return rc + cmocka_run_group_tests(pattern_tests, setup_patterns, teardown);
 }

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,7 +141,7 @@ static void test_invalid_json_positions(void **state) {
     SCAN_ERR("{\"a\":\"\\u12G4\"}", "invalid JSON at byte 5");
     SCAN_ERR("{\"a\":[1}}", "invalid JSON at byte 7");
     scan_err("{\"a\":1}\0", 8, "invalid JSON at byte 7"); /* a NUL is not whitespace */
-    scan_err("{\"a\":\"x\0y\"}", 11, "invalid JSON at byte 5 (unexpected end)");
+    scan_err("{\"a\":\"x\0y\"}", 11, "raw NUL byte at byte 7");
 }
 
 static void test_nesting(void **state) {
@@ -181,10 +182,6 @@ static void test_escapes(void **state) {
     assert_string_equal(r.model_str, "gpt-4o/x");
     assert_string_equal(r.user_text, "a\n\t\"q\"\\ \xF0\x9F\x98\x80");
     assert_int_equal(r.text_bytes, strlen("a\n\t\"q\"\\ \xF0\x9F\x98\x80"));
-    /* Lone surrogates decode to U+FFFD. */
-    r = scan_ok("{\"messages\":[{\"role\":\"user\",\"content\":\"\\ud800x\\udc00\\ud800\\u0041\"}]}");
-    assert_string_equal(r.user_text, "\xEF\xBF\xBDx\xEF\xBF\xBD\xEF\xBF\xBD"
-                                     "A");
     SCAN_ERR("{\"model\":\"a\\u0000b\"," MSGS "}", "'model' must not contain NUL characters");
     SCAN_ERR("{\"model\":\"a\\qb\"," MSGS "}", "invalid JSON at byte 9");
 }
@@ -478,6 +475,158 @@ static void test_resp_errors(void **state) {
     assert_int_equal(s.completion_tokens, -1);
 }
 
+/* ---- what the hardening refuses ----------------------------------------- */
+
+static void test_string_refusals(void **state) {
+    /* Raw control bytes must be escaped (RFC 8259), in values and keys. */
+    SCAN_ERR("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\nb\"}]}",
+             "raw control byte 0x0a in a string at byte 52 (JSON needs it escaped)");
+    SCAN_ERR("{\"mo\tdel\":\"m\"," MSGS "}",
+             "raw control byte 0x09 in a string at byte 4 (JSON needs it escaped)");
+    SCAN_ERR("{\"model\":\"\x1f\"," MSGS "}",
+             "raw control byte 0x1f in a string at byte 10 (JSON needs it escaped)");
+    /* Bytes that are not UTF-8: a stray continuation, a truncated sequence,
+     * an overlong '/', an encoded surrogate, a code point past U+10FFFF,
+     * 0xFF. */
+    SCAN_ERR("{\"model\":\"a\x80\"," MSGS "}", "invalid UTF-8 at byte 11");
+    SCAN_ERR("{\"model\":\"\xe4\xb8\"," MSGS "}", "invalid UTF-8 at byte 10");
+    SCAN_ERR("{\"model\":\"\xc0\xaf\"," MSGS "}", "invalid UTF-8 at byte 10");
+    SCAN_ERR("{\"model\":\"\xed\xa0\x80\"," MSGS "}", "invalid UTF-8 at byte 10");
+    SCAN_ERR("{\"model\":\"\xf4\x90\x80\x80\"," MSGS "}", "invalid UTF-8 at byte 10");
+    SCAN_ERR("{\"x\":\"\xff\"," MSGS "}", "invalid UTF-8 at byte 6");
+    /* Lone surrogate escapes: high without low, low alone, high then a
+     * non-surrogate escape, high at the very end of the string. */
+    SCAN_ERR("{\"model\":\"\\ud800x\"," MSGS "}",
+             "lone surrogate escape '\\ud800' at byte 10 (a \\uD800-\\uDBFF escape must be followed by a "
+             "\\uDC00-\\uDFFF one)");
+    SCAN_ERR("{\"model\":\"a\\uDC00\"," MSGS "}",
+             "lone surrogate escape '\\uDC00' at byte 11 (a \\uD800-\\uDBFF escape must be followed by a "
+             "\\uDC00-\\uDFFF one)");
+    SCAN_ERR("{\"model\":\"\\ud800\\u0041\"," MSGS "}",
+             "lone surrogate escape '\\ud800' at byte 10 (a \\uD800-\\uDBFF escape must be followed by a "
+             "\\uDC00-\\uDFFF one)");
+    SCAN_ERR("{\"model\":\"\\udbff\"," MSGS "}",
+             "lone surrogate escape '\\udbff' at byte 10 (a \\uD800-\\uDBFF escape must be followed by a "
+             "\\uDC00-\\uDFFF one)");
+    /* The same refusals in a body too big for the fast tokenizer (the jsmn
+     * path words them). */
+    size_t n = 0;
+    char *b = malloc(100000);
+    n += (size_t)sprintf(b, "{" MSGS ",\"pad\":[");
+    for (int i = 0; i < 2000; i++)
+        n += (size_t)sprintf(b + n, "%s1", i ? "," : "");
+    size_t at = n + 7; /* the first byte of the string after ],"x":" */
+    n += (size_t)sprintf(b + n, "],\"x\":\"\xed\xbf\xbf\"}");
+    char want[128];
+    snprintf(want, sizeof want, "invalid UTF-8 at byte %zu", at);
+    scan_err(b, n, want);
+    b[at] = '\r';
+    snprintf(want, sizeof want, "raw control byte 0x0d in a string at byte %zu (JSON needs it escaped)", at);
+    scan_err(b, n, want);
+    free(b);
+    /* Answers are the provider's and relayed as sent: not refused, and a
+     * lone surrogate counts as U+FFFD (3 bytes). */
+    tg_scan_resp_t r;
+    assert_int_equal(tg_scan_response("{\"a\":\"\xc3\x01\"}", 10, pool, &r), 0);
+    r = resp("{\"choices\":[{\"delta\":{\"content\":\"\\ud83d\"}}]}");
+    assert_int_equal(r.content_bytes, 3);
+}
+
+static void test_non_ascii_passes(void **state) {
+    /* Raw UTF-8 of every length, pairs of surrogate escapes, and text long
+     * enough to run through the 16-byte path. */
+    tg_scan_req_t r = scan_ok("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+                              "\"中文，你好 emoji 😀 é ß \\ud83d\\ude00 \\uDBFF\\uDFFF\"}]}");
+    assert_string_equal(r.user_text, "中文，你好 emoji 😀 é ß 😀 \xF4\x8F\xBF\xBF");
+    r = scan_ok("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":"
+                "\"敏捷的棕色狐狸跳过了懒狗。The quick brown fox jumps over the lazy dog 敏捷的棕色狐狸\"}],"
+                "\"ſ\":1,\"Kelvin K\":2,\"ëmodel\":3}");
+    assert_int_equal(r.text_bytes,
+                     strlen("敏捷的棕色狐狸跳过了懒狗。The quick brown fox jumps over the lazy dog "
+                            "敏捷的棕色狐狸"));
+    tg_scan_resp_t a = resp("{\"choices\":[{\"delta\":{\"content\":\"你好👋\"}}]}");
+    assert_int_equal(a.content_bytes, strlen("你好👋"));
+}
+
+static void test_ambiguous_keys(void **state) {
+    /* A key the upstream might read as a routed or billed one is refused,
+     * naming it: ASCII case, U+017F (long s), U+212A (Kelvin sign), and
+     * spelt with escapes. */
+    SCAN_ERR("{\"model\":\"m1\",\"Model\":\"gpt-4o\"," MSGS "}",
+             "top-level key 'Model' differs from 'model' only in letter case: send 'model'");
+    SCAN_ERR("{\"MODEL\":\"gpt-4o\"," MSGS "}",
+             "top-level key 'MODEL' differs from 'model' only in letter case: send 'model'");
+    SCAN_ERR("{\"model\":\"m\",\"ſtream\":true," MSGS "}",
+             "top-level key 'ſtream' differs from 'stream' only in letter case: send 'stream'");
+    SCAN_ERR("{\"model\":\"m\",\"max_to\\u212aens\":9," MSGS "}",
+             "top-level key 'max_to\xe2\x84\xaa"
+             "ens' differs from 'max_tokens' only in letter case: send 'max_tokens'");
+    SCAN_ERR("{\"model\":\"m\",\"\\u004dodel\":\"x\"," MSGS "}",
+             "top-level key 'Model' differs from 'model' only in letter case: send 'model'");
+    SCAN_ERR("{\"model\":\"m\",\"N\":2," MSGS "}",
+             "top-level key 'N' differs from 'n' only in letter case: send 'n'");
+    SCAN_ERR("{\"model\":\"m\",\"Input\":\"x\"," MSGS "}",
+             "top-level key 'Input' differs from 'input' only in letter case: send 'input'");
+    SCAN_ERR("{\"model\":\"m\",\"Stream_Options\":{}," MSGS "}",
+             "top-level key 'Stream_Options' differs from 'stream_options' only in letter case: send "
+             "'stream_options'");
+    SCAN_ERR("{\"model\":\"m\",\"MAX_OUTPUT_TOKENS\":1," MSGS "}",
+             "top-level key 'MAX_OUTPUT_TOKENS' differs from 'max_output_tokens' only in letter case: send "
+             "'max_output_tokens'");
+    /* Exact names, unrelated keys, and nested keys pass. */
+    scan_ok(
+        "{\"model\":\"m\",\"n\":1,\"input\":\"x\",\"max_output_tokens\":5,\"Models\":1,\"user\":\"U\"," MSGS
+        ",\"metadata\":{\"Model\":\"x\",\"STREAM\":true}}");
+}
+
+/* Heap bytes in use (small blocks and mmapped ones). */
+static size_t heap_in_use(void) {
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
+static void test_big_bodies_leave_no_memory(void **state) {
+    /* A 4 MiB body holding a flat array of 2M small values: its tokens are
+     * scratch, so after the scan the request's pool holds only what the
+     * scan returns (a few KB), not ~40 MB of tokens. */
+    size_t cap = 4u << 20, n = 0;
+    char *b = malloc(cap + 64);
+    n += (size_t)sprintf(b, "{" MSGS ",\"x\":[0");
+    while (n < cap - 4) {
+        b[n++] = ',';
+        b[n++] = '0';
+    }
+    n += (size_t)sprintf(b + n, "]}");
+    tg_pool_t *p = tg_pool_create(4096);
+    size_t before = heap_in_use();
+    tg_scan_req_t r;
+    char err[256] = "";
+    assert_int_equal(tg_scan_request(b, n, p, &r, err, sizeof err), 0);
+    size_t grown = heap_in_use() - before;
+    if (grown > 64 * 1024) fail_msg("a %zu-byte flat array left %zu bytes behind", n, grown);
+    tg_pool_destroy(p);
+    free(b);
+
+    /* 20,000 stream chunks of 60 logprobs each (past the stack array) on one
+     * pool: the heap stays flat. */
+    char chunk[16384];
+    n = (size_t)sprintf(chunk, "{\"choices\":[{\"delta\":{\"content\":\"x\"},\"logprobs\":{\"content\":[");
+    for (int i = 0; i < 60; i++)
+        n += (size_t)sprintf(chunk + n, "%s{\"token\":\"x\",\"logprob\":-0.1,\"top_logprobs\":[]}",
+                             i ? "," : "");
+    n += (size_t)sprintf(chunk + n, "]},\"finish_reason\":null}]}");
+    p = tg_pool_create(4096);
+    tg_scan_resp_t s;
+    assert_int_equal(tg_scan_response(chunk, n, p, &s), 0);
+    before = heap_in_use();
+    for (int i = 0; i < 20000; i++)
+        assert_int_equal(tg_scan_response(chunk, n, p, &s), 0);
+    grown = heap_in_use() - before;
+    if (grown > 0) fail_msg("20,000 chunks grew the heap by %zu bytes", grown);
+    assert_int_equal(s.content_bytes, 1);
+    tg_pool_destroy(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_basic_openai, setup, teardown),
@@ -492,6 +641,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_anthropic_shape, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_and_escaped_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_tokens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_string_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_non_ascii_passes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ambiguous_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_bodies_leave_no_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_force_include_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_force_on_empty_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_model_absent, setup, teardown),

@@ -38,6 +38,7 @@ typedef struct sconn_s {
     const char *mode;
     size_t sent, total, piece; /* streamed body progress */
     int ticks_left;
+    int nreq; /* requests read on this connection */
 } sconn_t;
 
 struct srv_s {
@@ -170,6 +171,20 @@ static void on_sread(struct bufferevent *bev, void *arg) {
         evbuffer_drain(in, hl + blen);
         c->srv->requests++;
         c->srv->last_body_len = blen;
+        /* /drop: closed at once, unanswered. /once: answered on a new
+         * connection, closed unanswered when it comes on a kept-alive one
+         * (an idle-close race lost every time). */
+        const char *target = strchr(head, ' ') + 1;
+        if (strncmp(target, "/drop ", 6) == 0 || (strncmp(target, "/once ", 6) == 0 && c->nreq > 0)) {
+            sconn_free(c);
+            return;
+        }
+        c->nreq++;
+        if (strncmp(target, "/once ", 6) == 0) {
+            evbuffer_add_printf(bufferevent_get_output(bev),
+                                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            continue;
+        }
         static const char *const paths[] = {"/json", "/interim", "/429", "/big",   "/chunks",
                                             "/slow", "/reset",   "/cut", "/stall", "/never"};
         const char *path = "/never";
@@ -324,7 +339,7 @@ static tg_upcall_t *start(client_t *c, const char *path, const char *body, tg_up
                                        "Accept-Encoding: gzip, br"};
     char url[128], err[256];
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", F->srv.port, path);
-    tg_upcall_req_t req = {url, hdrs, 4, body, body ? strlen(body) : 0, to, 0};
+    tg_upcall_req_t req = {url, hdrs, 4, body, body ? strlen(body) : 0, to, 0, NULL, 0};
     c->u = tg_upcall_start(F->up, &req, &CB, c, err, sizeof err);
     assert_non_null(c->u);
     return c->u;
@@ -402,7 +417,7 @@ static void test_connect_refused(void **state) {
     static const char *const hdrs[] = {"Authorization: Bearer sk-secret-123"};
     char url[64], err[128], want[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat?key=sk-q", ntohs(sin.sin_port));
-    tg_upcall_req_t req = {url, hdrs, 1, "{}", 2, {0}, 0};
+    tg_upcall_req_t req = {url, hdrs, 1, "{}", 2, {0}, 0, NULL, 0};
     client_t c = {0};
     c.u = tg_upcall_start(F->up, &req, &CB, &c, err, sizeof err);
     assert_non_null(c.u);
@@ -416,7 +431,7 @@ static void test_connect_refused(void **state) {
 }
 
 static void test_bad_scheme_not_started(void **state) {
-    tg_upcall_req_t req = {"ftp://127.0.0.1/x", NULL, 0, NULL, 0, {0}, 0};
+    tg_upcall_req_t req = {"ftp://127.0.0.1/x", NULL, 0, NULL, 0, {0}, 0, NULL, 0};
     char err[128] = "";
     client_t c = {0};
     assert_null(tg_upcall_start(F->up, &req, &CB, &c, err, sizeof err));
@@ -689,7 +704,7 @@ static void test_stream_handles_small_buffer(void **state) {
     for (int i = 0; i < 6; i++) {
         client_t c = {0};
         c.pause_ms = i >= 4; /* the last two pause on every piece */
-        tg_upcall_req_t req = {url, NULL, 0, NULL, 0, {0}, i % 2};
+        tg_upcall_req_t req = {url, NULL, 0, NULL, 0, {0}, i % 2, NULL, 0};
         c.u = tg_upcall_start(F->up, &req, &CB, &c, err, sizeof err);
         assert_non_null(c.u);
         tg_upcall_t **mine = i % 2 ? &streamed : &whole;
@@ -701,6 +716,37 @@ static void test_stream_handles_small_buffer(void **state) {
         client_clear(&c);
     }
     assert_ptr_not_equal(whole, streamed);
+}
+
+/* The provider closes every kept-alive connection as the next request
+ * arrives on it. libcurl sends such a call again by itself, but counts its
+ * five retries per easy handle for the handle's whole life: the sixth call
+ * through a reused handle failed on its first try ("Connection died, tried 5
+ * times before giving up"). The upstream sends it again on a new connection:
+ * no call fails, and none is reported as a failure to fail over from. */
+static void test_reused_connection_lost_is_sent_again(void **state) {
+    for (int i = 0; i < 12; i++) {
+        client_t c = {0};
+        start(&c, "/once", "{}", (tg_upcall_timeouts_t){0});
+        run_until(&c.done, 1);
+        if (c.res != TG_UP_OK) fail_msg("call %d failed: %s", i, c.err);
+        assert_int_equal(c.status, 200);
+        assert_string_equal(c.body, "ok");
+        client_clear(&c);
+    }
+    assert_true(tg_upstream_resends(F->up) >= 1);
+}
+
+/* A call that fails before any answer on a connection it opened itself is
+ * the provider's failure: reported at once, not sent twice. */
+static void test_fresh_connection_lost_is_not_sent_again(void **state) {
+    client_t c = {0};
+    start(&c, "/drop", "{}", (tg_upcall_timeouts_t){0});
+    run_until(&c.done, 1);
+    assert_int_equal(c.res, TG_UP_ERESET);
+    assert_int_equal(F->srv.requests, 1);
+    assert_int_equal(tg_upstream_resends(F->up), 0);
+    client_clear(&c);
 }
 
 static void test_free_with_calls_in_flight(void **state) {
@@ -743,6 +789,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_stream_handles_small_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_connections_kept_across_bursts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_connection_only_when_none_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reused_connection_lost_is_sent_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fresh_connection_lost_is_not_sent_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_calls_in_flight, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
