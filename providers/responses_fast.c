@@ -54,6 +54,18 @@ static void putz(buf_t *b, const char *s) {
     put(b, s, strlen(s));
 }
 
+/* An integer as jansson writes it (%lld), without printf's cost. */
+static void put_int(buf_t *b, int64_t v) {
+    char t[24];
+    size_t k = sizeof(t);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        t[--k] = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0) t[--k] = '-';
+    put(b, t + k, sizeof(t) - k);
+}
+
 /* The text, NUL-terminated, or NULL when an allocation failed. */
 static char *done(buf_t *b, size_t *len) {
     if (reserve(b, 0)) return NULL;
@@ -219,6 +231,18 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     return k;
 }
 
+/* Whether none of 8 bytes ends a run of plain text: no '"', '\\', control
+ * character or non-ASCII byte (the word tricks of "Bit Twiddling Hacks":
+ * exact for "is there such a byte", which is all that is asked). */
+static int plain8(const unsigned char *p) {
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    uint64_t special = ((x - ones * 0x20) & ~x) | ((q - ones) & ~q) | ((b - ones) & ~b) | x;
+    return (special & high) == 0;
+}
+
 /* A string at the reader: its content span (quotes excluded) and whether
  * it holds an escape. */
 static int rd_string(rd_t *r, tg_span_t *sp, int *esc) {
@@ -227,6 +251,8 @@ static int rd_string(rd_t *r, tg_span_t *sp, int *esc) {
     size_t i = r->i + 1;
     int e = 0;
     for (;;) {
+        while (i + 8 <= r->n && plain8(s + i))
+            i += 8;
         if (i >= r->n) return -1;
         unsigned c = s[i];
         if (c == '"') break;
@@ -625,6 +651,7 @@ int tg_rs_fast_req(tg_pool_t *pool, const char *body, size_t len, tg_rs_prep_t *
     if (v[K_PREV].present && v[K_PREV].kind != 'z') return -1;
 
     buf_t b = {.pool = pool};
+    reserve(&b, len + 256); /* strings come out no longer than they went in */
     putz(&b, "{\"model\":\"");
     put_str(&b, body + v[K_MODEL].v.off, v[K_MODEL].v.len);
     putz(&b, "\",\"messages\":[");
@@ -706,7 +733,7 @@ int tg_rs_fast_req(tg_pool_t *pool, const char *body, size_t len, tg_rs_prep_t *
     p->chat_len = chat_len;
     p->reuse = 1;
     p->store = v[K_STORE].kind != 'f';
-    snprintf(p->note, sizeof(p->note), "%s", members ? "metadata dropped" : "");
+    strcpy(p->note, members ? "metadata dropped" : ""); /* responses_req.c's note for it */
     p->echo_a = ea;
     p->echo_b = eb;
     p->echo_c = ec;
@@ -853,12 +880,11 @@ int tg_rs_fast_answer(tg_pool_t *pool, const tg_rs_prep_t *p, const char *body, 
     }
 
     buf_t b = {.pool = pool};
-    char num[32];
+    reserve(&b, len + 1024 + strlen(p->echo_a) + strlen(p->echo_b) + strlen(p->echo_c));
     putz(&b, "{\"id\":\"resp_");
     put_esc(&b, id, idl);
-    snprintf(num, sizeof(num), "%lld", (long long)created_at);
     putz(&b, "\",\"object\":\"response\",\"created_at\":");
-    putz(&b, num);
+    put_int(&b, created_at);
     putz(&b, why ? ",\"status\":\"incomplete\"" : ",\"status\":\"completed\"");
     putz(&b, ",\"background\":false,\"error\":null,\"incomplete_details\":");
     if (why) {
@@ -880,14 +906,17 @@ int tg_rs_fast_answer(tg_pool_t *pool, const tg_rs_prep_t *p, const char *body, 
     size_t t1 = b.n;
     putz(&b, "\"}]}]");
     putz(&b, p->echo_b);
-    char usage[256];
-    snprintf(
-        usage, sizeof(usage),
-        ",\"usage\":{\"input_tokens\":%lld,\"input_tokens_details\":{\"cached_tokens\":%lld},"
-        "\"output_tokens\":%lld,\"output_tokens_details\":{\"reasoning_tokens\":%lld},\"total_tokens\":%lld}",
-        (long long)u->input_tokens, (long long)u->cached_input_tokens, (long long)u->output_tokens,
-        (long long)u->reasoning_tokens, (long long)(u->input_tokens + u->output_tokens));
-    putz(&b, usage);
+    putz(&b, ",\"usage\":{\"input_tokens\":");
+    put_int(&b, u->input_tokens);
+    putz(&b, ",\"input_tokens_details\":{\"cached_tokens\":");
+    put_int(&b, u->cached_input_tokens);
+    putz(&b, "},\"output_tokens\":");
+    put_int(&b, u->output_tokens);
+    putz(&b, ",\"output_tokens_details\":{\"reasoning_tokens\":");
+    put_int(&b, u->reasoning_tokens);
+    putz(&b, "},\"total_tokens\":");
+    put_int(&b, u->input_tokens + u->output_tokens);
+    putz(&b, "}");
     putz(&b, p->echo_c);
     putz(&b, ",\"output_text\":\"");
     if (reserve(&b, t1 - t0) == 0) { /* the answer's text again: reserved first, as b.p may move */
