@@ -129,15 +129,12 @@ static char *responses_chat_body(tg_call_t *c, size_t *len, char *err, size_t er
     char *body;
     tg_rs_req_opts_t o = {
         .model = c->model, .max_completion_tokens = openai_own(c->provider), .previous = c->rs_previous};
-    if (p && p->reuse && p->chat == c->body) {
-        body =
-            tg_rs_chat_splice(c->pool, c->body, c->body_len, c->scan, c->model, o.max_completion_tokens, len);
-        if (body == NULL) {
-            snprintf(err, errlen, "cannot splice the model into the request");
-            return NULL;
-        }
+    body = p && p->reuse && p->chat == c->body ? tg_rs_chat_splice(c->pool, c->body, c->body_len, c->scan,
+                                                                   c->model, o.max_completion_tokens, len)
+                                               : NULL;
+    if (body) {
         memcpy(o.note, p->note, sizeof(o.note));
-    } else {
+    } else { /* another shape, or a model name the splice does not take: translate again */
         json_t *out = tg_rs_req_to_chat(rs_req(c), &o, err, errlen);
         if (out == NULL) return NULL;
         body = tg_tr_dump(c->pool, out, len);
