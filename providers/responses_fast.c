@@ -251,16 +251,15 @@ static int rd_string(rd_t *r, tg_span_t *sp, int *esc) {
     size_t i = r->i + 1;
     int e = 0;
     for (;;) {
+        /* Plain text 8 bytes at a time, then byte by byte up to what ends it. */
         while (i + 8 <= r->n && plain8(s + i))
             i += 8;
+        while (i < r->n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+            i++;
         if (i >= r->n) return -1;
         unsigned c = s[i];
         if (c == '"') break;
         if (c < 0x20) return -1;
-        if (c < 0x80 && c != '\\') {
-            i++;
-            continue;
-        }
         if (c >= 0x80) {
             size_t k = utf8_len(s + i, r->n - i);
             if (k == 0) return -1;
