@@ -577,7 +577,15 @@ static size_t head_build(conn_t *c, char *buf, int status, const char *const *hd
     server_date(c->s);
     p = put(p, c->s->date, c->s->date_len);
     for (size_t i = 0; i < n; i++) {
+        /* A value may carry a name the client chose (a model a pattern
+         * alias let through): a CR or LF in it would start a header of the
+         * client's own, so it becomes a space. */
+        char *line = p;
         p = put(p, hdrs[i], lens[i]);
+        for (char *q = line; (q = memchr(q, '\r', (size_t)(p - q))) != NULL;)
+            *q = ' ';
+        for (char *q = line; (q = memchr(q, '\n', (size_t)(p - q))) != NULL;)
+            *q = ' ';
         p = PUTS(p, "\r\n");
     }
     if (framing == F_LENGTH && status >= 200 && status != 204 && status != 304) {

@@ -38,6 +38,7 @@
 #include "gateway/endpoints.h"
 #include "core/config.h"
 #include "gateway/ledger.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/money.h"
 #include "gateway/metrics.h"
@@ -1214,6 +1215,18 @@ static void on_drain(tg_http_req_t *h, void *ud) {
 
 /* --- finish: the one place a request is recorded and freed -------------- */
 
+/* s escaped for a JSON string (core/json.h): s itself when nothing needs
+ * it, as for every name the operator wrote; a model name a pattern alias
+ * let through comes from the client. */
+static const char *jstr(tg_pool_t *pool, const char *s) {
+    size_t n = strlen(s), need = tg_json_escaped_len(s, n);
+    if (need == n) return s;
+    char *o = tg_pool_alloc(pool, need + 1);
+    if (o == NULL) return "";
+    o[tg_json_escape_to(o, need, s, n)] = '\0';
+    return o;
+}
+
 static void access_log(tg_request_t *r, int aborted, int64_t dur_us) {
     const tg_usage_t *u = &r->usage;
     /* tg_pool_printf formats these conversions itself: no vsnprintf per request. */
@@ -1223,11 +1236,12 @@ static void access_log(tg_request_t *r, int aborted, int64_t dur_us) {
         "\"model\":\"%s\",\"status\":%d,\"attempts\":%u,\"stream\":%s,\"input_tokens\":%" PRId64
         ",\"cached_input_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
         ",\"estimated\":%s,\"cost_usd\":%s,\"ms\":%" PRId64 ",\"ttfb_ms\":%" PRId64 ",\"client_closed\":%s}",
-        r->ts_ms, r->id, r->key ? r->key->name : "", r->route.route ? r->route.route : "",
-        r->cur ? r->cur->provider->name : "", r->cur ? r->cur->model : "", r->status, r->attempts,
-        r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens, u->output_tokens,
-        u->estimated ? "true" : "false", usd_text(r->pool, r->cur ? cost_micro(r) : 0), dur_us / 1000,
-        r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000, aborted ? "true" : "false");
+        r->ts_ms, r->id, jstr(r->pool, r->key ? r->key->name : ""),
+        jstr(r->pool, r->route.route ? r->route.route : ""),
+        jstr(r->pool, r->cur ? r->cur->provider->name : ""), jstr(r->pool, r->cur ? r->cur->model : ""),
+        r->status, r->attempts, r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens,
+        u->output_tokens, u->estimated ? "true" : "false", usd_text(r->pool, r->cur ? cost_micro(r) : 0),
+        dur_us / 1000, r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000, aborted ? "true" : "false");
     if (line) tg_log_access(line, strlen(line));
 }
 
