@@ -12,7 +12,7 @@
  * first, under the header timeout, then read and write through it; a plain
  * connection never leaves the direct recv()/sendmsg() path.
  *
- * One file of about 1,600 lines, on purpose: a connection is one state
+ * One file of about 1,800 lines, on purpose: a connection is one state
  * machine. The parser callbacks, the timer, the output queue and the
  * response calls all read and change the same conn_t and its phase, and
  * must act in a fixed order (resp_complete -> req_finish -> close or parse
