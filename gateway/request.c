@@ -38,6 +38,7 @@
 #include "gateway/endpoints.h"
 #include "core/config.h"
 #include "gateway/ledger.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/money.h"
 #include "gateway/metrics.h"
@@ -554,15 +555,85 @@ static const char *result_text(tg_up_result_t res, const char **metric, fail_kin
     }
 }
 
+/* The character that starts at p in a JSON text, a string escape decoded
+ * (\uXXXX, \/, \\, \"...), and in *n the bytes it takes. Plain text reads
+ * the same, byte by byte. */
+static int json_char_at(const char *p, const char *end, size_t *n) {
+    *n = 1;
+    if (p[0] != '\\' || p + 1 >= end) return (unsigned char)p[0];
+    static const char short_esc[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
+    for (size_t i = 0; short_esc[i]; i += 2)
+        if (p[1] == short_esc[i]) {
+            *n = 2;
+            return (unsigned char)short_esc[i + 1];
+        }
+    if (p[1] != 'u' || p + 6 > end) return (unsigned char)p[0];
+    int v = 0;
+    for (int i = 2; i < 6; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9'                     ? c - '0'
+                : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                         : -1;
+        if (d < 0) return (unsigned char)p[0];
+        v = v * 16 + d;
+    }
+    *n = 6;
+    return v;
+}
+
+#define KEY_RUN_MIN 8 /* a run of this many characters of the key is the key */
+
+/* Masks with '*' every run of text that spells the key, or 8 or more
+ * characters of it in a row (a prefix cut off, a suffix, any part), in any
+ * spelling: plain, JSON-escaped, \u-escaped, or a mix. In place and the
+ * same length, whole escapes at a time, so a JSON text stays JSON. */
+static void mask_key(char *text, size_t len, const char *key) {
+    size_t kl = key ? strlen(key) : 0;
+    if (kl < 4) return;
+    size_t need = kl < KEY_RUN_MIN ? kl : KEY_RUN_MIN;
+    const char *end = text + len;
+    for (size_t i = 0; i < len;) {
+        size_t n0, best = i;
+        int c0 = json_char_at(text + i, end, &n0);
+        for (size_t j = 0; j < kl; j++) {
+            if ((unsigned char)key[j] != c0) continue;
+            size_t p = i, k = j, n;
+            while (k < kl && p < len && json_char_at(text + p, end, &n) == (unsigned char)key[k])
+                p += n, k++;
+            if (k - j >= need && p > best) best = p;
+        }
+        if (best > i) {
+            memset(text + i, '*', best - i);
+            i = best;
+        } else {
+            i += n0;
+        }
+    }
+}
+
 /* A provider may quote the credentials it was sent in an error text (some
  * echo the key they refused): mask them before anything reaches a client
  * or a log. In place, same length. */
 static void redact_key(const tg_request_t *r, char *text) {
-    const char *key = r->cur ? r->cur->provider->api_key : NULL;
-    size_t kl = key ? strlen(key) : 0;
-    if (kl < 4) return;
-    for (char *p = strstr(text, key); p; p = strstr(p + kl, key))
-        memset(p, '*', kl);
+    mask_key(text, strlen(text), r->cur ? r->cur->provider->api_key : NULL);
+}
+
+/* A provider's error body, before its dialect reads the message out of it
+ * and cuts that to 512 bytes: the key is masked in the whole body first (a
+ * key across the cut would otherwise leave its first part), in every
+ * spelling; a JSON body is then decoded and written again, so that the
+ * message the dialect takes holds no escapes of the provider's choosing. */
+static void redact_error_body(tg_request_t *r) {
+    if (r->rbuf == NULL || r->rlen == 0) return;
+    mask_key(r->rbuf, r->rlen, r->cur->provider->api_key);
+    json_t *j = json_loadb(r->rbuf, r->rlen, 0, NULL);
+    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (out == NULL) return;
+    free(r->rbuf);
+    r->rbuf = out;
+    r->rlen = r->rcap = strlen(out);
+    mask_key(r->rbuf, r->rlen, r->cur->provider->api_key); /* what decoding joined */
 }
 
 static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void *ud) {
@@ -583,6 +654,7 @@ static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void
     }
     if (res == TG_UP_OK && !ok2xx) {
         tg_upstream_error_t e = {0};
+        redact_error_body(r);
         r->cur->provider->dialect->map_error(&r->call, r->up_status, r->rbuf ? r->rbuf : "", r->rlen, &e);
         redact_key(r, e.message);
         const char *why =
@@ -806,6 +878,18 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     const char *path = tg_http_path(h, &plen);
     const char *m = tg_http_method(h);
     int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+    /* Everything that needs a credential is decided here, on the headers;
+     * whatever is refused is answered before a byte of its body is read,
+     * and http1 closes the connection rather than read a body that follows. */
+    int get_body = get && (tg_http_content_length(h) > 0 || tg_http_header(h, "transfer-encoding", NULL));
+    tg_admin_kind_t admin = tg_admin_kind(path, plen);
+    if (get_body && admin == TG_ADMIN_NONE) {
+        /* A body on a request that has no use for one is a smuggling attempt
+         * or a broken client: refused, and the connection closed unread. */
+        send_error(h, tg_client_for_path(path, plen), 400, "invalid_request_error", "unexpected_body",
+                   "a GET or HEAD request must not have a body");
+        return TG_HTTP_HANDLED;
+    }
     if (path_is(path, plen, "/healthz") && get) {
         serve_health(h, 0);
         return TG_HTTP_HANDLED;
@@ -818,7 +902,6 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         if (metrics_allowed(h)) serve_metrics(h, w);
         return TG_HTTP_HANDLED;
     }
-    tg_admin_kind_t admin = tg_admin_kind(path, plen);
     if (admin != TG_ADMIN_NONE) {
         if (!get) {
             const char *allow[] = {"Allow: GET"};
@@ -826,11 +909,23 @@ static int on_headers(tg_http_req_t *h, void *ud) {
                          "method not allowed on this path", allow, 1);
             return TG_HTTP_HANDLED;
         }
+        /* The token is checked on the headers: without it nothing more is
+         * read, so an unauthenticated client costs no body buffer. */
         tg_pool_t *pool = tg_pool_create(4096);
+        tg_config_t *cfg = tg_config_current();
+        int denied = tg_admin_authorise(admin, h, cfg, pool);
+        if (denied == 0 && get_body)
+            send_error(h, TG_CLIENT_OPENAI, 400, "invalid_request_error", "unexpected_body",
+                       "a GET or HEAD request must not have a body");
+        if (denied || get_body) {
+            tg_config_unref(cfg);
+            tg_pool_destroy(pool);
+            return TG_HTTP_HANDLED;
+        }
         tg_request_t *r = tg_pool_calloc(pool, sizeof(*r));
         r->pool = pool;
         r->w = w;
-        r->cfg = tg_config_current();
+        r->cfg = cfg;
         r->admin = admin;
         r->ts_ms = wall_ms();
         tg_http_set_data(h, r);
@@ -1162,6 +1257,18 @@ static void on_drain(tg_http_req_t *h, void *ud) {
 
 /* --- finish: the one place a request is recorded and freed -------------- */
 
+/* s escaped for a JSON string (core/json.h): s itself when nothing needs
+ * it, as for every name the operator wrote; a model name a pattern alias
+ * let through comes from the client. */
+static const char *jstr(tg_pool_t *pool, const char *s) {
+    size_t n = strlen(s), need = tg_json_escaped_len(s, n);
+    if (need == n) return s;
+    char *o = tg_pool_alloc(pool, need + 1);
+    if (o == NULL) return "";
+    o[tg_json_escape_to(o, need, s, n)] = '\0';
+    return o;
+}
+
 static void access_log(tg_request_t *r, int aborted, int64_t dur_us) {
     const tg_usage_t *u = &r->usage;
     /* tg_pool_printf formats these conversions itself: no vsnprintf per request. */
@@ -1172,10 +1279,12 @@ static void access_log(tg_request_t *r, int aborted, int64_t dur_us) {
         ",\"cached_input_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
         ",\"estimated\":%s,\"simulated\":%s,\"cost_usd\":%s,\"ms\":%" PRId64 ",\"ttfb_ms\":%" PRId64
         ",\"client_closed\":%s}",
-        r->ts_ms, r->id, r->key ? r->key->name : "", r->route.route ? r->route.route : "",
-        r->cur ? r->cur->provider->name : "", r->cur ? r->cur->model : "", r->status, r->attempts,
-        r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens, u->output_tokens,
-        u->estimated ? "true" : "false", r->cur && r->cur->provider->simulated ? "true" : "false",
+        r->ts_ms, r->id, jstr(r->pool, r->key ? r->key->name : ""),
+        jstr(r->pool, r->route.route ? r->route.route : ""),
+        jstr(r->pool, r->cur ? r->cur->provider->name : ""), jstr(r->pool, r->cur ? r->cur->model : ""),
+        r->status, r->attempts, r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens,
+        u->output_tokens, u->estimated ? "true" : "false",
+        r->cur && r->cur->provider->simulated ? "true" : "false",
         usd_text(r->pool, r->cur ? cost_micro(r) : 0), dur_us / 1000, r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000,
         aborted ? "true" : "false");
     if (line) tg_log_access(line, strlen(line));

@@ -13,6 +13,7 @@
 #include "gateway/upstream.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,11 +296,52 @@ static void peer_name(tg_upcall_t *u, char *out, size_t n) {
     if (h) curl_url_cleanup(h);
 }
 
+/* curl's own words, for the server's log only: they may name the address. */
 static const char *curl_reason(tg_upcall_t *u, CURLcode rc, char *buf, size_t n) {
     long os_errno = 0;
     curl_easy_getinfo(u->easy, CURLINFO_OS_ERRNO, &os_errno);
     if (rc == CURLE_COULDNT_CONNECT && os_errno) return strerror_r((int)os_errno, buf, n);
     return u->errbuf[0] ? u->errbuf : curl_easy_strerror(rc);
+}
+
+/* The class of a failure, for the caller (and so the client): never the
+ * provider's address, which stays in the server's log. */
+static const char *failure_class(tg_upcall_t *u, CURLcode rc) {
+    long os_errno = 0;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return "could not resolve host";
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return "could not resolve proxy";
+    case CURLE_COULDNT_CONNECT:
+        curl_easy_getinfo(u->easy, CURLINFO_OS_ERRNO, &os_errno);
+        return os_errno == ECONNREFUSED                              ? "connection refused"
+               : os_errno == ETIMEDOUT                               ? "connect timed out"
+               : os_errno == ENETUNREACH || os_errno == EHOSTUNREACH ? "host unreachable"
+                                                                     : "could not connect";
+    case CURLE_SSL_CONNECT_ERROR:
+        return "TLS handshake failed";
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return "TLS certificate verification failed";
+    case CURLE_SSL_CACERT_BADFILE:
+        return "TLS CA file could not be read";
+    case CURLE_OPERATION_TIMEDOUT:
+        return u->got_byte ? "timed out" : "connect timed out";
+    case CURLE_SEND_ERROR:
+        return "connection reset while sending";
+    case CURLE_RECV_ERROR:
+        return "connection reset";
+    case CURLE_PARTIAL_FILE:
+        return "answer cut short";
+    case CURLE_GOT_NOTHING:
+        return "empty reply";
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return "HTTP/2 stream error";
+    default:
+        /* curl's fixed text for the code: it names no address. */
+        return curl_easy_strerror(rc);
+    }
 }
 
 static tg_up_result_t classify(tg_upcall_t *u, CURLcode rc) {
@@ -387,14 +429,13 @@ static void complete(tg_upcall_t *u, CURLcode rc) {
     }
     if (may_resend(u, rc) && resend(u, rc) == 0) return;
     tg_up_result_t res = classify(u, rc);
-    const char *reason = curl_reason(u, rc, why, sizeof why);
+    const char *cls = failure_class(u, rc);
     peer_name(u, peer, sizeof peer);
-    if (res == TG_UP_ECONNECT)
-        snprintf(err, sizeof err, "connect to %s: %s", peer, reason);
-    else if (res == TG_UP_ERESET)
-        snprintf(err, sizeof err, "response from %s cut: %s", peer, reason);
+    tg_info("upstream %s: %s (%s)", peer, cls, curl_reason(u, rc, why, sizeof why));
+    if (res == TG_UP_ERESET)
+        snprintf(err, sizeof err, "answer cut: %s", cls);
     else
-        snprintf(err, sizeof err, "%s: %s", peer, reason);
+        snprintf(err, sizeof err, "%s", cls);
     finish(u, res, err);
 }
 
@@ -416,28 +457,31 @@ static void drain_done(tg_upstream_t *up) {
 
 static void on_phase_timer(evutil_socket_t fd, short kind, void *arg) {
     tg_upcall_t *u = arg;
-    char peer[300], err[400];
+    char peer[300], err[160];
     peer_name(u, peer, sizeof peer);
     if (!u->sent) {
         /* Normally curl's connect timeout fires first; this covers waits curl
          * does not count as connecting (e.g. for a multiplexed connection). */
-        snprintf(err, sizeof err, "connect to %s: no connection within %u ms", peer,
-                 u->connect_ms + u->first_byte_ms);
+        snprintf(err, sizeof err, "no connection within %u ms", u->connect_ms + u->first_byte_ms);
+        tg_info("upstream %s: %s", peer, err);
         finish(u, TG_UP_ECONNECT, err);
     } else if (!u->got_byte) {
-        snprintf(err, sizeof err, "no response from %s within %u ms", peer, u->first_byte_ms);
+        snprintf(err, sizeof err, "no response within %u ms", u->first_byte_ms);
+        tg_info("upstream %s: %s", peer, err);
         finish(u, TG_UP_EFIRSTBYTE, err);
     } else {
-        snprintf(err, sizeof err, "no data from %s for %u ms", peer, u->idle_ms);
+        snprintf(err, sizeof err, "no data for %u ms", u->idle_ms);
+        tg_info("upstream %s: %s", peer, err);
         finish(u, TG_UP_EIDLE, err);
     }
 }
 
 static void on_total_timer(evutil_socket_t fd, short kind, void *arg) {
     tg_upcall_t *u = arg;
-    char peer[300], err[400];
+    char peer[300], err[160];
     peer_name(u, peer, sizeof peer);
-    snprintf(err, sizeof err, "response from %s not complete within %u ms", peer, u->total_ms);
+    snprintf(err, sizeof err, "not complete within %u ms", u->total_ms);
+    tg_info("upstream %s: %s", peer, err);
     finish(u, TG_UP_ETOTAL, err);
 }
 
