@@ -34,8 +34,10 @@ typedef struct {
 /* redis_url: redis://[[user]:password@]host[:port][/db] or unix:///path; NULL/"" = ledger
  * off (records go nowhere, but tg_ledger_record is still safe). The host is resolved here,
  * once, blocking (start-up only). journal_path: per-worker file is journal_path + "." +
- * worker index; NULL/"" = no journal (records wait in memory, up to the backlog bound).
- * A journal left by an earlier run is replayed once Redis answers. Returns NULL and fills
+ * worker index (another name when another process holds it: gateway/journal.h); NULL/"" =
+ * no journal (records wait in memory, up to the backlog bound). Once Redis answers, the
+ * worker's journal is replayed, and with it every other journal file of that path that no
+ * running worker holds (an earlier run with more workers, a crashed instance). Returns NULL and fills
  * err on a bad URL, an unresolvable host or a journal that cannot be opened.
  * The process must ignore SIGPIPE (hiredis writes with write(2)). */
 tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const char *journal_path,
