@@ -26,6 +26,8 @@
 #include "gateway/keys.h"
 #include "gateway/ledger.h"
 
+/* Commands go on the ledger's quota link (tg_ledger_quick_query): a burst of usage records or
+ * a journal replay on the main link does not hold health news back. */
 #define PUBLISH_MS 100
 #define POLL_MS 500
 #define MAX_BATCH 256 /* marks per publish script; more wait for the next tick */
@@ -166,7 +168,7 @@ static void publish(tg_healthsync_t *s) {
     if (k > 0) {
         for (int i = 0; i < argc; i++)
             lens[i] = strlen(argv[i]);
-        s->pub_q = tg_ledger_query(s->ledger, argc, argv, lens, on_published, s);
+        s->pub_q = tg_ledger_quick_query(s->ledger, argc, argv, lens, on_published, s);
         if (s->pub_q != NULL) {
             for (int j = 0; j < k; j++)
                 s->sent[which[j]] = marks[j];
@@ -224,7 +226,7 @@ static void on_poll_tick(evutil_socket_t fd, short what, void *arg) {
     if (s->poll_q == NULL && tg_ledger_connected(s->ledger)) {
         const char *argv[2] = {"HGETALL", TG_KEY_HEALTH};
         size_t lens[2] = {7, TG_KEY_LEN(TG_KEY_HEALTH)};
-        s->poll_q = tg_ledger_query(s->ledger, 2, argv, lens, on_polled, s);
+        s->poll_q = tg_ledger_quick_query(s->ledger, 2, argv, lens, on_polled, s);
     }
     arm(s->poll_ev, s->poll_ms);
 }

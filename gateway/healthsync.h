@@ -1,7 +1,8 @@
 /* healthsync.h — provider health across gateway instances on one Redis: an open circuit or a
  * retry-after that one instance learned keeps every instance away from that provider/model
  * until its deadline, within about a second, with no Redis round trip on the request path.
- * One per process, on one worker's loop, over that worker's ledger connection
+ * One per process, on one worker's loop, over that worker's ledger (its quota link, which
+ * carries no usage records, so a journal replay does not delay it)
  * (gateway/ledger.h); it reads and writes the process's health table (policy/health.h). */
 #ifndef TG_HEALTHSYNC_H
 #define TG_HEALTHSYNC_H
@@ -19,7 +20,7 @@ typedef struct tg_healthsync_s tg_healthsync_t;
  * open circuit or retry-after is new or later than what was last sent go to Redis
  * (TG_KEY_HEALTH, gateway/keys.h) in one script; every poll period (500 ms) the whole hash
  * is read and each live mark imported into h (tg_health_import: the merge rule). Commands
- * go through l (tg_ledger_query) and wait while it is not connected. NULL when out of
+ * go through l (tg_ledger_quick_query) and wait while it is not connected. NULL when out of
  * memory. */
 tg_healthsync_t *tg_healthsync_new(struct event_base *base, struct tg_ledger_s *l, tg_health_t *h);
 /* Tests: other periods (0 keeps the current one). */
