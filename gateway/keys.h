@@ -4,7 +4,8 @@
  * interface operators and other tools see in Redis, so a name changes here
  * or nowhere. A prefix is followed by the part named in its comment;
  * TG_KEY_LEN gives a prefix's length for code that copies bytes. The
- * response store (gateway/respstore.c) writes and reads TG_KEY_RESP. */
+ * response store (gateway/respstore.c) writes and reads TG_KEY_RESP, health
+ * across instances (gateway/healthsync.c) TG_KEY_HEALTH. */
 #ifndef TG_KEYS_H
 #define TG_KEYS_H
 
@@ -32,6 +33,14 @@
  * gateway key's name that made it), "response" (the Response, JSON) and "items" (the
  * conversation up to and including it, JSON array of items); expires after store_ttl_s. */
 #define TG_KEY_RESP "tg:resp:"
+
+/* Hash of the fleet's provider health (gateway/healthsync.c): field "provider/model", value
+ * "<open until> <retry until>", two unix times in ms (0: none): until when an instance saw the
+ * circuit open, and until when the provider asked for no traffic (retry-after). Every instance
+ * writes what it learned itself (later deadlines win), drops fields past their time, and reads
+ * the whole hash every 500 ms; the key expires with its last deadline. One key, so it lives
+ * in one slot of a Redis Cluster. */
+#define TG_KEY_HEALTH "tg:health"
 
 /* Length of a key prefix above, without its NUL. */
 #define TG_KEY_LEN(prefix) (sizeof(prefix) - 1)

@@ -6,7 +6,7 @@
  * FIFO (`ring`) in the order their commands went out; replies come back in that order, so each reply
  * acknowledges the ring's head. The connection is gateway/redis.c; when it is down or behind, records go to
  * the journal (gateway/journal.c), which is replayed in order before new records once the script is loaded
- * again. */
+ * again, after taking over the journal files no running worker holds (tg_journal_adopt). */
 #include "gateway/ledger.h"
 
 #include <hiredis/hiredis.h>
@@ -346,6 +346,9 @@ static void on_script(const redisReply *rep, void *ud) {
     if (l->ready) return;
     l->ready = 1;
     tg_redis_healthy(l->redis);
+    /* Journals of workers or processes that are gone (fewer workers than last time, a crashed
+     * instance on the same directory) are replayed too: whoever finds one unlocked takes it. */
+    tg_journal_adopt(l->journal);
     tg_info("ledger: connected to redis (%zu records waiting)", tg_ledger_backlog(l));
     for (size_t i = 0; i < l->rcount; i++)
         send_ent(l, ring_at(l, i));
@@ -506,15 +509,9 @@ tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const
     if ((l->redis = tg_redis_new(base, redis_url, "ledger", &ev, err, errlen)) == NULL) goto fail;
     const tg_redis_events_t side_ev = {on_side_up, on_side_down, l};
     if ((l->side = tg_redis_new(base, redis_url, "quota", &side_ev, err, errlen)) == NULL) goto fail;
-    if (journal_path != NULL && journal_path[0] != '\0') {
-        size_t n = strlen(journal_path) + 16;
-        char *jpath = malloc(n);
-        if (jpath == NULL) goto fail;
-        snprintf(jpath, n, "%s.%d", journal_path, worker);
-        l->journal = tg_journal_open(base, jpath, on_flushed, l, err, errlen);
-        free(jpath);
-        if (l->journal == NULL) goto fail;
-    }
+    if (journal_path != NULL && journal_path[0] != '\0' &&
+        (l->journal = tg_journal_open(base, journal_path, worker, on_flushed, l, err, errlen)) == NULL)
+        goto fail;
     tg_redis_connect(l->redis);
     tg_redis_connect(l->side);
     return l;

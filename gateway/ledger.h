@@ -36,10 +36,12 @@ typedef struct {
  * NULL/"" = ledger off (records go nowhere, but tg_ledger_record is still safe). Nothing is
  * resolved here: the links look names up, without blocking, each time they connect, and the
  * ledger journals while Redis is unreachable or its name does not resolve. journal_path: per-worker file is
- * journal_path + "." + worker index; NULL/"" = no journal (records wait in memory, up to the backlog bound).
- * A journal left by an earlier run is replayed once Redis answers. Returns NULL and fills
- * err on a bad or unsupported URL or a journal that cannot be opened.
- * The process must ignore SIGPIPE (the links write with write(2)). */
+ * journal_path + "." + worker index (another name when another process holds it:
+ * gateway/journal.h); NULL/"" = no journal (records wait in memory, up to the backlog bound).
+ * Once Redis answers, the worker's journal is replayed, and with it every other journal file
+ * of that path that no running worker holds (an earlier run with more workers, a crashed
+ * instance). Returns NULL and fills err on a bad or unsupported URL or a journal that cannot
+ * be opened. The process must ignore SIGPIPE (the links write with write(2)). */
 tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const char *journal_path,
                            int worker, char *err, size_t errlen);
 /* Copies what it needs (strings longer than 512 bytes are cut); never blocks. */
