@@ -4,7 +4,8 @@
  * interface operators and other tools see in Redis, so a name changes here
  * or nowhere. A prefix is followed by the part named in its comment;
  * TG_KEY_LEN gives a prefix's length for code that copies bytes. The
- * response store (gateway/respstore.c) writes and reads TG_KEY_RESP. */
+ * response store (gateway/respstore.c) writes and reads TG_KEY_RESP, the
+ * response cache (gateway/cache.c) TG_KEY_CACHE. */
 #ifndef TG_KEYS_H
 #define TG_KEYS_H
 
@@ -32,6 +33,12 @@
  * gateway key's name that made it), "response" (the Response, JSON) and "items" (the
  * conversation up to and including it, JSON array of items); expires after store_ttl_s. */
 #define TG_KEY_RESP "tg:resp:"
+
+/* "<64 hex digits>": the SHA-256 of a cached request (scope, API, stream, the headers that reach
+ * the provider, the client's body; gateway/cache.c), a string holding one finished answer: a
+ * JSON line saying who made it (provider, model, region, usage, cost) and the answer as the
+ * client got it. Written with SET EX (the rule's or key's cache ttl_s). */
+#define TG_KEY_CACHE "tg:cache:"
 
 /* Length of a key prefix above, without its NUL. */
 #define TG_KEY_LEN(prefix) (sizeof(prefix) - 1)
