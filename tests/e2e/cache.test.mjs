@@ -171,6 +171,35 @@ test('an Anthropic stream is replayed as the same events; the SDK reads the same
     assert.equal(await calls('anthropic'), before + 1);
 });
 
+test('the Responses API: a whole and a streamed hit give the stored response, whose id a next turn continues', async () => {
+    const client = oa(K.a);
+    const input = `responses ${nonce()}`;
+    const before = await calls('deepseek');
+    const live = await stored(() => client.responses.create({ model: 'cached-one', input, max_output_tokens: 8 }).withResponse());
+    assert.equal(live.response.headers.get('x-tollgate-cache'), null);
+    const hit = await client.responses.create({ model: 'cached-one', input, max_output_tokens: 8 }).withResponse();
+    assert.equal(hit.response.headers.get('x-tollgate-cache'), 'hit');
+    assert.equal(hit.data.id, live.data.id, 'the stored response, id included');
+    assert.equal(hit.data.output_text, live.data.output_text);
+    assert.equal(await calls('deepseek'), before + 1);
+    // That id is a stored response: a next turn continues from it.
+    const next = await client.responses.create({ model: 'cached-one', input: 'and then?', previous_response_id: hit.data.id });
+    assert.ok(next.output_text.length > 0);
+
+    const read = async () => {
+        const { data, response } = await client.responses.create({ model: 'cached-one', input, stream: true }).withResponse();
+        const events = [];
+        for await (const e of data) events.push(e);
+        return { events, cache: response.headers.get('x-tollgate-cache') };
+    };
+    const s1 = await stored(read);
+    const s2 = await read();
+    assert.equal(s1.cache, null);
+    assert.equal(s2.cache, 'hit');
+    assert.deepEqual(s2.events, s1.events);
+    assert.equal(s2.events.at(-1).type, 'response.completed');
+});
+
 test('a hit is recorded with cache_hit and the cost it saved; the report and /admin/spend show hits and saved USD', async () => {
     const body = chatBody('cached', { messages: [{ role: 'user', content: `report ${nonce()}` }], max_tokens: 5 });
     const first = await stored(() => post(gw, body, auth(K.report)));
