@@ -186,6 +186,11 @@ typedef struct tg_config_s {
     size_t n_listens;
     char *metrics_token_env; /* names the variable holding GET /metrics's bearer token; NULL = open */
     char *metrics_token;     /* its value, NULL when unset (then /metrics refuses everyone). Never log it. */
+    /* redis_tls: TLS for rediss URLs (gateway/redis.h); each NULL when unset. Paths as given
+     * (relative ones to the working directory, like journal). */
+    struct {
+        char *ca_file, *cert, *key, *server_name;
+    } redis_tls;
 } tg_config_t;
 
 /* Diagnostics: every problem found, as "FILE:LINE:COL: message"; warnings

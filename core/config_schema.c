@@ -73,6 +73,7 @@ enum {
     T_ROUTING,
     T_STORE_TTL,
     T_METRICS_TOKEN,
+    T_REDIS_TLS,
     T_N
 };
 
@@ -95,6 +96,7 @@ static const field_t top_fields[] = {
     {"routing", F_SPECIAL, 0, 0, 0},
     {"store_ttl_s", F_I64, offsetof(tg_config_t, store_ttl_s), 0, 1},
     {"metrics_token_env", F_STR, offsetof(tg_config_t, metrics_token_env), 0, 0},
+    {"redis_tls", F_SPECIAL, 0, 0, 0},
 };
 _Static_assert(NF(top_fields) == T_N && T_N <= MAX_FIELDS, "cfg_collect holds MAX_FIELDS names");
 
@@ -168,7 +170,16 @@ static void parse_redis(const src_t *s, const yaml_node_t *n) {
     const char *v = sval(n);
     s->ld->c->redis_url = NULL;
     if (is_null(n) || (v && !*v)) return; /* no ledger */
-    if (v && (!strncmp(v, "redis://", 8) || !strncmp(v, "rediss://", 9) || !strncmp(v, "unix:", 5)) &&
+    if (v && (!strncmp(v, "redis+cluster://", 16) || !strncmp(v, "rediss+cluster://", 17))) {
+        cfg_errn(s, n,
+                 "Redis Cluster is not supported yet (%s): point redis at one Redis, or at its "
+                 "sentinels with redis+sentinel://",
+                 v[5] == 's' ? "rediss+cluster://" : "redis+cluster://");
+        return;
+    }
+    if (v &&
+        (!strncmp(v, "redis://", 8) || !strncmp(v, "rediss://", 9) || !strncmp(v, "redis+sentinel://", 17) ||
+         !strncmp(v, "rediss+sentinel://", 18) || !strncmp(v, "unix:", 5)) &&
         !strpbrk(v, " \t")) {
         s->ld->c->redis_url = sdup(s->ld, v);
         return;
@@ -176,6 +187,22 @@ static void parse_redis(const src_t *s, const yaml_node_t *n) {
     char b[80];
     cfg_errn(s, n, "redis must be a redis://, rediss:// or unix: URL, or null for no ledger; got %s",
              cfg_got(n, b, sizeof(b)));
+}
+
+static const field_t redis_tls_fields[] = {
+    {"ca_file", F_STR, offsetof(tg_config_t, redis_tls.ca_file), 0, 0},
+    {"cert", F_STR, offsetof(tg_config_t, redis_tls.cert), 0, 0},
+    {"key", F_STR, offsetof(tg_config_t, redis_tls.key), 0, 0},
+    {"server_name", F_STR, offsetof(tg_config_t, redis_tls.server_name), 0, 0},
+};
+
+/* `redis_tls:` for rediss URLs; the files are opened when the gateway starts. */
+static void parse_redis_tls(const src_t *s, const yaml_node_t *n) {
+    yaml_node_t *tv[NF(redis_tls_fields)];
+    tg_config_t *c = s->ld->c;
+    if (is_null(n) || cfg_collect(s, n, redis_tls_fields, NF(redis_tls_fields), "redis_tls", tv) != 0) return;
+    cfg_apply(s, redis_tls_fields, NF(redis_tls_fields), tv, c);
+    if (c->redis_tls.key && !c->redis_tls.cert) cfg_errn(s, tv[2], "redis_tls key needs a cert beside it");
 }
 
 static void parse_main(const src_t *s, yaml_node_t **v) {
@@ -186,6 +213,7 @@ static void parse_main(const src_t *s, yaml_node_t **v) {
     if (v[T_LISTEN]) cfg_parse_listen(s, v[T_LISTEN]);
     if (v[T_WORKERS]) parse_workers(s, v[T_WORKERS]);
     if (v[T_REDIS]) parse_redis(s, v[T_REDIS]);
+    if (v[T_REDIS_TLS]) parse_redis_tls(s, v[T_REDIS_TLS]);
     size_t li = 0;
     while (c->log_level && li < NF(levels) && strcmp(c->log_level, levels[li]))
         li++;

@@ -3,7 +3,8 @@
  * reach the provider, the client's body), so no two different field lists can hash the same
  * bytes. An answer is stored as one Redis string "tg:cache:<digest>": a compact JSON line that
  * says who made it and what it cost, a newline, then the answer as the client got it. Lookups
- * are one GET, stores one SET EX, both on the ledger's connection; each lookup's state is one
+ * are one GET on the quota link (a request waits for it), stores one SET EX on the ledger's
+ * (nobody waits for it); each lookup's state is one
  * malloc'd op, freed when its reply (or the cancel) comes. Data enters from gateway/request.c
  * and leaves through the caller's callback, decoded into the request's pool. */
 #include "gateway/cache.h"
@@ -223,7 +224,7 @@ tg_cache_op_t *tg_cache_lookup(struct tg_ledger_s *l, const char *digest, tg_poo
     char key[KEY_MAX];
     const char *argv[] = {"GET", key_of(digest, key)};
     const size_t lens[] = {3, strlen(key)};
-    op->q = tg_ledger_query(l, 2, argv, lens, on_get, op);
+    op->q = tg_ledger_quick_query(l, 2, argv, lens, on_get, op); /* never behind a burst of records */
     if (op->q == NULL) {
         free(op);
         return NULL;

@@ -4,7 +4,8 @@
  * (tg_cache_conf_t, core/config.h). The request (gateway/request.c) computes the digest after
  * routing, asks with one GET (tg_cache_lookup) only when caching is on, and stores a finished
  * answer with one SET EX (tg_cache_store) whose reply it never waits for. Commands go over
- * the ledger's Redis connection; without Redis there is no cache and nothing waits. Used
+ * the ledger's Redis links (gateway/ledger.h); without Redis there is no cache and nothing
+ * waits. Used
  * only from the worker's loop. */
 #ifndef TG_CACHE_H
 #define TG_CACHE_H

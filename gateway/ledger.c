@@ -68,6 +68,7 @@ static const char LUA[] =
 
 struct tg_ledger_s {
     tg_redis_t *redis;     /* NULL = ledger off */
+    tg_redis_t *side;      /* quota checks: a link of their own, never behind records or a replay */
     tg_journal_t *journal; /* NULL = no journal */
     int ready;             /* connected and the script loaded: records flow */
     char sha[41];
@@ -391,6 +392,16 @@ static void on_down(void *ud, const char *why, int loud) {
     if (l->journal) tg_journal_rewind(l->journal);
 }
 
+/* The quota link needs no setup (its script is sent in full when Redis does not know it); the
+ * ledger's own messages already tell of Redis being away, and quota.c of deciding locally. */
+static void on_side_up(void *ud) {
+    tg_redis_healthy(((tg_ledger_t *)ud)->side);
+}
+
+static void on_side_down(void *ud, const char *why, int loud) {
+    if (loud) tg_debug("quota: redis link down (%s)", why ? why : "?");
+}
+
 /* --- replay ---------------------------------------------------------------------------------- */
 
 static int replay_take(void *ud, ent_t *e) {
@@ -415,6 +426,14 @@ tg_ledger_query_t *tg_ledger_query(tg_ledger_t *l, int argc, const char **argv, 
                                    tg_ledger_reply_fn fn, void *ud) {
     if (l == NULL || !l->ready) return NULL;
     return tg_redis_send_argv(l->redis, argc, argv, lens, fn, ud);
+}
+
+tg_ledger_query_t *tg_ledger_quick_query(tg_ledger_t *l, int argc, const char **argv, const size_t *lens,
+                                         tg_ledger_reply_fn fn, void *ud) {
+    if (l == NULL) return NULL;
+    if (tg_redis_state(l->side) == TG_REDIS_UP) return tg_redis_send_argv(l->side, argc, argv, lens, fn, ud);
+    return tg_ledger_query(l, argc, argv, lens, fn,
+                           ud); /* its own link is not up (yet): better late than local */
 }
 
 void tg_ledger_query_cancel(tg_ledger_query_t *q) {
@@ -471,12 +490,15 @@ void tg_ledger_stats(const tg_ledger_t *l, uint64_t *written, uint64_t *journale
 }
 
 void tg_ledger_set_backoff_ms(tg_ledger_t *l, int first_ms, int max_ms) {
-    if (l != NULL) tg_redis_set_backoff_ms(l->redis, first_ms, max_ms);
+    if (l == NULL) return;
+    tg_redis_set_backoff_ms(l->redis, first_ms, max_ms);
+    tg_redis_set_backoff_ms(l->side, first_ms, max_ms);
 }
 
 void tg_ledger_set_limits(tg_ledger_t *l, int cmd_timeout_ms, size_t max_backlog) {
     if (l == NULL) return;
     tg_redis_set_timeout_ms(l->redis, cmd_timeout_ms);
+    tg_redis_set_timeout_ms(l->side, cmd_timeout_ms);
     if (max_backlog > 0) l->max_backlog = max_backlog;
 }
 
@@ -491,6 +513,8 @@ tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const
     if (redis_url == NULL || redis_url[0] == '\0') return l;
     const tg_redis_events_t ev = {on_up, on_down, l};
     if ((l->redis = tg_redis_new(base, redis_url, "ledger", &ev, err, errlen)) == NULL) goto fail;
+    const tg_redis_events_t side_ev = {on_side_up, on_side_down, l};
+    if ((l->side = tg_redis_new(base, redis_url, "quota", &side_ev, err, errlen)) == NULL) goto fail;
     if (journal_path != NULL && journal_path[0] != '\0') {
         size_t n = strlen(journal_path) + 16;
         char *jpath = malloc(n);
@@ -501,6 +525,7 @@ tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const
         if (l->journal == NULL) goto fail;
     }
     tg_redis_connect(l->redis);
+    tg_redis_connect(l->side);
     return l;
 fail:
     tg_ledger_free(l);
@@ -510,6 +535,7 @@ fail:
 void tg_ledger_free(tg_ledger_t *l) {
     if (l == NULL) return;
     tg_redis_free(l->redis);
+    tg_redis_free(l->side);
     size_t lost = 0;
     while (l->rcount > 0) {
         ent_t *e = ring_pop(l);

@@ -1,7 +1,8 @@
 /* ledger.h — the usage ledger: every finished request's usage, written once to Redis
  * (counters per UTC day + one event on a capped stream), through a journal file when
  * Redis is down or slow. One ledger per worker, used only from that worker's loop.
- * Other modules' commands share its Redis connection (gateway/redis.h). */
+ * Other modules' commands go on its Redis connections (gateway/redis.h): admin reads on the
+ * records' link, in order with them; quota checks on a second link of their own. */
 #ifndef TG_LEDGER_H
 #define TG_LEDGER_H
 
@@ -34,13 +35,14 @@ typedef struct {
     int64_t saved_micro_usd; /* a cache hit: what the answer would have cost from its provider */
 } tg_ledger_rec_t;
 
-/* redis_url: redis://[[user]:password@]host[:port][/db] or unix:///path; NULL/"" = ledger
- * off (records go nowhere, but tg_ledger_record is still safe). The host is resolved here,
- * once, blocking (start-up only). journal_path: per-worker file is journal_path + "." +
- * worker index; NULL/"" = no journal (records wait in memory, up to the backlog bound).
+/* redis_url: any form gateway/redis.h parses (redis[s]://, redis[s]+sentinel://, unix://);
+ * NULL/"" = ledger off (records go nowhere, but tg_ledger_record is still safe). Nothing is
+ * resolved here: the links look names up, without blocking, each time they connect, and the
+ * ledger journals while Redis is unreachable or its name does not resolve. journal_path: per-worker file is
+ * journal_path + "." + worker index; NULL/"" = no journal (records wait in memory, up to the backlog bound).
  * A journal left by an earlier run is replayed once Redis answers. Returns NULL and fills
- * err on a bad URL, an unresolvable host or a journal that cannot be opened.
- * The process must ignore SIGPIPE (hiredis writes with write(2)). */
+ * err on a bad or unsupported URL or a journal that cannot be opened.
+ * The process must ignore SIGPIPE (the links write with write(2)). */
 tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const char *journal_path,
                            int worker, char *err, size_t errlen);
 /* Copies what it needs (strings longer than 512 bytes are cut); never blocks. */
@@ -56,7 +58,7 @@ void tg_ledger_stats(const tg_ledger_t *l, uint64_t *written, uint64_t *journale
  * journal. Call before event_base_free(). NULL is fine. */
 void tg_ledger_free(tg_ledger_t *l);
 
-/* Another module's command on the ledger's connection (quota checks, admin reads): one
+/* Another module's command on the ledger's connection (admin reads): one
  * round trip, in order with the records. fn runs exactly once, later, on the loop: with the
  * reply, or with NULL when the link dropped or timed out before the answer (never from
  * inside tg_ledger_query or tg_ledger_query_cancel). Returns NULL (fn never runs) when Redis
@@ -65,7 +67,12 @@ typedef struct tg_redis_cmd_s tg_ledger_query_t;
 typedef void (*tg_ledger_reply_fn)(const struct redisReply *reply, void *ud); /* = tg_redis_reply_fn */
 tg_ledger_query_t *tg_ledger_query(tg_ledger_t *l, int argc, const char **argv, const size_t *lens,
                                    tg_ledger_reply_fn fn, void *ud);
-/* fn will not run (the reply, when it comes, is dropped). The handle is invalid after. */
+/* The same on the quota link, which carries no records: a check never waits behind a burst of
+ * records or a journal replay. While that link is not up it falls back to tg_ledger_query. */
+tg_ledger_query_t *tg_ledger_quick_query(tg_ledger_t *l, int argc, const char **argv, const size_t *lens,
+                                         tg_ledger_reply_fn fn, void *ud);
+/* fn will not run (the reply, when it comes, is dropped). The handle is invalid after;
+ * for either kind of query. */
 void tg_ledger_query_cancel(tg_ledger_query_t *q);
 
 /* The Lua scripts' bodies are sent as EVALSHA; this is the SHA-1 hex (41 bytes) of `script`. */

@@ -1,6 +1,7 @@
 /* quota.c — budgets and rate limits per gateway key, enforced in Redis so that every gateway
- * instance on one Redis shares them. A check is one EVALSHA of the script below, sent on the
- * worker's ledger connection (tg_ledger_query), before the upstream call:
+ * instance on one Redis shares them. A check is one EVALSHA of the script below, sent before the
+ * upstream call on the worker's quota link (tg_ledger_quick_query), so it never waits behind
+ * the ledger's records or a journal replay:
  *   budget  HGET tg:spend:{YYYY-MM} <key> (micro-USD, added by the ledger's own script as
  *           each request finishes) >= budget -> 402 until the month ends (UTC);
  *   tpm     sliding-window counter: tokens of this minute + the previous minute's weighted by
@@ -247,7 +248,7 @@ static int send_script(tg_quota_check_t *c, int full) {
         argv[n] = c->keys[i], lens[n] = strlen(c->keys[i]), n++;
     for (int i = 0; i < 6; i++)
         argv[n] = c->args[i], lens[n] = strlen(c->args[i]), n++;
-    c->q = tg_ledger_query(c->l, n, argv, lens, on_reply, c);
+    c->q = tg_ledger_quick_query(c->l, n, argv, lens, on_reply, c);
     return c->q ? 0 : -1;
 }
 

@@ -1,7 +1,7 @@
 /* quota.h — per-key budgets (budget_usd_month) and rate limits (rpm, tpm), checked before the
- * upstream call in one Redis round trip (a Lua script on the ledger's connection), shared by
- * every gateway instance on that Redis. Without Redis a per-worker local approximation
- * decides (docs/operations.md). Used only from a worker's loop. */
+ * upstream call in one Redis round trip (a Lua script on the worker's quota link, gateway/ledger.h), shared
+ * by every gateway instance on that Redis. Without Redis a per-worker local approximation decides
+ * (docs/operations.md). Used only from a worker's loop. */
 #ifndef TG_QUOTA_H
 #define TG_QUOTA_H
 

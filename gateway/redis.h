@@ -1,7 +1,7 @@
-/* redis.h — our connection to Redis: one asynchronous link on a worker's event loop that
- * reconnects by itself, and the redis URL parser. The owner learns when the link is up and
- * when it went down, sends commands and hears each reply through a callback. Used only from
- * the loop it was made on. */
+/* redis.h — our connection to Redis: one asynchronous link on a worker's event loop (plain TCP,
+ * TLS or a unix socket; directly or through Sentinel) that reconnects by itself, and the redis
+ * URL parser. The owner learns when the link is up and when it went down, sends commands and
+ * hears each reply through a callback. Used only from the loop it was made on. */
 #ifndef TG_REDIS_H
 #define TG_REDIS_H
 
@@ -12,41 +12,71 @@ struct redisReply;
 typedef struct tg_redis_s tg_redis_t;
 typedef struct tg_redis_cmd_s tg_redis_cmd_t;
 
-/* A parsed redis URL: redis://[[user]:password@]host[:port][/db] or unix:///path. The host is
- * resolved to an address, once, blocking (start-up and CLI only). */
+/* A parsed redis URL:
+ *   redis[s]://[[user]:password@]host[:port][/db]
+ *   redis[s]+sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTER_NAME[/db]
+ *   unix:///path
+ * rediss: TLS (tg_redis_tls_setup). Nothing is resolved here: host names are looked up without
+ * blocking on every connect. redis[s]+cluster:// is recognised and refused (not supported yet). */
 typedef struct {
-    char host[64], target[300]; /* target: host:port or path, for messages */
+    char host[256];
+    int port;
+} tg_redis_node_t;
+typedef struct {
+    char host[256], target[300]; /* the (first) host as written; target: host:port or path, for messages */
     int port, db;
+    int tls;                /* rediss */
+    int sentinel;           /* nodes are sentinels that name the master `master` */
+    char master[128];       /* sentinel only */
+    tg_redis_node_t *nodes; /* malloc'd: every host:port of the URL (n_nodes >= 1 unless unix) */
+    int n_nodes;
     char *unix_path, *user, *password; /* malloc'd or NULL */
 } tg_redis_url_t;
 int tg_redis_url_parse(const char *url, tg_redis_url_t *u, char *err, size_t errlen);
 void tg_redis_url_free(tg_redis_url_t *u);
 
+/* TLS for rediss URLs, one setting for the process (its OpenSSL context is shared by every
+ * connection made after this call). ca_file: the CA bundle that signs the server's certificate
+ * (NULL = the system store); cert and key: a client certificate, when the server asks for one;
+ * server_name: the name the certificate must carry (and SNI), when it is not the URL's host.
+ * TLS 1.2 or later; the certificate and the name are always checked. Without this call a
+ * rediss connection uses the system store and the URL's host. Returns -1 and fills err when a
+ * file cannot be used. Call before workers start (not thread-safe against tg_redis_new). */
+typedef struct {
+    const char *ca_file, *cert, *key, *server_name;
+} tg_redis_tls_t;
+int tg_redis_tls_setup(const tg_redis_tls_t *tls, char *err, size_t errlen);
+
 typedef enum {
     TG_REDIS_DOWN,       /* no link; a reconnect is scheduled */
     TG_REDIS_CONNECTING, /* connecting */
-    TG_REDIS_UP,         /* connected, AUTH and SELECT sent: commands may be sent */
+    TG_REDIS_UP,         /* connected, AUTH, SELECT (and ROLE) answered: commands may be sent */
     TG_REDIS_CLOSING     /* tg_redis_drop was called: the link closes on the next loop turn */
 } tg_redis_state_t;
 
 typedef struct {
-    /* The link is up (AUTH and SELECT went out first): send what the owner needs first. */
+    /* The link is up (AUTH and SELECT went through; through Sentinel, ROLE said master): send
+     * what the owner needs first. */
     void (*on_up)(void *ud);
     /* The link is gone or never came; commands in flight get a NULL reply. `loud` is 1 when
      * the news is worth a log line: the link was up, or this is the first failure since it
-     * last was healthy (tg_redis_healthy). A reconnect is scheduled with a doubling wait. */
+     * last was healthy (tg_redis_healthy). A reconnect is scheduled with a doubling wait. The
+     * link may go down while connecting, before any on_up. */
     void (*on_down)(void *ud, const char *why, int loud);
     void *ud;
 } tg_redis_events_t;
 
-/* Parses `url` and prepares the link; nothing is sent until tg_redis_connect. `who` prefixes
- * log lines ("ledger"). Returns NULL and fills err on a bad URL or an unresolvable host. */
+/* Parses `url` and prepares the link; nothing is sent (nor resolved) until tg_redis_connect.
+ * `who` prefixes log lines ("ledger"). Returns NULL and fills err on a bad or unsupported URL. */
 tg_redis_t *tg_redis_new(struct event_base *base, const char *url, const char *who,
                          const tg_redis_events_t *ev, char *err, size_t errlen);
-/* Starts connecting (a failure now comes back through on_down, before this returns). */
+/* Starts connecting: resolving the name (evdns, never blocking), connecting, the TLS handshake,
+ * AUTH, SELECT; through Sentinel first asking the sentinels in turn for the master's address.
+ * Success comes back through on_up, a failure through on_down (possibly before this returns). */
 void tg_redis_connect(tg_redis_t *r);
 tg_redis_state_t tg_redis_state(const tg_redis_t *r);
-/* host:port or the socket path, for messages. */
+/* host:port or the socket path, for messages (through Sentinel: the master's name and, once
+ * known, its address). */
 const char *tg_redis_target(const tg_redis_t *r);
 
 /* fn runs exactly once, later, on the loop: with the reply, or with NULL when the link
@@ -67,10 +97,15 @@ void tg_redis_drop(tg_redis_t *r);
 /* The owner's setup went through: the next failure waits the shortest time again. */
 void tg_redis_healthy(tg_redis_t *r);
 
-/* Tuning: reconnect wait (default 250 ms doubling to 5000 ms); command timeout after which a
- * silent Redis counts as down (default 2000 ms, also the connect timeout). */
+/* Tuning: reconnect wait (default 250 ms doubling to 5000 ms; each wait is drawn between half
+ * and all of it, so that workers and instances do not reconnect in step); command timeout
+ * after which a silent Redis counts as down (default 2000 ms, also the connect timeout, from
+ * the name lookup to the last handshake reply). */
 void tg_redis_set_backoff_ms(tg_redis_t *r, int first_ms, int max_ms);
 void tg_redis_set_timeout_ms(tg_redis_t *r, int cmd_timeout_ms);
+/* Host names are looked up on this DNS server ("127.0.0.1:5353") instead of those of
+ * /etc/resolv.conf (/etc/hosts is still read first). Returns -1 on a bad address. */
+int tg_redis_set_nameserver(tg_redis_t *r, const char *addr);
 
 /* Closes the link at once; no callback runs, not even on_down. NULL is fine. */
 void tg_redis_free(tg_redis_t *r);

@@ -6,11 +6,13 @@
  * Fields enter one at a time through tg_report_add (from HGETALL replies, sync or async);
  * rows leave as a table, CSV or JSON (its shape is at tg_report_json in gateway/report.h).
  * Money stays in integer micro-USD and is printed with six decimals, never through a float.
- * The `tollgate report` command is here too: one pipelined HGETALL per day on a blocking
- * hiredis connection (a CLI, no loop). */
+ * The `tollgate report` command is here too: one pipelined HGETALL per day on the gateway's own
+ * Redis link (gateway/redis.h, so every URL form works: TLS, Sentinel), run on a private event
+ * loop until the replies are in. */
 #include "gateway/report.h"
 #include "core/strbuf.h"
 
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -464,71 +466,97 @@ char *tg_report_table(const tg_report_t *r) {
 
 /* --- the command ---------------------------------------------------------------------------------- */
 
-static redisContext *connect_sync(const char *url, char *err, size_t errlen) {
-    tg_redis_url_t u;
-    if (tg_redis_url_parse(url, &u, err, errlen) != 0) return NULL;
-    struct timeval tv = {3, 0};
-    redisContext *c = u.unix_path ? redisConnectUnixWithTimeout(u.unix_path, tv)
-                                  : redisConnectWithTimeout(u.host, u.port, tv);
-    if (c == NULL || c->err) {
-        snprintf(err, errlen, "cannot reach redis at %s: %s", u.target, c ? c->errstr : "out of memory");
-        goto fail;
-    }
-    redisSetTimeout(c, tv);
-    redisReply *rep = NULL;
-    if (u.password)
-        rep = u.user ? redisCommand(c, "AUTH %s %s", u.user, u.password)
-                     : redisCommand(c, "AUTH %s", u.password);
-    if (u.password && (rep == NULL || rep->type == REDIS_REPLY_ERROR)) {
-        snprintf(err, errlen, "redis at %s refused AUTH: %s", u.target, rep ? rep->str : c->errstr);
-        goto fail_rep;
-    }
-    if (rep) freeReplyObject(rep);
-    rep = NULL;
-    if (u.db > 0 && ((rep = redisCommand(c, "SELECT %d", u.db)) == NULL || rep->type == REDIS_REPLY_ERROR)) {
-        snprintf(err, errlen, "redis at %s refused SELECT %d: %s", u.target, u.db,
-                 rep ? rep->str : c->errstr);
-        goto fail_rep;
-    }
-    if (rep) freeReplyObject(rep);
-    tg_redis_url_free(&u);
-    return c;
-fail_rep:
-    if (rep) freeReplyObject(rep);
-fail:
-    if (c) redisFree(c);
-    tg_redis_url_free(&u);
-    return NULL;
+/* One run of `tollgate report`'s fetch: the link, and the days still to answer. */
+typedef struct {
+    struct event_base *base;
+    tg_report_t *r;
+    int up, down, left;
+    char why[300];
+} fetch_t;
+
+typedef struct {
+    fetch_t *f;
+    int64_t day;
+    int sim; /* the simulated day hash (demo mode), reported apart */
+} fetch_day_t;
+
+static void fetch_up(void *ud) {
+    fetch_t *f = ud;
+    f->up = 1;
+    event_base_loopbreak(f->base);
 }
 
-/* Two pipelined HGETALLs per day: the real hash and the simulated one. 0, or -1 with err (the
- * link failed: exit 3). */
-static int fetch(redisContext *c, tg_report_t *r, char *err, size_t errlen) {
-    for (int64_t d = r->from_day; d <= r->to_day; d++) {
+static void fetch_down(void *ud, const char *why, int loud) {
+    fetch_t *f = ud;
+    f->down = 1;
+    snprintf(f->why, sizeof(f->why), "%s", why ? why : "connection lost");
+    event_base_loopbreak(f->base);
+}
+
+static void fetch_reply(const redisReply *rep, void *ud) {
+    fetch_day_t *d = ud;
+    fetch_t *f = d->f;
+    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < rep->elements; i += 2)
+            (d->sim ? tg_report_add_simulated : tg_report_add)(f->r, d->day, rep->element[i]->str,
+                                                               rep->element[i]->len, rep->element[i + 1]->str,
+                                                               rep->element[i + 1]->len);
+    else if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+        f->r->bad_fields++; /* a key of another type: nothing of ours to read */
+    if (--f->left == 0) event_base_loopbreak(f->base);
+}
+
+/* Connects (one attempt, 3 s) and sends two pipelined HGETALLs per day: the real hash and
+ * the simulated one. 0, or -1 with err: Redis
+ * cannot be reached, or the link failed (exit 3). */
+static int fetch(const char *url, tg_report_t *r, char *err, size_t errlen) {
+    fetch_t f = {.r = r};
+    if ((f.base = event_base_new()) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const tg_redis_events_t ev = {fetch_up, fetch_down, &f};
+    size_t n = 2 * (size_t)(r->to_day - r->from_day + 1);
+    fetch_day_t *days = calloc(n, sizeof(*days));
+    tg_redis_t *link = tg_redis_new(f.base, url, "report", &ev, err, errlen);
+    int rc = -1;
+    if (link == NULL || days == NULL) {
+        if (days == NULL) snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    tg_redis_set_timeout_ms(link, 3000);
+    tg_redis_connect(link);
+    if (!f.up && !f.down) event_base_dispatch(f.base);
+    if (!f.up) {
+        snprintf(err, errlen, "cannot reach redis at %s: %s", tg_redis_target(link),
+                 f.down ? f.why : "no answer");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char key[40];
+        days[i] = (fetch_day_t){&f, r->from_day + (int64_t)(i / 2), (int)(i % 2)};
         char day[11];
-        tg_report_day_text(d, day);
-        if (redisAppendCommand(c, "HGETALL " TG_KEY_USAGE "%s", day) != REDIS_OK ||
-            redisAppendCommand(c, "HGETALL " TG_KEY_USAGE_SIM "%s", day) != REDIS_OK)
-            goto io;
+        tg_report_day_text(days[i].day, day);
+        snprintf(key, sizeof(key), "%s%s", days[i].sim ? TG_KEY_USAGE_SIM : TG_KEY_USAGE, day);
+        const char *argv[2] = {"HGETALL", key};
+        if (tg_redis_send_argv(link, 2, argv, NULL, fetch_reply, &days[i]) == NULL) {
+            snprintf(err, errlen, "redis stopped answering: connection lost");
+            goto done;
+        }
+        f.left++;
     }
-    for (int64_t k = 0; k < 2 * (r->to_day - r->from_day + 1); k++) {
-        int64_t d = r->from_day + k / 2;
-        void *v = NULL;
-        if (redisGetReply(c, &v) != REDIS_OK || v == NULL) goto io;
-        redisReply *rep = v;
-        if (rep->type == REDIS_REPLY_ARRAY)
-            for (size_t i = 0; i + 1 < rep->elements; i += 2)
-                (k % 2 ? tg_report_add_simulated
-                       : tg_report_add)(r, d, rep->element[i]->str, rep->element[i]->len,
-                                        rep->element[i + 1]->str, rep->element[i + 1]->len);
-        else if (rep->type == REDIS_REPLY_ERROR)
-            r->bad_fields++; /* a key of another type: nothing of ours to read */
-        freeReplyObject(rep);
+    while (f.left > 0 && !f.down)
+        event_base_dispatch(f.base);
+    if (f.left > 0) {
+        snprintf(err, errlen, "redis stopped answering: %s", f.why);
+        goto done;
     }
-    return 0;
-io:
-    snprintf(err, errlen, "redis stopped answering: %s", c->errstr[0] ? c->errstr : "connection lost");
-    return -1;
+    rc = 0;
+done:
+    tg_redis_free(link);
+    free(days);
+    event_base_free(f.base);
+    return rc;
 }
 
 static const char *redis_url_of(const char *path, int *rc) {
@@ -544,6 +572,15 @@ static const char *redis_url_of(const char *path, int *rc) {
     }
     static char url[1024];
     snprintf(url, sizeof(url), "%s", cfg->redis_url ? cfg->redis_url : "");
+    const tg_redis_tls_t tls = {cfg->redis_tls.ca_file, cfg->redis_tls.cert, cfg->redis_tls.key,
+                                cfg->redis_tls.server_name};
+    char err[300];
+    if ((tls.ca_file || tls.cert || tls.server_name) && tg_redis_tls_setup(&tls, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tollgate report: %s\n", err);
+        tg_config_unref(cfg);
+        *rc = 1;
+        return NULL;
+    }
     tg_config_unref(cfg);
     if (url[0] == '\0') {
         fprintf(stderr, "tollgate report: %s sets no redis (the ledger is off): give --redis URL\n", path);
@@ -590,14 +627,11 @@ int tg_report_main(int argc, char **argv, const char *default_config) {
     }
     int rc = 0;
     if (url == NULL && (url = redis_url_of(cfg, &rc)) == NULL) return rc;
-    redisContext *c = connect_sync(url, err, sizeof(err));
-    if (c == NULL || fetch(c, &r, err, sizeof(err)) != 0) {
+    if (fetch(url, &r, err, sizeof(err)) != 0) {
         fprintf(stderr, "tollgate report: %s\n", err);
-        if (c) redisFree(c);
         tg_report_free(&r);
         return 3;
     }
-    redisFree(c);
     tg_report_finish(&r);
     char *out = fmt[0] == 'j' ? tg_report_json(&r) : fmt[0] == 'c' ? tg_report_csv(&r) : tg_report_table(&r);
     if (out) fputs(out, stdout);

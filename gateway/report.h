@@ -1,9 +1,9 @@
 /* report.h — spend reports from the ledger's day hashes (tg:usage:{YYYY-MM-DD}, gateway/keys.h):
  * grouped by provider, model, key or day over a range of UTC days, with a totals row, as a
  * table, CSV or JSON. Simulated usage (demo mode, tg:usage-sim:{YYYY-MM-DD}) is kept in rows
- * of its own with a total of its own, shown apart and never added to the real total. `tollgate report`
- * (synchronous hiredis, a CLI) and /admin/spend and /dashboard (async, on a worker loop, gateway/admin.c)
- * fill the same tg_report_t. */
+ * of its own with a total of its own, shown apart and never added to the real total.
+ * `tollgate report` (a CLI, on a private loop) and /admin/spend and /dashboard (async, on a
+ * worker loop, gateway/admin.c) fill the same tg_report_t. */
 #ifndef TG_REPORT_H
 #define TG_REPORT_H
 

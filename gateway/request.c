@@ -57,6 +57,7 @@
 #include "providers/client.h"
 #include "providers/provider.h"
 #include "providers/responses.h"
+#include "providers/responses_fast.h"
 #include "providers/translate.h"
 
 #define MAX_ANSWER_BYTES (64u << 20) /* a non-stream answer larger than this is refused */
@@ -116,7 +117,8 @@ typedef struct {
     tg_admin_t *admin_state; /* its pending Redis reads (in the pool) */
     tg_kind_t kind;          /* chat, embeddings or count_tokens (never billed) */
     /* An API that keeps conversations (tg_client_keeps_state). */
-    json_t *rs_req;           /* the client's request, parsed; NULL otherwise */
+    tg_rs_prep_t rsp;         /* the request and its Chat form (src NULL: not this API); rsp.req,
+                                 the parsed request, may stay NULL (the fast path needs no DOM) */
     json_t *rs_prev;          /* items of the response previous_response_id names; NULL when none */
     tg_respstore_op_t *rs_op; /* a response store command in flight */
     char rs_method;           /* a stored object's endpoint: 'G' GET, 'D' DELETE; 0 none */
@@ -509,12 +511,11 @@ static void on_stored(void *ud, tg_respstore_result_t res) {
  * flight (on_stored ends the answer), 0 when the caller ends it now. A
  * failed write is logged, never the client's problem. */
 static int store_answer(tg_request_t *r) {
-    if (r->rs_req == NULL || r->call.rs_response == NULL ||
-        json_is_false(json_object_get(r->rs_req, "store")) || r->w->ledger == NULL)
-        return 0;
+    if (r->rsp.src == NULL || r->call.rs_response == NULL || !r->rsp.store || r->w->ledger == NULL) return 0;
     json_t *resp = json_loadb(r->call.rs_response, r->call.rs_response_len, 0, NULL);
+    const json_t *req = tg_rs_prep_req(&r->rsp);
     size_t ilen = 0;
-    char *items = resp ? tg_rs_stored(r->pool, r->rs_req, r->rs_prev, resp, &ilen) : NULL;
+    char *items = resp && req ? tg_rs_stored(r->pool, req, r->rs_prev, resp, &ilen) : NULL;
     json_decref(resp);
     const char *id = tg_pool_printf(r->pool, "resp_%s", r->id);
     if (items)
@@ -758,7 +759,8 @@ static void attempt_next(tg_request_t *r) {
         r->call.client_wants_usage = r->scan.include_usage;
         r->call.provider = c->provider;
         r->call.model = c->model;
-        r->call.rs_req = r->rs_req;
+        r->call.rs_req = r->rsp.req;
+        r->call.rs_prep = r->rsp.src ? &r->rsp : NULL;
         r->call.rs_previous = r->rs_prev;
         r->call.rs_id = r->id;
         r->call.rs_created = r->ts_ms / 1000;
@@ -1159,18 +1161,12 @@ static void not_stored(tg_request_t *r, const char *id, int previous) {
                             previous ? "previous" : "stored", 128, id));
 }
 
-/* The request translated once to Chat Completions, scanned for routing.
- * Built-in tools pass here: a provider that runs them natively may be
- * chosen, and the others' dialects refuse them per attempt. */
-static void rs_translate(tg_request_t *r) {
+/* The Chat form of the request (r->rsp.chat) scanned like a chat request,
+ * for routing, quotas and estimates. */
+static void rs_scan_chat(tg_request_t *r) {
     char err[256];
-    tg_rs_req_opts_t o = {.native_tools = 1, .previous = r->rs_prev};
-    json_t *chat = tg_rs_req_to_chat(r->rs_req, &o, err, sizeof(err));
-    if (chat == NULL) {
-        rs_error(r, 400, "invalid_request_error", "invalid_body", err);
-        return;
-    }
-    r->body = tg_tr_dump(r->pool, chat, &r->body_len);
+    r->body = (char *)r->rsp.chat;
+    r->body_len = r->rsp.chat_len;
     if (r->body == NULL || tg_scan_request(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
         rs_error(r, 400, "invalid_request_error", "invalid_body",
                  r->body ? tg_pool_printf(r->pool, "the request has nothing to answer (%s)", err)
@@ -1178,6 +1174,24 @@ static void rs_translate(tg_request_t *r) {
         return;
     }
     body_scanned(r);
+}
+
+/* The request translated once to Chat Completions with jansson. Built-in
+ * tools pass here: a provider that runs them natively may be chosen, and
+ * the others' dialects refuse them per attempt; without them, every
+ * OpenAI-dialect attempt splices this body (rsp.reuse). */
+static void rs_translate(tg_request_t *r) {
+    char err[256];
+    tg_rs_req_opts_t o = {.native_tools = 1, .previous = r->rs_prev};
+    json_t *chat = tg_rs_req_to_chat(r->rsp.req, &o, err, sizeof(err));
+    if (chat == NULL) {
+        rs_error(r, 400, "invalid_request_error", "invalid_body", err);
+        return;
+    }
+    r->rsp.reuse = tg_rs_chat_reusable(r->rsp.req);
+    memcpy(r->rsp.note, o.note, sizeof(r->rsp.note));
+    r->rsp.chat = tg_tr_dump(r->pool, chat, &r->rsp.chat_len);
+    rs_scan_chat(r);
 }
 
 static void on_previous(void *ud, tg_respstore_result_t res, const char *response, size_t rlen,
@@ -1190,27 +1204,35 @@ static void on_previous(void *ud, tg_respstore_result_t res, const char *respons
     }
     if (res == TG_RESPSTORE_FOUND) r->rs_prev = json_loadb(items, ilen, 0, NULL);
     if (!json_is_array(r->rs_prev)) {
-        not_stored(r, json_string_value(json_object_get(r->rs_req, "previous_response_id")), 1);
+        not_stored(r, json_string_value(json_object_get(r->rsp.req, "previous_response_id")), 1);
         return;
     }
     rs_translate(r);
 }
 
 static void rs_body(tg_request_t *r) {
-    json_error_t je;
-    r->rs_req = json_loadb(r->body, r->body_len, 0, &je);
-    if (!json_is_object(r->rs_req)) {
-        rs_error(r, 400, "invalid_request_error", "invalid_body",
-                 r->rs_req ? "request body must be a JSON object"
-                           : tg_pool_printf(r->pool, "request body is not JSON: %s", je.text));
+    /* The common shapes are translated from the text, with no DOM. */
+    if (tg_rs_fast_req(r->pool, r->body, r->body_len, &r->rsp) == 0) {
+        rs_scan_chat(r);
         return;
     }
-    const char *model = json_string_value(json_object_get(r->rs_req, "model"));
+    json_error_t je;
+    r->rsp.src = r->body;
+    r->rsp.src_len = r->body_len;
+    r->rsp.req = json_loadb(r->body, r->body_len, 0, &je);
+    if (!json_is_object(r->rsp.req)) {
+        rs_error(r, 400, "invalid_request_error", "invalid_body",
+                 r->rsp.req ? "request body must be a JSON object"
+                            : tg_pool_printf(r->pool, "request body is not JSON: %s", je.text));
+        return;
+    }
+    r->rsp.store = !json_is_false(json_object_get(r->rsp.req, "store"));
+    const char *model = json_string_value(json_object_get(r->rsp.req, "model"));
     if (model == NULL || *model == '\0') {
         rs_error(r, 400, "invalid_request_error", "missing_model", "'model' is required");
         return;
     }
-    const json_t *prev = json_object_get(r->rs_req, "previous_response_id");
+    const json_t *prev = json_object_get(r->rsp.req, "previous_response_id");
     if (prev == NULL || json_is_null(prev)) {
         rs_translate(r);
         return;
@@ -1338,7 +1360,7 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     r->rs_op = NULL;
     tg_cache_cancel(r->cache_op); /* a client that left during the cache lookup */
     r->cache_op = NULL;
-    json_decref(r->rs_req);
+    json_decref(r->rsp.req);
     json_decref(r->rs_prev);
     if (r->admin) {
         tg_admin_cancel(r->admin_state);

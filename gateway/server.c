@@ -43,6 +43,7 @@
 #include "core/config.h"
 #include "gateway/http1.h"
 #include "gateway/ledger.h"
+#include "gateway/redis.h"
 #include "core/log.h"
 #include "core/pool.h"
 #include "gateway/request.h"
@@ -214,6 +215,18 @@ static int start_simulator(tg_config_t *c) {
     tg_warn("providers without a key are SIMULATED (built-in simulator at %s): set their keys for real calls",
             c->sim_url);
     return 1;
+}
+
+/* redis_tls, for rediss URLs: one TLS context for every worker's links, set before they connect. */
+static int redis_tls_setup(const tg_config_t *c) {
+    const tg_redis_tls_t t = {c->redis_tls.ca_file, c->redis_tls.cert, c->redis_tls.key,
+                              c->redis_tls.server_name};
+    char err[300];
+    if ((t.ca_file || t.cert || t.server_name) && tg_redis_tls_setup(&t, err, sizeof(err)) != 0) {
+        tg_error("%s", err);
+        return -1;
+    }
+    return 0;
 }
 
 static int worker_init(slot_t *s, int i, tg_config_t *c) {
@@ -513,6 +526,10 @@ int tg_server_run(const tg_server_opts_t *o) {
     }
     tg_config_t *c = load(o);
     if (c == NULL) return 1;
+    if (redis_tls_setup(c) != 0) {
+        tg_config_unref(c);
+        return 1;
+    }
     tg_log_level_t lvl;
     if (c->log_level && tg_log_parse_level(c->log_level, &lvl) == 0) tg_log_set_level(lvl);
     raise_fd_limit();

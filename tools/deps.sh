@@ -25,7 +25,7 @@ want() { local g; for g in "${groups[@]}"; do case "$g:$1" in "$1:$1" | test:run
 
 # pkg-config module -> Debian package
 declare -A PC=(
-    [libevent]=libevent-dev [libevent_pthreads]=libevent-dev [libcurl]=libcurl4-openssl-dev
+    [libevent]=libevent-dev [libevent_pthreads]=libevent-dev [libevent_openssl]=libevent-dev [libcurl]=libcurl4-openssl-dev
     [jansson]=libjansson-dev [openssl]=libssl-dev [hiredis]=libhiredis-dev
     [yaml-0.1]=libyaml-dev [cmocka]=libcmocka-dev
 )
