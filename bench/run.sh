@@ -3,7 +3,9 @@
 # ways in one run — straight to the simulator, through nginx proxy_pass (when
 # nginx is installed), through Tollgate — with the same wrk load. Prints
 # requests/s, p50, p99, CPU µs per request of the front process, its RSS,
-# and Tollgate's ratios to the baselines; then the same chat load over TLS
+# and Tollgate's ratios to the baselines (with a row for the same request
+# answered from the response cache: a key with `cache:`, every request after
+# the first a hit); then the same chat load over TLS
 # (keep-alive connections, one self-signed P-256 certificate made here for
 # both), Tollgate's TLS listener against nginx terminating TLS. Then the
 # gateway's start-up time
@@ -52,6 +54,8 @@ redis-server --port "$RDS" --bind 127.0.0.1 --save "" --appendonly no >"$DIR/red
 wait_port "$SIM"; wait_port "$RDS"
 
 KEYHASH=$(printf %s "${BENCH_KEY:-tg-demo-key}" | sha256sum | cut -d' ' -f1)
+CACHE_KEY=tg-bench-cached  # a key whose requests are answered from the response cache
+CACHEHASH=$(printf %s "$CACHE_KEY" | sha256sum | cut -d' ' -f1)
 cat >"$DIR/tollgate.yaml" <<YAML
 listen:
   - 127.0.0.1:$GW
@@ -78,6 +82,7 @@ providers:
   openrouter: { dialect: openai,   base_url: https://openrouter.ai/api/v1, api_key_env: TG_BENCH_UNSET_11 }
 keys:
   - { name: bench, sha256: "$KEYHASH" }
+  - { name: bench-cached, sha256: "$CACHEHASH", cache: { ttl_s: 3600 } }
 YAML
 "$BIN" serve -c "$DIR/tollgate.yaml" >/dev/null 2>"$DIR/gw.log" & GWPID=$!; PIDS+=($GWPID)
 # Start-up: from the spawn above to the first accepted connection (polled
@@ -154,6 +159,8 @@ echo "bench: ${SECS}s per run, wrk -t1 -c$CONNS, 1 KB chat POST, $WORKERS worker
 D=$(run "http://127.0.0.1:$SIM/deepseek/v1/chat/completions" "")
 N=""; [ -n "$NGXPID" ] && N=$(run "http://127.0.0.1:$NGX/v1/chat/completions" "$NGXPID")
 T=$(run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID")
+# The same request from the cache: one Redis GET, no provider call (the warm-up stores it).
+C=$(BENCH_KEY=$CACHE_KEY run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID")
 # The same request through the Responses API (translated to chat and back).
 R=$(RUN_SCRIPT=bench/responses.lua run "http://127.0.0.1:$GW/v1/responses" "$GWPID")
 # The same chat request over TLS: nginx and Tollgate terminating it.
@@ -165,6 +172,7 @@ row() { read -r a b c d e <<<"$2"; printf '%-22s %10s %9s %9s %12s %8s\n' "$1" "
 row "direct (simulator)" "$D"
 [ -n "$N" ] && row "nginx proxy_pass" "$N"
 row "tollgate" "$T"
+row "tollgate cache hit" "$C"
 row "tollgate /v1/responses" "$R"
 [ -n "$NT" ] && row "nginx TLS proxy_pass" "$NT"
 row "tollgate TLS" "$TT"
@@ -174,6 +182,7 @@ echo "tollgate / direct req/s: $(awk -v a="$tr" -v b="$(echo "$D" | awk '{print 
 if [ -n "$N" ]; then
   echo "tollgate / nginx req/s:  $(awk -v a="$tr" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
   echo "CPU per request, tollgate vs nginx: $(echo "$T" | awk '{print $4}') µs vs $(echo "$N" | awk '{print $4}') µs"
+  echo "cache hit, tollgate / nginx req/s: $(awk -v a="$(echo "$C" | awk '{print $1}')" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}'); CPU per request: $(echo "$C" | awk '{print $4}') µs vs $(echo "$N" | awk '{print $4}') µs"
 fi
 if [ -n "$NT" ]; then
   echo "TLS, tollgate / nginx req/s: $(awk -v a="$(echo "$TT" | awk '{print $1}')" -v b="$(echo "$NT" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}'); CPU per request: $(echo "$TT" | awk '{print $4}') µs vs $(echo "$NT" | awk '{print $4}') µs"

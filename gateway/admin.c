@@ -336,10 +336,11 @@ static const char CSS[] =
 
 /* A table of rows [from, to) summed per provider (rows are sorted by provider, then day). */
 static void provider_table(tg_strbuf_t *o, const tg_report_t *r, size_t from, size_t to, const char *id) {
-    char usd[32];
+    char usd[32], saved[32];
     tg_strbuf_printf(o,
                      "<table id=\"%s\"><tr><th>provider</th><th>requests</th><th>input</th><th>cached "
-                     "input</th><th>output</th><th>reasoning</th><th>USD</th></tr>\n",
+                     "input</th><th>output</th><th>reasoning</th><th>USD</th><th>cache hits</th><th>saved "
+                     "USD</th></tr>\n",
                      id);
     for (size_t i = from; i < to;) {
         size_t j = i;
@@ -349,14 +350,16 @@ static void provider_table(tg_strbuf_t *o, const tg_report_t *r, size_t from, si
                 s.cached += r->rows[j].s.cached;
             s.output += r->rows[j].s.output, s.reasoning += r->rows[j].s.reasoning;
             s.cost_micro += r->rows[j].s.cost_micro;
+            s.cache_hits += r->rows[j].s.cache_hits, s.saved_micro += r->rows[j].s.saved_micro;
         }
         tg_money_format(s.cost_micro, usd);
+        tg_money_format(s.saved_micro, saved);
         tg_strbuf_printf(o, "<tr><td>");
         out_esc(o, r->rows[i].name);
         tg_strbuf_printf(o,
                          "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64
-                         "</td><td>%" PRId64 "</td><td>%s</td></tr>\n",
-                         s.requests, s.input, s.cached, s.output, s.reasoning, usd);
+                         "</td><td>%" PRId64 "</td><td>%s</td><td>%" PRId64 "</td><td>%s</td></tr>\n",
+                         s.requests, s.input, s.cached, s.output, s.reasoning, usd, s.cache_hits, saved);
         i = j;
     }
     tg_strbuf_printf(o, "</table>\n");

@@ -113,7 +113,7 @@ static ent_t *line_parse(const char *p, size_t n) {
     }
     for (int i = 0; i < N_N; i++) {
         json_t *x = json_object_get(o, ledger_num_names[i]);
-        if (x == NULL && (i == N_REQS || i == N_SIM))
+        if (x == NULL && (i == N_REQS || i == N_SIM || i == N_CACHE_HIT || i == N_SAVED))
             x = json_integer(i == N_REQS); /* journals written before these fields */
         else
             json_incref(x);

@@ -31,8 +31,9 @@
  * the key's tokens-per-minute counter.
  * ARGV: ttl, field prefix, in, cached, out, reasoning, cost, maxlen, requests (1, or 0 for a
  * failed attempt the provider billed), key name, tokens, simulated (1: made-up spend, which
- * never reaches the month spend that budgets read; its tokens still count for tpm), then the
- * event's field/value pairs.
+ * never reaches the month spend that budgets read; its tokens still count for tpm), cache hit
+ * (1: answered from the response cache, counted in cache_hits) and the cost it saved
+ * (saved_cost_micro_usd), then the event's field/value pairs.
  * Returns 1 if applied, 0 if already counted. Redis does not undo a script that fails
  * halfway, so everything that could fail is checked before the first write, and the done
  * marker is set last: a record that errors is retried. The month spend and the token counter
@@ -57,7 +58,11 @@ static const char LUA[] =
     "  redis.call('INCRBY',KEYS[5],ARGV[11])\n"
     "  redis.call('PEXPIRE',KEYS[5],180000)\n"
     "end\n"
-    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,13))\n"
+    "if ARGV[13]=='1' then\n"
+    "  redis.call('HINCRBY',h,p..'cache_hits',1)\n"
+    "  redis.call('HINCRBY',h,p..'saved_cost_micro_usd',ARGV[14])\n"
+    "end\n"
+    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,15))\n"
     "redis.call('SET',KEYS[1],'1','EX',ARGV[1])\n"
     "return 1\n";
 
@@ -101,7 +106,9 @@ static void rv_from_rec(rv_t *v, const tg_ledger_rec_t *rec) {
                       rec->ttft_ms,
                       rec->usage.estimated ? 1 : 0,
                       rec->attempt_only ? 0 : 1,
-                      rec->simulated ? 1 : 0};
+                      rec->simulated ? 1 : 0,
+                      rec->cache_hit ? 1 : 0,
+                      rec->cache_hit ? rec->saved_micro_usd : 0};
     memcpy(v->n, n, sizeof(n));
 }
 
@@ -260,6 +267,8 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
     ARG(put_bulk(o, v->s[S_KEY], v->len[S_KEY]));
     ARG(put_num(o, v->n[N_IN] + v->n[N_OUT]));
     ARG(put_str(o, v->n[N_SIM] ? "1" : "0"));
+    ARG(put_str(o, v->n[N_CACHE_HIT] ? "1" : "0"));
+    ARG(put_num(o, v->n[N_SAVED]));
     ARG(put_str(o, ledger_num_names[N_TS]));
     ARG(put_num(o, v->n[N_TS]));
     for (int i = 0; i < S_N; i++) {

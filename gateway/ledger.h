@@ -27,9 +27,12 @@ typedef struct {
     int64_t cost_micro_usd;
     int64_t ts_ms;               /* request start, unix ms (UTC) — picks the day hash */
     int64_t latency_ms, ttft_ms; /* ttft -1 when no first byte */
-    int attempt_only; /* a failed attempt the provider billed: tokens and cost count, requests +0 */
-    int simulated;    /* demo mode: the simulator answered. Counted in the simulated day hash
-                         (TG_KEY_USAGE_SIM, gateway/keys.h), never in real spend or budgets */
+    int attempt_only;        /* a failed attempt the provider billed: tokens and cost count, requests +0 */
+    int simulated;           /* demo mode: the simulator answered. Counted in the simulated day hash
+                                (TG_KEY_USAGE_SIM, gateway/keys.h), never in real spend or budgets */
+    int cache_hit;           /* answered from the response cache (gateway/cache.c): no provider call, usage 0,
+                                cost 0; counted as cache_hits and saved_cost_micro_usd in the day hash */
+    int64_t saved_micro_usd; /* a cache hit: what the answer would have cost from its provider */
 } tg_ledger_rec_t;
 
 /* redis_url: any form gateway/redis.h parses (redis[s]://, redis[s]+sentinel://, unix://);

@@ -20,6 +20,10 @@
  * a whole answer is stored before the client's answer ends, so a next turn
  * on any instance finds it; and the stored objects below its path are
  * served (GET, DELETE) without a provider.
+ * When the key or the rule turns the response cache on (gateway/cache.c),
+ * one GET after routing and quotas either answers from Redis (no attempt,
+ * cost 0) or lets the attempts run; a finished answer is then stored at
+ * on_finish, as the client got it, off the client's path.
  * A tg_request_t owns its pool; all its strings and arrays live there.
  */
 #include "gateway/request.h"
@@ -35,6 +39,7 @@
 #include <jansson.h>
 
 #include "gateway/admin.h"
+#include "gateway/cache.h"
 #include "gateway/endpoints.h"
 #include "core/config.h"
 #include "gateway/ledger.h"
@@ -124,6 +129,15 @@ typedef struct {
     size_t held_n;
     const char *held_out;
     size_t held_len;
+    /* The response cache (gateway/cache.c). */
+    const tg_cache_conf_t *cache_conf; /* NULL: off for this request */
+    char cache_digest[TG_CACHE_DIGEST_HEX];
+    tg_cache_op_t *cache_op; /* the lookup in flight */
+    int cache_hit;           /* answered from the cache: no attempt, cost 0 */
+    int64_t cache_saved;     /* what the stored answer would cost from its provider */
+    char *cap;               /* malloc'd: the stream's events as the client got them, to store */
+    size_t cap_len, cap_cap;
+    int cap_on; /* capture the stream (caching is on, the lookup missed) */
 } tg_request_t;
 
 static void attempt_next(tg_request_t *r);
@@ -215,6 +229,7 @@ static size_t tollgate_headers(tg_request_t *r, const char **h, size_t cap, cons
     h[n++] = tg_pool_printf(r->pool, "x-tollgate-attempts: %u", r->attempts);
     h[n++] = tg_pool_printf(r->pool, "x-tollgate-request-id: %s", r->id);
     if (cost && n < cap) h[n++] = tg_pool_printf(r->pool, "x-tollgate-cost-usd: %s", cost);
+    if (r->cache_hit && n < cap) h[n++] = "x-tollgate-cache: hit";
     /* Demo mode: the simulator made this answer up. Said on every answer so nobody takes it
      * for a provider's (streams carry it in their headers). */
     if (r->cur->provider->simulated && n < cap) h[n++] = "x-tollgate-simulated: true";
@@ -247,9 +262,8 @@ static void usage_finalise(tg_request_t *r) {
     u->output_tokens = (int64_t)(r->call.content_bytes + 3) / 4;
 }
 
-static const char *usage_json(tg_request_t *r) {
-    const tg_usage_t *u = &r->usage;
-    return tg_pool_printf(r->pool,
+static const char *usage_json_of(tg_pool_t *pool, const tg_usage_t *u) {
+    return tg_pool_printf(pool,
                           "{\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
                           ",\"cache_write_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
                           ",\"reasoning_tokens\":%" PRId64 "%s}",
@@ -257,7 +271,40 @@ static const char *usage_json(tg_request_t *r) {
                           u->reasoning_tokens, u->estimated ? ",\"estimated\":true" : "");
 }
 
+static const char *usage_json(tg_request_t *r) {
+    return usage_json_of(r->pool, &r->usage);
+}
+
 /* --- relay -------------------------------------------------------------- */
+
+/* Keeps a copy of what the client is sent of a stream, for the response cache; an answer
+ * that outgrows the cache's max_bytes is not kept at all. */
+static void cap_add(tg_request_t *r, const void *p, size_t n) {
+    if (!r->cap_on || n == 0) return;
+    size_t max = (size_t)r->cache_conf->max_bytes;
+    if (r->cap_len + n > max) {
+        r->cap_on = 0;
+        free(r->cap);
+        r->cap = NULL;
+        return;
+    }
+    if (r->cap_len + n > r->cap_cap) {
+        size_t nc = r->cap_cap ? r->cap_cap : 4096;
+        while (nc < r->cap_len + n)
+            nc *= 2;
+        char *b = realloc(r->cap, nc);
+        if (b == NULL) {
+            r->cap_on = 0;
+            free(r->cap);
+            r->cap = NULL;
+            return;
+        }
+        r->cap = b;
+        r->cap_cap = nc;
+    }
+    memcpy(r->cap + r->cap_len, p, n);
+    r->cap_len += n;
+}
 
 static void start_stream(tg_request_t *r) {
     const char *h[12];
@@ -288,11 +335,14 @@ static int emit_event(void *ud, const char *event, const char *data, size_t len)
         iov[k++] = (struct iovec){(void *)data, len};
         iov[k++] = (struct iovec){"\n\n", 2};
         full = tg_http_stream_writev(r->http, iov, k);
+        for (int i = 0; r->cap_on && i < k; i++)
+            cap_add(r, iov[i].iov_base, iov[i].iov_len);
     } else {
         size_t need = tg_sse_format(NULL, 0, event, data, len);
         char *buf = tg_pool_alloc(r->pool, need + 1);
         tg_sse_format(buf, need + 1, event, data, len);
         full = tg_http_stream_write(r->http, buf, need);
+        cap_add(r, buf, need);
     }
     if (full) r->want_pause = 1;
     return full;
@@ -416,6 +466,8 @@ static void record_usage(tg_request_t *r, const char *id, int status, int attemp
         .ttft_ms = r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000,
         .attempt_only = attempt_only,
         .simulated = r->cur->provider->simulated,
+        .cache_hit = r->cache_hit,
+        .saved_micro_usd = r->cache_saved,
     };
     if (r->w->ledger) tg_ledger_record(r->w->ledger, &rec);
     tg_metrics_usage(r->cur->provider->name, r->cur->model, &r->usage, micro);
@@ -1008,10 +1060,127 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     return TG_HTTP_CONTINUE;
 }
 
+/* --- the response cache (gateway/cache.c) ------------------------------- */
+
+/* The candidate of this request that made the stored answer: same provider and model, its
+ * provider in the same region and as simulated as when the answer was made. The candidates
+ * are those routing allowed this very request (require: rules, keys, circuits), so an answer
+ * made where this key may not go is never given to it. NULL when there is none. */
+static const tg_candidate_t *cache_candidate(const tg_request_t *r, const tg_cache_entry_t *e) {
+    if (e->stream != r->scan.stream) return NULL;
+    for (size_t i = 0; i < r->route.n; i++) {
+        const tg_candidate_t *c = &r->route.cands[i];
+        const char *region = c->provider->region ? c->provider->region : "";
+        if (c->provider->dialect && strcmp(c->provider->name, e->provider) == 0 &&
+            strcmp(c->model, e->model) == 0 && strcmp(region, e->region) == 0 &&
+            !c->provider->simulated == !e->simulated)
+            return c;
+    }
+    return NULL;
+}
+
+/* A hit: the stored answer with the usual headers (the provider and model that made it,
+ * attempts 0, cost 0) and x-tollgate-cache: hit; a stream is the stored events, then the
+ * cost comment and the client's end marker, as a live stream ends. */
+static void cache_answer(tg_request_t *r, const tg_cache_entry_t *e, const tg_candidate_t *c) {
+    r->cur = c;
+    r->cache_hit = 1;
+    int64_t saved = tg_money_micro(tg_config_price(r->cfg, c->provider->name, c->model), &e->usage, r->ts_ms);
+    r->cache_saved = saved >= 0 ? saved : e->cost_micro_usd; /* the price is gone: what it cost then */
+    r->status = 200;
+    const char *zero = usd_text(r->pool, 0);
+    if (!e->stream) {
+        const char *h[12];
+        size_t n = 0;
+        h[n++] = "Content-Type: application/json";
+        n += tollgate_headers(r, h + n, 12 - n, zero);
+        r->started = 1;
+        r->ttfb_us = now_us() - r->t0_us;
+        tg_metrics_ttfb(r->ttfb_us);
+        tg_http_respond(r->http, 200, h, n, e->answer, e->answer_len); /* on_finish may run inside */
+        return;
+    }
+    start_stream(r);
+    tg_http_stream_write(r->http, e->answer, e->answer_len);
+    const char *comment =
+        tg_pool_printf(r->pool, ": tollgate {\"cost_usd\":%s,\"usage\":%s,\"cache\":\"hit\"}\n\n", zero,
+                       usage_json_of(r->pool, &e->usage));
+    const char *end = tg_client_stream_done(r->client, r->pool, comment);
+    tg_http_stream_write(r->http, end, strlen(end));
+    tg_http_stream_end(r->http); /* on_finish may run inside */
+}
+
+static void on_cache(void *ud, const tg_cache_entry_t *hit) {
+    tg_request_t *r = ud;
+    r->cache_op = NULL;
+    const tg_candidate_t *c = hit ? cache_candidate(r, hit) : NULL;
+    if (c == NULL) {
+        attempt_next(r);
+        return;
+    }
+    cache_answer(r, hit, c);
+}
+
+/* When the key or the rule has `cache:`, one GET of the request's digest before any attempt
+ * (Redis away: none, and the attempts start at once); else the attempts, with no round trip. */
+static void cache_or_attempt(tg_request_t *r) {
+    static const char *const apis[] = {
+        [TG_CLIENT_OPENAI] = "chat", [TG_CLIENT_ANTHROPIC] = "messages", [TG_CLIENT_RESPONSES] = "responses"};
+    r->cache_conf = r->kind == TG_KIND_CHAT ? tg_cache_conf_for(r->key, r->route.rule) : NULL;
+    if (r->cache_conf == NULL) {
+        attempt_next(r);
+        return;
+    }
+    /* What reaches the provider besides the body: the x-sim-* lines and anthropic-beta. */
+    const char **hdrs = tg_pool_alloc(r->pool, (r->n_extra + 1) * sizeof(*hdrs));
+    size_t nh = 0, bl = 0, blen = 0;
+    for (size_t i = 0; hdrs && i < r->n_extra; i++)
+        hdrs[nh++] = r->extra[i];
+    const char *beta =
+        r->client == TG_CLIENT_ANTHROPIC ? tg_http_header(r->http, "anthropic-beta", &bl) : NULL;
+    if (hdrs && beta) hdrs[nh++] = tg_pool_printf(r->pool, "anthropic-beta: %.*s", (int)bl, beta);
+    const char *body = tg_http_body(r->http, &blen); /* the client's own bytes, whatever the API */
+    tg_cache_req_t q = {r->key->name, apis[r->client], r->scan.stream, hdrs, nh, body, blen};
+    tg_cache_digest(r->cache_conf, &q, r->cache_digest);
+    r->cap_on = r->scan.stream;
+    r->cache_op = tg_cache_lookup(r->w->ledger, r->cache_digest, r->pool, on_cache, r);
+    if (r->cache_op == NULL) attempt_next(r);
+}
+
+/* A finished answer goes to the cache from on_finish, after its last byte was queued for the
+ * client: only a whole answer (a 200, a stream that reached its end marker, a client that
+ * stayed), never an error or a cut stream; the SET's reply is never waited for. A Responses
+ * answer names a stored response: its entry never outlives that one (store_ttl_s). */
+static void cache_store(tg_request_t *r, int aborted) {
+    if (r->cache_conf == NULL || r->cache_hit || aborted || r->status != 200 || r->cur == NULL ||
+        r->attempts == 0)
+        return;
+    tg_cache_entry_t e = {
+        .provider = r->cur->provider->name,
+        .model = r->cur->model,
+        .region = r->cur->provider->region ? r->cur->provider->region : "",
+        .simulated = r->cur->provider->simulated,
+        .stream = r->scan.stream,
+        .usage = r->usage,
+        .cost_micro_usd = cost_micro(r),
+    };
+    if (r->scan.stream) {
+        if (!r->cap_on || r->cap == NULL || !r->done_seen) return;
+        e.answer = r->cap, e.answer_len = r->cap_len;
+    } else {
+        if (r->held_out == NULL) return;
+        e.answer = r->held_out, e.answer_len = r->held_len;
+    }
+    int64_t ttl = r->cache_conf->ttl_s;
+    if (r->client == TG_CLIENT_RESPONSES && r->cfg->store_ttl_s > 1 && ttl >= r->cfg->store_ttl_s)
+        ttl = r->cfg->store_ttl_s - 1;
+    tg_cache_store(r->w->ledger, r->cache_digest, &e, ttl, (size_t)r->cache_conf->max_bytes);
+}
+
 /* Over budget (402) or rate (429), in the client's dialect with retry-after; else go on. */
 static void quota_decided(tg_request_t *r, const tg_quota_result_t *q) {
     if (q->status == 0) {
-        attempt_next(r);
+        cache_or_attempt(r);
         return;
     }
     r->status = q->status;
@@ -1298,6 +1467,8 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     r->quota = NULL;
     tg_respstore_cancel(r->rs_op); /* a client that left during a store read or write */
     r->rs_op = NULL;
+    tg_cache_cancel(r->cache_op); /* a client that left during the cache lookup */
+    r->cache_op = NULL;
     json_decref(r->rsp.req);
     json_decref(r->rs_prev);
     if (r->admin) {
@@ -1313,10 +1484,12 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     health_end(r, TG_OUTCOME_ABORT);
     if (aborted && r->status == 0) r->status = 499;
     int64_t dur = now_us() - r->t0_us;
-    if (r->cur && r->attempts > 0) {
+    if (r->cur && (r->attempts > 0 || r->cache_hit)) {
         usage_finalise(r);
         record_usage(r, r->id, r->status, 0, dur);
     }
+    cache_store(r, aborted);
+    free(r->cap);
     tg_metrics_request(r->status ? r->status : 200, dur);
     access_log(r, aborted, dur);
     if (r->sse_live) tg_sse_free(&r->sse);
