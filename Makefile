@@ -8,7 +8,7 @@
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS (default 30) each
 #   make clean
 
-PKGS      := libevent libevent_pthreads libevent_openssl libcurl jansson openssl hiredis yaml-0.1
+PKGS      := libevent libevent_pthreads libevent_openssl libcurl jansson openssl hiredis yaml-0.1 libnghttp2
 CC        ?= cc
 BUILD     ?= build
 OPT       ?= -O2

@@ -85,6 +85,8 @@ struct tg_upstream_s {
     /* libcurl's built-in trust store, restored on a handle that served a
      * provider with its own ca_file (either may be NULL). */
     char *def_cainfo, *def_capath;
+    int h2c;               /* libcurl can reuse an h2c (prior knowledge) connection: 8.0 and later */
+    int h2c_warned;        /* said once that an http:// provider's http2 stays HTTP/1.1 */
     unsigned long resends; /* calls sent again on a new connection (see resend) */
     /* Per HTTP/1.1 origin ("scheme://host:port"): how many of its connections may be
      * idle in curl's cache — an upper bound (every completed transfer adds
@@ -726,7 +728,13 @@ static void set_trust(tg_upcall_t *u, const char *ca_file) {
 
 static void setup_call(tg_upcall_t *u, const tg_upcall_req_t *req, int https) {
     CURL *e = u->easy;
-    int h2 = https && req->http2;
+    int h2 = req->http2 && (https || u->up->h2c);
+    if (req->http2 && !h2 && !u->up->h2c_warned) {
+        u->up->h2c_warned = 1;
+        tg_warn("upstream %s: http2 on an http:// provider needs libcurl 8.0 or later (this is %s): HTTP/1.1 "
+                "it is",
+                req->url, curl_version_info(CURLVERSION_NOW)->version);
+    }
     const tg_upcall_timeouts_t *t = &req->timeouts;
     u->connect_ms = t->connect_ms ? t->connect_ms : 3000;
     u->first_byte_ms = t->first_byte_ms ? t->first_byte_ms : 60000;
@@ -743,9 +751,13 @@ static void setup_call(tg_upcall_t *u, const tg_upcall_req_t *req, int https) {
      * the HTTP/2 framing layer"), and here its HTTP/2 costs more CPU per call
      * than HTTP/1.1 (docs/operations.md, "Upstream HTTP/2"). With HTTP/2,
      * PIPEWAIT makes a second call wait for the first connection instead of
-     * opening another. */
+     * opening another. On an http:// URL HTTP/2 is spoken in clear from the
+     * first byte (h2c with prior knowledge: no Upgrade round trip), which
+     * lets thousands of streams share a few sockets to a local provider. */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-                     h2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+                     !h2     ? (long)CURL_HTTP_VERSION_1_1
+                     : https ? (long)CURL_HTTP_VERSION_2TLS
+                             : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2 ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh_connect(u, req->url, h2));
     set_trust(u, req->ca_file);
@@ -870,6 +882,12 @@ tg_upstream_t *tg_upstream_new(struct event_base *base) {
         up->def_capath = capath ? strdup(capath) : NULL;
         curl_easy_cleanup(probe);
     }
+    /* libcurl 7.88 (Debian 12) fails every call it puts on a reused h2c
+     * prior-knowledge connection ("Error in the HTTP2 framing layer"; curl
+     * issue 10634, fixed in 8.0): each would fail once and be sent again on a
+     * new connection, so there `http2: true` on an http:// provider keeps
+     * HTTP/1.1. */
+    up->h2c = curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
     up->no_proxy_env = 1;
     for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
         if (getenv(proxy_vars[i])) up->no_proxy_env = 0;

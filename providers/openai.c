@@ -440,6 +440,14 @@ static int openai_stream_event(tg_call_t *c, const char *event, const char *data
         return rc == TG_TR_DONE ? TG_STREAM_DONE : rc == TG_TR_ERROR ? TG_STREAM_ERROR : TG_STREAM_MORE;
     }
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) return TG_STREAM_DONE;
+    /* Most chunks carry a few bytes of text and no usage: a skim with no
+     * tokens tells so and counts the text; the rest get the full scan. */
+    size_t text;
+    if (tg_scan_chunk_plain(data, len, &text)) {
+        c->content_bytes += text;
+        out->emit(out->ud, NULL, data, len);
+        return TG_STREAM_MORE;
+    }
     tg_scan_resp_t s;
     if (tg_scan_response(data, len, c->pool, &s) != 0) {
         snprintf(err, errlen, "%s sent a stream event that is not JSON", c->provider->name);

@@ -264,7 +264,7 @@ static void test_two_instances(void **state) {
         tg_healthsync_stats(f.s[i], &pub[i], &imp[i], &errs[i]);
     assert_int_equal(pub[0], 2);
     assert_int_equal(pub[1], 0); /* what it imported is not published again */
-    assert_int_equal(imp[1], 2);
+    assert_true(imp[1] >= 2);    /* both marks; a poll that sees a deadline move later imports it again */
     assert_int_equal(errs[0] + errs[1], 0);
 
     /* the hash: wall deadlines, the later kept, the key expiring with the last */
