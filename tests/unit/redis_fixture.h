@@ -1,10 +1,17 @@
 /* redis_fixture.h — helpers shared by the unit tests that run against a
- * real redis-server (ledger, quota): a free loopback port and a synchronous
- * client for checking what landed. Included by test files only. */
+ * real redis-server (ledger, quota, journal, cache, response store, health
+ * sync): a free loopback port, a synchronous client for checking what
+ * landed, and a private redis-server started and stopped per test. Included
+ * by test files only. */
 #ifndef TG_TEST_REDIS_FIXTURE_H
 #define TG_TEST_REDIS_FIXTURE_H
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,6 +40,45 @@ static redisContext *sync_client(int port) {
         return NULL;
     }
     return c;
+}
+
+/* 1 when the server on port answers PING. */
+static int redis_ping(int port) {
+    redisContext *c = sync_client(port);
+    if (c == NULL) return 0;
+    redisReply *r = redisCommand(c, "PING");
+    int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+    if (r) freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+/* A redis-server of the test's own on 127.0.0.1:port, data in dir, nothing saved; returns
+ * its pid once it answers PING (the test fails if it never does). */
+static pid_t redis_spawn(int port, const char *dir) {
+    char p[16];
+    snprintf(p, sizeof(p), "%d", port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", dir, "--daemonize", "no", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && !redis_ping(port); i++)
+        usleep(20000);
+    assert_true(redis_ping(port));
+    return pid;
+}
+
+/* Stops a server redis_spawn started (also one stopped with SIGSTOP). */
+static void redis_stop(pid_t pid) {
+    kill(pid, SIGCONT);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
 }
 
 #endif

@@ -291,16 +291,6 @@ static void on_hit(void *ud, const tg_cache_entry_t *hit) {
     if (hit) h->e = *hit;
 }
 
-static int redis_ping(int port) {
-    redisContext *c = sync_client(port);
-    if (c == NULL) return 0;
-    redisReply *r = redisCommand(c, "PING");
-    int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
-    if (r) freeReplyObject(r);
-    redisFree(c);
-    return ok;
-}
-
 static void run_ms(fx_t *f, int ms) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     event_base_loopexit(f->base, &tv);
@@ -320,22 +310,7 @@ static int setup(void **state) {
     assert_non_null(mkdtemp(f->dir));
     f->port = free_port();
     f->base = event_base_new();
-    char port[16];
-    snprintf(port, sizeof(port), "%d", f->port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", f->dir, "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500 && !redis_ping(f->port); i++)
-        usleep(20000);
-    assert_true(redis_ping(f->port));
-    f->redis = pid;
+    f->redis = redis_spawn(f->port, f->dir);
     char url[64], err[256] = "";
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", f->port);
     f->l = tg_ledger_new(f->base, url, NULL, 0, err, sizeof(err));
@@ -352,8 +327,7 @@ static int teardown(void **state) {
     fx_t *f = *state;
     tg_ledger_free(f->l);
     if (f->redis > 0) {
-        kill(f->redis, SIGTERM);
-        waitpid(f->redis, NULL, 0);
+        redis_stop(f->redis);
     }
     event_base_free(f->base);
     tg_pool_destroy(f->pool);
@@ -449,8 +423,7 @@ static void test_cancel_and_redis_away(void **state) {
     tg_cache_cancel(NULL);
 
     /* Redis gone: lookups and stores refuse at once, so the request goes upstream now. */
-    kill(f->redis, SIGTERM);
-    waitpid(f->redis, NULL, 0);
+    redis_stop(f->redis);
     f->redis = 0;
     RUN_UNTIL(f, !tg_ledger_connected(f->l));
     assert_null(tg_cache_lookup(f->l, d, f->pool, on_hit, &h));

@@ -161,37 +161,12 @@ typedef struct {
     tg_healthsync_t *s[2];
 } fx_t;
 
-static int redis_ping(int port) {
-    redisContext *c = sync_client(port);
-    if (c == NULL) return 0;
-    redisReply *r = redisCommand(c, "PING");
-    int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
-    if (r) freeReplyObject(r);
-    redisFree(c);
-    return ok;
-}
-
 static void fx_init(fx_t *f) {
     memset(f, 0, sizeof(*f));
     strcpy(f->dir, "/tmp/tg-healthsync-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     f->port = free_port();
-    char port[16];
-    snprintf(port, sizeof(port), "%d", f->port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", f->dir, "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500 && !redis_ping(f->port); i++)
-        usleep(20000);
-    assert_true(redis_ping(f->port));
-    f->redis = pid;
+    f->redis = redis_spawn(f->port, f->dir);
     f->base = event_base_new();
     char url[64], err[256];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f->port);
@@ -212,8 +187,7 @@ static void fx_done(fx_t *f) {
         tg_health_free(f->h[i]);
     }
     event_base_free(f->base);
-    kill(f->redis, SIGTERM);
-    waitpid(f->redis, NULL, 0);
+    redis_stop(f->redis);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);

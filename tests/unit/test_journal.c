@@ -38,33 +38,8 @@ typedef struct {
     struct event_base *base;
 } fx_t;
 
-static int redis_ping(int port) {
-    redisContext *c = sync_client(port);
-    if (c == NULL) return 0;
-    redisReply *r = redisCommand(c, "PING");
-    int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
-    if (r) freeReplyObject(r);
-    redisFree(c);
-    return ok;
-}
-
 static void redis_start(fx_t *f) {
-    char port[16];
-    snprintf(port, sizeof(port), "%d", f->port);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", f->dir, "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500 && !redis_ping(f->port); i++)
-        usleep(20000);
-    assert_true(redis_ping(f->port));
-    f->redis = pid;
+    f->redis = redis_spawn(f->port, f->dir);
 }
 
 static void fx_init(fx_t *f) {
@@ -79,8 +54,7 @@ static void fx_init(fx_t *f) {
 
 static void fx_done(fx_t *f) {
     if (f->redis > 0) {
-        kill(f->redis, SIGTERM);
-        waitpid(f->redis, NULL, 0);
+        redis_stop(f->redis);
     }
     event_base_free(f->base);
     char cmd[128];
