@@ -22,7 +22,7 @@ FROM debian:bookworm AS build
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         build-essential pkg-config libevent-dev libcurl4-openssl-dev libjansson-dev libssl-dev \
-        libhiredis-dev libyaml-dev libhttp-parser-dev libjsmn-dev \
+        libhiredis-dev libyaml-dev libhttp-parser-dev libjsmn-dev libnghttp2-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -32,7 +32,8 @@ RUN make -j"$(nproc)" tollgate && strip tollgate && ./tollgate --version
 FROM debian:bookworm-slim
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        libevent-2.1-7 libevent-pthreads-2.1-7 libcurl4 libjansson4 libssl3 libhiredis0.14 \
+        libevent-2.1-7 libevent-pthreads-2.1-7 libevent-openssl-2.1-7 libcurl4 libjansson4 libssl3 \
+        libhiredis0.14 libnghttp2-14 \
         libyaml-0-2 libhttp-parser2.9 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --no-log-init --home-dir /var/lib/tollgate --create-home --shell /usr/sbin/nologin tollgate \
