@@ -27,6 +27,13 @@
 #define TG_KEY_TPM "tg:tpm:"
 /* "<gateway key>": sorted set of the key's admitted requests of the last 60 s. */
 #define TG_KEY_RPM "tg:rpm:"
+/* "<gateway key>": hash of the key's holds, the worst-case cost and tokens reserved by requests
+ * in flight (gateway/quota.c): fields "micro" and "tokens" (the totals) and "<request id>" =
+ * "<micro-USD> <tokens>" (one request's hold). The ledger's record of the request releases it. */
+#define TG_KEY_HOLD "tg:hold:"
+/* "<gateway key>": sorted set of the key's holds by expiry (unix ms): a hold whose request never
+ * settles (its instance crashed) lapses then. */
+#define TG_KEY_HOLD_EXP "tg:hold-exp:"
 
 /* "<response id>" ("resp_..."): hash of a stored Responses API answer, fields "key" (the
  * gateway key's name that made it), "response" (the Response, JSON) and "items" (the
