@@ -23,7 +23,6 @@
 #include "gateway/journal.h"
 #include "gateway/keys.h"
 #include "gateway/ledger_rec.h"
-#include "gateway/quota.h"
 #include "gateway/redis.h"
 
 #define DONE_TTL "604800" /* tg:done:<id> lives 7 days */
@@ -49,7 +48,7 @@ static const char LUA[] =
     "'..KEYS[4]..\n"
     "    ', '..KEYS[5]..', '..KEYS[6]..', '..KEYS[7]..') holds something else')\n"
     "end\n"
-    "local HOLD,HEXP=KEYS[6],KEYS[7]\n" TG_QUOTA_LUA_DROP "local h,p=KEYS[2],ARGV[2]\n"
+    "local HOLD,HEXP=KEYS[6],KEYS[7]\n" TG_KEY_HOLD_LUA_DROP "local h,p=KEYS[2],ARGV[2]\n"
     "redis.call('HINCRBY',h,p..'requests',ARGV[9])\n"
     "redis.call('HINCRBY',h,p..'input_tokens',ARGV[3])\n"
     "redis.call('HINCRBY',h,p..'cached_input_tokens',ARGV[4])\n"

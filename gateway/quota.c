@@ -48,7 +48,7 @@
  * holds once). A refused request adds nothing. */
 static const char LUA[] =
     "local now=tonumber(ARGV[1])\n"
-    "local HOLD,HEXP=KEYS[5],KEYS[6]\n" TG_QUOTA_LUA_DROP
+    "local HOLD,HEXP=KEYS[5],KEYS[6]\n" TG_KEY_HOLD_LUA_DROP
     "for _,x in ipairs(redis.call('ZRANGEBYSCORE',HEXP,'-inf',now)) do drop(x) end\n"
     "local spend=tonumber(redis.call('HGET',KEYS[4],ARGV[5]) or '0') or 0\n"
     "local hm=tonumber(redis.call('HGET',HOLD,'micro') or '0') or 0\n"
@@ -96,7 +96,7 @@ static const char LUA[] =
 
 /* KEYS: holds, hold expiries. ARGV: request id. */
 static const char LUA_RELEASE[] =
-    "local HOLD,HEXP=KEYS[1],KEYS[2]\n" TG_QUOTA_LUA_DROP "drop(ARGV[1])\nreturn 1\n";
+    "local HOLD,HEXP=KEYS[1],KEYS[2]\n" TG_KEY_HOLD_LUA_DROP "drop(ARGV[1])\nreturn 1\n";
 
 struct tg_quota_check_s {
     struct event timer;

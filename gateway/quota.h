@@ -33,26 +33,6 @@ typedef struct {
     int64_t micro, tokens, ttl_ms;
 } tg_quota_hold_t;
 
-/* Lua that defines drop(x): gives back hold x (request id) of the key whose holds and hold
- * expiries are the script's locals HOLD and HEXP; its amounts leave the totals. Shared by the
- * check, tg_quota_release and the ledger's record script (gateway/ledger.c), which settles a
- * request's hold as it adds the real cost; dropping a hold that is not there does nothing. Amounts
- * are subtracted as text ("-" and the digits held: Redis refuses "-0", so a zero is skipped) so
- * that no number passes through Lua's floating point. */
-#define TG_QUOTA_LUA_DROP                                                                                    \
-    "local function drop(x)\n"                                                                               \
-    "  local v=redis.call('HGET',HOLD,x)\n"                                                                  \
-    "  if v then\n"                                                                                          \
-    "    local m,t=string.match(v,'^(%d+) (%d+)$')\n"                                                        \
-    "    if m then\n"                                                                                        \
-    "      if m~='0' then redis.call('HINCRBY',HOLD,'micro','-'..m) end\n"                                   \
-    "      if t~='0' then redis.call('HINCRBY',HOLD,'tokens','-'..t) end\n"                                  \
-    "    end\n"                                                                                              \
-    "    redis.call('HDEL',HOLD,x)\n"                                                                        \
-    "  end\n"                                                                                                \
-    "  redis.call('ZREM',HEXP,x)\n"                                                                          \
-    "end\n"
-
 typedef void (*tg_quota_fn)(const tg_quota_result_t *res, void *ud);
 typedef struct tg_quota_check_s tg_quota_check_t;
 
