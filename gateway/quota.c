@@ -103,7 +103,7 @@ struct tg_quota_check_s {
     tg_ledger_t *l;
     tg_ledger_query_t *q;
     const tg_key_t *key;
-    int64_t now_ms, budget_micro;
+    int64_t now_ms, budget_micro, worst_micro;
     int workers, retried, done;
     tg_quota_fn fn;
     void *ud;
@@ -178,8 +178,9 @@ static int to_next_month(int64_t now_ms) {
     return (int)(next - now_ms / 1000);
 }
 
+/* worst: the request's worst case in micro-USD when the verdict counted it (0: it did not). */
 static void verdict(tg_quota_result_t *res, const tg_key_t *k, int v, int64_t retry, int64_t spend,
-                    int64_t now_ms) {
+                    int64_t worst, int64_t now_ms) {
     res->verdict = (tg_quota_verdict_t)v;
     res->status = v == TG_QUOTA_OK ? 0 : v == TG_QUOTA_BUDGET ? 402 : 429;
     int held = v == TG_QUOTA_BUDGET && retry > 0; /* room only once requests in flight settle */
@@ -187,7 +188,7 @@ static void verdict(tg_quota_result_t *res, const tg_key_t *k, int v, int64_t re
                          : retry < 1                   ? 1
                          : retry > 3600                ? 3600
                                                        : (int)retry;
-    char a[TG_MONEY_TEXT_MAX], b[TG_MONEY_TEXT_MAX];
+    char a[TG_MONEY_TEXT_MAX], b[TG_MONEY_TEXT_MAX], w[TG_MONEY_TEXT_MAX];
     switch (v) {
     case TG_QUOTA_BUDGET:
         tg_money_format(spend, a);
@@ -200,11 +201,21 @@ static void verdict(tg_quota_result_t *res, const tg_key_t *k, int v, int64_t re
                 k->name, a, b, res->retry_after_s);
             break;
         }
+        if (worst <= 0) {
+            snprintf(
+                res->message, sizeof(res->message),
+                "gateway key '%s' has spent $%s this month (UTC), reaching its budget of $%s "
+                "(budget_usd_month); requests resume on the 1st of next month or when the budget is raised",
+                k->name, a, b);
+            break;
+        }
+        tg_money_format(worst, w);
         snprintf(
             res->message, sizeof(res->message),
-            "gateway key '%s' has spent $%s this month (UTC), reaching its budget of $%s (budget_usd_month); "
-            "requests resume on the 1st of next month or when the budget is raised",
-            k->name, a, b);
+            "gateway key '%s' has spent $%s this month (UTC); this request could cost up to $%s, past its "
+            "budget of $%s (budget_usd_month); requests resume on the 1st of next month, when the budget is "
+            "raised, or with a smaller max_tokens",
+            k->name, a, w, b);
         break;
     case TG_QUOTA_RPM:
         snprintf(res->message, sizeof(res->message),
@@ -230,13 +241,13 @@ static void decide_local(const tg_key_t *k, int64_t now_ms, int workers, tg_quot
     int64_t wait = 60 - (now_ms % 60000) / 1000;
     res->degraded = 1;
     if (b > 0 && spend >= b)
-        verdict(res, k, TG_QUOTA_BUDGET, 0, spend, now_ms);
+        verdict(res, k, TG_QUOTA_BUDGET, 0, spend, 0, now_ms);
     else if (k->tpm > 0 && e->tokens >= (k->tpm + w - 1) / w)
-        verdict(res, k, TG_QUOTA_TPM, wait, spend, now_ms);
+        verdict(res, k, TG_QUOTA_TPM, wait, spend, 0, now_ms);
     else if (k->rpm > 0 && e->reqs >= (k->rpm + w - 1) / w)
-        verdict(res, k, TG_QUOTA_RPM, wait, spend, now_ms);
+        verdict(res, k, TG_QUOTA_RPM, wait, spend, 0, now_ms);
     else
-        verdict(res, k, TG_QUOTA_OK, 0, spend, now_ms);
+        verdict(res, k, TG_QUOTA_OK, 0, spend, 0, now_ms);
     if (res->verdict == TG_QUOTA_OK) e->reqs++;
     if (now_ms - last_warn_ms > 10000) {
         last_warn_ms = now_ms;
@@ -278,7 +289,8 @@ static void on_reply(const struct redisReply *rep, void *ud) {
         e->spend_redis = spend; /* the shared figure replaces this worker's own count */
         e->spend_local = 0;
         if (v == TG_QUOTA_OK) e->reqs++;
-        verdict(&res, c->key, v >= 0 && v <= 3 ? v : 0, rep->element[1]->integer, spend, c->now_ms);
+        verdict(&res, c->key, v >= 0 && v <= 3 ? v : 0, rep->element[1]->integer, spend, c->worst_micro,
+                c->now_ms);
     } else {
         if (rep && rep->type == REDIS_REPLY_ERROR && c->now_ms - last_warn_ms > 10000) {
             last_warn_ms = c->now_ms;
@@ -357,6 +369,7 @@ int tg_quota_check(tg_ledger_t *l, struct event_base *base, tg_pool_t *pool, con
     c->key = key;
     c->now_ms = now_ms;
     c->budget_micro = budget_micro(key);
+    c->worst_micro = hold && hold->micro > 0 ? hold->micro : 0;
     c->workers = workers;
     c->fn = fn;
     c->ud = ud;

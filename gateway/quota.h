@@ -23,7 +23,7 @@ typedef struct {
     int status;        /* 0 when allowed, else 402 (budget) or 429 (rpm, tpm) */
     int retry_after_s; /* when refused: seconds until a retry can pass (>= 1) */
     int degraded;      /* decided without Redis, by this worker's local approximation */
-    char message[300]; /* for the client, when refused */
+    char message[512]; /* for the client, when refused */
 } tg_quota_result_t;
 
 /* What a request may cost at worst, reserved by the check until its record settles it: micro-USD

@@ -396,6 +396,7 @@ static void test_holds_keep_concurrent_requests_inside_a_budget(void **state) {
     tg_quota_result_t r = check_h(f, f->l, &k, "h-big", t, &big);
     assert_int_equal(r.status, 402);
     assert_true(r.retry_after_s > 2);
+    assert_non_null(strstr(r.message, "could cost up to $0.950000, past its budget of $1.000000"));
     tg_ledger_free(other);
 }
 
