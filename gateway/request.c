@@ -918,6 +918,7 @@ static void quota_decided(tg_request_t *r, const tg_quota_result_t *q) {
         attempt_next(r);
         return;
     }
+    if (!q->degraded) r->quota_hold = 0; /* Redis refused it: the script held nothing */
     r->status = q->status;
     const char *hdr[1] = {tg_pool_printf(r->pool, "retry-after: %d", q->retry_after_s)};
     int budget = q->verdict == TG_QUOTA_BUDGET;
