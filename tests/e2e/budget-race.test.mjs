@@ -7,7 +7,7 @@
 // number. This file has Redis database 13 of the suite's Redis to itself.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startGateway, post, until } from './harness.mjs';
+import { startGateway, post, until, rawConnect, rawRequest, simFinalState, simId } from './harness.mjs';
 import { dbUrl, rcli, keyLines, dayUtc } from './money.mjs';
 
 const DB = dbUrl(13);
@@ -21,6 +21,7 @@ const WORST_TOKENS = 5 + MAX_TOKENS;
 const K = {
     budget: { name: 'k-race-budget', secret: `tg-e2e-race-b-${process.pid}`, budget: 0.0205 }, // 20.5 worst cases
     tpm: { name: 'k-race-tpm', secret: `tg-e2e-race-t-${process.pid}`, tpm: 20 * WORST_TOKENS + 50 },
+    two: { name: 'k-race-two', secret: `tg-e2e-race-2-${process.pid}`, budget: 0.002 }, // two worst cases
 };
 
 let a, b;
@@ -106,4 +107,30 @@ test('100 concurrent requests on two instances never pass tpm', async () => {
     assert.ok(t.tokens >= K.tpm.tpm - WORST_TOKENS, `${t.tokens} tokens: tpm used up to less than one request`);
     assert.equal(ok.length, 20);
     await holdsSettled(K.tpm);
+});
+
+test('requests in flight hold the budget (402, retry in 2 s); a client that hangs up gives its hold back', async () => {
+    const body = JSON.stringify({ model: TARGET, max_tokens: MAX_TOKENS, messages: [{ role: 'user', content: PROMPT }] });
+    const socks = [];
+    for (const g of [a, b]) {
+        const sid = simId('hold');
+        const s = await rawConnect(g.port);
+        s.write(rawRequest('POST', '/v1/chat/completions', {
+            headers: { authorization: `Bearer ${K.two.secret}`, 'x-sim-ttft-ms': '5000', 'x-sim-id': sid }, body,
+        }));
+        socks.push({ s, sid, g });
+    }
+    await until(async () => Number(await rcli(DB, 'ZCARD', `tg:hold-exp:${K.two.name}`)) === 2, 5000);
+    const headers = { authorization: `Bearer ${K.two.secret}` };
+    const held = await post(a, body, headers);
+    assert.equal(held.status, 402);
+    assert.equal(held.json.error.code, 'budget_exceeded');
+    assert.match(held.json.error.message, /requests in flight/);
+    assert.equal(held.headers.get('retry-after'), '2');
+    for (const { s } of socks) s.destroy();
+    for (const { sid, g } of socks) assert.equal((await simFinalState(g.sim, sid)).state, 'cancelled');
+    // The cut requests are recorded (nothing was generated: no cost here) and their holds settled.
+    await holdsSettled(K.two);
+    const r = await post(b, body, { ...headers, 'x-sim-output-tokens': String(MAX_TOKENS) });
+    assert.equal(r.status, 200, r.text);
 });
