@@ -1,8 +1,9 @@
 /* test_redis_cluster.c — Redis Cluster routing (gateway/redis_cluster.c): key slots against
  * Redis's own published values and hash-tag rules, MOVED/ASK parsing, and a real three-master
  * cluster on loopback ports: commands reach the master of their slot, a slot moved behind the
- * client's back is followed (MOVED), a slot being migrated is followed (ASK), and keys that
- * share a tag share a node. Skipped, with a message, when a cluster cannot be made here. */
+ * client's back is followed (MOVED), a slot being migrated is followed (ASK), keys that share a
+ * tag share a node, and with a replica per master a master killed is followed to its promoted
+ * replica with nothing lost. Skipped, with a message, when a cluster cannot be made here. */
 /* clang-format off */
 /* deps: gateway/redis_cluster.c gateway/redis.c core/log.c */
 /* clang-format on */
@@ -26,7 +27,7 @@
 #include "gateway/redis_cluster.h"
 #include "tests/unit/redis_fixture.h"
 
-#define N 3
+#define MAXN 6 /* 3 masters, and a replica each for the failover test */
 
 static void test_slots(void **state) {
     (void)state;
@@ -68,9 +69,10 @@ static void test_redirect_parse(void **state) {
 
 typedef struct {
     char dir[64];
-    int port[N];
-    pid_t pid[N];
-    char id[N][64];
+    int n; /* nodes: 3 masters, or 3 masters and 3 replicas */
+    int port[MAXN];
+    pid_t pid[MAXN];
+    char id[MAXN][64];
     struct event_base *base;
     tg_rcluster_t *c;
 } fx_t;
@@ -99,11 +101,12 @@ static void run_ms(fx_t *f, int ms) {
     event_base_dispatch(f->base);
 }
 
-static int setup(void **state) {
+static int setup_n(void **state, int n) {
     fx_t *f = calloc(1, sizeof(*f));
+    f->n = n;
     strcpy(f->dir, "/tmp/tg-cluster-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < n; i++) {
         do /* the cluster bus listens on port + 10000 */
             f->port[i] = free_port();
         while (f->port[i] > 55000);
@@ -116,11 +119,11 @@ static int setup(void **state) {
             dup2(null, 2);
             execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
                    "--appendonly", "no", "--dir", f->dir, "--cluster-enabled", "yes", "--cluster-config-file",
-                   conf, "--cluster-node-timeout", "2000", (char *)NULL);
+                   conf, "--cluster-node-timeout", "1000", (char *)NULL);
             _exit(127);
         }
     }
-    for (int i = 0; i < N; i++)
+    for (int i = 0; i < n; i++)
         for (int t = 0; t < 250; t++) {
             redisReply *r = cmd(f->port[i], "PING");
             int up = r != NULL;
@@ -129,16 +132,20 @@ static int setup(void **state) {
             usleep(20000);
         }
     char line[512];
-    snprintf(line, sizeof(line),
-             "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d 127.0.0.1:%d --cluster-replicas 0 "
-             "--cluster-yes >/dev/null 2>&1",
-             f->port[0], f->port[1], f->port[2]);
+    int o = snprintf(line, sizeof(line), "timeout 30 redis-cli --cluster create");
+    for (int i = 0; i < n; i++)
+        o += snprintf(line + o, sizeof(line) - (size_t)o, " 127.0.0.1:%d", f->port[i]);
+    snprintf(line + o, sizeof(line) - (size_t)o, " --cluster-replicas %d --cluster-yes >/dev/null 2>&1",
+             n > 3 ? 1 : 0);
     int made = system(line) == 0;
-    for (int t = 0;
-         made && t < 250 && !(cluster_ok(f->port[0]) && cluster_ok(f->port[1]) && cluster_ok(f->port[2]));
-         t++)
+    for (int t = 0; made && t < 500; t++) {
+        int ok = 1;
+        for (int i = 0; i < n; i++)
+            ok = ok && cluster_ok(f->port[i]);
+        if (ok) break;
         usleep(20000);
-    for (int i = 0; made && i < N; i++) {
+    }
+    for (int i = 0; made && i < n; i++) {
         redisReply *r = cmd(f->port[i], "CLUSTER MYID");
         assert_non_null(r);
         snprintf(f->id[i], sizeof(f->id[i]), "%s", r->str);
@@ -162,11 +169,20 @@ static int setup(void **state) {
     return 0;
 }
 
+static int setup(void **state) {
+    return setup_n(state, 3);
+}
+
+static int setup6(void **state) {
+    return setup_n(state, 6);
+}
+
 static int teardown(void **state) {
     fx_t *f = *state;
     tg_rcluster_free(f->c);
     if (f->base) event_base_free(f->base);
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < f->n; i++) {
+        if (f->pid[i] <= 0) continue; /* killed by the test */
         kill(f->pid[i], SIGKILL);
         waitpid(f->pid[i], NULL, 0);
     }
@@ -213,7 +229,7 @@ static int owner(fx_t *f, unsigned s) {
     for (size_t i = 0; r && i < r->elements; i++) {
         redisReply *e = r->element[i];
         if ((unsigned)e->element[0]->integer <= s && s <= (unsigned)e->element[1]->integer)
-            for (int k = 0; k < N; k++)
+            for (int k = 0; k < f->n; k++)
                 if (e->element[2]->element[1]->integer == f->port[k]) who = k;
     }
     if (r) freeReplyObject(r);
@@ -240,7 +256,7 @@ static void test_commands_reach_their_slot(void **state) {
         assert_int_equal(r->type, REDIS_REPLY_STRING);
         freeReplyObject(r);
     }
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < f->n; i++) {
         redisReply *r = cmd(f->port[i], "DBSIZE");
         assert_true(r->integer > 20); /* spread over every master */
         freeReplyObject(r);
@@ -273,7 +289,7 @@ static void migrate(fx_t *f, unsigned s, int a, int b, int half) {
         freeReplyObject(m);
     }
     freeReplyObject(r);
-    for (int k = 0; k < N; k++) {
+    for (int k = 0; k < f->n; k++) {
         r = cmd(f->port[k], "CLUSTER SETSLOT %u NODE %s", s, f->id[b]);
         freeReplyObject(r);
     }
@@ -285,7 +301,7 @@ static void test_moved_and_ask_are_followed(void **state) {
     const char *set[3] = {"SET", "{moving}k", "here"};
     assert_int_equal(send_cmd(f, 3, set).type, REDIS_REPLY_STATUS);
     unsigned s = tg_redis_slot("moving", 6);
-    int a = owner(f, s), b = (a + 1) % N;
+    int a = owner(f, s), b = (a + 1) % f->n;
     /* The slot moves behind the client's back: its map is stale, the old owner answers MOVED. */
     migrate(f, s, a, b, 0);
     const char *get[2] = {"GET", "{moving}k"};
@@ -305,6 +321,48 @@ static void test_moved_and_ask_are_followed(void **state) {
     assert_string_equal(r->str, "asked");
     freeReplyObject(r);
     redisFree(direct);
+}
+
+static void test_failover_is_followed(void **state) {
+    fx_t *f = *state;
+    if (f->c == NULL) skip();
+    assert_int_equal(tg_rcluster_masters(f->c), 3);
+    for (int i = 0; i < 100; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "{fo}%d", i);
+        const char *set[3] = {"SET", key, "1"};
+        assert_int_equal(send_cmd(f, 3, set).type, REDIS_REPLY_STATUS);
+    }
+    int m = owner(f, tg_redis_slot("fo", 2));
+    assert_true(m >= 0);
+    long long acked = 0; /* the replica has them before the master dies (its first sync may still run) */
+    for (int t = 0; t < 20 && acked < 1; t++) {
+        redisReply *r = cmd(f->port[m], "WAIT 1 500");
+        acked = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        if (r) freeReplyObject(r);
+    }
+    assert_int_equal(acked, 1);
+    kill(f->pid[m], SIGKILL);
+    waitpid(f->pid[m], NULL, 0);
+    f->pid[m] = 0;
+    /* Commands fail (NULL: the node is gone, or CLUSTERDOWN past the wait) until the replica is
+     * promoted and the map is asked for again; then they land, with nothing lost. */
+    int landed = 0;
+    for (int t = 0; t < 60 && !landed; t++) {
+        const char *set[3] = {"SET", "{fo}after", "1"};
+        seen_t s = send_cmd(f, 3, set);
+        landed = s.type == REDIS_REPLY_STATUS;
+        if (!landed) run_ms(f, 250);
+    }
+    assert_true(landed);
+    assert_true(owner(f, tg_redis_slot("fo", 2)) != m);
+    for (int i = 0; i < 100; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "{fo}%d", i);
+        const char *get[2] = {"GET", key};
+        seen_t s = send_cmd(f, 2, get);
+        assert_int_equal(s.type, REDIS_REPLY_STRING);
+    }
 }
 
 static void test_bad_urls(void **state) {
@@ -329,6 +387,7 @@ int main(void) {
         cmocka_unit_test(test_bad_urls),
         cmocka_unit_test_setup_teardown(test_commands_reach_their_slot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_moved_and_ask_are_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failover_is_followed, setup6, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
