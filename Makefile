@@ -8,7 +8,7 @@
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS (default 30) each
 #   make clean
 
-PKGS      := libevent libevent_pthreads libevent_openssl libcurl jansson openssl hiredis yaml-0.1
+PKGS      := libevent libevent_pthreads libevent_openssl libcurl jansson openssl hiredis yaml-0.1 libnghttp2
 CC        ?= cc
 BUILD     ?= build
 OPT       ?= -O2
@@ -67,7 +67,7 @@ check-includes:
 test: check-includes unit e2e
 
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	TOLLGATE_SANITIZED=1 $(MAKE) BUILD=build-asan OPT="-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined" test
 
 run: all

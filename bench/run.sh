@@ -3,7 +3,9 @@
 # ways in one run — straight to the simulator, through nginx proxy_pass (when
 # nginx is installed), through Tollgate — with the same wrk load. Prints
 # requests/s, p50, p99, CPU µs per request of the front process, its RSS,
-# and Tollgate's ratios to the baselines; then the same chat load over TLS
+# and Tollgate's ratios to the baselines (with a row for the same request
+# answered from the response cache: a key with `cache:`, every request after
+# the first a hit); then the same chat load over TLS
 # (keep-alive connections, one self-signed P-256 certificate made here for
 # both), Tollgate's TLS listener against nginx terminating TLS. Then the
 # gateway's start-up time
@@ -12,7 +14,13 @@
 # Tollgate, with time to first token of probe streams sent meanwhile and the
 # gateway's RSS per open stream. Starts and stops only what it started.
 # Knobs: BENCH_SECONDS (10), BENCH_CONNS (50), BENCH_WORKERS (1),
-# BENCH_STREAMS (1000; 0 skips the streaming run), BENCH_MODE (all | rps | stream).
+# BENCH_STREAMS (1000; 0 skips the streaming run), BENCH_MODE (all | rps | stream),
+# BENCH_UPSTREAM (plain | tls): tls puts the simulator behind nginx `listen ssl
+# http2` with a private CA made here (bench/nginx-origin.conf.in) and measures
+# the provider leg over TLS instead: nginx proxy_pass https:// with a keep-alive
+# pool (bench/nginx-tlsup.conf.in) against Tollgate over its HTTP/1.1 pool and
+# over HTTP/2 (`http2: true`), both trusting the CA through `ca_file:`, with the
+# connections each front opened to the provider (from the origin's log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-10}
@@ -20,6 +28,8 @@ CONNS=${BENCH_CONNS:-50}
 WORKERS=${BENCH_WORKERS:-1}
 STREAMS=${BENCH_STREAMS:-1000}
 MODE=${BENCH_MODE:-all}
+UPSTREAM=${BENCH_UPSTREAM:-plain}
+case "$UPSTREAM" in plain | tls) ;; *) echo "bench: BENCH_UPSTREAM must be plain or tls"; exit 2 ;; esac
 # Each stream holds a client socket and an upstream socket in the gateway, one
 # in the simulator and one in the load generator: raise the descriptor limit
 # (children inherit it) or shrink the run to fit.
@@ -44,6 +54,7 @@ ticks() { local t=0 p; for p in $(family "$1"); do t=$((t + $(awk '{print $14+$1
 rss_kb() { local t=0 p; for p in $(family "$1"); do t=$((t + $(awk '/VmRSS/{print $2}' /proc/"$p"/status))); done; echo $t; }
 
 SIM=$(free_port); GW=$(free_port); NGX=$(free_port); RDS=$(free_port); GWTLS=$(free_port); NGXTLS=$(free_port)
+ORIG=$(free_port); GWH2=$(free_port); NGXUP=$(free_port)
 # One certificate for both TLS fronts.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
   -keyout "$DIR/tls.key" -out "$DIR/tls.pem" >/dev/null 2>&1
@@ -52,18 +63,41 @@ redis-server --port "$RDS" --bind 127.0.0.1 --save "" --appendonly no >"$DIR/red
 wait_port "$SIM"; wait_port "$RDS"
 
 KEYHASH=$(printf %s "${BENCH_KEY:-tg-demo-key}" | sha256sum | cut -d' ' -f1)
-cat >"$DIR/tollgate.yaml" <<YAML
+CACHE_KEY=tg-bench-cached  # a key whose requests are answered from the response cache
+CACHEHASH=$(printf %s "$CACHE_KEY" | sha256sum | cut -d' ' -f1)
+# The deepseek provider (the bench's model): simulated, or in TLS mode the
+# simulator behind the TLS origin with the private CA.
+DEEPSEEK="base_url: https://api.deepseek.com/v1, api_key_env: TG_BENCH_UNSET_1"
+if [ "$UPSTREAM" = tls ]; then
+  # A private CA and the origin's certificate (localhost and 127.0.0.1) signed by it.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=Tollgate bench CA" \
+    -keyout "$DIR/ca.key" -out "$DIR/ca.pem" >/dev/null 2>&1
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -keyout "$DIR/origin.key" -out "$DIR/origin.csr" >/dev/null 2>&1
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$DIR/origin.ext"
+  openssl x509 -req -in "$DIR/origin.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" -CAcreateserial -days 2 \
+    -extfile "$DIR/origin.ext" -out "$DIR/origin.pem" >/dev/null 2>&1
+  command -v nginx >/dev/null || { echo "bench: BENCH_UPSTREAM=tls needs nginx (tools/deps.sh bench)"; exit 1; }
+  mkdir -p "$DIR/origin-body" "$DIR/nginx-tlsup-body"
+  sed -e "s|@DIR@|$DIR|g" -e "s|@SIMPORT@|$SIM|" -e "s|@ORIGINPORT@|$ORIG|" bench/nginx-origin.conf.in >"$DIR/origin.conf"
+  nginx -c "$DIR/origin.conf" -e "$DIR/origin-error.log" >/dev/null 2>&1 & PIDS+=($!)
+  wait_port "$ORIG"
+  export TG_BENCH_UPKEY=sk-bench
+  DEEPSEEK="base_url: https://127.0.0.1:$ORIG/deepseek/v1, api_key_env: TG_BENCH_UPKEY, ca_file: $DIR/ca.pem"
+fi
+# gw_config FILE LISTEN-LINES [DEEPSEEK-EXTRA]
+gw_config() {
+cat >"$1" <<YAML
 listen:
-  - 127.0.0.1:$GW
-  - { address: 127.0.0.1:$GWTLS, tls: { cert: $DIR/tls.pem, key: $DIR/tls.key } }
+$2
 workers: $WORKERS
 redis: redis://127.0.0.1:$RDS/0
 log_level: warn
-journal: $DIR/journal
+journal: $1.journal
 include: [$PWD/config/routes.yaml, $PWD/config/prices.yaml]
 simulator: { url: "http://127.0.0.1:$SIM", when_no_key: true, embedded: false }
 providers:
-  deepseek:  { dialect: openai,    base_url: https://api.deepseek.com/v1, api_key_env: TG_BENCH_UNSET_1, region: cn }
+  deepseek:  { dialect: openai, $DEEPSEEK, region: cn${3:-} }
   qwen:      { dialect: openai,    base_url: https://dashscope-intl.aliyuncs.com/compatible-mode/v1, api_key_env: TG_BENCH_UNSET_2, region: sg }
   openai:    { dialect: openai,    base_url: https://api.openai.com/v1, api_key_env: TG_BENCH_UNSET_3, region: us }
   anthropic: { dialect: anthropic, base_url: https://api.anthropic.com, api_key_env: TG_BENCH_UNSET_4, region: us }
@@ -78,7 +112,11 @@ providers:
   openrouter: { dialect: openai,   base_url: https://openrouter.ai/api/v1, api_key_env: TG_BENCH_UNSET_11 }
 keys:
   - { name: bench, sha256: "$KEYHASH" }
+  - { name: bench-cached, sha256: "$CACHEHASH", cache: { ttl_s: 3600 } }
 YAML
+}
+gw_config "$DIR/tollgate.yaml" "  - 127.0.0.1:$GW
+  - { address: 127.0.0.1:$GWTLS, tls: { cert: $DIR/tls.pem, key: $DIR/tls.key } }"
 "$BIN" serve -c "$DIR/tollgate.yaml" >/dev/null 2>"$DIR/gw.log" & GWPID=$!; PIDS+=($GWPID)
 # Start-up: from the spawn above to the first accepted connection (polled
 # without sleeping, so the figure is good to about a millisecond).
@@ -150,10 +188,70 @@ streams() {
 }
 if [ "$MODE" = stream ]; then streams; exit 0; fi
 
+# BENCH_UPSTREAM=tls: the provider leg over TLS. Connections each front opened
+# to the origin are the connection serials new in the origin's access log
+# (nginx numbers connections in order) over the front's runs.
+conn_max() { sort -n "$DIR/origin-access.log" 2>/dev/null | tail -1 || true; }
+conns_since() { sleep 0.3; awk -v m="${1:-0}" '$1 > m' "$DIR/origin-access.log" | sort -u | wc -l; }
+ms() { awk -v v="$1" 'BEGIN{ if (v ~ /us$/) printf "%.3f", (v+0) / 1000; else if (v ~ /ms$/) printf "%.3f", v+0; else printf "%.3f", (v+0) * 1000 }'; }
+tls_upstream() {
+  local h2pid ngxpid m
+  gw_config "$DIR/tollgate-h2.yaml" "  - 127.0.0.1:$GWH2" ", http2: true"
+  "$BIN" serve -c "$DIR/tollgate-h2.yaml" >/dev/null 2>"$DIR/gw-h2.log" & h2pid=$!; PIDS+=($h2pid)
+  sed -e "s|@WORKERS@|$WORKERS|" -e "s|@DIR@|$DIR|g" -e "s|@ORIGINPORT@|$ORIG|" -e "s|@PORT@|$NGXUP|" \
+      bench/nginx-tlsup.conf.in >"$DIR/nginx-tlsup.conf"
+  nginx -c "$DIR/nginx-tlsup.conf" -e "$DIR/nginx-tlsup-error.log" >/dev/null 2>&1 & ngxpid=$!; PIDS+=($ngxpid)
+  wait_port "$GWH2"; wait_port "$NGXUP"; sleep 0.2
+  echo "bench: provider leg over TLS: the simulator behind nginx 'listen ssl http2' (private CA) on :$ORIG;"
+  echo "       ${SECS}s per run, wrk -t1 -c$CONNS, 1 KB chat POST, $WORKERS worker(s); conns = connections opened to the provider"
+  local D N T H dc nc tc hc
+  m=$(conn_max); D=$(run "https://127.0.0.1:$ORIG/deepseek/v1/chat/completions" ""); dc=$(conns_since "$m")
+  m=$(conn_max); N=$(run "http://127.0.0.1:$NGXUP/v1/chat/completions" "$ngxpid"); nc=$(conns_since "$m")
+  m=$(conn_max); T=$(run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID"); tc=$(conns_since "$m")
+  m=$(conn_max); H=$(run "http://127.0.0.1:$GWH2/v1/chat/completions" "$h2pid"); hc=$(conns_since "$m")
+  printf '\n%-30s %10s %9s %9s %12s %8s %7s\n' target req/s p50 p99 "CPU µs/req" "RSS MB" conns
+  trow() { read -r a b c d e <<<"$2"; printf '%-30s %10s %9s %9s %12s %8s %7s\n' "$1" "$a" "$b" "$c" "$d" "$e" "$3"; }
+  trow "direct (TLS origin, wrk h1)" "$D" "$dc"
+  trow "nginx proxy_pass https (h1)" "$N" "$nc"
+  trow "tollgate, HTTP/1.1 pool" "$T" "$tc"
+  trow "tollgate, http2: true" "$H" "$hc"
+  local ncpu tcpu hcpu
+  ncpu=$(echo "$N" | awk '{print $4}'); tcpu=$(echo "$T" | awk '{print $4}'); hcpu=$(echo "$H" | awk '{print $4}')
+  echo
+  echo "TLS upstream, CPU per request vs nginx: HTTP/1.1 pool $tcpu µs vs $ncpu µs ($(awk -v a="$tcpu" -v b="$ncpu" 'BEGIN{printf "%.2f", a/b}')x); http2 $hcpu µs ($(awk -v a="$hcpu" -v b="$ncpu" 'BEGIN{printf "%.2f", a/b}')x)"
+  echo "TLS upstream, req/s vs nginx: HTTP/1.1 pool $(awk -v a="$(echo "$T" | awk '{print $1}')" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}'), http2 $(awk -v a="$(echo "$H" | awk '{print $1}')" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
+  local tr half pconns PD PN PT PH
+  tr=$(echo "$T" | awk '{print $1}')
+  half=$(awk -v a="$tr" 'BEGIN{printf "%d", a / 2}')
+  pconns=$(( half / 100 > 0 ? half / 100 : 1 ))
+  echo
+  echo "bench: half of Tollgate's peak, ~$half req/s offered: wrk -c$pconns, each connection pausing a random 10 ms on average"
+  m=$(conn_max); PD=$(RUN_CONNS=$pconns RUN_SCRIPT=bench/paced.lua run "https://127.0.0.1:$ORIG/deepseek/v1/chat/completions" ""); dc=$(conns_since "$m")
+  m=$(conn_max); PN=$(RUN_CONNS=$pconns RUN_SCRIPT=bench/paced.lua run "http://127.0.0.1:$NGXUP/v1/chat/completions" "$ngxpid"); nc=$(conns_since "$m")
+  m=$(conn_max); PT=$(RUN_CONNS=$pconns RUN_SCRIPT=bench/paced.lua run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID"); tc=$(conns_since "$m")
+  m=$(conn_max); PH=$(RUN_CONNS=$pconns RUN_SCRIPT=bench/paced.lua run "http://127.0.0.1:$GWH2/v1/chat/completions" "$h2pid"); hc=$(conns_since "$m")
+  printf '%-30s %10s %9s %9s %12s %8s %7s\n' target req/s p50 p99 "CPU µs/req" "RSS MB" conns
+  trow "direct (TLS origin, wrk h1)" "$PD" "$dc"
+  trow "nginx proxy_pass https (h1)" "$PN" "$nc"
+  trow "tollgate, HTTP/1.1 pool" "$PT" "$tc"
+  trow "tollgate, http2: true" "$PH" "$hc"
+  local d50 d99
+  d50=$(ms "$(echo "$PD" | awk '{print $2}')"); d99=$(ms "$(echo "$PD" | awk '{print $3}')")
+  added() { echo "p50 $(awk -v a="$(ms "$(echo "$1" | awk '{print $2}')")" -v b="$d50" 'BEGIN{printf "%.2f", a-b}') ms, p99 $(awk -v a="$(ms "$(echo "$1" | awk '{print $3}')")" -v b="$d99" 'BEGIN{printf "%.2f", a-b}') ms"; }
+  echo
+  echo "added at half peak over the TLS origin: nginx $(added "$PN"); tollgate HTTP/1.1 pool $(added "$PT"); tollgate http2 $(added "$PH")"
+  for f in "$DIR/gw.log" "$DIR/gw-h2.log"; do
+    if grep -q '"level":"error"' "$f"; then echo "bench: $(basename "$f") has errors:"; grep '"level":"error"' "$f" | head -3; fi
+  done
+}
+if [ "$UPSTREAM" = tls ]; then tls_upstream; exit 0; fi
+
 echo "bench: ${SECS}s per run, wrk -t1 -c$CONNS, 1 KB chat POST, $WORKERS worker(s); sim :$SIM"
 D=$(run "http://127.0.0.1:$SIM/deepseek/v1/chat/completions" "")
 N=""; [ -n "$NGXPID" ] && N=$(run "http://127.0.0.1:$NGX/v1/chat/completions" "$NGXPID")
 T=$(run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID")
+# The same request from the cache: one Redis GET, no provider call (the warm-up stores it).
+C=$(BENCH_KEY=$CACHE_KEY run "http://127.0.0.1:$GW/v1/chat/completions" "$GWPID")
 # The same request through the Responses API (translated to chat and back).
 R=$(RUN_SCRIPT=bench/responses.lua run "http://127.0.0.1:$GW/v1/responses" "$GWPID")
 # The same chat request over TLS: nginx and Tollgate terminating it.
@@ -165,6 +263,7 @@ row() { read -r a b c d e <<<"$2"; printf '%-22s %10s %9s %9s %12s %8s\n' "$1" "
 row "direct (simulator)" "$D"
 [ -n "$N" ] && row "nginx proxy_pass" "$N"
 row "tollgate" "$T"
+row "tollgate cache hit" "$C"
 row "tollgate /v1/responses" "$R"
 [ -n "$NT" ] && row "nginx TLS proxy_pass" "$NT"
 row "tollgate TLS" "$TT"
@@ -174,6 +273,7 @@ echo "tollgate / direct req/s: $(awk -v a="$tr" -v b="$(echo "$D" | awk '{print 
 if [ -n "$N" ]; then
   echo "tollgate / nginx req/s:  $(awk -v a="$tr" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}')"
   echo "CPU per request, tollgate vs nginx: $(echo "$T" | awk '{print $4}') µs vs $(echo "$N" | awk '{print $4}') µs"
+  echo "cache hit, tollgate / nginx req/s: $(awk -v a="$(echo "$C" | awk '{print $1}')" -v b="$(echo "$N" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}'); CPU per request: $(echo "$C" | awk '{print $4}') µs vs $(echo "$N" | awk '{print $4}') µs"
 fi
 if [ -n "$NT" ]; then
   echo "TLS, tollgate / nginx req/s: $(awk -v a="$(echo "$TT" | awk '{print $1}')" -v b="$(echo "$NT" | awk '{print $1}')" 'BEGIN{printf "%.2f", a/b}'); CPU per request: $(echo "$TT" | awk '{print $4}') µs vs $(echo "$NT" | awk '{print $4}') µs"

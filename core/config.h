@@ -61,6 +61,15 @@ typedef struct {
     char *source, *as_of;
 } tg_price_t;
 
+/* `cache: { ttl_s, scope, max_bytes }` on a key or a route: the exact response cache
+ * (gateway/cache.c, docs/policy.md). A key's setting, when it has one, wins over its rule's. */
+typedef struct {
+    int set;           /* the entry has a `cache:` mapping */
+    int64_t ttl_s;     /* seconds an answer is kept; 0 = caching off for this entry */
+    char *scope;       /* keys that name the same scope share answers; NULL = per key */
+    int64_t max_bytes; /* answers larger than this are not stored (1 MiB) */
+} tg_cache_conf_t;
+
 typedef struct {
     char *name;
     unsigned char sha256[32];
@@ -68,6 +77,7 @@ typedef struct {
     size_t n_tags;
     double budget_usd_month; /* 0 = none */
     int64_t rpm, tpm;        /* 0 = none */
+    tg_cache_conf_t cache;   /* `cache:`; .set 0 when absent */
 } tg_key_t;
 
 typedef enum {
@@ -105,6 +115,7 @@ typedef struct {
     tg_strategy_t strategy;
     tg_candidate_t *candidates;
     size_t n_candidates;
+    tg_cache_conf_t cache; /* `cache:`; .set 0 when absent */
 } tg_route_t;
 
 typedef struct {

@@ -337,7 +337,7 @@ static void parse_providers(const src_t *s, const yaml_node_t *n) {
 
 /* ---- keys ------------------------------------------------------------ */
 
-enum { K_NAME, K_SHA, K_TAGS, K_BUDGET, K_RPM, K_TPM, K_N };
+enum { K_NAME, K_SHA, K_TAGS, K_BUDGET, K_RPM, K_TPM, K_CACHE, K_N };
 static const field_t key_fields[] = {
     {"name", F_STR, offsetof(tg_key_t, name), 0, 0},
     {"sha256", F_SPECIAL, 0, 0, 0},
@@ -345,7 +345,37 @@ static const field_t key_fields[] = {
     {"budget_usd_month", F_NUM, offsetof(tg_key_t, budget_usd_month), 0, 0},
     {"rpm", F_I64, offsetof(tg_key_t, rpm), 0, 0},
     {"tpm", F_I64, offsetof(tg_key_t, tpm), 0, 0},
+    {"cache", F_SPECIAL, 0, 0, 0},
 };
+
+/* ---- cache (keys and routes) ------------------------------------------ */
+
+#define CACHE_MAX_BYTES_DEFAULT (1 << 20)
+#define CACHE_MAX_BYTES_LIMIT (64 << 20) /* one Redis value each; a bigger answer is never stored */
+
+static const field_t cache_fields[] = {
+    {"ttl_s", F_I64, offsetof(tg_cache_conf_t, ttl_s), 0, 0},
+    {"scope", F_STR, offsetof(tg_cache_conf_t, scope), 0, 0},
+    {"max_bytes", F_I64, offsetof(tg_cache_conf_t, max_bytes), 0, 1},
+};
+
+/* `cache: { ttl_s: N, scope: NAME, max_bytes: N }` of a key or a route (`owner` names it in
+ * messages); ttl_s is required, 0 turns caching off (a key's, over its rule's). null = absent. */
+static void parse_cache(const src_t *s, const yaml_node_t *n, tg_cache_conf_t *cc, const char *owner) {
+    if (is_null(n)) return;
+    char ctx[200];
+    snprintf(ctx, sizeof(ctx), "cache of %s", owner);
+    yaml_node_t *v[NF(cache_fields)];
+    if (cfg_collect(s, n, cache_fields, NF(cache_fields), ctx, v) < 0) return;
+    cc->max_bytes = CACHE_MAX_BYTES_DEFAULT;
+    cfg_apply(s, cache_fields, NF(cache_fields), v, cc);
+    cc->set = 1;
+    if (missing(v[0])) cfg_errn(s, n, "%s is missing required field 'ttl_s'", ctx);
+    if (cc->max_bytes > CACHE_MAX_BYTES_LIMIT)
+        cfg_errn(s, v[2], "%s: max_bytes %lld is over the limit of %d", ctx, (long long)cc->max_bytes,
+                 CACHE_MAX_BYTES_LIMIT);
+    if (cc->scope && !*cc->scope) cfg_errn(s, v[1], "%s: scope must not be empty", ctx);
+}
 
 static int parse_hex32(const char *h, unsigned char out[32]) {
     if (h == NULL || strlen(h) != 64 || strspn(h, "0123456789abcdefABCDEF") != 64) return -1;
@@ -398,6 +428,11 @@ static void parse_key(const src_t *s, const yaml_node_t *it) {
         cfg_errn(s, it, "key '%s' is missing required field 'sha256'", k->name);
     else
         parse_key_sha(s, v[K_SHA], k, m, self);
+    if (v[K_CACHE]) {
+        char owner[160];
+        snprintf(owner, sizeof(owner), "key '%s'", k->name);
+        parse_cache(s, v[K_CACHE], &k->cache, owner);
+    }
 }
 
 static void parse_keys(const src_t *s, const yaml_node_t *n) {
@@ -408,13 +443,14 @@ static void parse_keys(const src_t *s, const yaml_node_t *n) {
 
 /* ---- routes ---------------------------------------------------------- */
 
-enum { R_NAME, R_MATCH, R_REQUIRE, R_STRATEGY, R_CANDS, R_N };
+enum { R_NAME, R_MATCH, R_REQUIRE, R_STRATEGY, R_CANDS, R_CACHE, R_N };
 static const field_t route_fields[] = {
     {"name", F_STR, offsetof(tg_route_t, name), 0, 0},
     {"match", F_SPECIAL, 0, 0, 0},
     {"require", F_SPECIAL, 0, 0, 0},
     {"strategy", F_SPECIAL, 0, 0, 0},
     {"candidates", F_SPECIAL, 0, 0, 0},
+    {"cache", F_SPECIAL, 0, 0, 0},
 };
 
 enum { M_MODEL, M_LANG, M_KEY, M_TAG, M_HEADER, M_TOOLS, M_IMAGES, M_MINP, M_MAXP, M_TIME, M_N };
@@ -576,6 +612,11 @@ static void parse_route(const src_t *s, const yaml_node_t *it) {
         cfg_errn(s, it, "route '%s' is missing required field 'candidates'", r->name);
     else
         parse_candidates(s, v[R_CANDS], r, m);
+    if (v[R_CACHE]) {
+        char owner[160];
+        snprintf(owner, sizeof(owner), "route '%s'", r->name);
+        parse_cache(s, v[R_CACHE], &r->cache, owner);
+    }
 }
 
 static void parse_routes(const src_t *s, const yaml_node_t *n) {

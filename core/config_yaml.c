@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* ---- diagnostics ---------------------------------------------------- */
 
@@ -23,9 +24,55 @@ void tg_diag_free(tg_diag_t *d) {
     memset(d, 0, sizeof(*d));
 }
 
+/* Masks the password of every URL in a diagnostic, in place: an error
+ * quotes the value it refuses, and a base_url or a Redis URL may carry
+ * credentials ("redis://:secret@host", "https://user:secret@host"). The
+ * authority is what follows "://" up to '/', '?', '#', a space or a quote;
+ * with an '@' in it, what follows the userinfo's ':' becomes "***" (the
+ * whole userinfo when it has no ':'); without one, a ':' followed by
+ * anything but a port is taken for a password cut off before its '@' (a
+ * value is quoted at most 60 characters long). */
+static void mask_url_passwords(char *msg, size_t cap) {
+    for (char *u = strstr(msg, "://"); u; u = strstr(u, "://")) {
+        char *a = u + 3, *e = a;
+        while (*e && !strchr("/?#'\" \t\r\n", *e))
+            e++;
+        char *at = NULL, *colon = NULL, *q = a;
+        if (*q == '[') /* an IPv6 literal: its colons are not userinfo */
+            while (q < e && *q != ']')
+                q++;
+        for (; q < e; q++)
+            if (*q == '@') at = q;
+        for (q = a; q < (at ? at : e); q++)
+            if (*q == ':' && colon == NULL) colon = q;
+        char *from = NULL, *to = NULL;
+        if (at) {
+            from = colon ? colon + 1 : a, to = at;
+        } else if (colon && *a != '[') {
+            for (q = colon + 1; q < e && *q >= '0' && *q <= '9'; q++)
+                ;
+            if (q < e || colon + 1 == e) from = colon + 1, to = e;
+            if (colon + 1 == e) from = NULL; /* "host:" and nothing: no password */
+        }
+        if (from && to > from) {
+            size_t len = (size_t)(to - from), tail = strlen(to) + 1;
+            if (len >= 3 || strlen(msg) + 3 - len < cap) {
+                memmove(from + 3, to, tail); /* always "***": the length tells nothing */
+                memcpy(from, "***", 3);
+            } else {
+                memset(from, '*', len); /* no room to grow: masked in place */
+            }
+            u = from + 3 < msg + strlen(msg) ? from + 3 : msg + strlen(msg);
+        } else {
+            u = e;
+        }
+    }
+}
+
 void cfg_diag_vadd(tg_diag_t *d, int is_err, pos_t p, const char *fmt, va_list ap) {
     char msg[1024], *line;
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    mask_url_passwords(msg, sizeof(msg));
     if (asprintf(&line, "%s:%d:%d: %s%s", p.file, p.line, p.col, is_err ? "" : "warning: ", msg) < 0) return;
     if (d->n == d->cap) {
         size_t nc = d->cap ? d->cap * 2 : 16;

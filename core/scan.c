@@ -1222,3 +1222,242 @@ int tg_scan_set_model(const tg_scan_req_t *s, const char *model, tg_pool_t *pool
     *edit = (tg_edit_t){s->model.off, s->model.len, esc, n};
     return 0;
 }
+
+/* ---- plain stream chunks ------------------------------------------------- */
+
+/* Most chunks of an OpenAI-dialect stream carry a few bytes of text and no
+ * usage; tokenizing each one was most of the gateway's own work per relayed
+ * event. tg_scan_chunk_plain() instead looks at the bytes: one vector pass
+ * finds each quote followed by 'u', 'e', 'd' or 'm' (where "usage",
+ * "error", "delta" and "message" can start) and each \u00 escape; a usage
+ * or error member that is not null sends the chunk to the full scan, and so
+ * does a \u004x-\u007x escape (a letter written as an escape could spell
+ * "usage" in a key). Inside a string a quote is escaped, so "usage" with its
+ * quotes cannot come from answer text. Each "delta" or "message" object is
+ * then walked with the grammar checked (skim_object) for the text the
+ * estimate counts: content, reasoning_content and reasoning, and tool-call
+ * arguments, each string decoded as the full scan decodes it. */
+enum { R_DELTA, R_TOOLS, R_TOOL, R_FUNC, R_OTHER };
+enum {
+    K_OTHER,
+    K_USAGE,
+    K_ERROR,
+    K_CONTENT,
+    K_REASONING_CONTENT,
+    K_REASONING,
+    K_TOOL_CALLS,
+    K_FUNCTION,
+    K_ARGUMENTS
+};
+#define SKIM_DEPTH 16
+
+static int skim_key(const char *k, size_t n) {
+    switch (n) {
+    case 5:
+        return !memcmp(k, "usage", 5) ? K_USAGE : !memcmp(k, "error", 5) ? K_ERROR : K_OTHER;
+    case 7:
+        return !memcmp(k, "content", 7) ? K_CONTENT : K_OTHER;
+    case 8:
+        return !memcmp(k, "function", 8) ? K_FUNCTION : K_OTHER;
+    case 9:
+        return !memcmp(k, "reasoning", 9) ? K_REASONING : !memcmp(k, "arguments", 9) ? K_ARGUMENTS : K_OTHER;
+    case 10:
+        return !memcmp(k, "tool_calls", 10) ? K_TOOL_CALLS : K_OTHER;
+    case 17:
+        return !memcmp(k, "reasoning_content", 17) ? K_REASONING_CONTENT : K_OTHER;
+    default:
+        return K_OTHER;
+    }
+}
+
+/* The closing quote of the string whose content starts at i, or 0 when the
+ * skim must give up (no end, a bad escape, a control or NUL byte). *esc is
+ * set when the string holds an escape. */
+static size_t skim_string(const char *js, size_t len, size_t i, int *esc) {
+    for (;;) {
+        while (i < len && str_class[(unsigned char)js[i]] != C_QUOTE &&
+               str_class[(unsigned char)js[i]] != C_BSLASH && str_class[(unsigned char)js[i]] != C_STOP)
+            i++;
+        if (i >= len) return 0;
+        if (js[i] == '"') return i;
+        if (js[i] != '\\' || i + 1 >= len) return 0;
+        *esc = 1;
+        if (js[i + 1] == 'u') {
+            if (i + 6 > len || hex4(js + i + 2) < 0) return 0;
+            i += 6;
+        } else if (js[i + 1] && strchr("\"/\\bfnrt", js[i + 1])) {
+            i += 2;
+        } else {
+            return 0;
+        }
+    }
+}
+
+/* Walks the object opening at js[i] (a choice's delta or message) with the
+ * grammar checked, adding its text bytes to *count as produced() counts
+ * them. Returns the index after its closing brace, or 0 when the full scan
+ * must decide: bad JSON, a usage or error member inside, a key with an
+ * escape, or a counted member written twice (the full scan reads the last
+ * of a name, this walk the first). */
+static size_t skim_object(const char *js, size_t len, size_t i, size_t *count) {
+    struct {
+        unsigned char role, is_obj;
+        unsigned short seen; /* the counted members met so far, by K_ bit */
+    } st[SKIM_DEPTH];
+    enum { W_VALUE, W_KEY_OR_CLOSE, W_KEY, W_COLON, W_COMMA_OR_CLOSE, W_VALUE_OR_CLOSE } want = W_VALUE;
+    int depth = 0, key = K_OTHER;
+    for (;;) {
+        while (i < len && is_ws(js[i]))
+            i++;
+        if (i >= len) return 0;
+        char c = js[i];
+        if (want == W_COLON) {
+            if (c != ':') return 0;
+            want = W_VALUE;
+            i++;
+            continue;
+        }
+        if (want == W_COMMA_OR_CLOSE && c == ',') {
+            want = st[depth - 1].is_obj ? W_KEY : W_VALUE;
+            i++;
+            continue;
+        }
+        if ((c == '}' || c == ']') &&
+            (want == W_COMMA_OR_CLOSE || want == W_KEY_OR_CLOSE || want == W_VALUE_OR_CLOSE)) {
+            if (st[depth - 1].is_obj != (c == '}')) return 0;
+            if (--depth == 0) return i + 1;
+            want = W_COMMA_OR_CLOSE;
+            i++;
+            continue;
+        }
+        int is_key = want == W_KEY || want == W_KEY_OR_CLOSE;
+        if (want == W_COMMA_OR_CLOSE || (is_key && c != '"')) return 0;
+        /* The container of this value, and its key (none in an array). */
+        int in = depth > 0 ? st[depth - 1].role : -1;
+        int k = is_key || depth == 0 || !st[depth - 1].is_obj ? K_OTHER : key;
+        if (k == K_USAGE || k == K_ERROR) return 0;
+        if (c == '"') {
+            int esc = 0;
+            size_t end = skim_string(js, len, i + 1, &esc);
+            if (end == 0) return 0;
+            if (is_key) {
+                if (esc) return 0;
+                key = skim_key(js + i + 1, end - i - 1);
+                if (key != K_OTHER) {
+                    if (st[depth - 1].seen & (1u << key)) return 0;
+                    st[depth - 1].seen |= (unsigned short)(1u << key);
+                }
+                want = W_COLON;
+            } else {
+                if ((in == R_DELTA && (k == K_CONTENT || k == K_REASONING_CONTENT || k == K_REASONING)) ||
+                    (in == R_FUNC && k == K_ARGUMENTS)) {
+                    long n = esc ? decode(js + i + 1, end - i - 1, NULL, 0, NULL) : (long)(end - i - 1);
+                    if (n > 0) *count += (size_t)n;
+                }
+                want = W_COMMA_OR_CLOSE;
+            }
+            i = end + 1;
+        } else if (c == '{' || c == '[') {
+            if (depth == SKIM_DEPTH) return 0;
+            int obj = c == '{', role = R_OTHER;
+            if (in == -1)
+                role = obj ? R_DELTA : R_OTHER;
+            else if (in == R_DELTA && k == K_TOOL_CALLS && !obj)
+                role = R_TOOLS;
+            else if (in == R_TOOLS && obj)
+                role = R_TOOL;
+            else if (in == R_TOOL && k == K_FUNCTION && obj)
+                role = R_FUNC;
+            st[depth].role = (unsigned char)role;
+            st[depth].is_obj = (unsigned char)obj;
+            st[depth].seen = 0;
+            depth++;
+            want = obj ? W_KEY_OR_CLOSE : W_VALUE_OR_CLOSE;
+            i++;
+        } else {
+            if (depth == 0) return 0;
+            size_t e = i;
+            while (e < len && !is_delim(js[e])) {
+                if (js[e] < 32 || js[e] >= 127) return 0;
+                e++;
+            }
+            if (e >= len || !valid_primitive(js + i, e - i)) return 0;
+            i = e;
+            want = W_COMMA_OR_CLOSE;
+        }
+    }
+}
+
+/* The member named at js[q] (its opening quote) when its value is null:
+ * the index after "null", else 0. */
+static size_t null_member(const char *js, size_t len, size_t q, size_t name_len) {
+    size_t i = q + name_len + 2;
+    while (i < len && is_ws(js[i]))
+        i++;
+    if (i >= len || js[i] != ':') return 0;
+    i++;
+    while (i < len && is_ws(js[i]))
+        i++;
+    return i + 4 <= len && memcmp(js + i, "null", 4) == 0 ? i + 4 : 0;
+}
+
+/* What a candidate at js[q] means: 0 nothing, -1 the full scan must
+ * decide; a delta or message object is walked (its text counted). */
+static int chunk_candidate(const char *js, size_t len, size_t q, size_t *count) {
+    size_t rest = len - q;
+    if (js[q] == '\\') /* \u00XX: a letter in an escape could spell a key */
+        return rest >= 5 && js[q + 2] == '0' && js[q + 3] == '0' && js[q + 4] >= '4' && js[q + 4] <= '7' ? -1
+                                                                                                         : 0;
+    if (rest >= 7 && (!memcmp(js + q, "\"usage\"", 7) || !memcmp(js + q, "\"error\"", 7)))
+        return null_member(js, len, q, 5) ? 0 : -1;
+    size_t name = rest >= 7 && !memcmp(js + q, "\"delta\"", 7)     ? 5
+                  : rest >= 9 && !memcmp(js + q, "\"message\"", 9) ? 7
+                                                                   : 0;
+    if (name == 0) return 0;
+    size_t i = q + name + 2;
+    while (i < len && is_ws(js[i]))
+        i++;
+    if (i >= len || js[i] != ':') return 0; /* a value "delta", not a key */
+    i++;
+    while (i < len && is_ws(js[i]))
+        i++;
+    if (i < len && js[i] == '{') return skim_object(js, len, i, count) ? 0 : -1;
+    return 0;
+}
+
+int tg_scan_chunk_plain(const char *js, size_t len, size_t *content_bytes) {
+    size_t a = 0, b = len, count = 0, i = 0;
+    while (a < b && is_ws(js[a]))
+        a++;
+    while (b > a && is_ws(js[b - 1]))
+        b--;
+    if (b - a < 2 || js[a] != '{' || js[b - 1] != '}' || memchr(js, '\0', len) != NULL) return 0;
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), u = _mm_set1_epi8('u'),
+                  e = _mm_set1_epi8('e'), d = _mm_set1_epi8('d'), m = _mm_set1_epi8('m');
+    for (; i + 17 <= len; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(js + i));
+        __m128i n = _mm_loadu_si128((const __m128i *)(const void *)(js + i + 1));
+        __m128i nu = _mm_cmpeq_epi8(n, u);
+        __m128i hit = _mm_or_si128(
+            _mm_and_si128(_mm_cmpeq_epi8(v, quote),
+                          _mm_or_si128(_mm_or_si128(nu, _mm_cmpeq_epi8(n, e)),
+                                       _mm_or_si128(_mm_cmpeq_epi8(n, d), _mm_cmpeq_epi8(n, m)))),
+            _mm_and_si128(_mm_cmpeq_epi8(v, bslash), nu));
+        unsigned mask = (unsigned)_mm_movemask_epi8(hit);
+        while (mask) {
+            if (chunk_candidate(js, len, i + (size_t)__builtin_ctz(mask), &count) < 0) return 0;
+            mask &= mask - 1;
+        }
+    }
+#endif
+    for (; i + 1 < len; i++) {
+        char n = js[i + 1];
+        if (((js[i] == '"' && (n == 'u' || n == 'e' || n == 'd' || n == 'm')) ||
+             (js[i] == '\\' && n == 'u')) &&
+            chunk_candidate(js, len, i, &count) < 0)
+            return 0;
+    }
+    *content_bytes = count;
+    return 1;
+}

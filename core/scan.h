@@ -87,6 +87,15 @@ typedef struct {
  * is not used: the scan's scratch is freed before it returns. */
 int tg_scan_response(const char *json, size_t len, tg_pool_t *pool, tg_scan_resp_t *out);
 
+/* The cheap path for one stream chunk (OpenAI dialect): 1 when the chunk is
+ * one JSON object that tg_scan_response would accept with no usage object
+ * and no error (a usage or error member may be null), and then
+ * *content_bytes is the content_bytes that scan would give; 0 when the
+ * caller must run tg_scan_response (the chunk may carry usage or an error,
+ * is not JSON, or is written in a way this skim leaves to the full scan).
+ * Keeps nothing and allocates nothing. */
+int tg_scan_chunk_plain(const char *json, size_t len, size_t *content_bytes);
+
 /* One replacement: bytes [off, off+len) of the source become rep[0..rep_len).
  * len 0 inserts. */
 typedef struct {

@@ -7,6 +7,7 @@
  * inline SVG bar chart per provider (no script, no CDN, no fetch).
  * The state lives in the request's pool; a client that leaves first cancels the queries. */
 #include "gateway/admin.h"
+#include "core/json.h"
 #include "core/money.h"
 #include "core/strbuf.h"
 #include "gateway/keys.h"
@@ -39,14 +40,17 @@ tg_admin_kind_t tg_admin_kind(const char *path, size_t len) {
     return TG_ADMIN_NONE;
 }
 
+/* The message may quote the client's query (a bad date): it goes through
+ * the one JSON escaper (core/json.h), cut whole escapes at a time. */
 static void respond_error(tg_http_req_t *h, int status, const char *code, const char *msg) {
-    char body[700];
-    int n =
-        snprintf(body, sizeof(body), "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":\"%s\"}}", msg,
-                 status == 401   ? "authentication_error"
-                 : status == 400 ? "invalid_request_error"
-                                 : "server_error",
-                 code);
+    char esc[600], body[800];
+    size_t el = tg_json_escape_to(esc, sizeof(esc), msg, strlen(msg));
+    int n = snprintf(body, sizeof(body), "{\"error\":{\"message\":\"%.*s\",\"type\":\"%s\",\"code\":\"%s\"}}",
+                     (int)el, esc,
+                     status == 401   ? "authentication_error"
+                     : status == 400 ? "invalid_request_error"
+                                     : "server_error",
+                     code);
     const char *hdr[] = {"Content-Type: application/json", "Cache-Control: no-store",
                          "WWW-Authenticate: Bearer realm=\"tollgate admin\""};
     tg_http_respond(h, status, hdr, status == 401 ? 3 : 2, body, (size_t)(n < (int)sizeof(body) ? n : 0));
@@ -164,8 +168,7 @@ static void on_day_reply(const struct redisReply *rep, void *ud) {
     if (--a->left == 0) answer(a);
 }
 
-tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_config_t *cfg, tg_ledger_t *l,
-                           tg_pool_t *pool, long long now_ms) {
+int tg_admin_authorise(tg_admin_kind_t kind, tg_http_req_t *h, const tg_config_t *cfg, tg_pool_t *pool) {
     if (cfg->admin_token == NULL) {
         char msg[300];
         snprintf(
@@ -174,7 +177,7 @@ tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_conf
             "admin_token_env in the config names the variable)",
             cfg->admin_token_env ? cfg->admin_token_env : "TOLLGATE_ADMIN_TOKEN");
         respond_error(h, 503, "admin_disabled", msg);
-        return NULL;
+        return -1;
     }
     if (!authorised(kind, h, cfg, pool)) {
         respond_error(
@@ -183,8 +186,13 @@ tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_conf
                 ? "admin token missing or wrong: send 'Authorization: Bearer <admin token>' or open "
                   "/dashboard?token=<admin token>"
                 : "admin token missing or wrong: send 'Authorization: Bearer <admin token>'");
-        return NULL;
+        return -1;
     }
+    return 0;
+}
+
+tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_config_t *cfg, tg_ledger_t *l,
+                           tg_pool_t *pool, long long now_ms) {
     tg_admin_t *a = tg_pool_calloc(pool, sizeof(*a));
     a->kind = kind;
     a->h = h;
@@ -328,10 +336,11 @@ static const char CSS[] =
 
 /* A table of rows [from, to) summed per provider (rows are sorted by provider, then day). */
 static void provider_table(tg_strbuf_t *o, const tg_report_t *r, size_t from, size_t to, const char *id) {
-    char usd[32];
+    char usd[32], saved[32];
     tg_strbuf_printf(o,
                      "<table id=\"%s\"><tr><th>provider</th><th>requests</th><th>input</th><th>cached "
-                     "input</th><th>output</th><th>reasoning</th><th>USD</th></tr>\n",
+                     "input</th><th>output</th><th>reasoning</th><th>USD</th><th>cache hits</th><th>saved "
+                     "USD</th></tr>\n",
                      id);
     for (size_t i = from; i < to;) {
         size_t j = i;
@@ -341,14 +350,16 @@ static void provider_table(tg_strbuf_t *o, const tg_report_t *r, size_t from, si
                 s.cached += r->rows[j].s.cached;
             s.output += r->rows[j].s.output, s.reasoning += r->rows[j].s.reasoning;
             s.cost_micro += r->rows[j].s.cost_micro;
+            s.cache_hits += r->rows[j].s.cache_hits, s.saved_micro += r->rows[j].s.saved_micro;
         }
         tg_money_format(s.cost_micro, usd);
+        tg_money_format(s.saved_micro, saved);
         tg_strbuf_printf(o, "<tr><td>");
         out_esc(o, r->rows[i].name);
         tg_strbuf_printf(o,
                          "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64 "</td><td>%" PRId64
-                         "</td><td>%" PRId64 "</td><td>%s</td></tr>\n",
-                         s.requests, s.input, s.cached, s.output, s.reasoning, usd);
+                         "</td><td>%" PRId64 "</td><td>%s</td><td>%" PRId64 "</td><td>%s</td></tr>\n",
+                         s.requests, s.input, s.cached, s.output, s.reasoning, usd, s.cache_hits, saved);
         i = j;
     }
     tg_strbuf_printf(o, "</table>\n");

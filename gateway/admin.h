@@ -19,7 +19,13 @@ typedef struct tg_admin_s tg_admin_t;
 /* Which admin endpoint a path is, or TG_ADMIN_NONE. */
 tg_admin_kind_t tg_admin_kind(const char *path, size_t len);
 
-/* Checks the token and answers. Returns NULL when the answer went out at once, or the
+/* Decides on the headers whether the request may see the endpoint: 0 when the admin token
+ * (Authorization: Bearer, or ?token= on the dashboard) is right; otherwise answers (503 when
+ * no token is configured, 401) and returns -1. Called before any body byte is read, so a
+ * client without the token costs nothing but its headers. Strings come from `pool`. */
+int tg_admin_authorise(tg_admin_kind_t kind, tg_http_req_t *h, const tg_config_t *cfg, tg_pool_t *pool);
+
+/* Answers a request tg_admin_authorise let through. Returns NULL when the answer went out at once, or the
  * pending state (allocated in `pool`, which must outlive it): if the request finishes first
  * (the client left), call tg_admin_cancel. Answering runs the request's on_finish inside,
  * where tg_admin_cancel is a no-op. `now_ms` is unix ms (default ranges). */

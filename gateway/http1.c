@@ -12,7 +12,7 @@
  * first, under the header timeout, then read and write through it; a plain
  * connection never leaves the direct recv()/sendmsg() path.
  *
- * One file of about 1,600 lines, on purpose: a connection is one state
+ * One file of about 1,800 lines, on purpose: a connection is one state
  * machine. The parser callbacks, the timer, the output queue and the
  * response calls all read and change the same conn_t and its phase, and
  * must act in a fixed order (resp_complete -> req_finish -> close or parse
@@ -63,6 +63,27 @@ enum { R_NONE, R_STREAM, R_DONE };
 enum { CB_NONE, CB_URL, CB_FIELD, CB_VALUE };
 /* Why the parser stopped: an event to act on, or an error our callbacks saw. */
 enum { PE_HEADERS = 1, PE_MESSAGE, PE_HDR_SIZE, PE_HDR_COUNT, PE_FOLD, PE_BODY_SIZE, PE_NOMEM };
+/* Our own reading of a chunked body's framing, byte by byte beside the
+ * parser's (see chunk_check): where it is in the frame. */
+enum {
+    CK_OFF,     /* not a chunked body */
+    CK_START,   /* the LF that ends the head, which the parser reads again */
+    CK_SIZE0,   /* first hex digit of a chunk size */
+    CK_SIZE,    /* more hex digits, an extension, or CR */
+    CK_EXT,     /* a chunk extension, up to CR */
+    CK_SIZE_LF, /* LF after the size line */
+    CK_DATA,    /* chunk data (ck_left bytes) */
+    CK_DATA_CR, /* CR after chunk data */
+    CK_DATA_LF, /* LF after chunk data */
+    CK_TRAILER, /* start of a trailer line, or CR of the last line */
+    CK_TLINE,   /* inside a trailer line */
+    CK_TLINE_LF,
+    CK_END_LF, /* LF of the last line */
+    CK_DONE
+};
+/* The body's minimum rate applies after this much time (default). */
+#define RATE_GRACE_MS 5000
+#define MIN_BODY_RATE 1024 /* bytes a second (default) */
 
 typedef struct {
     uint32_t no, nl, vo, vl; /* offsets into the read buffer while headers are parsed */
@@ -111,6 +132,13 @@ struct tg_http_req_s {
         keepalive : 1;
     int phase, tmr_kind, pause_ev, last_cb;
     unsigned nreq;
+    /* When the current head began (the connection's accept for the first
+     * request: the TLS handshake counts) and when its body began, in
+     * monotonic microseconds: the header and body timeouts are deadlines
+     * from these, not idle timers a trickle of bytes could keep resetting. */
+    int64_t head_t0, body_t0;
+    int ck; /* CK_ state of a chunked body's framing */
+    uint64_t ck_left;
     /* Read buffer: [rpos, rlen) not yet parsed. While P_HEAD the request
      * starts at offset 0 and slots hold offsets, so the buffer may grow. */
     char *rbuf;
@@ -219,28 +247,59 @@ static void read_stop(conn_t *c) {
 
 /* ---------- timers: one per connection, its meaning follows the phase ---------- */
 
+static int64_t mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Microseconds until the body is late: the earlier of its deadline
+ * (body_timeout_ms from its start) and the moment it falls below the
+ * minimum rate (after the grace period, min_body_rate bytes a second
+ * since the start: each byte received buys 1/rate s). <= 0: late now. */
+static int64_t body_left_us(const conn_t *c, int64_t now, int *slow) {
+    const tg_http_limits_t *L = &c->s->lim;
+    int64_t due = c->body_t0 + (int64_t)L->body_timeout_ms * 1000;
+    *slow = 0;
+    if (L->min_body_rate) {
+        int64_t bytes = (int64_t)c->body_len;
+        int64_t rate_due = c->body_t0 + (int64_t)L->rate_grace_ms * 1000 + bytes * 1000000 / L->min_body_rate;
+        if (rate_due < due) {
+            due = rate_due;
+            *slow = 1;
+        }
+    }
+    return due - now;
+}
+
 static void timer_update(conn_t *c, int force) {
     const tg_http_limits_t *L = &c->s->lim;
     int kind = T_NONE;
-    unsigned ms = 0;
+    int64_t us = 0;
     if (c->dead) return;
     if (c->phase == P_LINGER)
-        kind = T_LINGER, ms = LINGER_MS;
+        kind = T_LINGER, us = LINGER_MS * 1000;
     else if (c->wev_on)
-        kind = T_SEND, ms = L->send_timeout_ms;
+        kind = T_SEND, us = (int64_t)L->send_timeout_ms * 1000;
     else if (c->phase == P_HEAD || (c->phase == P_IDLE && (c->nreq == 0 || c->rpos < c->rlen)))
-        kind = T_HEADER, ms = L->header_timeout_ms;
+        kind = T_HEADER;
     else if (c->phase == P_IDLE)
-        kind = T_KEEPALIVE, ms = L->keepalive_timeout_ms;
+        kind = T_KEEPALIVE, us = (int64_t)L->keepalive_timeout_ms * 1000;
     else if (c->phase == P_BODY && c->has_body && !c->handled)
-        kind = T_BODY, ms = L->body_timeout_ms;
+        kind = T_BODY;
     if (kind == c->tmr_kind && !force) return;
     c->tmr_kind = kind;
     if (kind == T_NONE) {
         event_del(&c->tmr);
         return;
     }
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    /* Header and body timers count from their phase's start, whatever
+     * happened since (bytes, a send phase in between). */
+    int slow;
+    if (kind == T_HEADER) us = c->head_t0 + (int64_t)L->header_timeout_ms * 1000 - mono_us();
+    if (kind == T_BODY) us = body_left_us(c, mono_us(), &slow);
+    if (us < 0) us = 0;
+    struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
     event_add(&c->tmr, &tv);
 }
 
@@ -518,7 +577,15 @@ static size_t head_build(conn_t *c, char *buf, int status, const char *const *hd
     server_date(c->s);
     p = put(p, c->s->date, c->s->date_len);
     for (size_t i = 0; i < n; i++) {
+        /* A value may carry a name the client chose (a model a pattern
+         * alias let through): a CR or LF in it would start a header of the
+         * client's own, so it becomes a space. */
+        char *line = p;
         p = put(p, hdrs[i], lens[i]);
+        for (char *q = line; (q = memchr(q, '\r', (size_t)(p - q))) != NULL;)
+            *q = ' ';
+        for (char *q = line; (q = memchr(q, '\n', (size_t)(p - q))) != NULL;)
+            *q = ' ';
         p = PUTS(p, "\r\n");
     }
     if (framing == F_LENGTH && status >= 200 && status != 204 && status != 304) {
@@ -784,7 +851,11 @@ static void start_request(conn_t *c) {
         c->rlen -= c->rpos;
         c->rpos = 0;
     }
+    /* The first request's head counts from the accept (the handshake
+     * included); a later one from its first byte. */
+    if (c->nreq > 0) c->head_t0 = mono_us();
     c->phase = P_HEAD;
+    c->ck = CK_OFF;
     c->msg_begun = 0;
     c->nh = 0;
     c->url_len = 0;
@@ -885,6 +956,108 @@ static int is_token(const char *s, size_t n) {
     return 1;
 }
 
+/* Whether every line of the head [0, n) ends in CRLF. Debian's
+ * http_parser is built non-strict: it takes a bare LF as a line end, and
+ * any byte after a CR as its LF, so "X: a\rY: b" and "\r\rGET" would be
+ * read one way here and perhaps another by a proxy in front; refuse them.
+ * Empty lines before the request line are skipped, as the parser does. */
+static int head_lines_ok(const char *b, size_t n) {
+    size_t i = 0;
+    while (i < n && (b[i] == '\r' || b[i] == '\n'))
+        i++;
+    if (n - i < 2 || b[n - 1] != '\n' || b[n - 2] != '\r') return 0;
+    for (; i < n; i++) {
+        if (b[i] == '\n' && b[i - 1] != '\r') return 0;
+        if (b[i] == '\r' && (i + 1 == n || b[i + 1] != '\n')) return 0;
+    }
+    return 1;
+}
+
+/* Our own check of a chunked body's framing, fed the bytes the parser
+ * consumed, in order: for the same non-strict build, any two bytes after
+ * chunk data pass as its CRLF, and any byte after a CR as the LF of a size
+ * or trailer line. Sizes and data are followed to know where the framing
+ * is; the parser still decodes. 0, or -1 at the first byte out of place. */
+static int chunk_check(conn_t *c, const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        int hex = (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f');
+        /* Extension and trailer text: visible bytes, space, tab. */
+        int text = (ch >= 0x20 && ch != 0x7f) || ch == '\t';
+        switch (c->ck) {
+        case CK_START:
+            if (ch != '\n') return -1;
+            c->ck = CK_SIZE0;
+            break;
+        case CK_SIZE0:
+        case CK_SIZE:
+            if (hex) {
+                int v = ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10;
+                /* The parser refuses an overflowing size itself. */
+                if (c->ck_left < ((uint64_t)1 << 59)) c->ck_left = c->ck_left * 16 + (uint64_t)v;
+                c->ck = CK_SIZE;
+            } else if (c->ck == CK_SIZE && (ch == ';' || ch == ' ' || ch == '\t')) {
+                c->ck = CK_EXT;
+            } else if (c->ck == CK_SIZE && ch == '\r') {
+                c->ck = CK_SIZE_LF;
+            } else {
+                return -1;
+            }
+            break;
+        case CK_EXT:
+            if (ch == '\r')
+                c->ck = CK_SIZE_LF;
+            else if (!text)
+                return -1;
+            break;
+        case CK_SIZE_LF:
+            if (ch != '\n') return -1;
+            c->ck = c->ck_left ? CK_DATA : CK_TRAILER;
+            break;
+        case CK_DATA: {
+            size_t k = n - i < c->ck_left ? n - i : (size_t)c->ck_left;
+            c->ck_left -= k;
+            i += k - 1;
+            if (c->ck_left == 0) c->ck = CK_DATA_CR;
+            break;
+        }
+        case CK_DATA_CR:
+            if (ch != '\r') return -1;
+            c->ck = CK_DATA_LF;
+            break;
+        case CK_DATA_LF:
+            if (ch != '\n') return -1;
+            c->ck = CK_SIZE0;
+            break;
+        case CK_TRAILER:
+            if (ch == '\r')
+                c->ck = CK_END_LF;
+            else if (ch == '\n' || !text)
+                return -1;
+            else
+                c->ck = CK_TLINE;
+            break;
+        case CK_TLINE:
+            if (ch == '\r')
+                c->ck = CK_TLINE_LF;
+            else if (!text)
+                return -1;
+            break;
+        case CK_TLINE_LF:
+            if (ch != '\n') return -1;
+            c->ck = CK_TRAILER;
+            break;
+        case CK_END_LF:
+            if (ch != '\n') return -1;
+            c->ck = CK_DONE;
+            break;
+        default: /* nothing after the end: the parser pauses there */
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Stores and checks a request whose headers are complete; 0 when it may go
  * to the handler, -1 when the server answered (431, 400, 413) or failed. */
 static int request_accept(conn_t *c) {
@@ -894,6 +1067,10 @@ static int request_accept(conn_t *c) {
     size_t hend = c->rpos + 1 <= c->rlen ? c->rpos + 1 : c->rlen;
     if (hend > L->max_header_bytes) {
         server_error(c, 431, "request_header_fields_too_large", "request headers are too large");
+        return -1;
+    }
+    if (!head_lines_ok(c->rbuf, hend)) {
+        server_error(c, 400, "bad_request", "malformed HTTP request: every line must end in CRLF");
         return -1;
     }
     if (headers_store(c, hend) < 0) {
@@ -946,6 +1123,11 @@ static void headers_done(conn_t *c) {
         if (header_is(&c->hdrs[i], "Expect", "100-continue")) c->expect_continue = 1;
     c->req_active = 1;
     c->phase = P_BODY;
+    c->body_t0 = mono_us();
+    if (c->parser.flags & F_CHUNKED) {
+        c->ck = CK_START;
+        c->ck_left = 0;
+    }
     int rc = c->s->h.on_headers ? c->s->h.on_headers(c, c->s->ud) : TG_HTTP_CONTINUE;
     if (c->dead) return;
     if (rc == TG_HTTP_HANDLED || c->resp != R_NONE || !c->req_active) {
@@ -964,6 +1146,12 @@ static void headers_done(conn_t *c) {
 }
 
 static void message_done(conn_t *c) {
+    if (c->ck != CK_OFF && c->ck != CK_DONE) {
+        /* The parser saw an end our own reading of the framing did not. */
+        server_error(c, 400, "bad_request", "malformed chunked request body");
+        return;
+    }
+    c->ck = CK_OFF;
     c->phase = P_DONE;
     if (c->body) c->body[c->body_len] = '\0';
     if (!c->req_active) {
@@ -1024,9 +1212,16 @@ static void conn_process(conn_t *c) {
             start_request(c);
         }
         c->pause_ev = 0;
+        size_t from = c->rpos;
         size_t n = http_parser_execute(&c->parser, &parser_settings, c->rbuf + c->rpos, c->rlen - c->rpos);
         c->rpos += n;
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if ((e == HPE_OK || e == HPE_PAUSED) && c->phase == P_BODY && c->ck != CK_OFF &&
+            chunk_check(c, c->rbuf + from, n) < 0) {
+            server_error(c, 400, "bad_request",
+                         "malformed chunked request body: chunk framing must end in CRLF");
+            break;
+        }
         if (e == HPE_PAUSED) {
             http_parser_pause(&c->parser, 0);
             if (c->pause_ev == PE_HEADERS)
@@ -1153,7 +1348,6 @@ static void on_read(evutil_socket_t fd, short what, void *arg) {
         ssize_t n = c->ioc ? io_read(c, c->rbuf + c->rlen, room) : recv(fd, c->rbuf + c->rlen, room, 0);
         if (n > 0) {
             c->rlen += (size_t)n;
-            if (c->phase == P_BODY) timer_update(c, 1); /* the body timeout runs between reads */
             conn_process(c);
             /* Bytes a transport holds beyond what fitted raise no event. */
             if (c->ioc && c->read_on && !c->dead && c->io->pending(c->ioc)) event_active(&c->rev, EV_READ, 1);
@@ -1209,8 +1403,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     int kind = c->tmr_kind;
     c->busy++;
     c->tmr_kind = T_NONE;
-    if (kind == T_BODY && c->req_active && c->resp == R_NONE)
-        server_error(c, 408, "request_timeout", "the request body did not arrive in time");
+    int slow = 0;
+    if (kind == T_BODY && c->req_active && c->resp == R_NONE && body_left_us(c, mono_us(), &slow) > 0)
+        timer_update(c, 1); /* bytes came since the timer was set: the body is not late yet */
+    else if (kind == T_BODY && c->req_active && c->resp == R_NONE)
+        server_error(c, 408, "request_timeout",
+                     slow ? "the request body arrived too slowly"
+                          : "the request body did not arrive in time");
     else if (kind == T_LINGER || kind == T_HEADER || kind == T_KEEPALIVE)
         conn_close(c); /* no request is running in these phases */
     else
@@ -1246,6 +1445,7 @@ static void conn_start(tg_http_server_t *s, int fd, const struct sockaddr_storag
     c->sa = *sa;
     c->keepalive = 1;
     c->content_length = -1;
+    c->head_t0 = mono_us();
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
@@ -1309,6 +1509,8 @@ void tg_http_limits_default(tg_http_limits_t *l) {
     l->send_timeout_ms = 60000;
     l->high_water = 256 * 1024;
     l->low_water = 64 * 1024;
+    l->min_body_rate = MIN_BODY_RATE;
+    l->rate_grace_ms = RATE_GRACE_MS;
 }
 
 tg_http_server_t *tg_http_server_new(struct event_base *base, int fd, const tg_http_limits_t *lim,
@@ -1327,6 +1529,7 @@ tg_http_server_t *tg_http_server_new(struct event_base *base, int fd, const tg_h
     if (!s->lim.keepalive_timeout_ms) s->lim.keepalive_timeout_ms = d.keepalive_timeout_ms;
     if (!s->lim.send_timeout_ms) s->lim.send_timeout_ms = d.send_timeout_ms;
     if (!s->lim.high_water) s->lim.high_water = d.high_water;
+    if (!s->lim.rate_grace_ms) s->lim.rate_grace_ms = d.rate_grace_ms;
     if (s->lim.low_water > s->lim.high_water) s->lim.low_water = s->lim.high_water;
     s->base = base;
     s->h = *h;

@@ -59,12 +59,18 @@ typedef struct {
     size_t max_header_bytes;       /* all request-line + header bytes; 431 past it (default 16 KiB) */
     unsigned max_headers;          /* header count; 431 past it (default 100) */
     size_t max_body_bytes;         /* 413 past it (default 4 MiB) */
-    unsigned header_timeout_ms;    /* first byte to end of headers (default 10 s) */
-    unsigned body_timeout_ms;      /* between body reads (default 30 s) */
+    unsigned header_timeout_ms;    /* first byte to end of headers, a deadline (default 10 s) */
+    unsigned body_timeout_ms;      /* end of headers to end of body, a deadline (default 30 s) */
     unsigned keepalive_timeout_ms; /* idle between requests (default 60 s) */
     unsigned send_timeout_ms;      /* output stuck above the high-water mark (default 60 s) */
     size_t high_water; /* tg_http_stream_write() returns 1 past this many queued bytes (default 256 KiB) */
     size_t low_water;  /* on_drain fires when the queue falls to this (default 64 KiB) */
+    /* A body slower than this many bytes a second on average, once
+     * rate_grace_ms have passed since its start, is cut with 408 before its
+     * deadline: each byte buys 1/min_body_rate s beyond the grace (default
+     * 1024 bytes/s after 5 s; 0: no minimum rate). */
+    unsigned min_body_rate;
+    unsigned rate_grace_ms;
 } tg_http_limits_t;
 
 /* Fills `l` with the defaults above. */

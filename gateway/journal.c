@@ -1,5 +1,10 @@
 /* journal.c — the ledger's append-only journal: where a usage record goes when Redis is down
  * or behind, and where it is read back from, in order, once Redis answers.
+ * Files: `<prefix>.<worker>` (or `<prefix>.<worker>.<k>` when another process holds that one),
+ * each held under an exclusive flock(2) for as long as its journal is open, so no two processes
+ * or workers ever append to or replay one file. tg_journal_adopt takes over the files nobody
+ * holds (a worker that no longer exists, a process that stopped or crashed): their lines are
+ * copied into this journal, synced, and the file removed, all under its lock.
  * Format: one JSON object per line, `{"v":1,...,"ck":"xxxxxxxx"}\n`, where ck is the FNV-1a
  * 32 hash of the bytes before `,"ck"`. A line without its newline, a bad hash or JSON that does
  * not parse (a crash mid-write) is skipped with a warning, never half-read. Each record is
@@ -15,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,9 +36,11 @@
 #define CHUNK_BYTES (256 * 1024)     /* journal bytes read per replay batch */
 #define JBUF_HARD (64 * 1024 * 1024) /* drop (loudly) beyond this: the disk is failing */
 #define SYNC_MS 200                  /* journal fdatasync period (and retry of a failed write) */
+#define MAX_ALT 64                   /* `<prefix>.<worker>.<k>` names tried when others hold ours */
 
 struct tg_journal_s {
-    char *path;
+    char *path;   /* the file this journal holds (locked) */
+    char *prefix; /* `journal:` of the config: every `<prefix>.<digits...>` is a journal */
     int fd, need_sync;
     char *buf, *rbuf;
     size_t buf_len, buf_cap;
@@ -104,7 +113,7 @@ static ent_t *line_parse(const char *p, size_t n) {
     }
     for (int i = 0; i < N_N; i++) {
         json_t *x = json_object_get(o, ledger_num_names[i]);
-        if (x == NULL && (i == N_REQS || i == N_SIM))
+        if (x == NULL && (i == N_REQS || i == N_SIM || i == N_CACHE_HIT || i == N_SAVED))
             x = json_integer(i == N_REQS); /* journals written before these fields */
         else
             json_incref(x);
@@ -189,7 +198,7 @@ static void on_sync(evutil_socket_t fd, short what, void *arg) {
             tg_warn("ledger: journal %s: fdatasync: %s", j->path, strerror(errno));
         j->need_sync = 0;
     }
-    j->on_flushed(j->ud);
+    if (j->on_flushed) j->on_flushed(j->ud);
 }
 
 static void journal_truncate(tg_journal_t *j) {
@@ -205,20 +214,76 @@ static void journal_truncate(tg_journal_t *j) {
     sync_arm(j);
 }
 
-/* Opens the journal; an existing one (a crash, or Redis down at the last stop) is kept for
- * replay. A last line without its newline is closed off so that new lines start clean. A
- * missing directory (var/ on a fresh checkout) is made, one level only. */
-static int open_file(tg_journal_t *j, char *err, size_t errlen) {
-    j->fd = open(j->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    const char *slash = strrchr(j->path, '/');
-    if (j->fd < 0 && errno == ENOENT && slash != NULL && slash != j->path) {
+/* Opens `path`, creating it (and, when missing, its directory: var/ on a fresh checkout, one
+ * level only). -1 with errno on failure. */
+static int open_create(const char *path) {
+    int fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    const char *slash = strrchr(path, '/');
+    if (fd < 0 && errno == ENOENT && slash != NULL && slash != path) {
         char dir[4096];
-        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - j->path), j->path);
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
         if (mkdir(dir, 0700) == 0 || errno == EEXIST)
-            j->fd = open(j->path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+            fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     }
+    return fd;
+}
+
+/* 1 when fd, which we hold locked, is still the file named path: whoever held the lock
+ * before us may have adopted and removed it (tg_journal_adopt), and a file nobody can see
+ * would take records that no one ever replays. */
+static int still_named(int fd, const char *path) {
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* Takes this worker's journal file under an exclusive flock: `<prefix>.<worker>`, or when
+ * another process (two gateways started on one journal directory) holds it,
+ * `<prefix>.<worker>.1`, `.2`... The lock is held until tg_journal_close. */
+static int lock_own(tg_journal_t *j, int worker, char *err, size_t errlen) {
+    size_t n = strlen(j->prefix) + 48;
+    for (int k = 0, tries = 0; k < MAX_ALT && tries < 4 * MAX_ALT; tries++) {
+        char *path = malloc(n);
+        if (path == NULL) break;
+        if (k == 0)
+            snprintf(path, n, "%s.%d", j->prefix, worker);
+        else
+            snprintf(path, n, "%s.%d.%d", j->prefix, worker, k);
+        int fd = open_create(path);
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot open journal %s: %s", path, strerror(errno));
+            free(path);
+            return -1;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int busy = errno == EWOULDBLOCK;
+            if (!busy) snprintf(err, errlen, "cannot lock journal %s: %s", path, strerror(errno));
+            close(fd);
+            free(path);
+            if (!busy) return -1;
+            k++; /* someone else's: try the next name */
+            continue;
+        }
+        if (!still_named(fd, path)) {
+            close(fd); /* adopted and removed meanwhile: open the name again */
+            free(path);
+            continue;
+        }
+        if (k > 0)
+            tg_info("ledger: journal %s.%d is in use by another process; using %s", j->prefix, worker, path);
+        j->fd = fd;
+        j->path = path;
+        return 0;
+    }
+    snprintf(err, errlen, "no free journal file for %s.%d (%d names in use)", j->prefix, worker, MAX_ALT);
+    return -1;
+}
+
+/* Opens the journal; an existing one (a crash, or Redis down at the last stop) is kept for
+ * replay. A last line without its newline is closed off so that new lines start clean. */
+static int open_file(tg_journal_t *j, int worker, char *err, size_t errlen) {
+    if (lock_own(j, worker, err, errlen) < 0) return -1;
     struct stat st;
-    if (j->fd < 0 || fstat(j->fd, &st) < 0) {
+    if (fstat(j->fd, &st) < 0) {
         snprintf(err, errlen, "cannot open journal %s: %s", j->path, strerror(errno));
         return -1;
     }
@@ -323,6 +388,122 @@ void tg_journal_rewind(tg_journal_t *j) {
     j->replay_off = j->chunk_end = j->replay_done_off;
 }
 
+/* --- other journals ---------------------------------------------------------------------------- */
+
+/* 1 when directory entry `name` is a journal of the prefix whose last component is `base`:
+ * `base.` then digits and dots, a digit first (`journal.3`, `journal.0.1`). */
+static int is_journal_name(const char *name, const char *base, size_t blen) {
+    if (strncmp(name, base, blen) != 0 || name[blen] != '.') return 0;
+    const char *p = name + blen + 1;
+    if (*p < '0' || *p > '9') return 0;
+    for (; *p; p++)
+        if ((*p < '0' || *p > '9') && *p != '.') return 0;
+    return 1;
+}
+
+static int write_all(int fd, const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Copies the whole file fd to the end of this journal and syncs ours, so the copy is on disk
+ * before the original goes. A last line without its newline gets one (it is skipped at replay,
+ * and new lines must not be glued to it). Returns the lines copied, or -1 with nothing of it
+ * left in ours. */
+static int64_t copy_in(tg_journal_t *j, int fd, const char *from) {
+    char buf[65536], last = '\n';
+    int64_t off = 0, lines = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof(buf), off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 || (n > 0 && write_all(j->fd, buf, (size_t)n) < 0)) goto fail;
+        if (n == 0) break;
+        for (ssize_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+        last = buf[n - 1];
+        off += n;
+    }
+    if (last != '\n') {
+        if (write_all(j->fd, "\n", 1) < 0) goto fail;
+        off++;
+        lines++;
+    }
+    if (fdatasync(j->fd) < 0) goto fail;
+    j->size += off;
+    return lines;
+fail:
+    tg_warn("ledger: cannot copy journal %s into %s (%s); it stays for a later try", from, j->path,
+            strerror(errno));
+    if (ftruncate(j->fd, j->size) < 0)
+        tg_error("ledger: journal %s: cannot cut a partial copy: %s", j->path, strerror(errno));
+    return -1;
+}
+
+size_t tg_journal_adopt(tg_journal_t *j) {
+    if (j == NULL || (j->buf_len > 0 && journal_write(j) < 0)) return 0;
+    const char *slash = strrchr(j->prefix, '/');
+    char dir[4096];
+    const char *base = slash ? slash + 1 : j->prefix;
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == j->prefix)
+        snprintf(dir, sizeof(dir), "/");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - j->prefix), j->prefix);
+    DIR *d = opendir(dir);
+    if (d == NULL) return 0;
+    size_t blen = strlen(base), total = 0;
+    struct stat own;
+    if (fstat(j->fd, &own) < 0) own.st_ino = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        if (!is_journal_name(de->d_name, base, blen)) continue;
+        char path[4096 + 256];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct stat st;
+        /* Held by a worker of this or another process (ours included: a second flock on a
+         * file we hold fails), or removed since the directory was read: not ours to take. */
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0 || !still_named(fd, path) || fstat(fd, &st) < 0 ||
+            (st.st_ino == own.st_ino && st.st_dev == own.st_dev)) {
+            close(fd);
+            continue;
+        }
+        int64_t lines = st.st_size > 0 ? copy_in(j, fd, path) : 0;
+        if (lines < 0) {
+            close(fd);
+            break;
+        }
+        /* Removed while locked: anyone who opened it meanwhile sees, once the lock is theirs,
+         * that the name is gone (still_named) and leaves it. If it cannot be removed it is
+         * emptied; a record copied twice would still be counted once (tg:done). */
+        if (unlink(path) != 0 && ftruncate(fd, 0) != 0)
+            tg_warn("ledger: journal %s copied into %s but neither removed nor emptied: %s", path, j->path,
+                    strerror(errno));
+        close(fd);
+        if (lines > 0) {
+            tg_info("ledger: journal %s (%" PRId64
+                    " lines, left by a worker or process that is gone) taken over "
+                    "by %s",
+                    path, lines, j->path);
+            j->count += (size_t)lines;
+            total += (size_t)lines;
+        }
+    }
+    closedir(d);
+    return total;
+}
+
+const char *tg_journal_path(const tg_journal_t *j) {
+    return j->path;
+}
+
 /* --- life ------------------------------------------------------------------------------------- */
 
 size_t tg_journal_backlog(const tg_journal_t *j) {
@@ -333,10 +514,10 @@ uint64_t tg_journal_appended(const tg_journal_t *j) {
     return j->journaled;
 }
 
-tg_journal_t *tg_journal_open(struct event_base *base, const char *path, void (*on_flushed)(void *ud),
-                              void *ud, char *err, size_t errlen) {
+tg_journal_t *tg_journal_open(struct event_base *base, const char *prefix, int worker,
+                              void (*on_flushed)(void *ud), void *ud, char *err, size_t errlen) {
     tg_journal_t *j = calloc(1, sizeof(*j));
-    if (j == NULL || (j->path = strdup(path)) == NULL) {
+    if (j == NULL || (j->prefix = strdup(prefix)) == NULL) {
         free(j);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -349,7 +530,7 @@ tg_journal_t *tg_journal_open(struct event_base *base, const char *path, void (*
         tg_journal_close(j);
         return NULL;
     }
-    if (open_file(j, err, errlen) < 0) {
+    if (open_file(j, worker, err, errlen) < 0) {
         tg_journal_close(j);
         return NULL;
     }
@@ -368,5 +549,6 @@ void tg_journal_close(tg_journal_t *j) {
     free(j->buf);
     free(j->rbuf);
     free(j->path);
+    free(j->prefix);
     free(j);
 }

@@ -1,6 +1,8 @@
 /* journal.h — the ledger's append-only journal file: records Redis has not acknowledged are
  * written here (one checksummed JSON line each) and replayed, in order, once Redis answers.
- * One journal per worker, used only from that worker's loop, by gateway/ledger.c. */
+ * One journal per worker, used only from that worker's loop, by gateway/ledger.c. Each holds
+ * its file under an exclusive flock(2) while open; files nobody holds (workers or processes
+ * that are gone) are taken over with tg_journal_adopt. */
 #ifndef TG_JOURNAL_H
 #define TG_JOURNAL_H
 
@@ -12,11 +14,19 @@
 struct event_base;
 typedef struct tg_journal_s tg_journal_t;
 
-/* Opens (or creates) the file at `path`; lines left by an earlier run are kept for replay.
- * on_flushed(ud) runs after the sync timer wrote and synced the file: a write that failed
- * earlier may have gone through, so a replay that stopped may go on. NULL + err on failure. */
-tg_journal_t *tg_journal_open(struct event_base *base, const char *path, void (*on_flushed)(void *ud),
-                              void *ud, char *err, size_t errlen);
+/* Opens (or creates) and locks worker `worker`'s file `<prefix>.<worker>`, or, when another
+ * process holds that one, the first free `<prefix>.<worker>.<k>` (k = 1..63); lines left by an
+ * earlier run are kept for replay. on_flushed(ud) runs after the sync timer wrote and synced
+ * the file: a write that failed earlier may have gone through, so a replay that stopped may go
+ * on. NULL + err on failure. */
+tg_journal_t *tg_journal_open(struct event_base *base, const char *prefix, int worker,
+                              void (*on_flushed)(void *ud), void *ud, char *err, size_t errlen);
+/* Takes over every other journal file of the same prefix (`<prefix>.<digits and dots>`) that no
+ * one holds locked: copies its lines to the end of this one, syncs, removes it. Blocking file
+ * I/O on the caller's loop (the ledger calls it when Redis answers). Returns the lines taken. */
+size_t tg_journal_adopt(tg_journal_t *j);
+/* The file this journal holds. */
+const char *tg_journal_path(const tg_journal_t *j);
 /* Appends one record (written at once; fdatasync is batched). */
 void tg_journal_append(tg_journal_t *j, const rv_t *v);
 /* Lines not yet acknowledged (in the file beyond the acknowledged part, and in the buffer). */

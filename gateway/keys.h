@@ -4,7 +4,9 @@
  * interface operators and other tools see in Redis, so a name changes here
  * or nowhere. A prefix is followed by the part named in its comment;
  * TG_KEY_LEN gives a prefix's length for code that copies bytes. The
- * response store (gateway/respstore.c) writes and reads TG_KEY_RESP. */
+ * response store (gateway/respstore.c) writes and reads TG_KEY_RESP, health
+ * across instances (gateway/healthsync.c) TG_KEY_HEALTH, the response cache
+ * (gateway/cache.c) TG_KEY_CACHE. */
 #ifndef TG_KEYS_H
 #define TG_KEYS_H
 
@@ -59,6 +61,19 @@
  * gateway key's name that made it), "response" (the Response, JSON) and "items" (the
  * conversation up to and including it, JSON array of items); expires after store_ttl_s. */
 #define TG_KEY_RESP "tg:resp:"
+
+/* Hash of the fleet's provider health (gateway/healthsync.c): field "provider/model", value
+ * "<open until> <retry until>", two unix times in ms (0: none): until when an instance saw the
+ * circuit open, and until when the provider asked for no traffic (retry-after). Every instance
+ * writes what it learned itself (later deadlines win), drops fields past their time, and reads
+ * the whole hash every 500 ms; the key expires with its last deadline. One key, so it lives
+ * in one slot of a Redis Cluster. */
+#define TG_KEY_HEALTH "tg:health"
+/* "<64 hex digits>": the SHA-256 of a cached request (scope, API, stream, the headers that reach
+ * the provider, the client's body; gateway/cache.c), a string holding one finished answer: a
+ * JSON line saying who made it (provider, model, region, usage, cost) and the answer as the
+ * client got it. Written with SET EX (the rule's or key's cache ttl_s). */
+#define TG_KEY_CACHE "tg:cache:"
 
 /* Length of a key prefix above, without its NUL. */
 #define TG_KEY_LEN(prefix) (sizeof(prefix) - 1)

@@ -7,7 +7,7 @@
  * FIFO (`ring`) in the order their commands went out; replies come back in that order, so each reply
  * acknowledges the ring's head. The connection is gateway/redis.c; when it is down or behind, records go to
  * the journal (gateway/journal.c), which is replayed in order before new records once the script is loaded
- * again. */
+ * again, after taking over the journal files no running worker holds (tg_journal_adopt). */
 #include "gateway/ledger.h"
 
 #include <hiredis/hiredis.h>
@@ -32,9 +32,11 @@
  * the key's tokens-per-minute counter, the key's holds and hold expiries (gateway/quota.h).
  * ARGV: ttl, field prefix, in, cached, out, reasoning, cost, maxlen, requests (1, or 0 for a
  * failed attempt the provider billed), key name, tokens, simulated (1: made-up spend, which
- * never reaches the month spend that budgets read; its tokens still count for tpm), request id
- * (whose hold, made by the quota check, is released here as the real cost is added: once, like
- * everything else behind the done marker), then the event's field/value pairs.
+ * never reaches the month spend that budgets read; its tokens still count for tpm), cache hit
+ * (1: answered from the response cache, counted in cache_hits) and the cost it saved
+ * (saved_cost_micro_usd), request id (whose hold, made by the quota check, is released here as
+ * the real cost is added: once, like everything else behind the done marker), then the event's
+ * field/value pairs.
  * Returns 1 if applied, 0 if already counted. Redis does not undo a script that fails
  * halfway, so everything that could fail is checked before the first write, and the done
  * marker is set last: a record that errors is retried. The month spend and the token counter
@@ -59,9 +61,13 @@ static const char LUA[] =
     "  if ARGV[12]~='1' then redis.call('HINCRBY',KEYS[4],ARGV[10],ARGV[7]) end\n"
     "  redis.call('INCRBY',KEYS[5],ARGV[11])\n"
     "  redis.call('PEXPIRE',KEYS[5],180000)\n"
-    "  drop(ARGV[13])\n"
+    "  drop(ARGV[15])\n"
     "end\n"
-    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,14))\n"
+    "if ARGV[13]=='1' then\n"
+    "  redis.call('HINCRBY',h,p..'cache_hits',1)\n"
+    "  redis.call('HINCRBY',h,p..'saved_cost_micro_usd',ARGV[14])\n"
+    "end\n"
+    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,16))\n"
     "redis.call('SET',KEYS[1],'1','EX',ARGV[1])\n"
     "return 1\n";
 
@@ -105,7 +111,9 @@ static void rv_from_rec(rv_t *v, const tg_ledger_rec_t *rec) {
                       rec->ttft_ms,
                       rec->usage.estimated ? 1 : 0,
                       rec->attempt_only ? 0 : 1,
-                      rec->simulated ? 1 : 0};
+                      rec->simulated ? 1 : 0,
+                      rec->cache_hit ? 1 : 0,
+                      rec->cache_hit ? rec->saved_micro_usd : 0};
     memcpy(v->n, n, sizeof(n));
 }
 
@@ -266,6 +274,8 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
     ARG(put_bulk(o, v->s[S_KEY], v->len[S_KEY]));
     ARG(put_num(o, v->n[N_IN] + v->n[N_OUT]));
     ARG(put_str(o, v->n[N_SIM] ? "1" : "0"));
+    ARG(put_str(o, v->n[N_CACHE_HIT] ? "1" : "0"));
+    ARG(put_num(o, v->n[N_SAVED]));
     ARG(put_bulk(o, v->s[S_ID], v->len[S_ID]));
     ARG(put_str(o, ledger_num_names[N_TS]));
     ARG(put_num(o, v->n[N_TS]));
@@ -353,6 +363,9 @@ static void on_script(const redisReply *rep, void *ud) {
     if (l->ready) return;
     l->ready = 1;
     tg_redis_healthy(l->redis);
+    /* Journals of workers or processes that are gone (fewer workers than last time, a crashed
+     * instance on the same directory) are replayed too: whoever finds one unlocked takes it. */
+    tg_journal_adopt(l->journal);
     tg_info("ledger: connected to redis (%zu records waiting)", tg_ledger_backlog(l));
     for (size_t i = 0; i < l->rcount; i++)
         send_ent(l, ring_at(l, i));
@@ -513,15 +526,9 @@ tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const
     if ((l->redis = tg_redis_new(base, redis_url, "ledger", &ev, err, errlen)) == NULL) goto fail;
     const tg_redis_events_t side_ev = {on_side_up, on_side_down, l};
     if ((l->side = tg_redis_new(base, redis_url, "quota", &side_ev, err, errlen)) == NULL) goto fail;
-    if (journal_path != NULL && journal_path[0] != '\0') {
-        size_t n = strlen(journal_path) + 16;
-        char *jpath = malloc(n);
-        if (jpath == NULL) goto fail;
-        snprintf(jpath, n, "%s.%d", journal_path, worker);
-        l->journal = tg_journal_open(base, jpath, on_flushed, l, err, errlen);
-        free(jpath);
-        if (l->journal == NULL) goto fail;
-    }
+    if (journal_path != NULL && journal_path[0] != '\0' &&
+        (l->journal = tg_journal_open(base, journal_path, worker, on_flushed, l, err, errlen)) == NULL)
+        goto fail;
     tg_redis_connect(l->redis);
     tg_redis_connect(l->side);
     return l;

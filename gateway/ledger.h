@@ -27,19 +27,24 @@ typedef struct {
     int64_t cost_micro_usd;
     int64_t ts_ms;               /* request start, unix ms (UTC) — picks the day hash */
     int64_t latency_ms, ttft_ms; /* ttft -1 when no first byte */
-    int attempt_only; /* a failed attempt the provider billed: tokens and cost count, requests +0 */
-    int simulated;    /* demo mode: the simulator answered. Counted in the simulated day hash
-                         (TG_KEY_USAGE_SIM, gateway/keys.h), never in real spend or budgets */
+    int attempt_only;        /* a failed attempt the provider billed: tokens and cost count, requests +0 */
+    int simulated;           /* demo mode: the simulator answered. Counted in the simulated day hash
+                                (TG_KEY_USAGE_SIM, gateway/keys.h), never in real spend or budgets */
+    int cache_hit;           /* answered from the response cache (gateway/cache.c): no provider call, usage 0,
+                                cost 0; counted as cache_hits and saved_cost_micro_usd in the day hash */
+    int64_t saved_micro_usd; /* a cache hit: what the answer would have cost from its provider */
 } tg_ledger_rec_t;
 
 /* redis_url: any form gateway/redis.h parses (redis[s]://, redis[s]+sentinel://, unix://);
  * NULL/"" = ledger off (records go nowhere, but tg_ledger_record is still safe). Nothing is
  * resolved here: the links look names up, without blocking, each time they connect, and the
  * ledger journals while Redis is unreachable or its name does not resolve. journal_path: per-worker file is
- * journal_path + "." + worker index; NULL/"" = no journal (records wait in memory, up to the backlog bound).
- * A journal left by an earlier run is replayed once Redis answers. Returns NULL and fills
- * err on a bad or unsupported URL or a journal that cannot be opened.
- * The process must ignore SIGPIPE (the links write with write(2)). */
+ * journal_path + "." + worker index (another name when another process holds it:
+ * gateway/journal.h); NULL/"" = no journal (records wait in memory, up to the backlog bound).
+ * Once Redis answers, the worker's journal is replayed, and with it every other journal file
+ * of that path that no running worker holds (an earlier run with more workers, a crashed
+ * instance). Returns NULL and fills err on a bad or unsupported URL or a journal that cannot
+ * be opened. The process must ignore SIGPIPE (the links write with write(2)). */
 tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const char *journal_path,
                            int worker, char *err, size_t errlen);
 /* Copies what it needs (strings longer than 512 bytes are cut); never blocks. */

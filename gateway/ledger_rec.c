@@ -20,7 +20,9 @@ const char *const ledger_num_names[N_N] = {"ts",
                                            "ttft_ms",
                                            "estimated",
                                            "requests",
-                                           "simulated"};
+                                           "simulated",
+                                           "cache_hit",
+                                           "saved_micro_usd"};
 
 /* One allocation per record: the entry and its strings. */
 ent_t *ledger_ent_new(const rv_t *v, int from_journal) {

@@ -25,7 +25,9 @@ enum {
     N_TTFT,
     N_EST,
     N_REQS,
-    N_SIM, /* 1: the simulator answered (demo mode); its usage is kept apart from real spend */
+    N_SIM,       /* 1: the simulator answered (demo mode); its usage is kept apart from real spend */
+    N_CACHE_HIT, /* 1: answered from the response cache */
+    N_SAVED,     /* a cache hit: micro-USD the provider call would have cost */
     N_N
 };
 extern const char *const ledger_str_names[S_N];

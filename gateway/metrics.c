@@ -100,6 +100,22 @@ void tg_metrics_usage(const char *provider, const char *model, const tg_usage_t 
     pthread_mutex_unlock(&table_mu);
 }
 
+/* A label value in the text format's own escaping (not JSON's): backslash,
+ * double quote and line feed take a backslash, every other byte is kept.
+ * s itself when nothing needs it; else the escape in buf (cap >= 2 * the
+ * longest row name + 1). Provider names are the operator's, but a model
+ * name a pattern alias let through comes from the client. */
+static const char *prom_label(const char *s, char *buf, size_t cap) {
+    if (strpbrk(s, "\\\"\n") == NULL) return s;
+    size_t o = 0;
+    for (; *s && o + 3 <= cap; s++) {
+        if (*s == '\\' || *s == '"' || *s == '\n') buf[o++] = '\\';
+        buf[o++] = *s == '\n' ? 'n' : *s;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 static void histo_render(tg_strbuf_t *o, const char *name, const char *help, histo_t *h) {
     tg_strbuf_printf(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
@@ -126,33 +142,37 @@ char *tg_metrics_render(const char *extra, size_t *len) {
                  &req_histo);
     histo_render(&o, "tollgate_first_byte_seconds",
                  "Time from request start to the first byte sent to the client.", &ttfb_histo);
+    char pb[2 * 64 + 1], mb[2 * 128 + 1];
     pthread_mutex_lock(&table_mu);
     tg_strbuf_printf(&o, "# HELP tollgate_upstream_attempts_total Upstream attempts by provider and result.\n"
                          "# TYPE tollgate_upstream_attempts_total counter\n");
     for (attempt_row_t *r = attempt_rows; r; r = r->next)
         tg_strbuf_printf(&o, "tollgate_upstream_attempts_total{provider=\"%s\",result=\"%s\"} %" PRIu64 "\n",
-                         r->provider, r->result, r->n);
+                         prom_label(r->provider, pb, sizeof(pb)), r->result, r->n);
     tg_strbuf_printf(&o, "# HELP tollgate_tokens_total Tokens by provider, model and kind.\n"
                          "# TYPE tollgate_tokens_total counter\n");
     for (usage_row_t *r = usage_rows; r; r = r->next) {
         const char *kinds[] = {"input", "cached_input", "output", "reasoning"};
         uint64_t v[] = {r->input, r->cached, r->output, r->reasoning};
+        const char *pl = prom_label(r->provider, pb, sizeof(pb)), *ml = prom_label(r->model, mb, sizeof(mb));
         for (int k = 0; k < 4; k++)
             tg_strbuf_printf(&o,
                              "tollgate_tokens_total{provider=\"%s\",model=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
-                             r->provider, r->model, kinds[k], v[k]);
+                             pl, ml, kinds[k], v[k]);
     }
     tg_strbuf_printf(&o, "# HELP tollgate_cost_usd_total Spend in USD by provider and model.\n"
                          "# TYPE tollgate_cost_usd_total counter\n");
     for (usage_row_t *r = usage_rows; r; r = r->next)
-        tg_strbuf_printf(&o, "tollgate_cost_usd_total{provider=\"%s\",model=\"%s\"} %s\n", r->provider,
-                         r->model, tg_money_format((int64_t)r->cost_micro, usd));
+        tg_strbuf_printf(&o, "tollgate_cost_usd_total{provider=\"%s\",model=\"%s\"} %s\n",
+                         prom_label(r->provider, pb, sizeof(pb)), prom_label(r->model, mb, sizeof(mb)),
+                         tg_money_format((int64_t)r->cost_micro, usd));
     tg_strbuf_printf(
         &o, "# HELP tollgate_usage_estimated_total Requests whose usage was estimated (provider sent none).\n"
             "# TYPE tollgate_usage_estimated_total counter\n");
     for (usage_row_t *r = usage_rows; r; r = r->next)
         tg_strbuf_printf(&o, "tollgate_usage_estimated_total{provider=\"%s\",model=\"%s\"} %" PRIu64 "\n",
-                         r->provider, r->model, r->estimated);
+                         prom_label(r->provider, pb, sizeof(pb)), prom_label(r->model, mb, sizeof(mb)),
+                         r->estimated);
     pthread_mutex_unlock(&table_mu);
     if (extra) tg_strbuf_printf(&o, "%s", extra);
     *len = o.len;

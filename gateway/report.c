@@ -29,8 +29,10 @@
 #include "gateway/redis.h"
 
 static const char *const by_names[] = {"provider", "model", "key", "day"};
-static const char *const metric_names[] = {"requests",      "input_tokens",     "cached_input_tokens",
-                                           "output_tokens", "reasoning_tokens", "cost_micro_usd"};
+static const char *const metric_names[] = {"requests",      "input_tokens",        "cached_input_tokens",
+                                           "output_tokens", "reasoning_tokens",    "cost_micro_usd",
+                                           "cache_hits",    "saved_cost_micro_usd"};
+#define N_METRICS (sizeof(metric_names) / sizeof(metric_names[0]))
 
 /* --- days ------------------------------------------------------------------------------------ */
 
@@ -224,7 +226,7 @@ static void add(tg_report_t *r, int sim, int64_t day, const char *field, size_t 
     const char *metric = b3 + 1;
     size_t mlen = (size_t)(field + flen - metric);
     int m = -1;
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < (int)N_METRICS; i++)
         if (same(metric_names[i], metric, mlen)) m = i;
     if (m < 0) goto bad;
     size_t pl = (size_t)(b1 - field), ml = (size_t)(b2 - b1 - 1), kl = (size_t)(b3 - b2 - 1);
@@ -237,9 +239,11 @@ static void add(tg_report_t *r, int sim, int64_t day, const char *field, size_t 
     tg_report_row_t *row = row_get(r, a, al, b, bl, r->by2 != TG_BY_NONE, sim);
     if (row == NULL) return;
     tg_report_sums_t *t = sim ? &r->sim_total : &r->total;
-    int64_t *dst[6] = {&row->s.requests, &row->s.input,     &row->s.cached,
-                       &row->s.output,   &row->s.reasoning, &row->s.cost_micro};
-    int64_t *tot[6] = {&t->requests, &t->input, &t->cached, &t->output, &t->reasoning, &t->cost_micro};
+    int64_t *dst[N_METRICS] = {&row->s.requests,   &row->s.input,      &row->s.cached,
+                               &row->s.output,     &row->s.reasoning,  &row->s.cost_micro,
+                               &row->s.cache_hits, &row->s.saved_micro};
+    int64_t *tot[N_METRICS] = {&t->requests,  &t->input,      &t->cached,     &t->output,
+                               &t->reasoning, &t->cost_micro, &t->cache_hits, &t->saved_micro};
     *dst[m] += v;
     *tot[m] += v;
     return;
@@ -313,12 +317,14 @@ static void json_string(tg_strbuf_t *b, const char *s) {
 }
 
 static void json_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
-    char usd[TG_MONEY_TEXT_MAX];
+    char usd[TG_MONEY_TEXT_MAX], saved[TG_MONEY_TEXT_MAX];
     tg_money_format(s->cost_micro, usd);
+    tg_money_format(s->saved_micro, saved);
     tg_strbuf_printf(b,
                      "\"requests\":%" PRId64 ",\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
-                     ",\"output_tokens\":%" PRId64 ",\"reasoning_tokens\":%" PRId64 ",\"cost_usd\":%s",
-                     s->requests, s->input, s->cached, s->output, s->reasoning, usd);
+                     ",\"output_tokens\":%" PRId64 ",\"reasoning_tokens\":%" PRId64
+                     ",\"cost_usd\":%s,\"cache_hits\":%" PRId64 ",\"saved_usd\":%s",
+                     s->requests, s->input, s->cached, s->output, s->reasoning, usd, s->cache_hits, saved);
 }
 
 /* The rows of one kind (real or simulated) as a JSON array. */
@@ -375,16 +381,18 @@ static void csv_cell(tg_strbuf_t *b, const char *s) {
 }
 
 static void csv_sums(tg_strbuf_t *b, const tg_report_sums_t *s) {
-    char usd[TG_MONEY_TEXT_MAX];
+    char usd[TG_MONEY_TEXT_MAX], saved[TG_MONEY_TEXT_MAX];
     tg_money_format(s->cost_micro, usd);
-    tg_strbuf_printf(b, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s\n", s->requests,
-                     s->input, s->cached, s->output, s->reasoning, usd);
+    tg_money_format(s->saved_micro, saved);
+    tg_strbuf_printf(b, ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%" PRId64 ",%s,%" PRId64 ",%s\n",
+                     s->requests, s->input, s->cached, s->output, s->reasoning, usd, s->cache_hits, saved);
 }
 
 char *tg_report_csv(const tg_report_t *r) {
     tg_strbuf_t b = {0};
     tg_strbuf_printf(&b,
-                     "%s,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd\n",
+                     "%s,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd,"
+                     "cache_hits,saved_usd\n",
                      by_names[r->by]);
     for (size_t i = 0; i < r->n; i++) {
         if (r->rows[i].simulated) continue;
@@ -413,14 +421,17 @@ char *tg_report_csv(const tg_report_t *r) {
 }
 
 static void table_line(tg_strbuf_t *b, int w, const char *name, const tg_report_sums_t *s) {
-    char usd[TG_MONEY_TEXT_MAX];
+    char usd[TG_MONEY_TEXT_MAX], saved[TG_MONEY_TEXT_MAX];
     tg_money_format(s->cost_micro, usd);
-    tg_strbuf_printf(b, "%-*s %9" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %14s\n", w,
-                     name, s->requests, s->input, s->cached, s->output, s->reasoning, usd);
+    tg_money_format(s->saved_micro, saved);
+    tg_strbuf_printf(
+        b,
+        "%-*s %9" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %13" PRId64 " %14s %10" PRId64 " %14s\n",
+        w, name, s->requests, s->input, s->cached, s->output, s->reasoning, usd, s->cache_hits, saved);
 }
 
 static void table_rule(tg_strbuf_t *b, int w) {
-    for (int i = 0; i < w + 9 + 4 * 14 + 15; i++)
+    for (int i = 0; i < w + 9 + 4 * 14 + 15 + 11 + 15; i++)
         tg_strbuf_printf(b, "-");
     tg_strbuf_printf(b, "\n");
 }
@@ -436,8 +447,8 @@ char *tg_report_table(const tg_report_t *r) {
     tg_report_day_text(r->from_day, f);
     tg_report_day_text(r->to_day, t);
     tg_strbuf_printf(&b, "spend %s .. %s (UTC) by %s\n\n", f, t, by_names[r->by]);
-    tg_strbuf_printf(&b, "%-*s %9s %13s %13s %13s %13s %14s\n", w, by_names[r->by], "requests", "input",
-                     "cached_input", "output", "reasoning", "cost_usd");
+    tg_strbuf_printf(&b, "%-*s %9s %13s %13s %13s %13s %14s %10s %14s\n", w, by_names[r->by], "requests",
+                     "input", "cached_input", "output", "reasoning", "cost_usd", "cache_hits", "saved_usd");
     for (size_t i = 0; i < r->n; i++)
         if (!r->rows[i].simulated)
             table_line(&b, w, r->rows[i].name[0] ? r->rows[i].name : "(none)", &r->rows[i].s);

@@ -14,6 +14,7 @@ typedef enum { TG_BY_NONE = -1, TG_BY_PROVIDER, TG_BY_MODEL, TG_BY_KEY, TG_BY_DA
 
 typedef struct {
     int64_t requests, input, cached, output, reasoning, cost_micro;
+    int64_t cache_hits, saved_micro; /* answered from the response cache, and what they would have cost */
 } tg_report_sums_t;
 
 typedef struct {
@@ -62,11 +63,13 @@ void tg_report_free(tg_report_t *r);
 
 /* Renderings (malloc'd, NUL-terminated; NULL when out of memory). JSON, the same for
  * `tollgate report --format json` and GET /admin/spend:
- * {"from","to","by","rows":[{"<by>":…,"requests",…,"cost_usd"}],"total":{…}}, where rows and
- * total are real spend; when the range holds simulated usage, also
- * "simulated":{"rows":[…],"total":{…}} in the same shape. CSV: simulated rows follow the TOTAL
- * line, named "simulated:<name>", then a SIMULATED_TOTAL line. The table: a section of its
- * own under the real TOTAL. */
+ * {"from","to","by","rows":[{"<by>":…,"requests",…,"cost_usd","cache_hits","saved_usd"}],"total":{…}},
+ * where rows and
+ * total are real spend (cache_hits: requests answered from the response cache, counted in
+ * requests too; saved_usd: what they would have cost); when the range holds simulated usage, also
+ * "simulated":{"rows":[…],"total":{…}} in the same shape. CSV: the same columns in that order;
+ * simulated rows follow the TOTAL line, named "simulated:<name>", then a SIMULATED_TOTAL line.
+ * The table: a section of its own under the real TOTAL. */
 char *tg_report_json(const tg_report_t *r);
 char *tg_report_csv(const tg_report_t *r);
 char *tg_report_table(const tg_report_t *r);

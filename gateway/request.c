@@ -20,6 +20,10 @@
  * a whole answer is stored before the client's answer ends, so a next turn
  * on any instance finds it; and the stored objects below its path are
  * served (GET, DELETE) without a provider.
+ * When the key or the rule turns the response cache on (gateway/cache.c),
+ * one GET after routing and quotas either answers from Redis (no attempt,
+ * cost 0) or lets the attempts run; a finished answer is then stored at
+ * on_finish, as the client got it, off the client's path.
  * A tg_request_t owns its pool; all its strings and arrays live there.
  */
 #include "gateway/request.h"
@@ -35,9 +39,11 @@
 #include <jansson.h>
 
 #include "gateway/admin.h"
+#include "gateway/cache.h"
 #include "gateway/endpoints.h"
 #include "core/config.h"
 #include "gateway/ledger.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/money.h"
 #include "gateway/metrics.h"
@@ -52,6 +58,7 @@
 #include "providers/client.h"
 #include "providers/provider.h"
 #include "providers/responses.h"
+#include "providers/responses_fast.h"
 #include "providers/translate.h"
 
 #define MAX_ANSWER_BYTES (64u << 20) /* a non-stream answer larger than this is refused */
@@ -112,7 +119,8 @@ typedef struct {
     tg_admin_t *admin_state; /* its pending Redis reads (in the pool) */
     tg_kind_t kind;          /* chat, embeddings or count_tokens (never billed) */
     /* An API that keeps conversations (tg_client_keeps_state). */
-    json_t *rs_req;           /* the client's request, parsed; NULL otherwise */
+    tg_rs_prep_t rsp;         /* the request and its Chat form (src NULL: not this API); rsp.req,
+                                 the parsed request, may stay NULL (the fast path needs no DOM) */
     json_t *rs_prev;          /* items of the response previous_response_id names; NULL when none */
     tg_respstore_op_t *rs_op; /* a response store command in flight */
     char rs_method;           /* a stored object's endpoint: 'G' GET, 'D' DELETE; 0 none */
@@ -122,6 +130,15 @@ typedef struct {
     size_t held_n;
     const char *held_out;
     size_t held_len;
+    /* The response cache (gateway/cache.c). */
+    const tg_cache_conf_t *cache_conf; /* NULL: off for this request */
+    char cache_digest[TG_CACHE_DIGEST_HEX];
+    tg_cache_op_t *cache_op; /* the lookup in flight */
+    int cache_hit;           /* answered from the cache: no attempt, cost 0 */
+    int64_t cache_saved;     /* what the stored answer would cost from its provider */
+    char *cap;               /* malloc'd: the stream's events as the client got them, to store */
+    size_t cap_len, cap_cap;
+    int cap_on; /* capture the stream (caching is on, the lookup missed) */
 } tg_request_t;
 
 static void attempt_next(tg_request_t *r);
@@ -213,6 +230,7 @@ static size_t tollgate_headers(tg_request_t *r, const char **h, size_t cap, cons
     h[n++] = tg_pool_printf(r->pool, "x-tollgate-attempts: %u", r->attempts);
     h[n++] = tg_pool_printf(r->pool, "x-tollgate-request-id: %s", r->id);
     if (cost && n < cap) h[n++] = tg_pool_printf(r->pool, "x-tollgate-cost-usd: %s", cost);
+    if (r->cache_hit && n < cap) h[n++] = "x-tollgate-cache: hit";
     /* Demo mode: the simulator made this answer up. Said on every answer so nobody takes it
      * for a provider's (streams carry it in their headers). */
     if (r->cur->provider->simulated && n < cap) h[n++] = "x-tollgate-simulated: true";
@@ -245,9 +263,8 @@ static void usage_finalise(tg_request_t *r) {
     u->output_tokens = (int64_t)(r->call.content_bytes + 3) / 4;
 }
 
-static const char *usage_json(tg_request_t *r) {
-    const tg_usage_t *u = &r->usage;
-    return tg_pool_printf(r->pool,
+static const char *usage_json_of(tg_pool_t *pool, const tg_usage_t *u) {
+    return tg_pool_printf(pool,
                           "{\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
                           ",\"cache_write_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
                           ",\"reasoning_tokens\":%" PRId64 "%s}",
@@ -255,7 +272,40 @@ static const char *usage_json(tg_request_t *r) {
                           u->reasoning_tokens, u->estimated ? ",\"estimated\":true" : "");
 }
 
+static const char *usage_json(tg_request_t *r) {
+    return usage_json_of(r->pool, &r->usage);
+}
+
 /* --- relay -------------------------------------------------------------- */
+
+/* Keeps a copy of what the client is sent of a stream, for the response cache; an answer
+ * that outgrows the cache's max_bytes is not kept at all. */
+static void cap_add(tg_request_t *r, const void *p, size_t n) {
+    if (!r->cap_on || n == 0) return;
+    size_t max = (size_t)r->cache_conf->max_bytes;
+    if (r->cap_len + n > max) {
+        r->cap_on = 0;
+        free(r->cap);
+        r->cap = NULL;
+        return;
+    }
+    if (r->cap_len + n > r->cap_cap) {
+        size_t nc = r->cap_cap ? r->cap_cap : 4096;
+        while (nc < r->cap_len + n)
+            nc *= 2;
+        char *b = realloc(r->cap, nc);
+        if (b == NULL) {
+            r->cap_on = 0;
+            free(r->cap);
+            r->cap = NULL;
+            return;
+        }
+        r->cap = b;
+        r->cap_cap = nc;
+    }
+    memcpy(r->cap + r->cap_len, p, n);
+    r->cap_len += n;
+}
 
 static void start_stream(tg_request_t *r) {
     const char *h[12];
@@ -286,11 +336,14 @@ static int emit_event(void *ud, const char *event, const char *data, size_t len)
         iov[k++] = (struct iovec){(void *)data, len};
         iov[k++] = (struct iovec){"\n\n", 2};
         full = tg_http_stream_writev(r->http, iov, k);
+        for (int i = 0; r->cap_on && i < k; i++)
+            cap_add(r, iov[i].iov_base, iov[i].iov_len);
     } else {
         size_t need = tg_sse_format(NULL, 0, event, data, len);
         char *buf = tg_pool_alloc(r->pool, need + 1);
         tg_sse_format(buf, need + 1, event, data, len);
         full = tg_http_stream_write(r->http, buf, need);
+        cap_add(r, buf, need);
     }
     if (full) r->want_pause = 1;
     return full;
@@ -414,6 +467,8 @@ static void record_usage(tg_request_t *r, const char *id, int status, int attemp
         .ttft_ms = r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000,
         .attempt_only = attempt_only,
         .simulated = r->cur->provider->simulated,
+        .cache_hit = r->cache_hit,
+        .saved_micro_usd = r->cache_saved,
     };
     if (r->w->ledger) tg_ledger_record(r->w->ledger, &rec);
     tg_metrics_usage(r->cur->provider->name, r->cur->model, &r->usage, micro);
@@ -458,12 +513,11 @@ static void on_stored(void *ud, tg_respstore_result_t res) {
  * flight (on_stored ends the answer), 0 when the caller ends it now. A
  * failed write is logged, never the client's problem. */
 static int store_answer(tg_request_t *r) {
-    if (r->rs_req == NULL || r->call.rs_response == NULL ||
-        json_is_false(json_object_get(r->rs_req, "store")) || r->w->ledger == NULL)
-        return 0;
+    if (r->rsp.src == NULL || r->call.rs_response == NULL || !r->rsp.store || r->w->ledger == NULL) return 0;
     json_t *resp = json_loadb(r->call.rs_response, r->call.rs_response_len, 0, NULL);
+    const json_t *req = tg_rs_prep_req(&r->rsp);
     size_t ilen = 0;
-    char *items = resp ? tg_rs_stored(r->pool, r->rs_req, r->rs_prev, resp, &ilen) : NULL;
+    char *items = resp && req ? tg_rs_stored(r->pool, req, r->rs_prev, resp, &ilen) : NULL;
     json_decref(resp);
     const char *id = tg_pool_printf(r->pool, "resp_%s", r->id);
     if (items)
@@ -554,15 +608,85 @@ static const char *result_text(tg_up_result_t res, const char **metric, fail_kin
     }
 }
 
+/* The character that starts at p in a JSON text, a string escape decoded
+ * (\uXXXX, \/, \\, \"...), and in *n the bytes it takes. Plain text reads
+ * the same, byte by byte. */
+static int json_char_at(const char *p, const char *end, size_t *n) {
+    *n = 1;
+    if (p[0] != '\\' || p + 1 >= end) return (unsigned char)p[0];
+    static const char short_esc[] = "\"\"\\\\//b\bf\fn\nr\rt\t";
+    for (size_t i = 0; short_esc[i]; i += 2)
+        if (p[1] == short_esc[i]) {
+            *n = 2;
+            return (unsigned char)short_esc[i + 1];
+        }
+    if (p[1] != 'u' || p + 6 > end) return (unsigned char)p[0];
+    int v = 0;
+    for (int i = 2; i < 6; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9'                     ? c - '0'
+                : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                         : -1;
+        if (d < 0) return (unsigned char)p[0];
+        v = v * 16 + d;
+    }
+    *n = 6;
+    return v;
+}
+
+#define KEY_RUN_MIN 8 /* a run of this many characters of the key is the key */
+
+/* Masks with '*' every run of text that spells the key, or 8 or more
+ * characters of it in a row (a prefix cut off, a suffix, any part), in any
+ * spelling: plain, JSON-escaped, \u-escaped, or a mix. In place and the
+ * same length, whole escapes at a time, so a JSON text stays JSON. */
+static void mask_key(char *text, size_t len, const char *key) {
+    size_t kl = key ? strlen(key) : 0;
+    if (kl < 4) return;
+    size_t need = kl < KEY_RUN_MIN ? kl : KEY_RUN_MIN;
+    const char *end = text + len;
+    for (size_t i = 0; i < len;) {
+        size_t n0, best = i;
+        int c0 = json_char_at(text + i, end, &n0);
+        for (size_t j = 0; j < kl; j++) {
+            if ((unsigned char)key[j] != c0) continue;
+            size_t p = i, k = j, n;
+            while (k < kl && p < len && json_char_at(text + p, end, &n) == (unsigned char)key[k])
+                p += n, k++;
+            if (k - j >= need && p > best) best = p;
+        }
+        if (best > i) {
+            memset(text + i, '*', best - i);
+            i = best;
+        } else {
+            i += n0;
+        }
+    }
+}
+
 /* A provider may quote the credentials it was sent in an error text (some
  * echo the key they refused): mask them before anything reaches a client
  * or a log. In place, same length. */
 static void redact_key(const tg_request_t *r, char *text) {
-    const char *key = r->cur ? r->cur->provider->api_key : NULL;
-    size_t kl = key ? strlen(key) : 0;
-    if (kl < 4) return;
-    for (char *p = strstr(text, key); p; p = strstr(p + kl, key))
-        memset(p, '*', kl);
+    mask_key(text, strlen(text), r->cur ? r->cur->provider->api_key : NULL);
+}
+
+/* A provider's error body, before its dialect reads the message out of it
+ * and cuts that to 512 bytes: the key is masked in the whole body first (a
+ * key across the cut would otherwise leave its first part), in every
+ * spelling; a JSON body is then decoded and written again, so that the
+ * message the dialect takes holds no escapes of the provider's choosing. */
+static void redact_error_body(tg_request_t *r) {
+    if (r->rbuf == NULL || r->rlen == 0) return;
+    mask_key(r->rbuf, r->rlen, r->cur->provider->api_key);
+    json_t *j = json_loadb(r->rbuf, r->rlen, 0, NULL);
+    char *out = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (out == NULL) return;
+    free(r->rbuf);
+    r->rbuf = out;
+    r->rlen = r->rcap = strlen(out);
+    mask_key(r->rbuf, r->rlen, r->cur->provider->api_key); /* what decoding joined */
 }
 
 static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void *ud) {
@@ -583,6 +707,7 @@ static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void
     }
     if (res == TG_UP_OK && !ok2xx) {
         tg_upstream_error_t e = {0};
+        redact_error_body(r);
         r->cur->provider->dialect->map_error(&r->call, r->up_status, r->rbuf ? r->rbuf : "", r->rlen, &e);
         redact_key(r, e.message);
         const char *why =
@@ -707,7 +832,8 @@ static void attempt_next(tg_request_t *r) {
         r->call.client_wants_usage = r->scan.include_usage;
         r->call.provider = c->provider;
         r->call.model = c->model;
-        r->call.rs_req = r->rs_req;
+        r->call.rs_req = r->rsp.req;
+        r->call.rs_prep = r->rsp.src ? &r->rsp : NULL;
         r->call.rs_previous = r->rs_prev;
         r->call.rs_id = r->id;
         r->call.rs_created = r->ts_ms / 1000;
@@ -805,6 +931,18 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     const char *path = tg_http_path(h, &plen);
     const char *m = tg_http_method(h);
     int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+    /* Everything that needs a credential is decided here, on the headers;
+     * whatever is refused is answered before a byte of its body is read,
+     * and http1 closes the connection rather than read a body that follows. */
+    int get_body = get && (tg_http_content_length(h) > 0 || tg_http_header(h, "transfer-encoding", NULL));
+    tg_admin_kind_t admin = tg_admin_kind(path, plen);
+    if (get_body && admin == TG_ADMIN_NONE) {
+        /* A body on a request that has no use for one is a smuggling attempt
+         * or a broken client: refused, and the connection closed unread. */
+        send_error(h, tg_client_for_path(path, plen), 400, "invalid_request_error", "unexpected_body",
+                   "a GET or HEAD request must not have a body");
+        return TG_HTTP_HANDLED;
+    }
     if (path_is(path, plen, "/healthz") && get) {
         serve_health(h, 0);
         return TG_HTTP_HANDLED;
@@ -817,7 +955,6 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         if (metrics_allowed(h)) serve_metrics(h, w);
         return TG_HTTP_HANDLED;
     }
-    tg_admin_kind_t admin = tg_admin_kind(path, plen);
     if (admin != TG_ADMIN_NONE) {
         if (!get) {
             const char *allow[] = {"Allow: GET"};
@@ -825,11 +962,23 @@ static int on_headers(tg_http_req_t *h, void *ud) {
                          "method not allowed on this path", allow, 1);
             return TG_HTTP_HANDLED;
         }
+        /* The token is checked on the headers: without it nothing more is
+         * read, so an unauthenticated client costs no body buffer. */
         tg_pool_t *pool = tg_pool_create(4096);
+        tg_config_t *cfg = tg_config_current();
+        int denied = tg_admin_authorise(admin, h, cfg, pool);
+        if (denied == 0 && get_body)
+            send_error(h, TG_CLIENT_OPENAI, 400, "invalid_request_error", "unexpected_body",
+                       "a GET or HEAD request must not have a body");
+        if (denied || get_body) {
+            tg_config_unref(cfg);
+            tg_pool_destroy(pool);
+            return TG_HTTP_HANDLED;
+        }
         tg_request_t *r = tg_pool_calloc(pool, sizeof(*r));
         r->pool = pool;
         r->w = w;
-        r->cfg = tg_config_current();
+        r->cfg = cfg;
         r->admin = admin;
         r->ts_ms = wall_ms();
         tg_http_set_data(h, r);
@@ -912,10 +1061,127 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     return TG_HTTP_CONTINUE;
 }
 
+/* --- the response cache (gateway/cache.c) ------------------------------- */
+
+/* The candidate of this request that made the stored answer: same provider and model, its
+ * provider in the same region and as simulated as when the answer was made. The candidates
+ * are those routing allowed this very request (require: rules, keys, circuits), so an answer
+ * made where this key may not go is never given to it. NULL when there is none. */
+static const tg_candidate_t *cache_candidate(const tg_request_t *r, const tg_cache_entry_t *e) {
+    if (e->stream != r->scan.stream) return NULL;
+    for (size_t i = 0; i < r->route.n; i++) {
+        const tg_candidate_t *c = &r->route.cands[i];
+        const char *region = c->provider->region ? c->provider->region : "";
+        if (c->provider->dialect && strcmp(c->provider->name, e->provider) == 0 &&
+            strcmp(c->model, e->model) == 0 && strcmp(region, e->region) == 0 &&
+            !c->provider->simulated == !e->simulated)
+            return c;
+    }
+    return NULL;
+}
+
+/* A hit: the stored answer with the usual headers (the provider and model that made it,
+ * attempts 0, cost 0) and x-tollgate-cache: hit; a stream is the stored events, then the
+ * cost comment and the client's end marker, as a live stream ends. */
+static void cache_answer(tg_request_t *r, const tg_cache_entry_t *e, const tg_candidate_t *c) {
+    r->cur = c;
+    r->cache_hit = 1;
+    int64_t saved = tg_money_micro(tg_config_price(r->cfg, c->provider->name, c->model), &e->usage, r->ts_ms);
+    r->cache_saved = saved >= 0 ? saved : e->cost_micro_usd; /* the price is gone: what it cost then */
+    r->status = 200;
+    const char *zero = usd_text(r->pool, 0);
+    if (!e->stream) {
+        const char *h[12];
+        size_t n = 0;
+        h[n++] = "Content-Type: application/json";
+        n += tollgate_headers(r, h + n, 12 - n, zero);
+        r->started = 1;
+        r->ttfb_us = now_us() - r->t0_us;
+        tg_metrics_ttfb(r->ttfb_us);
+        tg_http_respond(r->http, 200, h, n, e->answer, e->answer_len); /* on_finish may run inside */
+        return;
+    }
+    start_stream(r);
+    tg_http_stream_write(r->http, e->answer, e->answer_len);
+    const char *comment =
+        tg_pool_printf(r->pool, ": tollgate {\"cost_usd\":%s,\"usage\":%s,\"cache\":\"hit\"}\n\n", zero,
+                       usage_json_of(r->pool, &e->usage));
+    const char *end = tg_client_stream_done(r->client, r->pool, comment);
+    tg_http_stream_write(r->http, end, strlen(end));
+    tg_http_stream_end(r->http); /* on_finish may run inside */
+}
+
+static void on_cache(void *ud, const tg_cache_entry_t *hit) {
+    tg_request_t *r = ud;
+    r->cache_op = NULL;
+    const tg_candidate_t *c = hit ? cache_candidate(r, hit) : NULL;
+    if (c == NULL) {
+        attempt_next(r);
+        return;
+    }
+    cache_answer(r, hit, c);
+}
+
+/* When the key or the rule has `cache:`, one GET of the request's digest before any attempt
+ * (Redis away: none, and the attempts start at once); else the attempts, with no round trip. */
+static void cache_or_attempt(tg_request_t *r) {
+    static const char *const apis[] = {
+        [TG_CLIENT_OPENAI] = "chat", [TG_CLIENT_ANTHROPIC] = "messages", [TG_CLIENT_RESPONSES] = "responses"};
+    r->cache_conf = r->kind == TG_KIND_CHAT ? tg_cache_conf_for(r->key, r->route.rule) : NULL;
+    if (r->cache_conf == NULL) {
+        attempt_next(r);
+        return;
+    }
+    /* What reaches the provider besides the body: the x-sim-* lines and anthropic-beta. */
+    const char **hdrs = tg_pool_alloc(r->pool, (r->n_extra + 1) * sizeof(*hdrs));
+    size_t nh = 0, bl = 0, blen = 0;
+    for (size_t i = 0; hdrs && i < r->n_extra; i++)
+        hdrs[nh++] = r->extra[i];
+    const char *beta =
+        r->client == TG_CLIENT_ANTHROPIC ? tg_http_header(r->http, "anthropic-beta", &bl) : NULL;
+    if (hdrs && beta) hdrs[nh++] = tg_pool_printf(r->pool, "anthropic-beta: %.*s", (int)bl, beta);
+    const char *body = tg_http_body(r->http, &blen); /* the client's own bytes, whatever the API */
+    tg_cache_req_t q = {r->key->name, apis[r->client], r->scan.stream, hdrs, nh, body, blen};
+    tg_cache_digest(r->cache_conf, &q, r->cache_digest);
+    r->cap_on = r->scan.stream;
+    r->cache_op = tg_cache_lookup(r->w->ledger, r->cache_digest, r->pool, on_cache, r);
+    if (r->cache_op == NULL) attempt_next(r);
+}
+
+/* A finished answer goes to the cache from on_finish, after its last byte was queued for the
+ * client: only a whole answer (a 200, a stream that reached its end marker, a client that
+ * stayed), never an error or a cut stream; the SET's reply is never waited for. A Responses
+ * answer names a stored response: its entry never outlives that one (store_ttl_s). */
+static void cache_store(tg_request_t *r, int aborted) {
+    if (r->cache_conf == NULL || r->cache_hit || aborted || r->status != 200 || r->cur == NULL ||
+        r->attempts == 0)
+        return;
+    tg_cache_entry_t e = {
+        .provider = r->cur->provider->name,
+        .model = r->cur->model,
+        .region = r->cur->provider->region ? r->cur->provider->region : "",
+        .simulated = r->cur->provider->simulated,
+        .stream = r->scan.stream,
+        .usage = r->usage,
+        .cost_micro_usd = cost_micro(r),
+    };
+    if (r->scan.stream) {
+        if (!r->cap_on || r->cap == NULL || !r->done_seen) return;
+        e.answer = r->cap, e.answer_len = r->cap_len;
+    } else {
+        if (r->held_out == NULL) return;
+        e.answer = r->held_out, e.answer_len = r->held_len;
+    }
+    int64_t ttl = r->cache_conf->ttl_s;
+    if (r->client == TG_CLIENT_RESPONSES && r->cfg->store_ttl_s > 1 && ttl >= r->cfg->store_ttl_s)
+        ttl = r->cfg->store_ttl_s - 1;
+    tg_cache_store(r->w->ledger, r->cache_digest, &e, ttl, (size_t)r->cache_conf->max_bytes);
+}
+
 /* Over budget (402) or rate (429), in the client's dialect with retry-after; else go on. */
 static void quota_decided(tg_request_t *r, const tg_quota_result_t *q) {
     if (q->status == 0) {
-        attempt_next(r);
+        cache_or_attempt(r);
         return;
     }
     if (!q->degraded) r->quota_hold = 0; /* Redis refused it: the script held nothing */
@@ -997,18 +1263,12 @@ static void not_stored(tg_request_t *r, const char *id, int previous) {
                             previous ? "previous" : "stored", 128, id));
 }
 
-/* The request translated once to Chat Completions, scanned for routing.
- * Built-in tools pass here: a provider that runs them natively may be
- * chosen, and the others' dialects refuse them per attempt. */
-static void rs_translate(tg_request_t *r) {
+/* The Chat form of the request (r->rsp.chat) scanned like a chat request,
+ * for routing, quotas and estimates. */
+static void rs_scan_chat(tg_request_t *r) {
     char err[256];
-    tg_rs_req_opts_t o = {.native_tools = 1, .previous = r->rs_prev};
-    json_t *chat = tg_rs_req_to_chat(r->rs_req, &o, err, sizeof(err));
-    if (chat == NULL) {
-        rs_error(r, 400, "invalid_request_error", "invalid_body", err);
-        return;
-    }
-    r->body = tg_tr_dump(r->pool, chat, &r->body_len);
+    r->body = (char *)r->rsp.chat;
+    r->body_len = r->rsp.chat_len;
     if (r->body == NULL || tg_scan_request(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
         rs_error(r, 400, "invalid_request_error", "invalid_body",
                  r->body ? tg_pool_printf(r->pool, "the request has nothing to answer (%s)", err)
@@ -1016,6 +1276,24 @@ static void rs_translate(tg_request_t *r) {
         return;
     }
     body_scanned(r);
+}
+
+/* The request translated once to Chat Completions with jansson. Built-in
+ * tools pass here: a provider that runs them natively may be chosen, and
+ * the others' dialects refuse them per attempt; without them, every
+ * OpenAI-dialect attempt splices this body (rsp.reuse). */
+static void rs_translate(tg_request_t *r) {
+    char err[256];
+    tg_rs_req_opts_t o = {.native_tools = 1, .previous = r->rs_prev};
+    json_t *chat = tg_rs_req_to_chat(r->rsp.req, &o, err, sizeof(err));
+    if (chat == NULL) {
+        rs_error(r, 400, "invalid_request_error", "invalid_body", err);
+        return;
+    }
+    r->rsp.reuse = tg_rs_chat_reusable(r->rsp.req);
+    memcpy(r->rsp.note, o.note, sizeof(r->rsp.note));
+    r->rsp.chat = tg_tr_dump(r->pool, chat, &r->rsp.chat_len);
+    rs_scan_chat(r);
 }
 
 static void on_previous(void *ud, tg_respstore_result_t res, const char *response, size_t rlen,
@@ -1028,27 +1306,35 @@ static void on_previous(void *ud, tg_respstore_result_t res, const char *respons
     }
     if (res == TG_RESPSTORE_FOUND) r->rs_prev = json_loadb(items, ilen, 0, NULL);
     if (!json_is_array(r->rs_prev)) {
-        not_stored(r, json_string_value(json_object_get(r->rs_req, "previous_response_id")), 1);
+        not_stored(r, json_string_value(json_object_get(r->rsp.req, "previous_response_id")), 1);
         return;
     }
     rs_translate(r);
 }
 
 static void rs_body(tg_request_t *r) {
-    json_error_t je;
-    r->rs_req = json_loadb(r->body, r->body_len, 0, &je);
-    if (!json_is_object(r->rs_req)) {
-        rs_error(r, 400, "invalid_request_error", "invalid_body",
-                 r->rs_req ? "request body must be a JSON object"
-                           : tg_pool_printf(r->pool, "request body is not JSON: %s", je.text));
+    /* The common shapes are translated from the text, with no DOM. */
+    if (tg_rs_fast_req(r->pool, r->body, r->body_len, &r->rsp) == 0) {
+        rs_scan_chat(r);
         return;
     }
-    const char *model = json_string_value(json_object_get(r->rs_req, "model"));
+    json_error_t je;
+    r->rsp.src = r->body;
+    r->rsp.src_len = r->body_len;
+    r->rsp.req = json_loadb(r->body, r->body_len, 0, &je);
+    if (!json_is_object(r->rsp.req)) {
+        rs_error(r, 400, "invalid_request_error", "invalid_body",
+                 r->rsp.req ? "request body must be a JSON object"
+                            : tg_pool_printf(r->pool, "request body is not JSON: %s", je.text));
+        return;
+    }
+    r->rsp.store = !json_is_false(json_object_get(r->rsp.req, "store"));
+    const char *model = json_string_value(json_object_get(r->rsp.req, "model"));
     if (model == NULL || *model == '\0') {
         rs_error(r, 400, "invalid_request_error", "missing_model", "'model' is required");
         return;
     }
-    const json_t *prev = json_object_get(r->rs_req, "previous_response_id");
+    const json_t *prev = json_object_get(r->rsp.req, "previous_response_id");
     if (prev == NULL || json_is_null(prev)) {
         rs_translate(r);
         return;
@@ -1147,6 +1433,18 @@ static void on_drain(tg_http_req_t *h, void *ud) {
 
 /* --- finish: the one place a request is recorded and freed -------------- */
 
+/* s escaped for a JSON string (core/json.h): s itself when nothing needs
+ * it, as for every name the operator wrote; a model name a pattern alias
+ * let through comes from the client. */
+static const char *jstr(tg_pool_t *pool, const char *s) {
+    size_t n = strlen(s), need = tg_json_escaped_len(s, n);
+    if (need == n) return s;
+    char *o = tg_pool_alloc(pool, need + 1);
+    if (o == NULL) return "";
+    o[tg_json_escape_to(o, need, s, n)] = '\0';
+    return o;
+}
+
 static void access_log(tg_request_t *r, int aborted, int64_t dur_us) {
     const tg_usage_t *u = &r->usage;
     /* tg_pool_printf formats these conversions itself: no vsnprintf per request. */
@@ -1157,10 +1455,12 @@ static void access_log(tg_request_t *r, int aborted, int64_t dur_us) {
         ",\"cached_input_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
         ",\"estimated\":%s,\"simulated\":%s,\"cost_usd\":%s,\"ms\":%" PRId64 ",\"ttfb_ms\":%" PRId64
         ",\"client_closed\":%s}",
-        r->ts_ms, r->id, r->key ? r->key->name : "", r->route.route ? r->route.route : "",
-        r->cur ? r->cur->provider->name : "", r->cur ? r->cur->model : "", r->status, r->attempts,
-        r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens, u->output_tokens,
-        u->estimated ? "true" : "false", r->cur && r->cur->provider->simulated ? "true" : "false",
+        r->ts_ms, r->id, jstr(r->pool, r->key ? r->key->name : ""),
+        jstr(r->pool, r->route.route ? r->route.route : ""),
+        jstr(r->pool, r->cur ? r->cur->provider->name : ""), jstr(r->pool, r->cur ? r->cur->model : ""),
+        r->status, r->attempts, r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens,
+        u->output_tokens, u->estimated ? "true" : "false",
+        r->cur && r->cur->provider->simulated ? "true" : "false",
         usd_text(r->pool, r->cur ? cost_micro(r) : 0), dur_us / 1000, r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000,
         aborted ? "true" : "false");
     if (line) tg_log_access(line, strlen(line));
@@ -1174,7 +1474,9 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     r->quota = NULL;
     tg_respstore_cancel(r->rs_op); /* a client that left during a store read or write */
     r->rs_op = NULL;
-    json_decref(r->rs_req);
+    tg_cache_cancel(r->cache_op); /* a client that left during the cache lookup */
+    r->cache_op = NULL;
+    json_decref(r->rsp.req);
     json_decref(r->rs_prev);
     if (r->admin) {
         tg_admin_cancel(r->admin_state);
@@ -1189,12 +1491,14 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     health_end(r, TG_OUTCOME_ABORT);
     if (aborted && r->status == 0) r->status = 499;
     int64_t dur = now_us() - r->t0_us;
-    if (r->cur && r->attempts > 0) {
+    if (r->cur && (r->attempts > 0 || r->cache_hit)) {
         usage_finalise(r);
         record_usage(r, r->id, r->status, 0, dur); /* its record settles the quota hold */
     } else if (r->quota_hold) {
         tg_quota_release(r->w->ledger, r->key, r->id); /* refused, cancelled or never sent */
     }
+    cache_store(r, aborted);
+    free(r->cap);
     tg_metrics_request(r->status ? r->status : 200, dur);
     access_log(r, aborted, dur);
     if (r->sse_live) tg_sse_free(&r->sse);

@@ -4,7 +4,9 @@
  * handle and Redis ledger connection; nothing is shared between workers but
  * the config snapshot (reference-counted), metrics (atomics) and the
  * providers' health table (atomics, policy/health.h: one per process, so a
- * circuit, retry-after or latency one worker learns holds for all). The main
+ * circuit, retry-after or latency one worker learns holds for all; worker 0
+ * also shares open circuits and retry-afters with the other instances on
+ * the same Redis, gateway/healthsync.h). The main
  * thread polls a signalfd and an inotify descriptor: SIGHUP, or a change to
  * the config file or any file it includes (100 ms after the last event, and
  * only when their bytes changed), reloads the config — validated first; an
@@ -41,6 +43,7 @@
 
 #include "core/clock.h"
 #include "core/config.h"
+#include "gateway/healthsync.h"
 #include "gateway/http1.h"
 #include "gateway/ledger.h"
 #include "gateway/redis.h"
@@ -62,6 +65,7 @@ typedef struct {
     pthread_t thread;
     int *fds; /* one per bound listener (g_bound), -1 once closed */
     struct event *flush_ev, *stop_ev, *drain_ev, *params_ev;
+    tg_healthsync_t *sync; /* worker 0 only: health across instances, on its ledger's quota link */
     int64_t drain_deadline_ms;
 } slot_t;
 
@@ -100,6 +104,12 @@ static char *server_metrics(void) {
         }
     }
     char *h = tg_health_render(hs, n);
+    char *sync = tg_healthsync_render(g_nslots > 0 ? g_slots[0].sync : NULL), *both = NULL;
+    if (h && sync && asprintf(&both, "%s%s", h, sync) >= 0) {
+        free(h);
+        h = both;
+    }
+    free(sync);
     char *out = NULL;
     if (asprintf(&out,
                  "%s# HELP tollgate_ledger_backlog Usage records not yet acknowledged by Redis.\n"
@@ -260,6 +270,9 @@ static int worker_init(slot_t *s, int i, tg_config_t *c) {
     }
     tg_http_server_set_error_body(s->w.http, tg_request_error_body);
     apply_health_params(s->w.health, c);
+    /* One sync per process is enough: the health table is the process's. */
+    if (i == 0 && c->redis_url && (s->sync = tg_healthsync_new(s->w.base, s->w.ledger, s->w.health)) == NULL)
+        return -1;
     s->params_ev = event_new(s->w.base, -1, 0, on_params, s);
     s->flush_ev = event_new(s->w.base, -1, EV_PERSIST, on_flush, s);
     struct timeval tv = {0, 100000};
@@ -271,6 +284,7 @@ static int worker_init(slot_t *s, int i, tg_config_t *c) {
 
 static void worker_free(slot_t *s) {
     if (s->w.http) tg_http_server_free(s->w.http);
+    tg_healthsync_free(s->sync);
     if (s->w.ledger) {
         /* Give the ledger a moment to hand its backlog to Redis; what is
          * left goes to the journal in tg_ledger_free. */

@@ -13,6 +13,7 @@
 #include "gateway/upstream.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,8 @@ struct tg_upstream_s {
     /* libcurl's built-in trust store, restored on a handle that served a
      * provider with its own ca_file (either may be NULL). */
     char *def_cainfo, *def_capath;
+    int h2c;               /* libcurl can reuse an h2c (prior knowledge) connection: 8.0 and later */
+    int h2c_warned;        /* said once that an http:// provider's http2 stays HTTP/1.1 */
     unsigned long resends; /* calls sent again on a new connection (see resend) */
     /* Per HTTP/1.1 origin ("scheme://host:port"): how many of its connections may be
      * idle in curl's cache — an upper bound (every completed transfer adds
@@ -295,11 +298,52 @@ static void peer_name(tg_upcall_t *u, char *out, size_t n) {
     if (h) curl_url_cleanup(h);
 }
 
+/* curl's own words, for the server's log only: they may name the address. */
 static const char *curl_reason(tg_upcall_t *u, CURLcode rc, char *buf, size_t n) {
     long os_errno = 0;
     curl_easy_getinfo(u->easy, CURLINFO_OS_ERRNO, &os_errno);
     if (rc == CURLE_COULDNT_CONNECT && os_errno) return strerror_r((int)os_errno, buf, n);
     return u->errbuf[0] ? u->errbuf : curl_easy_strerror(rc);
+}
+
+/* The class of a failure, for the caller (and so the client): never the
+ * provider's address, which stays in the server's log. */
+static const char *failure_class(tg_upcall_t *u, CURLcode rc) {
+    long os_errno = 0;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return "could not resolve host";
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return "could not resolve proxy";
+    case CURLE_COULDNT_CONNECT:
+        curl_easy_getinfo(u->easy, CURLINFO_OS_ERRNO, &os_errno);
+        return os_errno == ECONNREFUSED                              ? "connection refused"
+               : os_errno == ETIMEDOUT                               ? "connect timed out"
+               : os_errno == ENETUNREACH || os_errno == EHOSTUNREACH ? "host unreachable"
+                                                                     : "could not connect";
+    case CURLE_SSL_CONNECT_ERROR:
+        return "TLS handshake failed";
+    case CURLE_PEER_FAILED_VERIFICATION:
+        return "TLS certificate verification failed";
+    case CURLE_SSL_CACERT_BADFILE:
+        return "TLS CA file could not be read";
+    case CURLE_OPERATION_TIMEDOUT:
+        return u->got_byte ? "timed out" : "connect timed out";
+    case CURLE_SEND_ERROR:
+        return "connection reset while sending";
+    case CURLE_RECV_ERROR:
+        return "connection reset";
+    case CURLE_PARTIAL_FILE:
+        return "answer cut short";
+    case CURLE_GOT_NOTHING:
+        return "empty reply";
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return "HTTP/2 stream error";
+    default:
+        /* curl's fixed text for the code: it names no address. */
+        return curl_easy_strerror(rc);
+    }
 }
 
 static tg_up_result_t classify(tg_upcall_t *u, CURLcode rc) {
@@ -387,14 +431,13 @@ static void complete(tg_upcall_t *u, CURLcode rc) {
     }
     if (may_resend(u, rc) && resend(u, rc) == 0) return;
     tg_up_result_t res = classify(u, rc);
-    const char *reason = curl_reason(u, rc, why, sizeof why);
+    const char *cls = failure_class(u, rc);
     peer_name(u, peer, sizeof peer);
-    if (res == TG_UP_ECONNECT)
-        snprintf(err, sizeof err, "connect to %s: %s", peer, reason);
-    else if (res == TG_UP_ERESET)
-        snprintf(err, sizeof err, "response from %s cut: %s", peer, reason);
+    tg_info("upstream %s: %s (%s)", peer, cls, curl_reason(u, rc, why, sizeof why));
+    if (res == TG_UP_ERESET)
+        snprintf(err, sizeof err, "answer cut: %s", cls);
     else
-        snprintf(err, sizeof err, "%s: %s", peer, reason);
+        snprintf(err, sizeof err, "%s", cls);
     finish(u, res, err);
 }
 
@@ -416,28 +459,31 @@ static void drain_done(tg_upstream_t *up) {
 
 static void on_phase_timer(evutil_socket_t fd, short kind, void *arg) {
     tg_upcall_t *u = arg;
-    char peer[300], err[400];
+    char peer[300], err[160];
     peer_name(u, peer, sizeof peer);
     if (!u->sent) {
         /* Normally curl's connect timeout fires first; this covers waits curl
          * does not count as connecting (e.g. for a multiplexed connection). */
-        snprintf(err, sizeof err, "connect to %s: no connection within %u ms", peer,
-                 u->connect_ms + u->first_byte_ms);
+        snprintf(err, sizeof err, "no connection within %u ms", u->connect_ms + u->first_byte_ms);
+        tg_info("upstream %s: %s", peer, err);
         finish(u, TG_UP_ECONNECT, err);
     } else if (!u->got_byte) {
-        snprintf(err, sizeof err, "no response from %s within %u ms", peer, u->first_byte_ms);
+        snprintf(err, sizeof err, "no response within %u ms", u->first_byte_ms);
+        tg_info("upstream %s: %s", peer, err);
         finish(u, TG_UP_EFIRSTBYTE, err);
     } else {
-        snprintf(err, sizeof err, "no data from %s for %u ms", peer, u->idle_ms);
+        snprintf(err, sizeof err, "no data for %u ms", u->idle_ms);
+        tg_info("upstream %s: %s", peer, err);
         finish(u, TG_UP_EIDLE, err);
     }
 }
 
 static void on_total_timer(evutil_socket_t fd, short kind, void *arg) {
     tg_upcall_t *u = arg;
-    char peer[300], err[400];
+    char peer[300], err[160];
     peer_name(u, peer, sizeof peer);
-    snprintf(err, sizeof err, "response from %s not complete within %u ms", peer, u->total_ms);
+    snprintf(err, sizeof err, "not complete within %u ms", u->total_ms);
+    tg_info("upstream %s: %s", peer, err);
     finish(u, TG_UP_ETOTAL, err);
 }
 
@@ -682,7 +728,13 @@ static void set_trust(tg_upcall_t *u, const char *ca_file) {
 
 static void setup_call(tg_upcall_t *u, const tg_upcall_req_t *req, int https) {
     CURL *e = u->easy;
-    int h2 = https && req->http2;
+    int h2 = req->http2 && (https || u->up->h2c);
+    if (req->http2 && !h2 && !u->up->h2c_warned) {
+        u->up->h2c_warned = 1;
+        tg_warn("upstream %s: http2 on an http:// provider needs libcurl 8.0 or later (this is %s): HTTP/1.1 "
+                "it is",
+                req->url, curl_version_info(CURLVERSION_NOW)->version);
+    }
     const tg_upcall_timeouts_t *t = &req->timeouts;
     u->connect_ms = t->connect_ms ? t->connect_ms : 3000;
     u->first_byte_ms = t->first_byte_ms ? t->first_byte_ms : 60000;
@@ -699,9 +751,13 @@ static void setup_call(tg_upcall_t *u, const tg_upcall_req_t *req, int https) {
      * the HTTP/2 framing layer"), and here its HTTP/2 costs more CPU per call
      * than HTTP/1.1 (docs/operations.md, "Upstream HTTP/2"). With HTTP/2,
      * PIPEWAIT makes a second call wait for the first connection instead of
-     * opening another. */
+     * opening another. On an http:// URL HTTP/2 is spoken in clear from the
+     * first byte (h2c with prior knowledge: no Upgrade round trip), which
+     * lets thousands of streams share a few sockets to a local provider. */
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-                     h2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+                     !h2     ? (long)CURL_HTTP_VERSION_1_1
+                     : https ? (long)CURL_HTTP_VERSION_2TLS
+                             : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, h2 ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, fresh_connect(u, req->url, h2));
     set_trust(u, req->ca_file);
@@ -826,6 +882,12 @@ tg_upstream_t *tg_upstream_new(struct event_base *base) {
         up->def_capath = capath ? strdup(capath) : NULL;
         curl_easy_cleanup(probe);
     }
+    /* libcurl 7.88 (Debian 12) fails every call it puts on a reused h2c
+     * prior-knowledge connection ("Error in the HTTP2 framing layer"; curl
+     * issue 10634, fixed in 8.0): each would fail once and be sent again on a
+     * new connection, so there `http2: true` on an http:// provider keeps
+     * HTTP/1.1. */
+    up->h2c = curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
     up->no_proxy_env = 1;
     for (size_t i = 0; i < sizeof proxy_vars / sizeof proxy_vars[0]; i++)
         if (getenv(proxy_vars[i])) up->no_proxy_env = 0;

@@ -40,9 +40,11 @@ typedef struct {
      * (call tg_upcall_resume later; the same bytes are NOT redelivered:
      * they were consumed), -1 to abort. */
     int (*on_data)(tg_upcall_t *u, const char *p, size_t n, void *ud);
-    /* Finished. `err` is a short human text ("connect to 127.0.0.1:9:
-     * Connection refused") naming host:port only, never the URL's query or
-     * request headers; "" on TG_UP_OK. Valid during the call only. */
+    /* Finished. `err` is the class of the failure in a few words
+     * ("connection refused", "could not resolve host", "TLS handshake
+     * failed", "no response within 200 ms"): never the provider's address,
+     * URL or headers, which go to the server's log only (info). "" on
+     * TG_UP_OK. Valid during the call only. */
     void (*on_done)(tg_upcall_t *u, tg_up_result_t res, const char *err, void *ud);
 } tg_upcall_cb_t;
 

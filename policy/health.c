@@ -299,6 +299,7 @@ static void drop_lease(tg_health_entry_t *e) {
 int tg_health_allow(tg_health_entry_t *e, int64_t now_ms) {
     if (e == NULL) return 1;
     if (now_ms < atomic_load_explicit(&e->blocked_until_ms, memory_order_acquire)) return 0;
+    if (now_ms < atomic_load_explicit(&e->remote_until_ms, memory_order_acquire)) return 0;
     uint64_t c = c_load(e);
     switch (C_STATE(c)) {
     case TG_CIRCUIT_CLOSED:
@@ -445,6 +446,42 @@ void tg_health_retry_after(tg_health_entry_t *e, int64_t until_ms) {
            !atomic_compare_exchange_weak_explicit(&e->blocked_until_ms, &cur, until_ms, memory_order_release,
                                                   memory_order_relaxed)) {
     }
+}
+
+/* --- across instances ------------------------------------------------------ */
+
+int tg_health_export(const tg_health_entry_t *e, int64_t now_ms, tg_health_mark_t *m) {
+    uint64_t c = c_load(e);
+    int64_t retry = atomic_load_explicit(&e->blocked_until_ms, memory_order_acquire);
+    m->open_until_ms = C_STATE(c) == TG_CIRCUIT_OPEN && C_TIME(c) > now_ms ? C_TIME(c) : 0;
+    m->retry_until_ms = retry > now_ms ? retry : 0;
+    return m->open_until_ms != 0 || m->retry_until_ms != 0;
+}
+
+void tg_health_import(tg_health_entry_t *e, const tg_health_mark_t *m) {
+    if (e == NULL) return;
+    int64_t until = m->open_until_ms > m->retry_until_ms ? m->open_until_ms : m->retry_until_ms;
+    int64_t cur = atomic_load_explicit(&e->remote_until_ms, memory_order_relaxed);
+    while (until > cur && !atomic_compare_exchange_weak_explicit(
+                              &e->remote_until_ms, &cur, until, memory_order_release, memory_order_relaxed)) {
+    }
+}
+
+int64_t tg_health_blocked_until(const tg_health_entry_t *e, int64_t now_ms) {
+    tg_health_mark_t m;
+    tg_health_export(e, now_ms, &m);
+    int64_t r = atomic_load_explicit(&e->remote_until_ms, memory_order_acquire), u = m.open_until_ms;
+    if (m.retry_until_ms > u) u = m.retry_until_ms;
+    if (r > u) u = r;
+    return u > now_ms ? u : 0;
+}
+
+size_t tg_health_count(const tg_health_t *h) {
+    return atomic_load_explicit(&h->t->n, memory_order_acquire);
+}
+
+tg_health_entry_t *tg_health_entry(tg_health_t *h, size_t i) {
+    return i < tg_health_count(h) ? &h->t->chunks[i / CHUNK][i % CHUNK] : NULL;
 }
 
 /* --- weighted round robin state -------------------------------------------- */

@@ -50,6 +50,7 @@ typedef struct tg_health_entry_s {
     _Atomic unsigned fails;           /* consecutive failures */
     _Atomic int64_t open_until_ms;    /* the last open period's end, for messages */
     _Atomic int64_t blocked_until_ms; /* honouring a provider's retry-after */
+    _Atomic int64_t remote_until_ms;  /* another instance's open circuit or retry-after (tg_health_import) */
     _Atomic int inflight;
     _Atomic uint64_t circuit; /* see policy/health.c */
     _Atomic uint64_t lease;   /* which thread may probe, until when */
@@ -105,6 +106,33 @@ void tg_health_end(tg_health_entry_t *e, tg_outcome_t o, int64_t ttft_ms, int64_
                    int64_t now_ms);
 /* The provider asked for no traffic before until_ms (retry-after). */
 void tg_health_retry_after(tg_health_entry_t *e, int64_t until_ms);
+
+/* Health across instances (gateway/healthsync.c carries it through Redis). What an instance
+ * learned itself about a provider/model and others should obey: until when its circuit is
+ * open (0: not open, or half-open: the probe is this instance's own business) and until when
+ * the provider asked for no traffic (0: it did not). Times on the caller's clock. */
+typedef struct {
+    int64_t open_until_ms, retry_until_ms;
+} tg_health_mark_t;
+/* Fills *m with e's own state at now_ms; 1 when there is something to tell (a deadline after
+ * now_ms), else 0. Only what this process learned: a mark imported from another instance is
+ * never exported again, so two instances cannot keep each other's state alive by echoing it. */
+int tg_health_export(const tg_health_entry_t *e, int64_t now_ms, tg_health_mark_t *m);
+/* The merge rule for a mark from another instance: the entry is kept out of requests until the
+ * later of the mark's two deadlines, unless a later remote deadline is already there (remote
+ * deadlines only move forward, so marks arriving in any order give the same result). The
+ * local circuit, failure count and retry-after are left alone: a local success closes the
+ * local circuit but does not lift a remote block, and a remote block ends at its deadline,
+ * never earlier. tg_health_allow answers 0 until then. */
+void tg_health_import(tg_health_entry_t *e, const tg_health_mark_t *m);
+/* The later of the entry's local and remote deadlines that keep it out of requests (open
+ * circuit, retry-after, remote mark); 0 when none is after now_ms. */
+int64_t tg_health_blocked_until(const tg_health_entry_t *e, int64_t now_ms);
+
+/* The entries of h's table, for walking it: their number now, and entry i < that number
+ * (entries only ever get added, at the end). */
+size_t tg_health_count(const tg_health_t *h);
+tg_health_entry_t *tg_health_entry(tg_health_t *h, size_t i);
 tg_circuit_t tg_health_state(const tg_health_entry_t *e);
 /* Attempts begun and not yet ended, by every worker; 0 for NULL. */
 int tg_health_inflight(const tg_health_entry_t *e);

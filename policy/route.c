@@ -294,6 +294,10 @@ static const char *drop_text(env_t *e, const cand_t *x) {
         if (he && e->now_ms < he->blocked_until_ms)
             return tg_pool_printf(p, "provider asked to wait (retry-after) %" PRId64 " ms more",
                                   he->blocked_until_ms - e->now_ms);
+        if (he && e->now_ms < he->remote_until_ms)
+            return tg_pool_printf(
+                p, "another instance saw its circuit open or a retry-after: %" PRId64 " ms more",
+                he->remote_until_ms - e->now_ms);
         if (he && tg_health_state(he) == TG_CIRCUIT_HALF_OPEN)
             return "circuit half-open, its probe is in flight";
         return tg_pool_printf(p, "circuit open after %u consecutive failures, probe in %" PRId64 " ms",

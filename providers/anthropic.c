@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "providers/provider.h"
 #include "providers/responses.h"
+#include "providers/responses_fast.h"
 #include "providers/translate.h"
 
 #define ANTHROPIC_VERSION "2023-06-01"
@@ -58,16 +59,21 @@ static char *translated_body(tg_call_t *c, size_t *len, char *err, size_t errlen
     return tg_tr_dump(c->pool, out, len);
 }
 
+/* The client's request parsed, on first use when the fast path left it as text. */
+static const json_t *rs_req(const tg_call_t *c) {
+    return c->rs_req ? c->rs_req : c->rs_prep ? tg_rs_prep_req(c->rs_prep) : NULL;
+}
+
 static tg_rs_resp_opts_t rs_opts(const tg_call_t *c) {
     return (tg_rs_resp_opts_t){
-        .id = c->rs_id, .created_at = c->rs_created, .model = c->model, .req = c->rs_req};
+        .id = c->rs_id, .created_at = c->rs_created, .model = c->model, .req = rs_req(c)};
 }
 
 /* A Responses client's request as a Claude message. */
 static char *responses_body(tg_call_t *c, size_t *len, char *err, size_t errlen) {
     tg_rs_req_opts_t o = {
         .model = c->model, .default_max_tokens = default_max_tokens(c), .previous = c->rs_previous};
-    json_t *out = tg_rs_req_to_anthropic(c->rs_req, &o, err, errlen);
+    json_t *out = tg_rs_req_to_anthropic(rs_req(c), &o, err, errlen);
     if (out == NULL) return NULL;
     if (o.note[0])
         tg_info("%s/%s: request translated from Responses: %s", c->provider->name, c->model, o.note);

@@ -35,6 +35,7 @@
 #include "core/log.h"
 #include "providers/provider.h"
 #include "providers/responses.h"
+#include "providers/responses_fast.h"
 #include "providers/translate.h"
 
 int tg_status_retryable(int status) {
@@ -103,9 +104,14 @@ static int responses_native(const tg_call_t *c) {
     return c->client == TG_CLIENT_RESPONSES && c->provider->responses_native;
 }
 
+/* The client's request parsed, on first use when the fast path left it as text. */
+static const json_t *rs_req(const tg_call_t *c) {
+    return c->rs_req ? c->rs_req : c->rs_prep ? tg_rs_prep_req(c->rs_prep) : NULL;
+}
+
 static tg_rs_resp_opts_t rs_opts(const tg_call_t *c) {
     return (tg_rs_resp_opts_t){
-        .id = c->rs_id, .created_at = c->rs_created, .model = c->model, .req = c->rs_req};
+        .id = c->rs_id, .created_at = c->rs_created, .model = c->model, .req = rs_req(c)};
 }
 
 /* OpenAI's own API wants max_completion_tokens (its reasoning models refuse
@@ -114,31 +120,50 @@ static int openai_own(const tg_provider_t *p) {
     return p->base_url && strstr(p->base_url, "://api.openai.com") != NULL;
 }
 
+/* The Chat body of an attempt. The request was translated once for routing
+ * (c->body, with built-in tools let through); when that translation serves
+ * this provider too (no built-in tool to refuse), only the model and the
+ * name of the token limit differ, and they are spliced. */
 static char *responses_chat_body(tg_call_t *c, size_t *len, char *err, size_t errlen) {
+    const tg_rs_prep_t *p = c->rs_prep;
+    char *body;
     tg_rs_req_opts_t o = {
         .model = c->model, .max_completion_tokens = openai_own(c->provider), .previous = c->rs_previous};
-    json_t *out = tg_rs_req_to_chat(c->rs_req, &o, err, errlen);
-    if (out == NULL) return NULL;
+    body = p && p->reuse && p->chat == c->body ? tg_rs_chat_splice(c->pool, c->body, c->body_len, c->scan,
+                                                                   c->model, o.max_completion_tokens, len)
+                                               : NULL;
+    if (body) {
+        memcpy(o.note, p->note, sizeof(o.note));
+    } else { /* another shape, or a model name the splice does not take: translate again */
+        json_t *out = tg_rs_req_to_chat(rs_req(c), &o, err, errlen);
+        if (out == NULL) return NULL;
+        body = tg_tr_dump(c->pool, out, len);
+        if (body == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+    }
     if (o.note[0])
         tg_info("%s/%s: request translated from Responses: %s", c->provider->name, c->model, o.note);
     if (c->scan->stream) {
         tg_rs_resp_opts_t ro = rs_opts(c);
         c->state = tg_rs_stream_new(c->pool, 0, &ro);
     }
-    return tg_tr_dump(c->pool, out, len);
+    return body;
 }
 
 /* The client's request for a native vendor: its model, and the stored
  * conversation in place of previous_response_id (the vendor never saw it). */
 static char *responses_native_body(tg_call_t *c, size_t *len, char *err, size_t errlen) {
-    json_t *req = json_copy((json_t *)c->rs_req);
+    const json_t *orig = rs_req(c);
+    json_t *req = orig ? json_copy((json_t *)orig) : NULL;
     if (req == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     json_object_set_new(req, "model", json_string(c->model));
     if (c->rs_previous) {
-        json_t *items = tg_rs_input_items(c->rs_req, c->rs_previous);
+        json_t *items = tg_rs_input_items(orig, c->rs_previous);
         if (items == NULL) {
             json_decref(req);
             snprintf(err, errlen, "'input' must be a string or an array of items");
@@ -192,9 +217,18 @@ static int native_answer(tg_call_t *c, const char *body, size_t len, tg_usage_t 
     return *out ? 0 : -1;
 }
 
-/* A chat completion as a Response; usage as usage_from_scan read it. */
+/* A chat completion as a Response; usage as usage_from_scan read it. A
+ * plain text answer to a request of the common shapes is formatted from
+ * the answer's text (responses_fast.c), anything else built with jansson. */
 static int responses_answer(tg_call_t *c, const char *body, size_t len, const tg_usage_t *u, const char **out,
                             size_t *out_len) {
+    if (c->rs_prep && c->rs_prep->fast &&
+        tg_rs_fast_answer(c->pool, c->rs_prep, body, len, c->rs_id, c->rs_created, c->model, u, out,
+                          out_len) == 0) {
+        c->rs_response = *out;
+        c->rs_response_len = *out_len;
+        return 0;
+    }
     json_t *resp = json_loadb(body, len, 0, NULL);
     tg_rs_resp_opts_t ro = rs_opts(c);
     tg_usage_t scratch = {0};
@@ -406,6 +440,14 @@ static int openai_stream_event(tg_call_t *c, const char *event, const char *data
         return rc == TG_TR_DONE ? TG_STREAM_DONE : rc == TG_TR_ERROR ? TG_STREAM_ERROR : TG_STREAM_MORE;
     }
     if (len == 6 && memcmp(data, "[DONE]", 6) == 0) return TG_STREAM_DONE;
+    /* Most chunks carry a few bytes of text and no usage: a skim with no
+     * tokens tells so and counts the text; the rest get the full scan. */
+    size_t text;
+    if (tg_scan_chunk_plain(data, len, &text)) {
+        c->content_bytes += text;
+        out->emit(out->ud, NULL, data, len);
+        return TG_STREAM_MORE;
+    }
     tg_scan_resp_t s;
     if (tg_scan_response(data, len, c->pool, &s) != 0) {
         snprintf(err, errlen, "%s sent a stream event that is not JSON", c->provider->name);

@@ -21,6 +21,7 @@
 #include "providers/client.h"
 
 struct json_t;
+struct tg_rs_prep_s;
 
 /* One attempt against one provider. Built by the request, read by the
  * dialect; every pointer is owned by the request's pool or snapshot. */
@@ -43,7 +44,9 @@ typedef struct {
     /* A Responses API client (TG_CLIENT_RESPONSES) only. body/scan above are
      * then the request translated to Chat Completions once, for routing;
      * the dialect builds its upstream body from rs_req instead. */
-    const struct json_t *rs_req;      /* the client's request, parsed */
+    const struct json_t *rs_req;      /* the client's request, parsed; NULL when not parsed yet: then
+                                         tg_rs_prep_req(rs_prep) parses it (providers/responses_fast.h) */
+    struct tg_rs_prep_s *rs_prep;     /* the request as translated once for routing (body above) */
     const struct json_t *rs_previous; /* items of the previous_response_id response, or NULL */
     const char *rs_id;                /* the Response is "resp_<rs_id>" */
     int64_t rs_created;               /* its created_at, unix seconds */

@@ -90,7 +90,7 @@ void sim_send_whole(sim_req_t *q, int status, int64_t retry_after) {
     char ra[48];
     const char *h[2] = {"Content-Type: application/json", ra};
     snprintf(ra, sizeof(ra), "Retry-After: %" PRId64, retry_after);
-    tg_http_respond(q->r, status, h, retry_after >= 0 ? 2 : 1, q->buf.p ? q->buf.p : "", q->buf.len);
+    q->io->respond(q->r, status, h, retry_after >= 0 ? 2 : 1, q->buf.p ? q->buf.p : "", q->buf.len);
 }
 
 void sim_send_error(sim_req_t *q, const sim_err_t *e) {
@@ -137,7 +137,7 @@ static int gen_next(const sim_plan_t *p, sim_gen_t *g, sim_buf_t *b, int *tok, i
  * the drain callback). Rendering keeps everything in rbuf instead. */
 static int flush(sim_req_t *q) {
     if (q->ans || q->rbuf.len == 0) return 0;
-    int rc = tg_http_stream_write(q->r, q->rbuf.p, q->rbuf.len);
+    int rc = q->io->stream_write(q->r, q->rbuf.p, q->rbuf.len);
     sim_buf_reset(&q->rbuf);
     return rc;
 }
@@ -147,7 +147,7 @@ static void finish_stream(sim_req_t *q) {
     q->phase = LV_IDLE;
     if (q->r) {
         flush(q);
-        tg_http_stream_end(q->r);
+        q->io->stream_end(q->r);
     }
 }
 
@@ -174,7 +174,7 @@ static int pump_step(sim_req_t *q) {
     sim_put(&q->rbuf, q->buf.p, q->buf.len);
     if (q->buf.oom || q->rbuf.oom) {
         q->state = ST_ERROR;
-        if (q->r) tg_http_abort(q->r);
+        if (q->r) q->io->abort(q->r);
         return 0;
     }
     q->chunks++;
@@ -202,14 +202,14 @@ void sim_pump(sim_req_t *q) {
 }
 
 static void reset_step(sim_req_t *q) {
-    if (tg_http_pending(q->r) > 0) {
+    if (q->io->pending(q->r) > 0) {
         timer_in(q, 2000);
     } else if (!q->reset_grace) {
         q->reset_grace = 1;
         timer_in(q, 20000); /* the kernel's send buffer too, before the RST */
     } else {
         q->state = ST_RESET;
-        tg_http_abort(q->r);
+        q->io->abort(q->r);
     }
 }
 
@@ -238,7 +238,7 @@ static void go(sim_req_t *q) {
         }
         if (q->r && p->reset_after >= 0) {
             q->state = ST_RESET;
-            tg_http_abort(q->r);
+            q->io->abort(q->r);
             return;
         }
         sim_buf_reset(&q->buf);
@@ -260,7 +260,7 @@ static void go(sim_req_t *q) {
         q->ans->content_type = CT_SSE;
     } else {
         const char *h[2] = {"Content-Type: text/event-stream; charset=utf-8", "Cache-Control: no-cache"};
-        tg_http_stream_start(q->r, 200, h, 2);
+        q->io->stream_start(q->r, 200, h, 2);
     }
     sim_pump(q);
 }

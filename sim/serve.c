@@ -69,6 +69,26 @@ static void sim_shutdown(tg_sim_t *s) {
     /* Aborts open requests: their on_finish runs here and releases them. */
     if (s->server) tg_http_server_free(s->server);
     s->server = NULL;
+    sim_h2_free(s);
+}
+
+/* The h2c listener (sim/h2.c) on a port of its own: HTTP/2 with prior
+ * knowledge, for gateways with `http2: true` on an http:// provider. */
+static int sim_listen_h2c(tg_sim_t *s, struct event_base *base, const char *host, int port, int *bound,
+                          char *err, size_t errlen) {
+    int fd = port_free(host, port) ? tg_http_listen(host, port, 4096) : -1;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (fd < 0 || sim_h2_listen(s, base, fd) != 0) {
+        snprintf(err, errlen, "simulator cannot listen for h2c on %s:%d: %s", host, port, strerror(errno));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    *bound = port;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+        *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                : ((struct sockaddr_in *)&ss)->sin_port);
+    return 0;
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
@@ -78,9 +98,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 static void usage(FILE *f) {
     fprintf(
         f,
-        "usage: tollgate simulate [--host H] [--port N] [--ttft-ms N] [--tps N] "
+        "usage: tollgate simulate [--host H] [--port N] [--h2c-port N] [--ttft-ms N] [--tps N] "
         "[--fault PROVIDER:STATUS[:PERCENT]]...\n"
         "  defaults: --host 127.0.0.1 --port %d --ttft-ms 0 --tps 0 (0 = as fast as possible)\n"
+        "  --h2c-port: also serve HTTP/2 in clear text (prior knowledge) on that port\n"
         "  routes: POST /{provider}/v1/chat/completions, /v1/responses, /v1/embeddings, /v1/messages,\n"
         "  /v1/messages/count_tokens; GET /{provider}/v1/models\n"
         "  per-request headers: x-sim-output-tokens, x-sim-cached-tokens, x-sim-reasoning-tokens,\n"
@@ -113,7 +134,7 @@ static int num_arg(const char *v, long lo, long hi, long *out) {
 }
 
 /* 0 parsed, 1 help shown, 2 usage error. */
-static int parse_args(tg_sim_t *s, int argc, char **argv, const char **host, long *port) {
+static int parse_args(tg_sim_t *s, int argc, char **argv, const char **host, long *port, long *h2c_port) {
     long ttft = 0, tps = 0;
     char err[256];
     for (int i = 1; i < argc; i++) {
@@ -126,6 +147,8 @@ static int parse_args(tg_sim_t *s, int argc, char **argv, const char **host, lon
             if (r > 0) *host = v;
         } else if ((r = opt(argc, argv, &i, "--port", &v)) != 0) {
             if (r > 0 && num_arg(v, 0, 65535, port)) r = -1;
+        } else if ((r = opt(argc, argv, &i, "--h2c-port", &v)) != 0) {
+            if (r > 0 && num_arg(v, 0, 65535, h2c_port)) r = -1;
         } else if ((r = opt(argc, argv, &i, "--ttft-ms", &v)) != 0) {
             if (r > 0 && num_arg(v, 0, 3600000, &ttft)) r = -1;
         } else if ((r = opt(argc, argv, &i, "--tps", &v)) != 0) {
@@ -150,10 +173,10 @@ static int parse_args(tg_sim_t *s, int argc, char **argv, const char **host, lon
 
 int tg_simulate_main(int argc, char **argv) {
     const char *host = "127.0.0.1";
-    long port = SIM_DEFAULT_PORT;
+    long port = SIM_DEFAULT_PORT, h2c_port = -1;
     tg_sim_t *s = tg_sim_new();
     if (s == NULL) return 1;
-    int rc = parse_args(s, argc, argv, &host, &port);
+    int rc = parse_args(s, argc, argv, &host, &port, &h2c_port);
     if (rc) {
         tg_sim_free(s);
         return rc == 1 ? 0 : 2;
@@ -161,9 +184,11 @@ int tg_simulate_main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     struct event_base *base = event_base_new();
     char err[256];
-    int bound = 0;
-    if (base == NULL || sim_listen(s, base, host, (int)port, &bound, err, sizeof(err))) {
+    int bound = 0, h2c_bound = -1;
+    if (base == NULL || sim_listen(s, base, host, (int)port, &bound, err, sizeof(err)) ||
+        (h2c_port >= 0 && sim_listen_h2c(s, base, host, (int)h2c_port, &h2c_bound, err, sizeof(err)))) {
         fprintf(stderr, "tollgate simulate: %s\n", base ? err : "cannot create an event loop");
+        sim_shutdown(s);
         if (base) event_base_free(base);
         tg_sim_free(s);
         return 1;
@@ -173,6 +198,7 @@ int tg_simulate_main(int argc, char **argv) {
     event_add(sint, NULL);
     event_add(sterm, NULL);
     printf("tollgate simulate listening on http://%s:%d\n", host, bound);
+    if (h2c_bound >= 0) printf("tollgate simulate listening for h2c on http://%s:%d\n", host, h2c_bound);
     fflush(stdout);
     event_base_dispatch(base);
     sim_shutdown(s);

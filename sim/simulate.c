@@ -283,43 +283,37 @@ static void answer_body(sim_req_t *q, const sim_hdrs_t *hs, const char *body, si
         sim_send_whole(q, 200, -1);
 }
 
-/* ---------- http1 callbacks ---------- */
+/* ---------- a live request, whatever its transport ---------- */
 
-static int on_headers(tg_http_req_t *r, void *ud) {
-    tg_sim_t *s = ud;
+sim_req_t *sim_open(tg_sim_t *s, void *r, const sim_io_t *io, const char *method, const char *path,
+                    size_t plen, const char *query, size_t qlen) {
     sim_req_t *q = sim_req_new(s);
     if (q == NULL) {
-        tg_http_respond(r, 503, NULL, 0, "", 0);
-        return TG_HTTP_HANDLED;
+        io->respond(r, 503, NULL, 0, "", 0);
+        return NULL;
     }
-    size_t plen = 0, qlen = 0;
-    const char *path = tg_http_path(r, &plen), *query = tg_http_query(r, &qlen);
-    route_parse(tg_http_method(r), path, plen, query, qlen, &q->rt);
+    route_parse(method, path, plen, query, qlen, &q->rt);
     q->r = r;
-    tg_http_set_data(r, q);
-    sim_hdrs_t hs = {r, NULL, 0};
-    return answer_headers(q, &hs) ? TG_HTTP_HANDLED : TG_HTTP_CONTINUE;
+    q->io = io;
+    return q;
 }
 
-static void on_request(tg_http_req_t *r, void *ud) {
-    sim_req_t *q = tg_http_data(r);
-    if (q == NULL) return;
-    size_t len = 0;
-    const char *body = tg_http_body(r, &len);
-    sim_hdrs_t hs = {r, NULL, 0};
+int sim_headers(sim_req_t *q) {
+    sim_hdrs_t hs = {q->r, q->io, NULL, 0};
+    return answer_headers(q, &hs);
+}
+
+void sim_body(sim_req_t *q, const char *body, size_t len) {
+    sim_hdrs_t hs = {q->r, q->io, NULL, 0};
     answer_body(q, &hs, body ? body : "", len);
 }
 
-static void on_drain(tg_http_req_t *r, void *ud) {
-    sim_req_t *q = tg_http_data(r);
-    if (q == NULL) return;
+void sim_drain(sim_req_t *q) {
     q->wait_drain = 0;
     if (q->phase == LV_STREAM && !q->timer_on && !q->busy) sim_pump(q);
 }
 
-static void on_finish(tg_http_req_t *r, int aborted, void *ud) {
-    sim_req_t *q = tg_http_data(r);
-    if (q == NULL) return;
+void sim_close(sim_req_t *q, int aborted) {
     if (q->timer_on) event_del(&q->timer);
     q->timer_on = 0;
     if (q->state == ST_OPEN) q->state = aborted ? ST_CANCELLED : ST_COMPLETED;
@@ -330,6 +324,60 @@ static void on_finish(tg_http_req_t *r, int aborted, void *ud) {
         q->dead = 1;
     else
         sim_req_release(q);
+}
+
+/* ---------- http1 callbacks ---------- */
+
+static void h1_respond(void *r, int status, const char *const *hdrs, size_t n, const char *body, size_t len) {
+    tg_http_respond(r, status, hdrs, n, body, len);
+}
+static void h1_stream_start(void *r, int status, const char *const *hdrs, size_t n) {
+    tg_http_stream_start(r, status, hdrs, n);
+}
+static int h1_stream_write(void *r, const char *data, size_t len) {
+    return tg_http_stream_write(r, data, len);
+}
+static void h1_stream_end(void *r) {
+    tg_http_stream_end(r);
+}
+static void h1_abort(void *r) {
+    tg_http_abort(r);
+}
+static size_t h1_pending(void *r) {
+    return tg_http_pending(r);
+}
+static const char *h1_header(void *r, const char *name, size_t *len) {
+    return tg_http_header(r, name, len);
+}
+
+static const sim_io_t sim_io_http1 = {h1_respond, h1_stream_start, h1_stream_write, h1_stream_end,
+                                      h1_abort,   h1_pending,      h1_header};
+
+static int on_headers(tg_http_req_t *r, void *ud) {
+    size_t plen = 0, qlen = 0;
+    const char *path = tg_http_path(r, &plen), *query = tg_http_query(r, &qlen);
+    sim_req_t *q = sim_open(ud, r, &sim_io_http1, tg_http_method(r), path, plen, query, qlen);
+    if (q == NULL) return TG_HTTP_HANDLED;
+    tg_http_set_data(r, q); /* before anything is answered: on_finish may run inside tg_http_respond */
+    return sim_headers(q) ? TG_HTTP_HANDLED : TG_HTTP_CONTINUE;
+}
+
+static void on_request(tg_http_req_t *r, void *ud) {
+    sim_req_t *q = tg_http_data(r);
+    if (q == NULL) return;
+    size_t len = 0;
+    const char *body = tg_http_body(r, &len);
+    sim_body(q, body, len);
+}
+
+static void on_drain(tg_http_req_t *r, void *ud) {
+    sim_req_t *q = tg_http_data(r);
+    if (q) sim_drain(q);
+}
+
+static void on_finish(tg_http_req_t *r, int aborted, void *ud) {
+    sim_req_t *q = tg_http_data(r);
+    if (q) sim_close(q, aborted);
 }
 
 const tg_http_handler_t sim_handler = {on_headers, on_request, on_drain, on_finish};
@@ -402,7 +450,7 @@ int tg_sim_render(tg_sim_t *s, const char *method, const char *path, const tg_ht
     const char *qm = strchr(path, '?');
     size_t plen = qm ? (size_t)(qm - path) : strlen(path);
     route_parse(method, path, plen, qm ? qm + 1 : NULL, qm ? strlen(qm + 1) : 0, &q->rt);
-    sim_hdrs_t hs = {NULL, hdrs, nhdrs};
+    sim_hdrs_t hs = {NULL, NULL, hdrs, nhdrs};
     if (!answer_headers(q, &hs)) answer_body(q, &hs, body ? body : "", body ? len : 0);
     if (q->streaming) {
         out->body = malloc(q->rbuf.len + 1);

@@ -107,9 +107,24 @@ typedef struct {
     int64_t i, events;
 } sim_gen_t;
 
+/* What a live request is answered through: our HTTP/1.1 server
+ * (gateway/http1.c, sim_io_http1 in simulate.c) or an HTTP/2 stream of the
+ * h2c listener (sim/h2.c). The calls mean what the tg_http_* functions of
+ * gateway/http1.h mean; `r` is the transport's request. */
+typedef struct {
+    void (*respond)(void *r, int status, const char *const *hdrs, size_t n, const char *body, size_t len);
+    void (*stream_start)(void *r, int status, const char *const *hdrs, size_t n);
+    int (*stream_write)(void *r, const char *data, size_t len); /* 1: the client is behind */
+    void (*stream_end)(void *r);
+    void (*abort)(void *r);
+    size_t (*pending)(void *r);
+    const char *(*header)(void *r, const char *name, size_t *len);
+} sim_io_t;
+
 /* The request's headers: a live request, or an array when rendering. */
 typedef struct {
-    tg_http_req_t *r;
+    void *r;
+    const sim_io_t *io;
     const tg_http_header_t *h;
     size_t n;
 } sim_hdrs_t;
@@ -123,7 +138,8 @@ typedef struct {
 
 typedef struct sim_req_s {
     tg_sim_t *sim;
-    tg_http_req_t *r;
+    void *r; /* the live request (NULL when rendering or once it finished) */
+    const sim_io_t *io;
     tg_sim_answer_t *ans; /* set when rendering */
     struct event timer;
     int timer_on, phase, state, status, planned, streaming, finalized;
@@ -142,6 +158,7 @@ typedef struct sim_req_s {
 struct tg_sim_s {
     struct event_base *base;
     tg_http_server_t *server;
+    struct sim_h2_s *h2; /* the h2c listener and its connections, or NULL */
     int64_t ttft_ms, tps;
     sim_prov_t prov[SIM_MAX_PROV];
     int nprov;
@@ -249,7 +266,23 @@ void sim_fmt_track(sim_buf_t *b, const tg_sim_t *s, const sim_track_t *t);
 void sim_reset(tg_sim_t *s, int all);
 int sim_config_apply(tg_sim_t *s, const char *body, size_t len, sim_buf_t *out, sim_err_t *e);
 
-/* ---- simulate.c: the handler the server runs ---- */
+/* ---- simulate.c: the handler the servers run ---- */
 extern const tg_http_handler_t sim_handler;
+/* The same request life for any transport (sim_handler, sim/h2.c): a
+ * request arrived (NULL when it was answered at once: 503, out of memory);
+ * its headers are read (1 when they were enough to answer: the body is not
+ * wanted); its whole body; its client caught up with the output; it ended. */
+sim_req_t *sim_open(tg_sim_t *s, void *r, const sim_io_t *io, const char *method, const char *path,
+                    size_t plen, const char *query, size_t qlen);
+int sim_headers(sim_req_t *q);
+void sim_body(sim_req_t *q, const char *body, size_t len);
+void sim_drain(sim_req_t *q);
+void sim_close(sim_req_t *q, int aborted);
+
+/* ---- h2.c: the h2c listener (HTTP/2 in clear, prior knowledge) ---- */
+/* Serves the simulator on fd (listening) with HTTP/2: every stream is one
+ * request, answered as sim_handler answers it. 0, or -1. */
+int sim_h2_listen(tg_sim_t *s, struct event_base *base, int fd);
+void sim_h2_free(tg_sim_t *s);
 
 #endif

@@ -130,7 +130,7 @@ int sim_json_esc(char *dst, size_t cap, const char *s) {
 }
 
 const char *sim_hdr(const sim_hdrs_t *hs, const char *name, size_t *len) {
-    if (hs->r) return tg_http_header(hs->r, name, len);
+    if (hs->r) return hs->io->header(hs->r, name, len);
     size_t nl = strlen(name);
     for (size_t i = 0; i < hs->n; i++)
         if (hs->h[i].name_len == nl && strncasecmp(hs->h[i].name, name, nl) == 0) {

@@ -27,7 +27,7 @@ want() { local g; for g in "${groups[@]}"; do case "$g:$1" in "$1:$1" | test:run
 declare -A PC=(
     [libevent]=libevent-dev [libevent_pthreads]=libevent-dev [libevent_openssl]=libevent-dev [libcurl]=libcurl4-openssl-dev
     [jansson]=libjansson-dev [openssl]=libssl-dev [hiredis]=libhiredis-dev
-    [yaml-0.1]=libyaml-dev [cmocka]=libcmocka-dev
+    [yaml-0.1]=libyaml-dev [cmocka]=libcmocka-dev [libnghttp2]=libnghttp2-dev
 )
 # header -> Debian package (neither ships a .pc file on Debian 12)
 declare -A HDR=([/usr/include/http_parser.h]=libhttp-parser-dev [/usr/include/jsmn.h]=libjsmn-dev)

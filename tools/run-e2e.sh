@@ -10,9 +10,10 @@ ROOT=$PWD
 : "${TOLLGATE_BIN:?set TOLLGATE_BIN to the absolute path of the tollgate binary}"
 [ -x "$TOLLGATE_BIN" ] || { echo "run-e2e: $TOLLGATE_BIN is not executable" >&2; exit 1; }
 
-# npm ci when node_modules is missing or older than the lock file.
+# npm ci when node_modules is missing, incomplete (npm writes .package-lock.json last) or
+# older than the lock file.
 E2E=$ROOT/tests/e2e
-if [ ! -d "$E2E/node_modules" ] || [ "$E2E/package-lock.json" -nt "$E2E/node_modules" ]; then
+if [ ! -f "$E2E/node_modules/.package-lock.json" ] || [ "$E2E/package-lock.json" -nt "$E2E/node_modules" ]; then
     echo "== npm ci (tests/e2e)"
     (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
     touch "$E2E/node_modules"

@@ -57,7 +57,10 @@ test('four 4 MiB flat arrays in flight: each holds less than its body plus 10 MB
     const grown = rssKb(gw.gw.pid) - rss0;
     const each = Math.round(grown / 4);
     t.diagnostic(`RSS ${rss0} kB -> +${grown} kB with four ${body.length}-byte bodies in flight (${each} kB each)`);
-    assert.ok(each * 1024 < body.length + 10e6, `each in-flight request holds ${each} kB`);
+    // ASan's allocator keeps what was freed (quarantine, no return to the system), so the
+    // bound holds for the normal build only; under `make asan` the path still runs.
+    if (process.env.TOLLGATE_SANITIZED !== '1')
+        assert.ok(each * 1024 < body.length + 10e6, `each in-flight request holds ${each} kB`);
     for (const r of await Promise.all(pending)) assert.equal(r.status, 200, r.text.slice(0, 200));
     await stillServes();
 });

@@ -283,7 +283,8 @@ test('`tollgate report`: table, CSV and JSON with a totals row; /admin/spend giv
     assert.deepEqual(Object.keys(json), ['from', 'to', 'by', 'rows', 'total']);
     assert.equal(json.by, 'key');
     const row = json.rows.find((r) => r.key === K.report.name);
-    assert.deepEqual(Object.keys(row), ['key', 'requests', 'input_tokens', 'cached_input_tokens', 'output_tokens', 'reasoning_tokens', 'cost_usd']);
+    assert.deepEqual(Object.keys(row), ['key', 'requests', 'input_tokens', 'cached_input_tokens', 'output_tokens', 'reasoning_tokens', 'cost_usd',
+        'cache_hits', 'saved_usd']);
     assert.equal(row.requests, 1);
     const sum = (f) => json.rows.reduce((a, r) => a + (f === 'cost_usd' ? micro(r[f]) : r[f]), 0);
     for (const f of ['requests', 'input_tokens', 'output_tokens']) assert.equal(json.total[f], sum(f), `total ${f}`);
@@ -292,7 +293,7 @@ test('`tollgate report`: table, CSV and JSON with a totals row; /admin/spend giv
 
     const csv = await report(...args, '--format', 'csv');
     const lines = csv.stdout.trim().split('\n');
-    assert.equal(lines[0], 'key,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd');
+    assert.equal(lines[0], 'key,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd,cache_hits,saved_usd');
     assert.match(lines.at(-1), /^TOTAL,/);
     assert.equal(lines.length, json.rows.length + 2);
     const table = await report(...args);

@@ -8,8 +8,10 @@
  * exactly once for each on_headers; (3) bodies are NUL-terminated and match
  * Content-Length; (4) what the server writes parses as HTTP responses;
  * (5) once the client has hung up, the connection closes (nothing is left
- * waiting on a timer). The file includes http1.c to reach its static
- * conn_new(), which adopts an already connected socket. Build:
+ * waiting on a timer); (6) a request reaches the handler only if its head
+ * ends in CRLF CRLF: input with no CR at all, or no CRLF CRLF, starts none
+ * (bare LF line ends are refused, not read as the parser alone would). The file includes http1.c to reach its
+ * static conn_new(), which adopts an already connected socket. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
  *       tests/fuzz/fuzz_http1.c core/log.c core/pool.c \
  *       -levent -lhttp_parser -o /tmp/fuzz_http1 */
@@ -141,6 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pump_once(sv[1], &out, &olen, &ocap);
     close(sv[1]);
     if (started != finished) abort();
+    if (started && (!memchr(in, '\r', inlen) || !memmem(in, inlen, "\r\n\r\n", 4))) abort();
     if (!memmem(in, inlen, "HEAD", 4) && !memmem(in, inlen, "head", 4)) check_output(out, olen);
     free(out);
     return 0;

@@ -5,7 +5,7 @@
  * the OpenAI dialect serving an Anthropic client. The client's request
  * headers come from a header source over one variable (no server needed). */
 // clang-format off
-/* deps: providers/anthropic.c providers/openai.c providers/translate.c providers/translate_stream.c providers/responses.c providers/responses_req.c providers/responses_stream.c core/scan.c core/pool.c core/log.c */
+/* deps: providers/anthropic.c providers/openai.c providers/translate.c providers/translate_stream.c providers/responses.c providers/responses_fast.c providers/responses_req.c providers/responses_stream.c core/scan.c core/pool.c core/log.c */
 // clang-format on
 #include <setjmp.h>
 #include <stdarg.h>

@@ -5,7 +5,7 @@
  * for an embeddings or a count_tokens call (path, body with the model
  * spliced) or refuses. */
 // clang-format off
-/* deps: gateway/endpoints.c policy/route.c policy/strategy.c policy/health.c policy/price.c policy/lang.c providers/openai.c providers/anthropic.c providers/translate.c providers/translate_stream.c providers/responses.c providers/responses_req.c providers/responses_stream.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_price.c core/scan.c core/pool.c core/log.c */
+/* deps: gateway/endpoints.c policy/route.c policy/strategy.c policy/health.c policy/price.c policy/lang.c providers/openai.c providers/anthropic.c providers/translate.c providers/translate_stream.c providers/responses.c providers/responses_fast.c providers/responses_req.c providers/responses_stream.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_price.c core/scan.c core/pool.c core/log.c */
 // clang-format on
 #include <setjmp.h>
 #include <stdarg.h>

@@ -873,6 +873,164 @@ static void test_body_timeout(void **state) {
     cli_close(c);
 }
 
+/* ---------- refusals of what the non-strict parser would let through ---------- */
+
+/* Sends req on a new connection; returns the status of the answer, after
+ * the server closed (every refusal here closes). */
+static int refused_status(const char *req) {
+    cli_t *c = cli_open();
+    cli_sends(c, req);
+    resp_t r;
+    resp_read(c, &r);
+    int st = r.status;
+    cli_wait_eof(c);
+    resp_free(&r);
+    cli_close(c);
+    return st;
+}
+
+static void test_bare_lf_refused(void **state) {
+    const char *bad[] = {
+        "GET /hello HTTP/1.1\nHost: t\n\n",              /* LF only */
+        "GET /hello HTTP/1.1\r\nHost: t\n\r\n",          /* one header line */
+        "GET /hello HTTP/1.1\r\nHost: t\r\n\n",          /* the empty line */
+        "GET /hello HTTP/1.1\r\nX-A: a\rX-B: b\r\n\r\n", /* a CR the parser takes as a line end */
+        "GET /hello HTTP/1.1\r\nHost: t\r\n\rX",         /* any byte after the last CR */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(refused_status(bad[i]), 400);
+    assert_int_equal(fx.headers_calls, 0);
+    /* Empty lines before a request are skipped, as RFC 9112 allows. */
+    cli_t *c = cli_open();
+    cli_sends(c, "\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    cli_close(c);
+}
+
+static void test_chunk_framing_refused(void **state) {
+    const char *head = "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const char *bad[] = {
+        "5\r\nhelloXX0\r\n\r\n",                /* two bytes after the data that are not CRLF */
+        "5\r\nhello\rX0\r\n\r\n",               /* CR and a byte */
+        "5\r\nhello\n0\r\n\r\n",                /* a bare LF */
+        "5;ext\rXhello\r\n0\r\n\r\n",           /* a size line ended by CR and any byte */
+        "5\r\nhello\r\n0\r\nX-T: a\rb\r\n\r\n", /* a trailer line */
+        "5\r\nhello\r\n0\r\n\rZ",               /* the last line */
+        "5;a\x01\r\nhello\r\n0\r\n\r\n",        /* a control byte in an extension */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char req[256];
+        snprintf(req, sizeof(req), "%s%s", head, bad[i]);
+        assert_int_equal(refused_status(req), 400);
+    }
+    assert_int_equal(fx.request_calls, 0);
+    /* The same check when the CRLF after the data arrives in pieces. */
+    cli_t *c = cli_open();
+    cli_sends(c, head);
+    cli_sends(c, "5\r\nhello\r");
+    pump_idle(2);
+    cli_sends(c, "X0\r\n\r\n");
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    cli_close(c);
+    /* Well-formed framing with extensions, trailers and split CRLFs passes. */
+    c = cli_open();
+    cli_sends(c, head);
+    cli_sends(c, "5 ;name=\"v a\"\r\nhello\r");
+    pump_idle(2);
+    cli_sends(c, "\n1\r\n!\r\n0\r\nX-T: 1\r\n\r");
+    pump_idle(2);
+    cli_sends(c, "\n");
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello!");
+    resp_free(&r);
+    cli_close(c);
+    assert_int_equal(fx.request_calls, 1);
+}
+
+/* A body sent a byte at a time is cut at the body deadline, not kept alive
+ * by each byte as an idle timer would be. */
+static void test_body_deadline_not_idle(void **state) {
+    tg_http_limits_t l = test_limits();
+    l.body_timeout_ms = 300;
+    l.min_body_rate = 0;
+    fx_restart(&l);
+    cli_t *c = cli_open();
+    double t0 = now_s();
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\n\r\n");
+    while (cli_fill(c) < 0 && !c->eof && now_s() - t0 < 5) {
+        cli_sends(c, "x");
+        pump_idle(40);
+    }
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 408);
+    assert_non_null(strstr(r.body, "did not arrive in time"));
+    assert_true(now_s() - t0 < 3); /* loosely: an idle timer would never have fired */
+    resp_free(&r);
+    cli_close(c);
+    assert_int_equal(fx.request_calls, 0);
+}
+
+/* Below the minimum rate after the grace period: cut before the deadline.
+ * A body above the rate passes. */
+static void test_body_min_rate(void **state) {
+    tg_http_limits_t l = test_limits();
+    l.body_timeout_ms = 20000;
+    l.min_body_rate = 1000;
+    l.rate_grace_ms = 100;
+    fx_restart(&l);
+    cli_t *c = cli_open();
+    double t0 = now_s();
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 900\r\n\r\n");
+    while (cli_fill(c) < 0 && !c->eof && now_s() - t0 < 5) {
+        cli_sends(c, "x"); /* about 50 bytes a second */
+        pump_idle(20);
+    }
+    resp_t r;
+    resp_read(c, &r);
+    assert_int_equal(r.status, 408);
+    assert_non_null(strstr(r.body, "too slowly"));
+    assert_true(now_s() - t0 < 3);
+    resp_free(&r);
+    cli_close(c);
+    /* 600 bytes at once buy 0.6 s beyond the grace: the rest 0.2 s later is in time. */
+    char half[600];
+    memset(half, 'y', sizeof(half));
+    c = cli_open();
+    cli_sends(c, "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 900\r\n\r\n");
+    cli_send(c, half, sizeof(half));
+    pump_idle(200);
+    cli_send(c, half, 300);
+    resp_read(c, &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.blen, 900);
+    resp_free(&r);
+    cli_close(c);
+}
+
+/* Header bytes a trickle at a time do not extend the header deadline. */
+static void test_header_deadline_not_idle(void **state) {
+    cli_t *c = cli_open();
+    double t0 = now_s();
+    cli_sends(c, "GET /hello HTTP/1.1\r\nX-Slow: ");
+    while (!c->eof && now_s() - t0 < 5) {
+        if (send(c->fd, "a", 1, MSG_NOSIGNAL) != 1) break;
+        pump_idle(30);
+        cli_fill(c);
+    }
+    cli_wait_eof(c);
+    assert_true(now_s() - t0 < 3); /* header_timeout_ms is 200 */
+    assert_int_equal(fx.headers_calls, 0);
+    cli_close(c);
+}
+
 static void test_send_timeout(void **state) {
     tg_http_limits_t l = test_limits();
     l.send_timeout_ms = 100;
@@ -1222,6 +1380,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_large_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_body_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bare_lf_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunk_framing_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_deadline_not_idle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_min_rate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_deadline_not_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hangup_mid_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
         cmocka_unit_test(test_listen_ipv6_and_bad_host),

@@ -130,10 +130,11 @@ static void test_json_shape(void **state) {
     json_t *total = json_object_get(o, "total");
     assert_int_equal(json_integer_value(json_object_get(total, "requests")), 9);
     /* printed from integers: exact six decimals in the text */
-    assert_non_null(strstr(s, "\"cost_usd\":4.000002}}"));
+    assert_non_null(strstr(s, "\"cost_usd\":4.000002,\"cache_hits\":0,\"saved_usd\":0.000000}}"));
     assert_non_null(
         strstr(s, "\"key\":\"team-a\",\"requests\":7,\"input_tokens\":100,\"cached_input_tokens\":40,"
-                  "\"output_tokens\":70,\"reasoning_tokens\":7,\"cost_usd\":4.000000}"));
+                  "\"output_tokens\":70,\"reasoning_tokens\":7,\"cost_usd\":4.000000,\"cache_hits\":0,"
+                  "\"saved_usd\":0.000000}"));
     json_decref(o);
     free(s);
     tg_report_free(&r);
@@ -149,9 +150,10 @@ static void test_csv_and_table(void **state) {
     tg_report_finish(&r);
     char *csv = tg_report_csv(&r);
     assert_string_equal(
-        csv, "key,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd\n"
-             "\"a,\"\"b\"\"\",1,0,0,0,0,1.500000\n"
-             "TOTAL,1,0,0,0,0,1.500000\n");
+        csv, "key,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,cost_usd,"
+             "cache_hits,saved_usd\n"
+             "\"a,\"\"b\"\"\",1,0,0,0,0,1.500000,0,0.000000\n"
+             "TOTAL,1,0,0,0,0,1.500000,0,0.000000\n");
     char *tab = tg_report_table(&r);
     assert_non_null(strstr(tab, "spend 2026-03-01 .. 2026-03-02 (UTC) by key"));
     assert_non_null(strstr(tab, "TOTAL"));
@@ -229,22 +231,23 @@ static void test_simulated_apart(void **state) {
         "deepseek");
     assert_int_equal(json_integer_value(json_object_get(json_object_get(sim, "total"), "requests")), 8);
     assert_non_null(strstr(s, "\"total\":{\"requests\":8,\"input_tokens\":100,\"cached_input_tokens\":40,"
-                              "\"output_tokens\":70,\"reasoning_tokens\":7,\"cost_usd\":4.000002}"));
+                              "\"output_tokens\":70,\"reasoning_tokens\":7,\"cost_usd\":4.000002,\"cache_"
+                              "hits\":0,\"saved_usd\":0.000000}"));
     assert_non_null(strstr(s, "\"simulated\":{\"rows\":[{\"provider\":\"deepseek\",\"requests\":7,"));
-    assert_non_null(strstr(s, "\"cost_usd\":123.456794}}}"));
+    assert_non_null(strstr(s, "\"cost_usd\":123.456794,\"cache_hits\":0,\"saved_usd\":0.000000}}}"));
     json_decref(o);
     free(s);
 
     char *csv = tg_report_csv(&r);
     assert_string_equal(csv,
                         "provider,requests,input_tokens,cached_input_tokens,output_tokens,reasoning_tokens,"
-                        "cost_usd\n"
-                        "openai,5,0,0,70,7,3.000001\n"
-                        "deepseek,3,100,40,0,0,1.000001\n"
-                        "TOTAL,8,100,40,70,7,4.000002\n"
-                        "simulated:deepseek,7,500,0,0,0,123.456789\n"
-                        "simulated:qwen,1,0,0,0,0,0.000005\n"
-                        "SIMULATED_TOTAL,8,500,0,0,0,123.456794\n");
+                        "cost_usd,cache_hits,saved_usd\n"
+                        "openai,5,0,0,70,7,3.000001,0,0.000000\n"
+                        "deepseek,3,100,40,0,0,1.000001,0,0.000000\n"
+                        "TOTAL,8,100,40,70,7,4.000002,0,0.000000\n"
+                        "simulated:deepseek,7,500,0,0,0,123.456789,0,0.000000\n"
+                        "simulated:qwen,1,0,0,0,0,0.000005,0,0.000000\n"
+                        "SIMULATED_TOTAL,8,500,0,0,0,123.456794,0,0.000000\n");
     free(csv);
 
     char *tab = tg_report_table(&r);
@@ -295,6 +298,38 @@ static void test_two_way_grouping(void **state) {
     tg_report_free(&r);
 }
 
+/* Cache hits and the cost they saved are summed per row and in the total, and shown after
+ * cost_usd in every rendering; they never add to the cost. */
+static void test_cache_hits_and_saved(void **state) {
+    tg_report_t r;
+    char err[128];
+    assert_int_equal(
+        tg_report_init(&r, "2026-03-01", 10, "2026-03-02", 10, "provider", 8, NOW_MS, err, sizeof(err)), 0);
+    add(&r, "2026-03-01", "deepseek|deepseek-flash|a|requests", "3");
+    add(&r, "2026-03-01", "deepseek|deepseek-flash|a|cost_micro_usd", "1000");
+    add(&r, "2026-03-01", "deepseek|deepseek-flash|a|cache_hits", "2");
+    add(&r, "2026-03-02", "deepseek|deepseek-flash|b|cache_hits", "1");
+    add(&r, "2026-03-01", "deepseek|deepseek-flash|a|saved_cost_micro_usd", "2000");
+    add(&r, "2026-03-02", "deepseek|deepseek-flash|b|saved_cost_micro_usd", "1500001");
+    tg_report_finish(&r);
+    assert_int_equal(r.bad_fields, 0);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.rows[0].s.cache_hits, 3);
+    assert_int_equal(r.rows[0].s.saved_micro, 1502001);
+    assert_int_equal(r.total.cost_micro, 1000);
+    char *s = tg_report_json(&r);
+    assert_non_null(strstr(s, "\"cost_usd\":0.001000,\"cache_hits\":3,\"saved_usd\":1.502001}"));
+    char *csv = tg_report_csv(&r);
+    assert_non_null(strstr(csv, "\ndeepseek,3,0,0,0,0,0.001000,3,1.502001\n"));
+    char *tab = tg_report_table(&r);
+    assert_non_null(strstr(tab, "cache_hits      saved_usd\n"));
+    assert_non_null(strstr(tab, "0.001000          3       1.502001\n"));
+    free(s);
+    free(csv);
+    free(tab);
+    tg_report_free(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_days),
@@ -306,6 +341,7 @@ int main(void) {
         cmocka_unit_test(test_two_way_grouping),
         cmocka_unit_test(test_simulated_apart),
         cmocka_unit_test(test_no_simulated_no_section),
+        cmocka_unit_test(test_cache_hits_and_saved),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -415,7 +415,7 @@ static void test_connect_refused(void **state) {
     getsockname(fd, (struct sockaddr *)&sin, &sl);
     close(fd);
     static const char *const hdrs[] = {"Authorization: Bearer sk-secret-123"};
-    char url[64], err[128], want[64];
+    char url[64], err[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/chat?key=sk-q", ntohs(sin.sin_port));
     tg_upcall_req_t req = {url, hdrs, 1, "{}", 2, {0}, 0, NULL, 0};
     client_t c = {0};
@@ -423,9 +423,8 @@ static void test_connect_refused(void **state) {
     assert_non_null(c.u);
     run_until(&c.done, 1);
     assert_int_equal(c.res, TG_UP_ECONNECT);
-    snprintf(want, sizeof want, "connect to 127.0.0.1:%d: Connection refused", ntohs(sin.sin_port));
-    assert_string_equal(c.err, want);
-    assert_null(strstr(c.err, "sk-"));
+    /* The class of the failure; the address only in the server's log. */
+    assert_string_equal(c.err, "connection refused");
     assert_int_equal(c.status, 0);
     client_clear(&c);
 }
@@ -445,7 +444,7 @@ static void test_first_byte_timeout(void **state) {
     run_until(&c.done, 1);
     assert_int_equal(c.res, TG_UP_EFIRSTBYTE);
     assert_int_equal(c.status, 0);
-    assert_non_null(strstr(c.err, "127.0.0.1"));
+    assert_string_equal(c.err, "no response within 200 ms");
     /* The provider sees the hang-up. */
     run_until(&F->srv.closed, 1);
     client_clear(&c);
@@ -457,6 +456,7 @@ static void test_idle_timeout_after_headers(void **state) {
     run_until(&c.done, 1);
     assert_int_equal(c.res, TG_UP_EIDLE);
     assert_int_equal(c.status, 200);
+    assert_string_equal(c.err, "no data for 200 ms");
     assert_int_equal(c.len, 10); /* the one chunk before the stall */
     run_until(&F->srv.closed, 1);
     client_clear(&c);
@@ -468,6 +468,7 @@ static void test_total_timeout(void **state) {
     run_until(&c.done, 1);
     assert_int_equal(c.res, TG_UP_ETOTAL);
     assert_int_equal(c.status, 200);
+    assert_string_equal(c.err, "not complete within 300 ms");
     run_until(&F->srv.closed, 1);
     client_clear(&c);
 }
@@ -479,7 +480,8 @@ static void test_reset_mid_stream(void **state) {
     assert_int_equal(c.res, TG_UP_ERESET);
     assert_int_equal(c.status, 200);
     assert_int_equal(c.len, 10);
-    assert_non_null(strstr(c.err, "127.0.0.1"));
+    assert_non_null(strstr(c.err, "answer cut: "));
+    assert_null(strstr(c.err, "127.0.0.1"));
     client_clear(&c);
 }
 
