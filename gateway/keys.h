@@ -29,6 +29,33 @@
 #define TG_KEY_TPM "tg:tpm:"
 /* "<gateway key>": sorted set of the key's admitted requests of the last 60 s. */
 #define TG_KEY_RPM "tg:rpm:"
+/* "<gateway key>": hash of the key's holds, the worst-case cost and tokens reserved by requests
+ * in flight (gateway/quota.c): fields "micro" and "tokens" (the totals) and "<request id>" =
+ * "<micro-USD> <tokens>" (one request's hold). The ledger's record of the request releases it. */
+#define TG_KEY_HOLD "tg:hold:"
+/* "<gateway key>": sorted set of the key's holds by expiry (unix ms): a hold whose request never
+ * settles (its instance crashed) lapses then. */
+#define TG_KEY_HOLD_EXP "tg:hold-exp:"
+
+/* Lua that defines drop(x): gives back hold x (request id) of the key whose holds and hold
+ * expiries are the script's locals HOLD and HEXP; its amounts leave the totals. Shared by the
+ * quota check and release (gateway/quota.c) and the ledger's record script (gateway/ledger.c), which settles
+ * a request's hold as it adds the real cost; dropping a hold that is not there does nothing. Amounts are
+ * subtracted as text ("-" and the digits held: Redis refuses "-0", so a zero is skipped) so that no number
+ * passes through Lua's floating point. */
+#define TG_KEY_HOLD_LUA_DROP                                                                                 \
+    "local function drop(x)\n"                                                                               \
+    "  local v=redis.call('HGET',HOLD,x)\n"                                                                  \
+    "  if v then\n"                                                                                          \
+    "    local m,t=string.match(v,'^(%d+) (%d+)$')\n"                                                        \
+    "    if m then\n"                                                                                        \
+    "      if m~='0' then redis.call('HINCRBY',HOLD,'micro','-'..m) end\n"                                   \
+    "      if t~='0' then redis.call('HINCRBY',HOLD,'tokens','-'..t) end\n"                                  \
+    "    end\n"                                                                                              \
+    "    redis.call('HDEL',HOLD,x)\n"                                                                        \
+    "  end\n"                                                                                                \
+    "  redis.call('ZREM',HEXP,x)\n"                                                                          \
+    "end\n"
 
 /* "<response id>" ("resp_..."): hash of a stored Responses API answer, fields "key" (the
  * gateway key's name that made it), "response" (the Response, JSON) and "items" (the

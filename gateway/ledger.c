@@ -1,7 +1,8 @@
 /* ledger.c — the usage ledger of one worker: every finished request's usage, written once
  * to Redis. A record enters through tg_ledger_record() and leaves as one EVALSHA of a small Lua
  * script that does SET tg:done:<id> NX EX 7d and, only if that was new, the day hash HINCRBYs
- * (tg:usage-sim:{day} instead of tg:usage:{day} for a simulated answer) and the XADD to
+ * (tg:usage-sim:{day} instead of tg:usage:{day} for a simulated answer), the key's month spend and
+ * tokens, the release of the request's quota hold (gateway/quota.c) and the XADD to
  * tg:events: replaying a record is harmless, so anything not acknowledged is re-sent. Records are kept in one
  * FIFO (`ring`) in the order their commands went out; replies come back in that order, so each reply
  * acknowledges the ring's head. The connection is gateway/redis.c; when it is down or behind, records go to
@@ -28,12 +29,14 @@
 #define EVENTS_MAXLEN "1000000"
 
 /* KEYS: done, day hash (the simulated one for a simulated answer), stream, month spend hash,
- * the key's tokens-per-minute counter.
+ * the key's tokens-per-minute counter, the key's holds and hold expiries (gateway/quota.h).
  * ARGV: ttl, field prefix, in, cached, out, reasoning, cost, maxlen, requests (1, or 0 for a
  * failed attempt the provider billed), key name, tokens, simulated (1: made-up spend, which
  * never reaches the month spend that budgets read; its tokens still count for tpm), cache hit
  * (1: answered from the response cache, counted in cache_hits) and the cost it saved
- * (saved_cost_micro_usd), then the event's field/value pairs.
+ * (saved_cost_micro_usd), request id (whose hold, made by the quota check, is released here as
+ * the real cost is added: once, like everything else behind the done marker), then the event's
+ * field/value pairs.
  * Returns 1 if applied, 0 if already counted. Redis does not undo a script that fails
  * halfway, so everything that could fail is checked before the first write, and the done
  * marker is set last: a record that errors is retried. The month spend and the token counter
@@ -41,12 +44,13 @@
 static const char LUA[] =
     "if redis.call('EXISTS',KEYS[1])==1 then return 0 end\n"
     "local function t(k,w) local x=redis.call('TYPE',k).ok return x==w or x=='none' end\n"
-    "if not (t(KEYS[2],'hash') and t(KEYS[3],'stream') and t(KEYS[4],'hash') and t(KEYS[5],'string')) then\n"
+    "if not (t(KEYS[2],'hash') and t(KEYS[3],'stream') and t(KEYS[4],'hash') and t(KEYS[5],'string') and\n"
+    "        t(KEYS[6],'hash') and t(KEYS[7],'zset')) then\n"
     "  return redis.error_reply('WRONGTYPE a tollgate ledger key ('..KEYS[2]..', '..KEYS[3]..', "
     "'..KEYS[4]..\n"
-    "    ', '..KEYS[5]..') holds something else')\n"
+    "    ', '..KEYS[5]..', '..KEYS[6]..', '..KEYS[7]..') holds something else')\n"
     "end\n"
-    "local h,p=KEYS[2],ARGV[2]\n"
+    "local HOLD,HEXP=KEYS[6],KEYS[7]\n" TG_KEY_HOLD_LUA_DROP "local h,p=KEYS[2],ARGV[2]\n"
     "redis.call('HINCRBY',h,p..'requests',ARGV[9])\n"
     "redis.call('HINCRBY',h,p..'input_tokens',ARGV[3])\n"
     "redis.call('HINCRBY',h,p..'cached_input_tokens',ARGV[4])\n"
@@ -57,12 +61,13 @@ static const char LUA[] =
     "  if ARGV[12]~='1' then redis.call('HINCRBY',KEYS[4],ARGV[10],ARGV[7]) end\n"
     "  redis.call('INCRBY',KEYS[5],ARGV[11])\n"
     "  redis.call('PEXPIRE',KEYS[5],180000)\n"
+    "  drop(ARGV[15])\n"
     "end\n"
     "if ARGV[13]=='1' then\n"
     "  redis.call('HINCRBY',h,p..'cache_hits',1)\n"
     "  redis.call('HINCRBY',h,p..'saved_cost_micro_usd',ARGV[14])\n"
     "end\n"
-    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,15))\n"
+    "redis.call('XADD',KEYS[3],'MAXLEN','~',ARGV[8],'*',unpack(ARGV,16))\n"
     "redis.call('SET',KEYS[1],'1','EX',ARGV[1])\n"
     "return 1\n";
 
@@ -221,7 +226,7 @@ static void on_reply(const redisReply *rep, void *ud);
 
 static void send_ent(tg_ledger_t *l, ent_t *e) {
     const rv_t *v = &e->r;
-    char buf[sizeof(LUA) + 12 * MAX_STR + 2048], *o = buf + 16;
+    char buf[sizeof(LUA) + 16 * MAX_STR + 2048], *o = buf + 16;
     int argc = 0;
     const char *day = day_of(l, v->n[N_TS]);
     /* tokens count in the minute the request finished: ":<unix minute>" */
@@ -236,7 +241,7 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
         ARG(put_str(o, "EVALSHA"));
         ARG(put_bulk(o, l->sha, 40));
     }
-    ARG(put_str(o, "5"));
+    ARG(put_str(o, "7"));
     ARG(put_bulk3(o, TG_KEY_DONE, TG_KEY_LEN(TG_KEY_DONE), v->s[S_ID], v->len[S_ID], "", 0));
     if (v->n[N_SIM])
         ARG(put_bulk3(o, TG_KEY_USAGE_SIM, TG_KEY_LEN(TG_KEY_USAGE_SIM), day, strlen(day), "", 0));
@@ -245,6 +250,8 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
     ARG(put_str(o, TG_KEY_EVENTS));
     ARG(put_bulk3(o, TG_KEY_SPEND, TG_KEY_LEN(TG_KEY_SPEND), day, 7, "", 0)); /* "YYYY-MM" of the day */
     ARG(put_bulk3(o, TG_KEY_TPM, TG_KEY_LEN(TG_KEY_TPM), v->s[S_KEY], v->len[S_KEY], minute, mlen));
+    ARG(put_bulk3(o, TG_KEY_HOLD, TG_KEY_LEN(TG_KEY_HOLD), v->s[S_KEY], v->len[S_KEY], "", 0));
+    ARG(put_bulk3(o, TG_KEY_HOLD_EXP, TG_KEY_LEN(TG_KEY_HOLD_EXP), v->s[S_KEY], v->len[S_KEY], "", 0));
     ARG(put_str(o, DONE_TTL));
     *o++ = '$';
     o = put_i64(o, (int64_t)(v->len[S_PROVIDER] + v->len[S_MODEL] + v->len[S_KEY] + 3));
@@ -269,6 +276,7 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
     ARG(put_str(o, v->n[N_SIM] ? "1" : "0"));
     ARG(put_str(o, v->n[N_CACHE_HIT] ? "1" : "0"));
     ARG(put_num(o, v->n[N_SAVED]));
+    ARG(put_bulk(o, v->s[S_ID], v->len[S_ID]));
     ARG(put_str(o, ledger_num_names[N_TS]));
     ARG(put_num(o, v->n[N_TS]));
     for (int i = 0; i < S_N; i++) {

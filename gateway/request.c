@@ -114,6 +114,7 @@ typedef struct {
     int billable; /* the last attempt reached a provider that may bill it (not an HTTP error, not a connect
                      failure) */
     tg_quota_check_t *quota; /* budget/rate check waiting for Redis; NULL when none */
+    int quota_hold;          /* the check may have left a hold that only a record or a release frees */
     tg_admin_kind_t admin;   /* an admin endpoint: no provider call */
     tg_admin_t *admin_state; /* its pending Redis reads (in the pool) */
     tg_kind_t kind;          /* chat, embeddings or count_tokens (never billed) */
@@ -1183,6 +1184,7 @@ static void quota_decided(tg_request_t *r, const tg_quota_result_t *q) {
         cache_or_attempt(r);
         return;
     }
+    if (!q->degraded) r->quota_hold = 0; /* Redis refused it: the script held nothing */
     r->status = q->status;
     const char *hdr[1] = {tg_pool_printf(r->pool, "retry-after: %d", q->retry_after_s)};
     int budget = q->verdict == TG_QUOTA_BUDGET;
@@ -1231,8 +1233,13 @@ static void body_scanned(tg_request_t *r) {
         return;
     }
     tg_quota_result_t qr;
-    if (tg_quota_check(r->w->ledger, r->w->base, r->pool, r->key, r->id, r->ts_ms, r->cfg->workers, on_quota,
-                       r, &r->quota, &qr) == 0)
+    tg_quota_hold_t hold = {0};
+    if (tg_quota_holds(r->key)) { /* the worst case is held in Redis until the record settles it */
+        tg_quota_worst_case(r->cfg, r->route.cands, r->route.n, &r->scan, r->kind, r->ts_ms, &hold);
+        r->quota_hold = 1;
+    }
+    if (tg_quota_check(r->w->ledger, r->w->base, r->pool, r->key, r->id, r->ts_ms, &hold, r->cfg->workers,
+                       on_quota, r, &r->quota, &qr) == 0)
         quota_decided(r, &qr);
 }
 
@@ -1486,7 +1493,9 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     int64_t dur = now_us() - r->t0_us;
     if (r->cur && (r->attempts > 0 || r->cache_hit)) {
         usage_finalise(r);
-        record_usage(r, r->id, r->status, 0, dur);
+        record_usage(r, r->id, r->status, 0, dur); /* its record settles the quota hold */
+    } else if (r->quota_hold) {
+        tg_quota_release(r->w->ledger, r->key, r->id); /* refused, cancelled or never sent */
     }
     cache_store(r, aborted);
     free(r->cap);

@@ -427,7 +427,11 @@ test('a key past its monthly budget gets 402 with a clear message, in the OpenAI
     }
     assert.ok(refused, 'the budget stops the key');
     const spent = (await keyTotals(K.budget)).cost_micro_usd;
-    assert.ok(spent >= 200 && seen >= 1, `refused only once the budget was spent (${spent} micro-USD after ${seen} requests)`);
+    // A request holds its worst case first (prompt "limits" = 6 tokens at 2, max_tokens 16 at 3):
+    // it is refused once it could pass the budget, and the budget is never passed.
+    const worst = 6 * 2 + 16 * 3;
+    assert.ok(spent <= 200 && spent + worst > 200 && seen >= 1,
+        `refused only once the next request could pass the budget (${spent} micro-USD after ${seen} requests)`);
     assert.equal(refused.json.error.code, 'budget_exceeded');
     assert.match(refused.json.error.message, /k-budget.*budget of \$0\.000200/);
     assert.ok(Number(refused.headers.get('retry-after')) >= 1, 'retry-after: the start of next month');
@@ -465,7 +469,9 @@ test('a key past its tpm gets 429 once the tokens of the last minute reach the l
     assert.equal(r.status, 429, r.text);
     assert.equal(r.json.error.code, 'tpm_exceeded');
     const t = await keyTotals(K.tpm);
-    assert.ok(t.input_tokens + t.output_tokens >= 40, 'refused only after 40 tokens');
+    const worst = 6 + 16; // the refused request's own worst case: 6 prompt tokens + max_tokens
+    assert.ok(t.input_tokens + t.output_tokens <= 40 && t.input_tokens + t.output_tokens + worst > 40,
+        'refused once the next request could pass 40 tokens, never past them');
     assert.ok(served >= 1);
 });
 
