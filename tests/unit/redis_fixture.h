@@ -43,7 +43,7 @@ static redisContext *sync_client(int port) {
 }
 
 /* 1 when the server on port answers PING. */
-static int redis_ping(int port) {
+static inline int redis_fixture_ping(int port) {
     redisContext *c = sync_client(port);
     if (c == NULL) return 0;
     redisReply *r = redisCommand(c, "PING");
@@ -55,7 +55,7 @@ static int redis_ping(int port) {
 
 /* A redis-server of the test's own on 127.0.0.1:port, data in dir, nothing saved; returns
  * its pid once it answers PING (the test fails if it never does). */
-static pid_t redis_spawn(int port, const char *dir) {
+static inline pid_t redis_fixture_spawn(int port, const char *dir) {
     char p[16];
     snprintf(p, sizeof(p), "%d", port);
     pid_t pid = fork();
@@ -68,14 +68,14 @@ static pid_t redis_spawn(int port, const char *dir) {
                "--appendonly", "no", "--dir", dir, "--daemonize", "no", (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 500 && !redis_ping(port); i++)
+    for (int i = 0; i < 500 && !redis_fixture_ping(port); i++)
         usleep(20000);
-    assert_true(redis_ping(port));
+    assert_true(redis_fixture_ping(port));
     return pid;
 }
 
-/* Stops a server redis_spawn started (also one stopped with SIGSTOP). */
-static void redis_stop(pid_t pid) {
+/* Stops a server redis_fixture_spawn started (also one stopped with SIGSTOP). */
+static inline void redis_fixture_stop(pid_t pid) {
     kill(pid, SIGCONT);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);

@@ -310,7 +310,7 @@ static int setup(void **state) {
     assert_non_null(mkdtemp(f->dir));
     f->port = free_port();
     f->base = event_base_new();
-    f->redis = redis_spawn(f->port, f->dir);
+    f->redis = redis_fixture_spawn(f->port, f->dir);
     char url[64], err[256] = "";
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", f->port);
     f->l = tg_ledger_new(f->base, url, NULL, 0, err, sizeof(err));
@@ -327,7 +327,7 @@ static int teardown(void **state) {
     fx_t *f = *state;
     tg_ledger_free(f->l);
     if (f->redis > 0) {
-        redis_stop(f->redis);
+        redis_fixture_stop(f->redis);
     }
     event_base_free(f->base);
     tg_pool_destroy(f->pool);
@@ -423,7 +423,7 @@ static void test_cancel_and_redis_away(void **state) {
     tg_cache_cancel(NULL);
 
     /* Redis gone: lookups and stores refuse at once, so the request goes upstream now. */
-    redis_stop(f->redis);
+    redis_fixture_stop(f->redis);
     f->redis = 0;
     RUN_UNTIL(f, !tg_ledger_connected(f->l));
     assert_null(tg_cache_lookup(f->l, d, f->pool, on_hit, &h));

@@ -166,7 +166,7 @@ static void fx_init(fx_t *f) {
     strcpy(f->dir, "/tmp/tg-healthsync-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     f->port = free_port();
-    f->redis = redis_spawn(f->port, f->dir);
+    f->redis = redis_fixture_spawn(f->port, f->dir);
     f->base = event_base_new();
     char url[64], err[256];
     snprintf(url, sizeof(url), "redis://127.0.0.1:%d", f->port);
@@ -187,7 +187,7 @@ static void fx_done(fx_t *f) {
         tg_health_free(f->h[i]);
     }
     event_base_free(f->base);
-    redis_stop(f->redis);
+    redis_fixture_stop(f->redis);
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
     assert_int_equal(system(cmd), 0);

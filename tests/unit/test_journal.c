@@ -39,7 +39,7 @@ typedef struct {
 } fx_t;
 
 static void redis_start(fx_t *f) {
-    f->redis = redis_spawn(f->port, f->dir);
+    f->redis = redis_fixture_spawn(f->port, f->dir);
 }
 
 static void fx_init(fx_t *f) {
@@ -54,7 +54,7 @@ static void fx_init(fx_t *f) {
 
 static void fx_done(fx_t *f) {
     if (f->redis > 0) {
-        redis_stop(f->redis);
+        redis_fixture_stop(f->redis);
     }
     event_base_free(f->base);
     char cmd[128];

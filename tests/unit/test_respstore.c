@@ -77,7 +77,7 @@ static void on_done(void *ud, tg_respstore_result_t res) {
 /* --- redis-server and the loop ----------------------------------------------------------------- */
 
 static void redis_start(fx_t *f) {
-    f->redis = redis_spawn(f->port, f->dir);
+    f->redis = redis_fixture_spawn(f->port, f->dir);
 }
 
 static void run_ms(fx_t *f, int ms) {
@@ -115,7 +115,7 @@ static int teardown(void **state) {
     fx_t *f = *state;
     tg_ledger_free(f->l);
     if (f->redis > 0) {
-        redis_stop(f->redis);
+        redis_fixture_stop(f->redis);
     }
     event_base_free(f->base);
     char cmd[128];
