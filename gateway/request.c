@@ -11,154 +11,26 @@
  *             upstream broke (their shapes are in providers/client.c);
  *   finish    on_finish (normal end or client hang-up): cancel the upstream,
  *             record usage once, log one line, free everything in one place.
- * An API that keeps conversations (tg_client_keeps_state: the Responses
- * API) adds three steps around these: at the body phase its request is
- * parsed whole, the response it continues (previous_response_id) is read
- * from the response store (gateway/respstore.c), and the request is
- * translated once to Chat Completions for the scan and routing (each
- * attempt's dialect builds its own upstream body from the parsed request);
- * a whole answer is stored before the client's answer ends, so a next turn
- * on any instance finds it; and the stored objects below its path are
- * served (GET, DELETE) without a provider.
- * When the key or the rule turns the response cache on (gateway/cache.c),
- * one GET after routing and quotas either answers from Redis (no attempt,
- * cost 0) or lets the attempts run; a finished answer is then stored at
- * on_finish, as the client got it, off the client's path.
+ * An API that keeps conversations (the Responses API) adds steps around
+ * these, in gateway/request_store.c: the body is parsed and the response it
+ * continues read from the store before routing, a whole answer is stored
+ * before the client's answer ends, and stored responses are served (GET,
+ * DELETE). When the key or the rule turns the response cache on, one GET
+ * after quotas may answer instead of the attempts, and a whole answer is
+ * stored at on_finish (gateway/request_cache.c). The three files share
+ * gateway/request_int.h.
  * A tg_request_t owns its pool; all its strings and arrays live there.
  */
-#include "gateway/request.h"
-
-#include <inttypes.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <sys/uio.h>
-#include <time.h>
-
-#include <jansson.h>
-
-#include "gateway/admin.h"
-#include "gateway/cache.h"
-#include "gateway/endpoints.h"
-#include "core/config.h"
-#include "gateway/ledger.h"
-#include "core/json.h"
-#include "core/log.h"
-#include "core/money.h"
-#include "gateway/metrics.h"
-#include "core/pool.h"
-#include "gateway/quota.h"
-#include "gateway/respstore.h"
-#include "core/scan.h"
-#include "core/sse.h"
-#include "gateway/upstream.h"
-#include "policy/health.h"
-#include "policy/route.h"
-#include "providers/client.h"
-#include "providers/provider.h"
-#include "providers/responses.h"
-#include "providers/responses_fast.h"
-#include "providers/translate.h"
+#include "gateway/request_int.h"
 
 #define MAX_ANSWER_BYTES (64u << 20) /* a non-stream answer larger than this is refused */
 #define MAX_ERROR_BYTES (64u << 10)  /* error bodies are kept only for their message */
 #define MAX_SSE_EVENT (8u << 20)
 
-typedef enum { FAIL_HTTP, FAIL_CONNECT, FAIL_TIMEOUT, FAIL_OTHER } fail_kind_t;
-
-typedef struct {
-    tg_pool_t *pool;
-    tg_worker_t *w;
-    tg_http_req_t *http; /* NULL once the connection is gone */
-    tg_config_t *cfg;    /* one reference, dropped in request_free */
-    char id[17];
-    int64_t t0_us, ts_ms, ttfb_us;
-    const tg_key_t *key;
-    char *body;
-    size_t body_len;
-    tg_scan_req_t scan;
-    tg_route_result_t route;
-    size_t next; /* next candidate to try */
-    unsigned attempts;
-    const tg_candidate_t *cur;
-    tg_call_t call;
-    tg_upcall_t *up;
-    int up_status;
-    int stream; /* this attempt relays SSE (2xx answer to a stream request) */
-    char *rbuf; /* malloc'd: answer or error body */
-    size_t rlen, rcap;
-    int rbuf_over;
-    tg_sse_parser_t sse;
-    int sse_live;
-    tg_usage_t usage;
-    int started;    /* bytes of the response have been queued for the client */
-    int done_seen;  /* the provider's end marker arrived */
-    int want_pause; /* the client's buffer is above high-water */
-    int paused;
-    char stream_err[512];
-    int status; /* what the client got */
-    fail_kind_t last_fail;
-    int all_connect; /* every failure so far was a connect failure */
-    char retry_after[32];
-    /* "deepseek/deepseek-flash: HTTP 500 (...); ..." — ALOG_MAX bytes from the
-     * pool at the first failed attempt (most requests never have one). */
-    char *alog;
-    size_t alog_len;
-    const char **extra;
-    size_t n_extra;
-    tg_client_dialect_t client; /* the API the client called: errors and stream ends in its shape */
-    tg_health_entry_t *he;      /* health of the attempt in flight; NULL when none is open */
-    int64_t att_start_us, att_ttft_us;
-    unsigned n_refused; /* candidates whose dialect could not build this request */
-    int billable; /* the last attempt reached a provider that may bill it (not an HTTP error, not a connect
-                     failure) */
-    tg_quota_check_t *quota; /* budget/rate check waiting for Redis; NULL when none */
-    int quota_hold;          /* the check may have left a hold that only a record or a release frees */
-    tg_admin_kind_t admin;   /* an admin endpoint: no provider call */
-    tg_admin_t *admin_state; /* its pending Redis reads (in the pool) */
-    tg_kind_t kind;          /* chat, embeddings or count_tokens (never billed) */
-    /* An API that keeps conversations (tg_client_keeps_state). */
-    tg_rs_prep_t rsp;         /* the request and its Chat form (src NULL: not this API); rsp.req,
-                                 the parsed request, may stay NULL (the fast path needs no DOM) */
-    json_t *rs_prev;          /* items of the response previous_response_id names; NULL when none */
-    tg_respstore_op_t *rs_op; /* a response store command in flight */
-    char rs_method;           /* a stored object's endpoint: 'G' GET, 'D' DELETE; 0 none */
-    const char *rs_item;      /* its id */
-    /* The answer held while its store write is acknowledged. */
-    const char **held_h;
-    size_t held_n;
-    const char *held_out;
-    size_t held_len;
-    /* The response cache (gateway/cache.c). */
-    const tg_cache_conf_t *cache_conf; /* NULL: off for this request */
-    char cache_digest[TG_CACHE_DIGEST_HEX];
-    tg_cache_op_t *cache_op; /* the lookup in flight */
-    int cache_hit;           /* answered from the cache: no attempt, cost 0 */
-    int64_t cache_saved;     /* what the stored answer would cost from its provider */
-    char *cap;               /* malloc'd: the stream's events as the client got them, to store */
-    size_t cap_len, cap_cap;
-    int cap_on; /* capture the stream (caching is on, the lookup missed) */
-} tg_request_t;
-
-static void attempt_next(tg_request_t *r);
-
-static int64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Exactly one tg_health_end per tg_health_begin: the entry is cleared here. */
 static void health_end(tg_request_t *r, tg_outcome_t o) {
     if (r->he == NULL) return;
-    int64_t now = now_us();
+    int64_t now = tg_clock_mono_us();
     int64_t ttft = r->att_ttft_us < 0 ? -1 : (r->att_ttft_us - r->att_start_us) / 1000;
     tg_health_end(r->he, o, ttft, r->usage.output_tokens, (now - r->att_start_us) / 1000, now / 1000);
     r->he = NULL;
@@ -174,8 +46,8 @@ static uint64_t next_rand(uint64_t *s) {
 
 /* --- errors ------------------------------------------------------------ */
 
-static void respond_json(tg_http_req_t *h, int status, const char *const *hdrs, size_t n, const char *body,
-                         size_t len) {
+void tg_request_respond_json(tg_http_req_t *h, int status, const char *const *hdrs, size_t n,
+                             const char *body, size_t len) {
     const char *all[16];
     size_t k = 0;
     all[k++] = "Content-Type: application/json";
@@ -189,14 +61,14 @@ static void send_error_h(tg_http_req_t *h, tg_client_dialect_t client, int statu
                          const char *code, const char *msg, const char *const *hdrs, size_t n) {
     char *s = tg_client_error_body(client, status, type, code, msg);
     if (s)
-        respond_json(h, status, hdrs, n, s, strlen(s));
+        tg_request_respond_json(h, status, hdrs, n, s, strlen(s));
     else
-        respond_json(h, status, hdrs, n, "{\"error\":{\"message\":\"error\"}}", 29);
+        tg_request_respond_json(h, status, hdrs, n, "{\"error\":{\"message\":\"error\"}}", 29);
     free(s);
 }
 
-static void send_error(tg_http_req_t *h, tg_client_dialect_t client, int status, const char *type,
-                       const char *code, const char *msg) {
+void tg_request_send_error(tg_http_req_t *h, tg_client_dialect_t client, int status, const char *type,
+                           const char *code, const char *msg) {
     send_error_h(h, client, status, type, code, msg, NULL, 0);
 }
 
@@ -222,7 +94,7 @@ static const char *request_header(void *ud, const char *name, size_t *len) {
 
 /* --- headers for the client ------------------------------------------- */
 
-static size_t tollgate_headers(tg_request_t *r, const char **h, size_t cap, const char *cost) {
+size_t tg_request_headers(tg_request_t *r, const char **h, size_t cap, const char *cost) {
     size_t n = 0;
     h[n++] = tg_pool_printf(r->pool, "x-tollgate-provider: %s", r->cur->provider->name);
     h[n++] = tg_pool_printf(r->pool, "x-tollgate-model: %s", r->cur->model);
@@ -241,12 +113,12 @@ static size_t tollgate_headers(tg_request_t *r, const char **h, size_t cap, cons
 
 /* micro-USD at the prices in force when the request started (core/money.c);
  * 0 when the model has no price. */
-static int64_t cost_micro(const tg_request_t *r) {
+int64_t tg_request_cost_micro(const tg_request_t *r) {
     int64_t micro = tg_money_micro(r->call.price, &r->usage, r->ts_ms);
     return micro < 0 ? 0 : micro;
 }
 
-static const char *usd_text(tg_pool_t *pool, int64_t micro) {
+const char *tg_request_usd_text(tg_pool_t *pool, int64_t micro) {
     char t[TG_MONEY_TEXT_MAX];
     return tg_pool_strdup(pool, tg_money_format(micro, t));
 }
@@ -263,7 +135,7 @@ static void usage_finalise(tg_request_t *r) {
     u->output_tokens = (int64_t)(r->call.content_bytes + 3) / 4;
 }
 
-static const char *usage_json_of(tg_pool_t *pool, const tg_usage_t *u) {
+const char *tg_request_usage_json(tg_pool_t *pool, const tg_usage_t *u) {
     return tg_pool_printf(pool,
                           "{\"input_tokens\":%" PRId64 ",\"cached_input_tokens\":%" PRId64
                           ",\"cache_write_tokens\":%" PRId64 ",\"output_tokens\":%" PRId64
@@ -273,7 +145,7 @@ static const char *usage_json_of(tg_pool_t *pool, const tg_usage_t *u) {
 }
 
 static const char *usage_json(tg_request_t *r) {
-    return usage_json_of(r->pool, &r->usage);
+    return tg_request_usage_json(r->pool, &r->usage);
 }
 
 /* --- relay -------------------------------------------------------------- */
@@ -307,22 +179,22 @@ static void cap_add(tg_request_t *r, const void *p, size_t n) {
     r->cap_len += n;
 }
 
-static void start_stream(tg_request_t *r) {
+void tg_request_start_stream(tg_request_t *r) {
     const char *h[12];
     size_t n = 0;
     h[n++] = "Content-Type: text/event-stream";
     h[n++] = "Cache-Control: no-cache";
-    n += tollgate_headers(r, h + n, 12 - n, NULL);
+    n += tg_request_headers(r, h + n, 12 - n, NULL);
     tg_http_stream_start(r->http, 200, h, n);
     r->started = 1;
-    r->ttfb_us = now_us() - r->t0_us;
+    r->ttfb_us = tg_clock_mono_us() - r->t0_us;
     tg_metrics_ttfb(r->ttfb_us);
 }
 
 static int emit_event(void *ud, const char *event, const char *data, size_t len) {
     tg_request_t *r = ud;
     if (r->http == NULL) return 0;
-    if (!r->started) start_stream(r);
+    if (!r->started) tg_request_start_stream(r);
     int full;
     if (memchr(data, '\n', len) == NULL && memchr(data, '\r', len) == NULL) {
         struct iovec iov[6];
@@ -398,7 +270,7 @@ static int up_on_headers(tg_upcall_t *u, int status, void *ud) {
 
 static int up_on_data(tg_upcall_t *u, const char *p, size_t n, void *ud) {
     tg_request_t *r = ud;
-    if (r->att_ttft_us < 0) r->att_ttft_us = now_us();
+    if (r->att_ttft_us < 0) r->att_ttft_us = tg_clock_mono_us();
     if (!r->stream) {
         int ok = r->up_status >= 200 && r->up_status < 300;
         buf_append(r, p, n, ok ? MAX_ANSWER_BYTES : MAX_ERROR_BYTES);
@@ -451,7 +323,7 @@ static void release_attempt(tg_request_t *r) {
  * which adds tokens and cost but no request. */
 static void record_usage(tg_request_t *r, const char *id, int status, int attempt_only, int64_t dur_us) {
     if (r->kind == TG_KIND_COUNT_TOKENS) return; /* never billed, never counted against a quota */
-    int64_t micro = cost_micro(r);
+    int64_t micro = tg_request_cost_micro(r);
     tg_ledger_rec_t rec = {
         .request_id = id,
         .key_name = r->key ? r->key->name : "",
@@ -478,7 +350,8 @@ static void record_usage(tg_request_t *r, const char *id, int status, int attemp
 /* The attempt failed before anything reached the client: try the next one. */
 static void attempt_failed(tg_request_t *r, fail_kind_t kind, const char *why, const char *metric) {
     if (r->usage.present && (r->usage.input_tokens > 0 || r->usage.output_tokens > 0)) {
-        record_usage(r, tg_pool_printf(r->pool, "%s.%u", r->id, r->attempts), 502, 1, now_us() - r->t0_us);
+        record_usage(r, tg_pool_printf(r->pool, "%s.%u", r->id, r->attempts), 502, 1,
+                     tg_clock_mono_us() - r->t0_us);
         memset(&r->usage, 0, sizeof(r->usage)); /* counted: not again in the request's own record */
     }
     r->billable = 0;
@@ -488,59 +361,21 @@ static void attempt_failed(tg_request_t *r, fail_kind_t kind, const char *why, c
     r->last_fail = kind;
     if (kind != FAIL_CONNECT) r->all_connect = 0;
     release_attempt(r);
-    attempt_next(r);
-}
-
-/* --- the response store ------------------------------------------------- */
-
-static void answer_held(tg_request_t *r) {
-    if (r->held_out)
-        tg_http_respond(r->http, 200, r->held_h, r->held_n, r->held_out, r->held_len);
-    else
-        tg_http_stream_end(r->http);
-    /* on_finish may have run inside: r may be gone */
-}
-
-static void on_stored(void *ud, tg_respstore_result_t res) {
-    tg_request_t *r = ud;
-    r->rs_op = NULL;
-    answer_held(r);
-}
-
-/* Stores the finished Response (unless the client said store: false) and
- * holds the end of the client's answer until Redis acknowledged it, so the
- * client's next turn, on any instance, finds it. 1 when the write is in
- * flight (on_stored ends the answer), 0 when the caller ends it now. A
- * failed write is logged, never the client's problem. */
-static int store_answer(tg_request_t *r) {
-    if (r->rsp.src == NULL || r->call.rs_response == NULL || !r->rsp.store || r->w->ledger == NULL) return 0;
-    json_t *resp = json_loadb(r->call.rs_response, r->call.rs_response_len, 0, NULL);
-    const json_t *req = tg_rs_prep_req(&r->rsp);
-    size_t ilen = 0;
-    char *items = resp && req ? tg_rs_stored(r->pool, req, r->rs_prev, resp, &ilen) : NULL;
-    json_decref(resp);
-    const char *id = tg_pool_printf(r->pool, "resp_%s", r->id);
-    if (items)
-        r->rs_op = tg_respstore_put(r->w->ledger, id, r->key->name, r->call.rs_response,
-                                    r->call.rs_response_len, items, ilen, r->cfg->store_ttl_s, on_stored, r);
-    if (r->rs_op == NULL)
-        tg_warn("response store: %s not stored: %s", id,
-                items ? "Redis is not connected" : "unusable answer");
-    return r->rs_op != NULL;
+    tg_request_attempt_next(r);
 }
 
 static void finish_stream(tg_request_t *r, const char *error) {
     health_end(r, error ? TG_OUTCOME_FAIL : TG_OUTCOME_OK);
     usage_finalise(r);
-    int64_t micro = cost_micro(r);
+    int64_t micro = tg_request_cost_micro(r);
     if (error == NULL) {
         /* The cost comment and the client's own end marker, in its dialect's order. */
         const char *comment = tg_pool_printf(r->pool, ": tollgate {\"cost_usd\":%s,\"usage\":%s}\n\n",
-                                             usd_text(r->pool, micro), usage_json(r));
+                                             tg_request_usd_text(r->pool, micro), usage_json(r));
         const char *c = tg_client_stream_done(r->client, r->pool, comment);
         tg_http_stream_write(r->http, c, strlen(c));
         r->status = 200;
-        if (store_answer(r)) return;
+        if (tg_request_store_answer(r)) return;
     } else {
         /* The dialect's translator ends it when it must (the answer so far,
          * in sequence); else the client's generic error ending. */
@@ -569,14 +404,14 @@ static void finish_answer(tg_request_t *r) {
     const char **h = tg_pool_alloc(r->pool, 12 * sizeof(*h));
     size_t n = 0;
     h[n++] = "Content-Type: application/json";
-    n += tollgate_headers(r, h + n, 12 - n, usd_text(r->pool, cost_micro(r)));
+    n += tg_request_headers(r, h + n, 12 - n, tg_request_usd_text(r->pool, tg_request_cost_micro(r)));
     r->started = 1;
     r->status = 200;
-    r->ttfb_us = now_us() - r->t0_us;
+    r->ttfb_us = tg_clock_mono_us() - r->t0_us;
     tg_metrics_ttfb(r->ttfb_us);
     r->held_h = h, r->held_n = n, r->held_out = out, r->held_len = out_len;
-    if (store_answer(r)) return;
-    answer_held(r); /* on_finish may run inside */
+    if (tg_request_store_answer(r)) return;
+    tg_request_answer_held(r); /* on_finish may run inside */
 }
 
 static const char *result_text(tg_up_result_t res, const char **metric, fail_kind_t *kind) {
@@ -716,7 +551,8 @@ static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void
         if (r->he && r->retry_after[0] &&
             (r->up_status == 429 || r->up_status == 503 || r->up_status == 529)) {
             long secs = strtol(r->retry_after, NULL, 10);
-            if (secs > 0 && secs < 3600) tg_health_retry_after(r->he, now_us() / 1000 + secs * 1000);
+            if (secs > 0 && secs < 3600)
+                tg_health_retry_after(r->he, tg_clock_mono_us() / 1000 + secs * 1000);
         }
         if (e.retryable) {
             attempt_failed(r, FAIL_HTTP, why, metric);
@@ -725,9 +561,9 @@ static void up_on_done(tg_upcall_t *u, tg_up_result_t res, const char *err, void
         tg_metrics_attempt(r->cur->provider->name, metric);
         health_end(r, TG_OUTCOME_OK); /* the provider is up; the request was bad */
         r->status = e.status;
-        send_error(r->http, r->client, e.status, e.type, "upstream_rejected",
-                   tg_pool_printf(r->pool, "%s rejected the request: %s", r->cur->target,
-                                  e.message[0] ? e.message : why));
+        tg_request_send_error(r->http, r->client, e.status, e.type, "upstream_rejected",
+                              tg_pool_printf(r->pool, "%s rejected the request: %s", r->cur->target,
+                                             e.message[0] ? e.message : why));
         return;
     }
     /* A transport failure, a stream that ended without its end marker, or
@@ -786,7 +622,7 @@ static void count_locally(tg_request_t *r) {
     size_t n = 0;
     h[n++] = "Content-Type: application/json";
     h[n++] = "x-tollgate-estimated: true";
-    n += tollgate_headers(r, h + n, 12 - n, "0.000000");
+    n += tg_request_headers(r, h + n, 12 - n, "0.000000");
     r->started = 1;
     r->status = 200;
     tg_http_respond(r->http, 200, h, n, body, len); /* on_finish may run inside */
@@ -801,7 +637,7 @@ static int to_simulator(const tg_config_t *c, const tg_provider_t *p) {
     return n && p->url && strncmp(p->url, c->sim_url, n) == 0 && (p->url[n] == '/' || p->url[n] == '\0');
 }
 
-static void attempt_next(tg_request_t *r) {
+void tg_request_attempt_next(tg_request_t *r) {
     unsigned max = r->cfg->limits.max_attempts ? r->cfg->limits.max_attempts : 3;
     while (r->next < r->route.n && r->attempts < max) {
         const tg_candidate_t *c = &r->route.cands[r->next++];
@@ -812,7 +648,7 @@ static void attempt_next(tg_request_t *r) {
             continue;
         }
         tg_health_entry_t *he = r->route.health ? r->route.health[r->next - 1] : NULL;
-        int64_t now = now_us();
+        int64_t now = tg_clock_mono_us();
         if (he && !tg_health_allow(he, now / 1000)) {
             log_attempt(r, "skipped: circuit open");
             continue;
@@ -878,8 +714,8 @@ static void attempt_next(tg_request_t *r) {
         /* Every candidate's dialect refused the request itself: the client's to fix. */
         int bad = r->n_refused > 0 && r->n_refused == r->next;
         r->status = bad ? 400 : 503;
-        send_error(r->http, r->client, r->status, bad ? "invalid_request_error" : "upstream_error",
-                   bad ? "unsupported_request" : "no_usable_provider", r->alog);
+        tg_request_send_error(r->http, r->client, r->status, bad ? "invalid_request_error" : "upstream_error",
+                              bad ? "unsupported_request" : "no_usable_provider", r->alog);
         return;
     }
     all_failed(r);
@@ -939,8 +775,8 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     if (get_body && admin == TG_ADMIN_NONE) {
         /* A body on a request that has no use for one is a smuggling attempt
          * or a broken client: refused, and the connection closed unread. */
-        send_error(h, tg_client_for_path(path, plen), 400, "invalid_request_error", "unexpected_body",
-                   "a GET or HEAD request must not have a body");
+        tg_request_send_error(h, tg_client_for_path(path, plen), 400, "invalid_request_error",
+                              "unexpected_body", "a GET or HEAD request must not have a body");
         return TG_HTTP_HANDLED;
     }
     if (path_is(path, plen, "/healthz") && get) {
@@ -968,8 +804,8 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         tg_config_t *cfg = tg_config_current();
         int denied = tg_admin_authorise(admin, h, cfg, pool);
         if (denied == 0 && get_body)
-            send_error(h, TG_CLIENT_OPENAI, 400, "invalid_request_error", "unexpected_body",
-                       "a GET or HEAD request must not have a body");
+            tg_request_send_error(h, TG_CLIENT_OPENAI, 400, "invalid_request_error", "unexpected_body",
+                                  "a GET or HEAD request must not have a body");
         if (denied || get_body) {
             tg_config_unref(cfg);
             tg_pool_destroy(pool);
@@ -980,7 +816,7 @@ static int on_headers(tg_http_req_t *h, void *ud) {
         r->w = w;
         r->cfg = cfg;
         r->admin = admin;
-        r->ts_ms = wall_ms();
+        r->ts_ms = tg_clock_wall_ms();
         tg_http_set_data(h, r);
         return TG_HTTP_CONTINUE; /* answered from on_request, after Redis */
     }
@@ -1006,7 +842,7 @@ static int on_headers(tg_http_req_t *h, void *ud) {
                  "unknown path '%.*s': the API is at /v1/chat/completions, /v1/messages, "
                  "/v1/messages/count_tokens, /v1/responses, /v1/embeddings and /v1/models",
                  (int)(plen > 64 ? 64 : plen), path);
-        send_error(h, client, 404, "invalid_request_error", "not_found", msg);
+        tg_request_send_error(h, client, 404, "invalid_request_error", "not_found", msg);
         return TG_HTTP_HANDLED;
     }
     int del = strcmp(m, "DELETE") == 0;
@@ -1026,8 +862,8 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     const tg_key_t *key = secret ? tg_config_key(cfg, secret, klen) : NULL;
     if (key == NULL) {
         tg_config_unref(cfg);
-        send_error(h, client, 401, "invalid_request_error", "invalid_api_key",
-                   secret ? "the gateway key is not valid" : tg_client_auth_hint(client));
+        tg_request_send_error(h, client, 401, "invalid_request_error", "invalid_api_key",
+                              secret ? "the gateway key is not valid" : tg_client_auth_hint(client));
         return TG_HTTP_HANDLED;
     }
     if (models) {
@@ -1046,8 +882,8 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     r->http = h;
     r->cfg = cfg;
     r->key = key;
-    r->t0_us = now_us();
-    r->ts_ms = wall_ms();
+    r->t0_us = tg_clock_mono_us();
+    r->ts_ms = tg_clock_wall_ms();
     r->ttfb_us = -1;
     r->all_connect = 1;
     r->client = client;
@@ -1061,127 +897,9 @@ static int on_headers(tg_http_req_t *h, void *ud) {
     return TG_HTTP_CONTINUE;
 }
 
-/* --- the response cache (gateway/cache.c) ------------------------------- */
-
-/* The candidate of this request that made the stored answer: same provider and model, its
- * provider in the same region and as simulated as when the answer was made. The candidates
- * are those routing allowed this very request (require: rules, keys, circuits), so an answer
- * made where this key may not go is never given to it. NULL when there is none. */
-static const tg_candidate_t *cache_candidate(const tg_request_t *r, const tg_cache_entry_t *e) {
-    if (e->stream != r->scan.stream) return NULL;
-    for (size_t i = 0; i < r->route.n; i++) {
-        const tg_candidate_t *c = &r->route.cands[i];
-        const char *region = c->provider->region ? c->provider->region : "";
-        if (c->provider->dialect && strcmp(c->provider->name, e->provider) == 0 &&
-            strcmp(c->model, e->model) == 0 && strcmp(region, e->region) == 0 &&
-            !c->provider->simulated == !e->simulated)
-            return c;
-    }
-    return NULL;
-}
-
-/* A hit: the stored answer with the usual headers (the provider and model that made it,
- * attempts 0, cost 0) and x-tollgate-cache: hit; a stream is the stored events, then the
- * cost comment and the client's end marker, as a live stream ends. */
-static void cache_answer(tg_request_t *r, const tg_cache_entry_t *e, const tg_candidate_t *c) {
-    r->cur = c;
-    r->cache_hit = 1;
-    int64_t saved = tg_money_micro(tg_config_price(r->cfg, c->provider->name, c->model), &e->usage, r->ts_ms);
-    r->cache_saved = saved >= 0 ? saved : e->cost_micro_usd; /* the price is gone: what it cost then */
-    r->status = 200;
-    const char *zero = usd_text(r->pool, 0);
-    if (!e->stream) {
-        const char *h[12];
-        size_t n = 0;
-        h[n++] = "Content-Type: application/json";
-        n += tollgate_headers(r, h + n, 12 - n, zero);
-        r->started = 1;
-        r->ttfb_us = now_us() - r->t0_us;
-        tg_metrics_ttfb(r->ttfb_us);
-        tg_http_respond(r->http, 200, h, n, e->answer, e->answer_len); /* on_finish may run inside */
-        return;
-    }
-    start_stream(r);
-    tg_http_stream_write(r->http, e->answer, e->answer_len);
-    const char *comment =
-        tg_pool_printf(r->pool, ": tollgate {\"cost_usd\":%s,\"usage\":%s,\"cache\":\"hit\"}\n\n", zero,
-                       usage_json_of(r->pool, &e->usage));
-    const char *end = tg_client_stream_done(r->client, r->pool, comment);
-    tg_http_stream_write(r->http, end, strlen(end));
-    tg_http_stream_end(r->http); /* on_finish may run inside */
-}
-
-static void on_cache(void *ud, const tg_cache_entry_t *hit) {
-    tg_request_t *r = ud;
-    r->cache_op = NULL;
-    const tg_candidate_t *c = hit ? cache_candidate(r, hit) : NULL;
-    if (c == NULL) {
-        attempt_next(r);
-        return;
-    }
-    cache_answer(r, hit, c);
-}
-
-/* When the key or the rule has `cache:`, one GET of the request's digest before any attempt
- * (Redis away: none, and the attempts start at once); else the attempts, with no round trip. */
-static void cache_or_attempt(tg_request_t *r) {
-    static const char *const apis[] = {
-        [TG_CLIENT_OPENAI] = "chat", [TG_CLIENT_ANTHROPIC] = "messages", [TG_CLIENT_RESPONSES] = "responses"};
-    r->cache_conf = r->kind == TG_KIND_CHAT ? tg_cache_conf_for(r->key, r->route.rule) : NULL;
-    if (r->cache_conf == NULL) {
-        attempt_next(r);
-        return;
-    }
-    /* What reaches the provider besides the body: the x-sim-* lines and anthropic-beta. */
-    const char **hdrs = tg_pool_alloc(r->pool, (r->n_extra + 1) * sizeof(*hdrs));
-    size_t nh = 0, bl = 0, blen = 0;
-    for (size_t i = 0; hdrs && i < r->n_extra; i++)
-        hdrs[nh++] = r->extra[i];
-    const char *beta =
-        r->client == TG_CLIENT_ANTHROPIC ? tg_http_header(r->http, "anthropic-beta", &bl) : NULL;
-    if (hdrs && beta) hdrs[nh++] = tg_pool_printf(r->pool, "anthropic-beta: %.*s", (int)bl, beta);
-    const char *body = tg_http_body(r->http, &blen); /* the client's own bytes, whatever the API */
-    tg_cache_req_t q = {r->key->name, apis[r->client], r->scan.stream, hdrs, nh, body, blen};
-    tg_cache_digest(r->cache_conf, &q, r->cache_digest);
-    r->cap_on = r->scan.stream;
-    r->cache_op = tg_cache_lookup(r->w->ledger, r->cache_digest, r->pool, on_cache, r);
-    if (r->cache_op == NULL) attempt_next(r);
-}
-
-/* A finished answer goes to the cache from on_finish, after its last byte was queued for the
- * client: only a whole answer (a 200, a stream that reached its end marker, a client that
- * stayed), never an error or a cut stream; the SET's reply is never waited for. A Responses
- * answer names a stored response: its entry never outlives that one (store_ttl_s). */
-static void cache_store(tg_request_t *r, int aborted) {
-    if (r->cache_conf == NULL || r->cache_hit || aborted || r->status != 200 || r->cur == NULL ||
-        r->attempts == 0)
-        return;
-    tg_cache_entry_t e = {
-        .provider = r->cur->provider->name,
-        .model = r->cur->model,
-        .region = r->cur->provider->region ? r->cur->provider->region : "",
-        .simulated = r->cur->provider->simulated,
-        .stream = r->scan.stream,
-        .usage = r->usage,
-        .cost_micro_usd = cost_micro(r),
-    };
-    if (r->scan.stream) {
-        if (!r->cap_on || r->cap == NULL || !r->done_seen) return;
-        e.answer = r->cap, e.answer_len = r->cap_len;
-    } else {
-        if (r->held_out == NULL) return;
-        e.answer = r->held_out, e.answer_len = r->held_len;
-    }
-    int64_t ttl = r->cache_conf->ttl_s;
-    if (r->client == TG_CLIENT_RESPONSES && r->cfg->store_ttl_s > 1 && ttl >= r->cfg->store_ttl_s)
-        ttl = r->cfg->store_ttl_s - 1;
-    tg_cache_store(r->w->ledger, r->cache_digest, &e, ttl, (size_t)r->cache_conf->max_bytes);
-}
-
-/* Over budget (402) or rate (429), in the client's dialect with retry-after; else go on. */
 static void quota_decided(tg_request_t *r, const tg_quota_result_t *q) {
     if (q->status == 0) {
-        cache_or_attempt(r);
+        tg_request_cache_or_attempt(r);
         return;
     }
     if (!q->degraded) r->quota_hold = 0; /* Redis refused it: the script held nothing */
@@ -1202,34 +920,35 @@ static void on_quota(const tg_quota_result_t *q, void *ud) {
 }
 
 /* The request's body was scanned (r->scan): route it, then check quotas. */
-static void body_scanned(tg_request_t *r) {
+void tg_request_body_scanned(tg_request_t *r) {
     tg_http_req_t *h = r->http;
     if (!r->scan.has_model) {
         r->status = 400;
-        send_error(h, r->client, 400, "invalid_request_error", "missing_model", "'model' is required");
+        tg_request_send_error(h, r->client, 400, "invalid_request_error", "missing_model",
+                              "'model' is required");
         return;
     }
     if (r->kind != TG_KIND_CHAT) r->scan.stream = 0; /* embeddings and counts answer in one piece */
     tg_route_ctx_t ctx = {r->scan.model_str, r->key, &r->scan, {request_header, r}, r->ts_ms, r->kind};
-    tg_route_opts_t ro = {r->w->health, now_us() / 1000};
+    tg_route_opts_t ro = {r->w->health, tg_clock_mono_us() / 1000};
     if (tg_route_pick_opts(r->cfg, &ctx, &ro, r->pool, &r->route) != 0) {
         int st = r->route.status ? r->route.status : 404;
         r->status = st;
-        send_error(h, r->client, st,
-                   st == 403   ? "permission_error"
-                   : st == 503 ? "upstream_error"
-                               : "invalid_request_error",
-                   st == 403   ? "route_forbidden"
-                   : st == 503 ? "no_usable_provider"
-                   : st == 400 ? "model_kind_mismatch"
-                               : "model_not_found",
-                   r->route.err);
+        tg_request_send_error(h, r->client, st,
+                              st == 403   ? "permission_error"
+                              : st == 503 ? "upstream_error"
+                                          : "invalid_request_error",
+                              st == 403   ? "route_forbidden"
+                              : st == 503 ? "no_usable_provider"
+                              : st == 400 ? "model_kind_mismatch"
+                                          : "model_not_found",
+                              r->route.err);
         return;
     }
     if (r->route.skipped) log_text(r, NULL, r->route.skipped); /* keyless candidates, by name */
     collect_sim_headers(r);
     if (r->kind == TG_KIND_COUNT_TOKENS) { /* free: no budget or rate check */
-        attempt_next(r);
+        tg_request_attempt_next(r);
         return;
     }
     tg_quota_result_t qr;
@@ -1243,157 +962,6 @@ static void body_scanned(tg_request_t *r) {
         quota_decided(r, &qr);
 }
 
-/* --- phases of an API that keeps conversations (the Responses API) ------ */
-
-static void rs_error(tg_request_t *r, int status, const char *type, const char *code, const char *msg) {
-    r->status = status;
-    send_error(r->http, r->client, status, type, code, msg);
-}
-
-static void store_unavailable(tg_request_t *r) {
-    rs_error(r, 503, "upstream_error", "store_unavailable",
-             "the response store (Redis) is not reachable: stored responses cannot be read now; try again");
-}
-
-static void not_stored(tg_request_t *r, const char *id, int previous) {
-    rs_error(r, 404, "invalid_request_error", previous ? "previous_response_not_found" : "not_found",
-             tg_pool_printf(r->pool,
-                            "%s response '%.*s' not found: it was not stored (store: false), has expired, "
-                            "was deleted, or belongs to another key",
-                            previous ? "previous" : "stored", 128, id));
-}
-
-/* The Chat form of the request (r->rsp.chat) scanned like a chat request,
- * for routing, quotas and estimates. */
-static void rs_scan_chat(tg_request_t *r) {
-    char err[256];
-    r->body = (char *)r->rsp.chat;
-    r->body_len = r->rsp.chat_len;
-    if (r->body == NULL || tg_scan_request(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
-        rs_error(r, 400, "invalid_request_error", "invalid_body",
-                 r->body ? tg_pool_printf(r->pool, "the request has nothing to answer (%s)", err)
-                         : "out of memory");
-        return;
-    }
-    body_scanned(r);
-}
-
-/* The request translated once to Chat Completions with jansson. Built-in
- * tools pass here: a provider that runs them natively may be chosen, and
- * the others' dialects refuse them per attempt; without them, every
- * OpenAI-dialect attempt splices this body (rsp.reuse). */
-static void rs_translate(tg_request_t *r) {
-    char err[256];
-    tg_rs_req_opts_t o = {.native_tools = 1, .previous = r->rs_prev};
-    json_t *chat = tg_rs_req_to_chat(r->rsp.req, &o, err, sizeof(err));
-    if (chat == NULL) {
-        rs_error(r, 400, "invalid_request_error", "invalid_body", err);
-        return;
-    }
-    r->rsp.reuse = tg_rs_chat_reusable(r->rsp.req);
-    memcpy(r->rsp.note, o.note, sizeof(r->rsp.note));
-    r->rsp.chat = tg_tr_dump(r->pool, chat, &r->rsp.chat_len);
-    rs_scan_chat(r);
-}
-
-static void on_previous(void *ud, tg_respstore_result_t res, const char *response, size_t rlen,
-                        const char *items, size_t ilen) {
-    tg_request_t *r = ud;
-    r->rs_op = NULL;
-    if (res == TG_RESPSTORE_DOWN) {
-        store_unavailable(r);
-        return;
-    }
-    if (res == TG_RESPSTORE_FOUND) r->rs_prev = json_loadb(items, ilen, 0, NULL);
-    if (!json_is_array(r->rs_prev)) {
-        not_stored(r, json_string_value(json_object_get(r->rsp.req, "previous_response_id")), 1);
-        return;
-    }
-    rs_translate(r);
-}
-
-static void rs_body(tg_request_t *r) {
-    /* The common shapes are translated from the text, with no DOM. */
-    if (tg_rs_fast_req(r->pool, r->body, r->body_len, &r->rsp) == 0) {
-        rs_scan_chat(r);
-        return;
-    }
-    json_error_t je;
-    r->rsp.src = r->body;
-    r->rsp.src_len = r->body_len;
-    r->rsp.req = json_loadb(r->body, r->body_len, 0, &je);
-    if (!json_is_object(r->rsp.req)) {
-        rs_error(r, 400, "invalid_request_error", "invalid_body",
-                 r->rsp.req ? "request body must be a JSON object"
-                            : tg_pool_printf(r->pool, "request body is not JSON: %s", je.text));
-        return;
-    }
-    r->rsp.store = !json_is_false(json_object_get(r->rsp.req, "store"));
-    const char *model = json_string_value(json_object_get(r->rsp.req, "model"));
-    if (model == NULL || *model == '\0') {
-        rs_error(r, 400, "invalid_request_error", "missing_model", "'model' is required");
-        return;
-    }
-    const json_t *prev = json_object_get(r->rsp.req, "previous_response_id");
-    if (prev == NULL || json_is_null(prev)) {
-        rs_translate(r);
-        return;
-    }
-    const char *id = json_string_value(prev);
-    if (id == NULL) {
-        rs_error(r, 400, "invalid_request_error", "invalid_body", "'previous_response_id' must be a string");
-        return;
-    }
-    if (!tg_respstore_id_ok(id, strlen(id))) {
-        not_stored(r, id, 1);
-        return;
-    }
-    r->rs_op = tg_respstore_get(r->w->ledger, id, r->key->name, on_previous, r);
-    if (r->rs_op == NULL) store_unavailable(r);
-}
-
-static void on_stored_get(void *ud, tg_respstore_result_t res, const char *response, size_t rlen,
-                          const char *items, size_t ilen) {
-    tg_request_t *r = ud;
-    r->rs_op = NULL;
-    if (res == TG_RESPSTORE_DOWN) {
-        store_unavailable(r);
-    } else if (res == TG_RESPSTORE_MISSING) {
-        not_stored(r, r->rs_item, 0);
-    } else {
-        r->status = 200;
-        respond_json(r->http, 200, NULL, 0, response, rlen);
-    }
-}
-
-static void on_stored_delete(void *ud, tg_respstore_result_t res) {
-    tg_request_t *r = ud;
-    r->rs_op = NULL;
-    if (res == TG_RESPSTORE_DOWN) {
-        store_unavailable(r);
-    } else if (res == TG_RESPSTORE_MISSING) {
-        not_stored(r, r->rs_item, 0);
-    } else {
-        json_t *o = json_pack("{s:s,s:s,s:b}", "id", r->rs_item, "object", "response", "deleted", 1);
-        size_t len = 0;
-        const char *s = tg_tr_dump(r->pool, o, &len);
-        r->status = 200;
-        respond_json(r->http, 200, NULL, 0, s ? s : "{}", s ? len : 2);
-    }
-}
-
-/* GET or DELETE of a stored response: only the key that made it sees it. */
-static void serve_stored(tg_request_t *r) {
-    if (!tg_respstore_id_ok(r->rs_item, strlen(r->rs_item))) {
-        not_stored(r, r->rs_item, 0);
-        return;
-    }
-    r->rs_op = r->rs_method == 'D'
-                   ? tg_respstore_delete(r->w->ledger, r->rs_item, r->key->name, on_stored_delete, r)
-                   : tg_respstore_get(r->w->ledger, r->rs_item, r->key->name, on_stored_get, r);
-    if (r->rs_op == NULL) store_unavailable(r);
-}
-
 static void on_request(tg_http_req_t *h, void *ud) {
     tg_request_t *r = tg_http_data(h);
     if (r == NULL) return;
@@ -1404,23 +972,23 @@ static void on_request(tg_http_req_t *h, void *ud) {
         return;
     }
     if (r->rs_method) {
-        serve_stored(r);
+        tg_request_serve_stored(r);
         return;
     }
     char err[256];
     r->body = tg_http_body(h, &r->body_len);
     if (tg_client_keeps_state(r->client)) {
-        rs_body(r);
+        tg_request_rs_body(r);
         return;
     }
     int (*scan)(const char *, size_t, tg_pool_t *, tg_scan_req_t *, char *, size_t) =
         r->kind == TG_KIND_EMBEDDINGS ? tg_scan_request_bare : tg_scan_request;
     if (scan(r->body, r->body_len, r->pool, &r->scan, err, sizeof(err)) != 0) {
         r->status = 400;
-        send_error(h, r->client, 400, "invalid_request_error", "invalid_body", err);
+        tg_request_send_error(h, r->client, 400, "invalid_request_error", "invalid_body", err);
         return;
     }
-    body_scanned(r);
+    tg_request_body_scanned(r);
 }
 
 static void on_drain(tg_http_req_t *h, void *ud) {
@@ -1461,8 +1029,8 @@ static void access_log(tg_request_t *r, int aborted, int64_t dur_us) {
         r->status, r->attempts, r->scan.stream ? "true" : "false", u->input_tokens, u->cached_input_tokens,
         u->output_tokens, u->estimated ? "true" : "false",
         r->cur && r->cur->provider->simulated ? "true" : "false",
-        usd_text(r->pool, r->cur ? cost_micro(r) : 0), dur_us / 1000, r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000,
-        aborted ? "true" : "false");
+        tg_request_usd_text(r->pool, r->cur ? tg_request_cost_micro(r) : 0), dur_us / 1000,
+        r->ttfb_us < 0 ? -1 : r->ttfb_us / 1000, aborted ? "true" : "false");
     if (line) tg_log_access(line, strlen(line));
 }
 
@@ -1490,14 +1058,14 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     }
     health_end(r, TG_OUTCOME_ABORT);
     if (aborted && r->status == 0) r->status = 499;
-    int64_t dur = now_us() - r->t0_us;
+    int64_t dur = tg_clock_mono_us() - r->t0_us;
     if (r->cur && (r->attempts > 0 || r->cache_hit)) {
         usage_finalise(r);
         record_usage(r, r->id, r->status, 0, dur); /* its record settles the quota hold */
     } else if (r->quota_hold) {
         tg_quota_release(r->w->ledger, r->key, r->id); /* refused, cancelled or never sent */
     }
-    cache_store(r, aborted);
+    tg_request_cache_store(r, aborted);
     free(r->cap);
     tg_metrics_request(r->status ? r->status : 200, dur);
     access_log(r, aborted, dur);
@@ -1511,7 +1079,7 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
 
 static void serve_health(tg_http_req_t *h, int ready) {
     if (!ready) {
-        respond_json(h, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
+        tg_request_respond_json(h, 200, NULL, 0, "{\"status\":\"ok\"}", 15);
         return;
     }
     tg_config_t *c = tg_config_current();
@@ -1522,9 +1090,9 @@ static void serve_health(tg_http_req_t *h, int ready) {
         if (c->providers[i].dialect && !c->providers[i].keyless) usable++;
     tg_config_unref(c);
     if (usable)
-        respond_json(h, 200, NULL, 0, "{\"status\":\"ready\"}", 18);
+        tg_request_respond_json(h, 200, NULL, 0, "{\"status\":\"ready\"}", 18);
     else
-        respond_json(h, 503, NULL, 0, "{\"status\":\"no usable provider\"}", 31);
+        tg_request_respond_json(h, 503, NULL, 0, "{\"status\":\"no usable provider\"}", 31);
 }
 
 /* With metrics_token_env set, /metrics wants `Authorization: Bearer <token>` (compared in
@@ -1544,7 +1112,7 @@ static int metrics_allowed(tg_http_req_t *h) {
             "'Authorization: Bearer <metrics token>'\",\"type\":\"authentication_error\","
             "\"code\":\"invalid_metrics_token\"}}";
         const char *hdr[] = {"WWW-Authenticate: Bearer realm=\"tollgate metrics\""};
-        respond_json(h, 401, hdr, 1, body, sizeof(body) - 1);
+        tg_request_respond_json(h, 401, hdr, 1, body, sizeof(body) - 1);
     }
     return ok;
 }
@@ -1561,12 +1129,12 @@ static void serve_metrics(tg_http_req_t *h, const tg_worker_t *w) {
 
 static void serve_models(tg_http_req_t *h, const tg_config_t *c, const tg_key_t *key) {
     size_t len = 0;
-    char *s = tg_endpoint_models(c, key, wall_ms(), &len);
+    char *s = tg_endpoint_models(c, key, tg_clock_wall_ms(), &len);
     if (s == NULL) {
-        send_error(h, TG_CLIENT_OPENAI, 500, "server_error", "out_of_memory", "out of memory");
+        tg_request_send_error(h, TG_CLIENT_OPENAI, 500, "server_error", "out_of_memory", "out of memory");
         return;
     }
-    respond_json(h, 200, NULL, 0, s, len);
+    tg_request_respond_json(h, 200, NULL, 0, s, len);
     free(s);
 }
 
