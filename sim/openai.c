@@ -2,6 +2,9 @@
  * speak it: the error shape, usage in each vendor's fields (OpenAI, DeepSeek
  * and Qwen differ), the whole answer, the stream generator (one SSE event
  * per call, pulled by sim/pace.c), and the model lists of GET /v1/models.
+ * With x-sim-logprobs: N each answer token carries OpenAI's logprobs entry
+ * (N top_logprobs, derived from the token's index alone), which makes the
+ * large chunks a gateway's stream memory is tested with.
  * A plan (sim/simulate_int.h) goes in; JSON and SSE text leave in a sim_buf_t. */
 #include <inttypes.h>
 #include <stdio.h>
