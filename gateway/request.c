@@ -211,11 +211,26 @@ static int emit_event(void *ud, const char *event, const char *data, size_t len)
         for (int i = 0; r->cap_on && i < k; i++)
             cap_add(r, iov[i].iov_base, iov[i].iov_len);
     } else {
+        /* Data with line breaks becomes several data: lines, formatted in
+         * one buffer the request reuses for every such event (grown only
+         * for a larger one, freed in request_free): a buffer per event
+         * from the pool would hold every event until the stream ends. */
         size_t need = tg_sse_format(NULL, 0, event, data, len);
-        char *buf = tg_pool_alloc(r->pool, need + 1);
-        tg_sse_format(buf, need + 1, event, data, len);
-        full = tg_http_stream_write(r->http, buf, need);
-        cap_add(r, buf, need);
+        if (need + 1 > r->ev_cap) {
+            size_t nc = r->ev_cap ? r->ev_cap : 1024;
+            while (nc < need + 1)
+                nc *= 2;
+            char *b = realloc(r->ev, nc);
+            if (b == NULL) {
+                tg_error("%s: out of memory formatting a stream event", r->id);
+                return 0;
+            }
+            r->ev = b;
+            r->ev_cap = nc;
+        }
+        tg_sse_format(r->ev, r->ev_cap, event, data, len);
+        full = tg_http_stream_write(r->http, r->ev, need);
+        cap_add(r, r->ev, need);
     }
     if (full) r->want_pause = 1;
     return full;
@@ -1071,6 +1086,7 @@ static void on_finish(tg_http_req_t *h, int aborted, void *ud) {
     access_log(r, aborted, dur);
     if (r->sse_live) tg_sse_free(&r->sse);
     free(r->rbuf);
+    free(r->ev);
     tg_config_unref(r->cfg);
     tg_pool_destroy(r->pool);
 }

@@ -118,6 +118,8 @@ typedef struct {
     char *cap;               /* malloc'd: the stream's events as the client got them, to store */
     size_t cap_len, cap_cap;
     int cap_on; /* capture the stream (caching is on, the lookup missed) */
+    char *ev;   /* malloc'd: one multi-line event formatted for the client, reused (emit_event) */
+    size_t ev_cap;
 } tg_request_t;
 
 /* Defined in gateway/request.c: the phases and helpers the other two files call. */

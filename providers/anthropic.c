@@ -180,14 +180,17 @@ static int anthropic_parse_response(tg_call_t *c, const char *body, size_t len, 
 }
 
 /* The event's type: its SSE name, else the data's "type" (a provider that
- * sends data-only events). */
-static const char *event_type(tg_call_t *c, const char *event, const char *data, size_t len) {
+ * sends data-only events), copied into the caller's buf (cut to fit, as the
+ * SSE parser cuts a long event: line) so that nothing outlives the event.
+ * Copying it into the request's pool would grow the pool by one string per
+ * event for the whole length of the stream. */
+static const char *event_type(const char *event, const char *data, size_t len, char *buf, size_t cap) {
     if (event) return event;
     json_t *o = json_loadb(data, len, 0, NULL);
     const char *t = json_string_value(json_object_get(o, "type"));
-    const char *r = t ? tg_pool_strdup(c->pool, t) : "";
+    snprintf(buf, cap, "%s", t ? t : "");
     json_decref(o);
-    return r;
+    return buf;
 }
 
 static int error_event(const char *data, size_t len, char *err, size_t errlen) {
@@ -217,7 +220,8 @@ static int read_usage(tg_call_t *c, int start, const char *data, size_t len, tg_
 static int passthrough_event(tg_call_t *c, const char *event, const char *data, size_t len, tg_usage_t *u,
                              const tg_emitter_t *out, char *err, size_t errlen) {
     passthrough_t *p = c->state;
-    const char *t = event_type(c, event, data, len);
+    char tbuf[64];
+    const char *t = event_type(event, data, len, tbuf, sizeof(tbuf));
     if (!strcmp(t, "error")) return error_event(data, len, err, errlen);
     int start = !strcmp(t, "message_start");
     if ((start || !strcmp(t, "message_delta")) && read_usage(c, start, data, len, u, err, errlen))

@@ -2,6 +2,9 @@
  * speak it: the error shape, usage in each vendor's fields (OpenAI, DeepSeek
  * and Qwen differ), the whole answer, the stream generator (one SSE event
  * per call, pulled by sim/pace.c), and the model lists of GET /v1/models.
+ * With x-sim-logprobs: N each answer token carries OpenAI's logprobs entry
+ * (N top_logprobs, derived from the token's index alone), which makes the
+ * large chunks a gateway's stream memory is tested with.
  * A plan (sim/simulate_int.h) goes in; JSON and SSE text leave in a sim_buf_t. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -69,6 +72,62 @@ static const char *finish_reason(const sim_plan_t *p) {
     return p->tool ? "tool_calls" : p->limited ? "length" : "stop";
 }
 
+/* A logprob of -k/10000 in fixed notation, so the text does not depend on
+ * the C library's float formatting. */
+static void put_logprob(sim_buf_t *b, int64_t k) {
+    sim_printf(b, "%s%" PRId64 ".%04" PRId64, k ? "-" : "", k / 10000, k % 10000);
+}
+
+/* Answer token i as the stream sends it: words joined by one space. */
+static void put_token(sim_buf_t *b, int64_t i, int64_t word) {
+    const char *w = sim_words[word % (int64_t)sim_nwords];
+    sim_printf(b, "\"token\":\"%s%s\",\"logprob\":", i ? " " : "", w);
+}
+
+static void put_bytes(sim_buf_t *b, int64_t i, int64_t word) {
+    const char *w = sim_words[word % (int64_t)sim_nwords];
+    sim_puts(b, ",\"bytes\":[");
+    if (i) sim_puts(b, "32");
+    for (size_t k = 0; w[k]; k++)
+        sim_printf(b, "%s%u", i || k ? "," : "", (unsigned)(unsigned char)w[k]);
+    sim_puts(b, "]");
+}
+
+/* One entry of logprobs.content for answer token i: the token, its logprob
+ * and bytes, and p->logprobs alternatives, the token itself first and then
+ * the words after it, each less likely than the one before. All of it
+ * follows from i alone, so an answer is the same every time. */
+static void logprob_entry(sim_buf_t *b, const sim_plan_t *p, int64_t i) {
+    int64_t k = (i * 7919) % 5000;
+    sim_puts(b, "{");
+    put_token(b, i, i);
+    put_logprob(b, k);
+    put_bytes(b, i, i);
+    sim_puts(b, ",\"top_logprobs\":[");
+    for (int64_t j = 0; j < p->logprobs && !b->oom; j++) {
+        sim_puts(b, j ? ",{" : "{");
+        put_token(b, i, i + j);
+        put_logprob(b, k + j * 5000);
+        put_bytes(b, i, i + j);
+        sim_puts(b, "}");
+    }
+    sim_puts(b, "]}");
+}
+
+/* The choice's "logprobs" member: null, or the entries of tokens [from, to). */
+static void logprobs(sim_buf_t *b, const sim_plan_t *p, int64_t from, int64_t to) {
+    if (p->logprobs <= 0 || p->tool || from < 0 || from >= to) {
+        sim_puts(b, "\"logprobs\":null");
+        return;
+    }
+    sim_puts(b, "\"logprobs\":{\"content\":[");
+    for (int64_t i = from; i < to && !b->oom; i++) {
+        if (i > from) sim_puts(b, ",");
+        logprob_entry(b, p, i);
+    }
+    sim_puts(b, "],\"refusal\":null}");
+}
+
 void sim_openai_whole(sim_buf_t *b, const sim_plan_t *p) {
     sim_printf(b,
                "{\"id\":\"chatcmpl-sim-%" PRIu64
@@ -93,7 +152,9 @@ void sim_openai_whole(sim_buf_t *b, const sim_plan_t *p) {
                    "{\"name\":\"%s\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]",
                    p->n, p->tool_name);
     if (p->flavour == FL_OPENAI) sim_puts(b, ",\"refusal\":null,\"annotations\":[]");
-    sim_printf(b, "},\"logprobs\":null,\"finish_reason\":\"%s\"}]", finish_reason(p));
+    sim_puts(b, "},");
+    logprobs(b, p, 0, p->out);
+    sim_printf(b, ",\"finish_reason\":\"%s\"}]", finish_reason(p));
     if (!p->no_usage) {
         sim_puts(b, ",\"usage\":");
         usage(b, p);
@@ -106,8 +167,10 @@ void sim_openai_whole(sim_buf_t *b, const sim_plan_t *p) {
 enum { G_ROLE, G_REASON, G_BODY, G_FINISH, G_USAGE, G_DONE, G_END };
 
 /* usage: 0 no usage member, 1 "usage":null, 2 the full usage. delta NULL:
- * the usage-only chunk with "choices":[]. */
-static void chunk(sim_buf_t *b, const sim_plan_t *p, const char *delta, const char *finish, int with_usage) {
+ * the usage-only chunk with "choices":[]. tok: the answer token the chunk
+ * carries (its logprobs go with it), or -1. */
+static void chunk(sim_buf_t *b, const sim_plan_t *p, const char *delta, const char *finish, int with_usage,
+                  int64_t tok) {
     sim_printf(b,
                "data: {\"id\":\"chatcmpl-sim-%" PRIu64
                "\",\"object\":\"chat.completion.chunk\",\"created\":%lld,"
@@ -116,12 +179,14 @@ static void chunk(sim_buf_t *b, const sim_plan_t *p, const char *delta, const ch
     if (p->flavour == FL_OPENAI) sim_puts(b, "\"system_fingerprint\":\"fp_sim\",");
     if (delta == NULL)
         sim_puts(b, "\"choices\":[]");
-    else if (finish)
-        sim_printf(b, "\"choices\":[{\"index\":0,\"delta\":%s,\"logprobs\":null,\"finish_reason\":\"%s\"}]",
-                   delta, finish);
-    else
-        sim_printf(b, "\"choices\":[{\"index\":0,\"delta\":%s,\"logprobs\":null,\"finish_reason\":null}]",
-                   delta);
+    else {
+        sim_printf(b, "\"choices\":[{\"index\":0,\"delta\":%s,", delta);
+        logprobs(b, p, tok, tok + 1);
+        if (finish)
+            sim_printf(b, ",\"finish_reason\":\"%s\"}]", finish);
+        else
+            sim_puts(b, ",\"finish_reason\":null}]");
+    }
     if (with_usage == 1)
         sim_puts(b, ",\"usage\":null");
     else if (with_usage == 2) {
@@ -144,7 +209,7 @@ int sim_openai_next(const sim_plan_t *p, sim_gen_t *g, sim_buf_t *b, int *tok, i
             chunk(b, p,
                   p->tool ? "{\"role\":\"assistant\",\"content\":null}"
                           : "{\"role\":\"assistant\",\"content\":\"\"}",
-                  NULL, unull);
+                  NULL, unull, -1);
             return 1;
         case G_REASON:
             if (g->i < visible_reasoning(p)) {
@@ -152,7 +217,7 @@ int sim_openai_next(const sim_plan_t *p, sim_gen_t *g, sim_buf_t *b, int *tok, i
                          sim_thoughts[g->i % (int64_t)sim_nthoughts]);
                 g->i++;
                 *rtok = 1;
-                chunk(b, p, d, NULL, unull);
+                chunk(b, p, d, NULL, unull, -1);
                 return 1;
             }
             g->ph = G_BODY;
@@ -177,16 +242,16 @@ int sim_openai_next(const sim_plan_t *p, sim_gen_t *g, sim_buf_t *b, int *tok, i
             }
             g->i++;
             *tok = 1;
-            chunk(b, p, d, NULL, unull);
+            chunk(b, p, d, NULL, unull, p->tool ? -1 : g->i - 1);
             return 1;
         case G_FINISH:
             g->ph = G_USAGE;
-            chunk(b, p, "{}", finish_reason(p), p->no_usage ? 0 : p->usage_on_finish ? 2 : unull);
+            chunk(b, p, "{}", finish_reason(p), p->no_usage ? 0 : p->usage_on_finish ? 2 : unull, -1);
             return 1;
         case G_USAGE:
             g->ph = G_DONE;
             if (!unull) continue;
-            chunk(b, p, NULL, NULL, 2);
+            chunk(b, p, NULL, NULL, 2, -1);
             return 1;
         case G_DONE:
             g->ph = G_END;

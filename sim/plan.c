@@ -112,11 +112,11 @@ static int tool_from_text(const char *text, char *name, size_t cap) {
 
 static int knob_headers(sim_plan_t *p, const sim_hdrs_t *hs, sim_err_t *e) {
     static const char *const names[] = {
-        "x-sim-output-tokens",    "x-sim-cached-tokens", "x-sim-cache-write-tokens",
-        "x-sim-reasoning-tokens", "x-sim-ttft-ms",       "x-sim-tps",
-        "x-sim-reset-after",      "x-sim-stall-after",   "x-sim-error-after"};
-    int64_t v[9];
-    for (int i = 0; i < 9; i++) {
+        "x-sim-output-tokens", "x-sim-cached-tokens", "x-sim-cache-write-tokens", "x-sim-reasoning-tokens",
+        "x-sim-ttft-ms",       "x-sim-tps",           "x-sim-reset-after",        "x-sim-stall-after",
+        "x-sim-error-after",   "x-sim-logprobs"};
+    int64_t v[10];
+    for (int i = 0; i < 10; i++) {
         v[i] = -1;
         if (sim_hdr_int(hs, names[i], &v[i]) < 0) {
             sim_err_set(e, 400, "%s must be a non-negative integer", names[i]);
@@ -132,6 +132,8 @@ static int knob_headers(sim_plan_t *p, const sim_hdrs_t *hs, sim_err_t *e) {
     p->reset_after = v[6];
     p->stall_after = v[7];
     p->error_after = v[8];
+    /* Chat answers only; a bound keeps one chunk's size sane. */
+    p->logprobs = p->kind == RT_CHAT && v[9] > 0 ? sim_clamp(v[9], 0, SIM_MAX_LOGPROBS) : 0;
     p->usage_on_finish = sim_hdr_flag(hs, "x-sim-usage-on-finish");
     p->no_usage = sim_hdr_flag(hs, "x-sim-no-usage");
     return 0;

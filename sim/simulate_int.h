@@ -22,6 +22,7 @@
 #define SIM_MAX_TOKENS 1000000
 #define SIM_DEFAULT_TOKENS 16
 #define SIM_TOOL_TOKENS 4
+#define SIM_MAX_LOGPROBS 100 /* top_logprobs entries per token (x-sim-logprobs) */
 #define SIM_MODEL_MAX 256
 #define SIM_NAME_MAX 63
 #define SIM_USER_MAX 4096 /* bytes of user text searched for "call tool NAME" */
@@ -95,6 +96,7 @@ typedef struct {
     long long created;
     int64_t prompt, cached, cache_write, out, reasoning, dims;
     int64_t ttft_ms, tps, reset_after, stall_after, error_after;
+    int64_t logprobs; /* x-sim-logprobs: top_logprobs entries per answer token; 0: "logprobs":null */
     json_t *doc;
     char model[SIM_MODEL_MAX * 6 + 1]; /* JSON-escaped */
     char tool_name[SIM_NAME_MAX + 1];

@@ -202,6 +202,107 @@ static void test_openai_stream(void **state) {
     free(s);
 }
 
+/* One logprobs.content entry as an SDK reads it: the token, a logprob <= 0
+ * with the token's bytes, and n alternatives, the first the token itself,
+ * each no likelier than the one before. */
+static void check_logprob(json_t *e, const char *token, int n) {
+    assert_string_equal(json_string_value(json_object_get(e, "token")), token);
+    assert_true(json_is_number(json_object_get(e, "logprob")));
+    double lp = json_number_value(json_object_get(e, "logprob"));
+    assert_true(lp <= 0);
+    json_t *bytes = json_object_get(e, "bytes");
+    assert_int_equal(json_array_size(bytes), strlen(token));
+    for (size_t k = 0; k < strlen(token); k++)
+        assert_int_equal(json_integer_value(json_array_get(bytes, k)), (unsigned char)token[k]);
+    json_t *top = json_object_get(e, "top_logprobs");
+    assert_int_equal(json_array_size(top), n);
+    double prev = 0;
+    for (int j = 0; j < n; j++) {
+        json_t *t = json_array_get(top, j);
+        assert_true(json_is_string(json_object_get(t, "token")));
+        assert_true(json_is_array(json_object_get(t, "bytes")));
+        double v = json_number_value(json_object_get(t, "logprob"));
+        if (j == 0) {
+            assert_string_equal(json_string_value(json_object_get(t, "token")), token);
+            assert_true(fabs(v - lp) < 1e-9);
+        } else {
+            assert_true(v < prev);
+        }
+        prev = v;
+    }
+}
+
+static void test_logprobs(void **state) {
+    const char *h[] = {OA_AUTH, "x-sim-output-tokens: 3", "x-sim-logprobs: 5", NULL};
+    const char *sbody = "{\"model\":\"m\",\"stream\":true,\"messages\":" HELLO "}";
+    tg_sim_answer_t a = req("POST", "/openai/v1/chat/completions", h, sbody);
+    assert_int_equal(a.status, 200);
+    sse_t *s = sse_new();
+    sse_parse(a.body, s);
+    assert_int_equal(s->n, 1 + 3 + 1 + 1); /* role, tokens, finish, [DONE] */
+    const char *words[] = {"Hello", " from", " the"};
+    for (int i = 0; i < s->n - 1; i++) {
+        json_t *c = json_loads(s->data[i], 0, NULL);
+        assert_non_null(c);
+        json_t *ch = json_array_get(json_object_get(c, "choices"), 0);
+        json_t *lp = json_object_get(ch, "logprobs");
+        if (i == 0 || i == s->n - 2) {
+            /* The role and finish chunks carry no token. */
+            assert_true(json_is_null(lp));
+        } else {
+            const char *text = json_string_value(json_object_get(json_object_get(ch, "delta"), "content"));
+            assert_string_equal(text, words[i - 1]);
+            json_t *content = json_object_get(lp, "content");
+            assert_int_equal(json_array_size(content), 1);
+            check_logprob(json_array_get(content, 0), text, 5);
+            assert_true(json_is_null(json_object_get(lp, "refusal")));
+        }
+        json_decref(c);
+    }
+    /* The same request gives the same stream, but for its id and time. */
+    char *first = strdup(s->data[2]);
+    free(a.body);
+    a = req("POST", "/openai/v1/chat/completions", h, sbody);
+    sse_parse(a.body, s);
+    const char *l1 = strstr(first, "\"logprobs\""), *l2 = strstr(s->data[2], "\"logprobs\"");
+    assert_non_null(l1);
+    assert_non_null(l2);
+    assert_string_equal(l1, l2);
+    free(first);
+    free(a.body);
+
+    /* The whole answer: one entry per token of the content. */
+    a = req("POST", "/openai/v1/chat/completions", h, "{\"model\":\"m\",\"messages\":" HELLO "}");
+    json_t *j = json_of(&a);
+    json_t *c0 = json_array_get(json_object_get(j, "choices"), 0);
+    json_t *content = json_object_get(json_object_get(c0, "logprobs"), "content");
+    assert_int_equal(json_array_size(content), 3);
+    for (int i = 0; i < 3; i++)
+        check_logprob(json_array_get(content, i), words[i], 5);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(c0, "message"), "content")),
+                        "Hello from the");
+    json_decref(j);
+    free(a.body);
+
+    /* Without the header, and for Anthropic, there are none. */
+    const char *h0[] = {OA_AUTH, "x-sim-output-tokens: 3", NULL};
+    a = req("POST", "/openai/v1/chat/completions", h0, sbody);
+    assert_null(strstr(a.body, "top_logprobs"));
+    assert_non_null(strstr(a.body, "\"logprobs\":null"));
+    free(a.body);
+    const char *ha[] = {AN_AUTH, "x-sim-output-tokens: 3", "x-sim-logprobs: 5", NULL};
+    a = req("POST", "/anthropic/v1/messages", ha,
+            "{\"model\":\"claude-sonnet-4-5\",\"max_tokens\":100,\"stream\":true,\"messages\":" HELLO "}");
+    assert_int_equal(a.status, 200);
+    assert_null(strstr(a.body, "logprob"));
+    free(a.body);
+    const char *hb[] = {OA_AUTH, "x-sim-logprobs: many", NULL};
+    a = req("POST", "/openai/v1/chat/completions", hb, sbody);
+    assert_int_equal(a.status, 400);
+    free(a.body);
+    free(s);
+}
+
 static void test_stream_usage_modes(void **state) {
     const char *body =
         "{\"model\":\"m\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":" HELLO
@@ -1019,6 +1120,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_deepseek_cache_and_reasoning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qwen_and_cache_clamp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_openai_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logprobs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_usage_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_reasoning_deepseek, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tool_call_openai, setup, teardown),
