@@ -9,7 +9,7 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
  *       tests/fuzz/fuzz_config.c core/config*.c core/pool.c -lyaml -lssl -lcrypto -o /tmp/fuzz_config */
 /* clang-format off */
-/* deps: core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/pool.c */
+/* deps: core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_price.c core/pool.c */
 /* clang-format on */
 /* libs: -lyaml -lssl -lcrypto */
 #include <stdint.h>
