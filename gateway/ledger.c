@@ -30,7 +30,7 @@
 #define DONE_TTL "604800" /* tg:done:<id> lives 7 days */
 #define EVENTS_MAXLEN "1000000"
 
-/* KEYS: done, day hash (the simulated one for a simulated answer), stream, month spend hash,
+/* KEYS: done, day hash (the simulated one for a simulated answer), stream, the key's month spend counter,
  * the key's tokens-per-minute counter, the key's holds and hold expiries (gateway/quota.h).
  * ARGV: ttl, field prefix, in, cached, out, reasoning, cost, maxlen, requests (1, or 0 for a
  * failed attempt the provider billed), key name, tokens, simulated (1: made-up spend, which
@@ -46,7 +46,7 @@
 static const char LUA[] =
     "if redis.call('EXISTS',KEYS[1])==1 then return 0 end\n"
     "local function t(k,w) local x=redis.call('TYPE',k).ok return x==w or x=='none' end\n"
-    "if not (t(KEYS[2],'hash') and t(KEYS[3],'stream') and t(KEYS[4],'hash') and t(KEYS[5],'string') and\n"
+    "if not (t(KEYS[2],'hash') and t(KEYS[3],'stream') and t(KEYS[4],'string') and t(KEYS[5],'string') and\n"
     "        t(KEYS[6],'hash') and t(KEYS[7],'zset')) then\n"
     "  return redis.error_reply('WRONGTYPE a tollgate ledger key ('..KEYS[2]..', '..KEYS[3]..', "
     "'..KEYS[4]..\n"
@@ -60,7 +60,7 @@ static const char LUA[] =
     "redis.call('HINCRBY',h,p..'reasoning_tokens',ARGV[6])\n"
     "redis.call('HINCRBY',h,p..'cost_micro_usd',ARGV[7])\n"
     "if ARGV[10]~='' then\n"
-    "  if ARGV[12]~='1' then redis.call('HINCRBY',KEYS[4],ARGV[10],ARGV[7]) end\n"
+    "  if ARGV[12]~='1' then redis.call('INCRBY',KEYS[4],ARGV[7]) end\n"
     "  redis.call('INCRBY',KEYS[5],ARGV[11])\n"
     "  redis.call('PEXPIRE',KEYS[5],180000)\n"
     "  drop(ARGV[15])\n"
@@ -247,9 +247,11 @@ static void send_ent(tg_ledger_t *l, item_t *it) {
     int argc = 0;
     const char *day = day_of(l, v->n[N_TS]);
     /* tokens count in the minute the request finished: ":<unix minute>" */
-    char minute[24] = ":";
+    char minute[24] = TG_KEY_TAG_END ":";
     int64_t end_ms = v->n[N_TS] + (v->n[N_LAT] > 0 ? v->n[N_LAT] : 0);
-    size_t mlen = (size_t)(put_i64(minute + 1, end_ms / 60000) - minute);
+    size_t mlen = (size_t)(put_i64(minute + 2, end_ms / 60000) - minute);
+    char month[16] = TG_KEY_TAG_END ":"; /* "}:YYYY-MM" of the day */
+    memcpy(month + 2, day, 7);
 #define ARG(expr) (o = (expr), argc++)
     if (l->use_eval) {
         ARG(put_str(o, "EVAL"));
@@ -265,10 +267,11 @@ static void send_ent(tg_ledger_t *l, item_t *it) {
     else
         ARG(put_bulk3(o, TG_KEY_USAGE, TG_KEY_LEN(TG_KEY_USAGE), day, strlen(day), "", 0));
     ARG(put_str(o, TG_KEY_EVENTS));
-    ARG(put_bulk3(o, TG_KEY_SPEND, TG_KEY_LEN(TG_KEY_SPEND), day, 7, "", 0)); /* "YYYY-MM" of the day */
+    ARG(put_bulk3(o, TG_KEY_SPEND, TG_KEY_LEN(TG_KEY_SPEND), v->s[S_KEY], v->len[S_KEY], month, 9));
     ARG(put_bulk3(o, TG_KEY_TPM, TG_KEY_LEN(TG_KEY_TPM), v->s[S_KEY], v->len[S_KEY], minute, mlen));
-    ARG(put_bulk3(o, TG_KEY_HOLD, TG_KEY_LEN(TG_KEY_HOLD), v->s[S_KEY], v->len[S_KEY], "", 0));
-    ARG(put_bulk3(o, TG_KEY_HOLD_EXP, TG_KEY_LEN(TG_KEY_HOLD_EXP), v->s[S_KEY], v->len[S_KEY], "", 0));
+    ARG(put_bulk3(o, TG_KEY_HOLD, TG_KEY_LEN(TG_KEY_HOLD), v->s[S_KEY], v->len[S_KEY], TG_KEY_TAG_END, 1));
+    ARG(put_bulk3(o, TG_KEY_HOLD_EXP, TG_KEY_LEN(TG_KEY_HOLD_EXP), v->s[S_KEY], v->len[S_KEY], TG_KEY_TAG_END,
+                  1));
     ARG(put_str(o, DONE_TTL));
     *o++ = '$';
     o = put_i64(o, (int64_t)(v->len[S_PROVIDER] + v->len[S_MODEL] + v->len[S_KEY] + 3));
