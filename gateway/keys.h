@@ -22,20 +22,32 @@
 #define TG_KEY_EVENTS "tg:events"
 /* "<request id>": marks a ledger record as counted (replays are no-ops). */
 #define TG_KEY_DONE "tg:done:"
-/* Hash per UTC month "YYYY-MM": field = gateway key name, micro-USD spent (real answers only:
- * simulated spend never counts against a budget). */
-#define TG_KEY_SPEND "tg:spend:"
-/* "<gateway key>:<unix minute>": tokens of that key in that minute. */
-#define TG_KEY_TPM "tg:tpm:"
-/* "<gateway key>": sorted set of the key's admitted requests of the last 60 s. */
-#define TG_KEY_RPM "tg:rpm:"
-/* "<gateway key>": hash of the key's holds, the worst-case cost and tokens reserved by requests
+/* The keys of one gateway key's budget and rates carry the key's name as a hash tag, "{<gateway
+ * key>}", so that in a Redis Cluster they share a slot and the quota script (gateway/quota.c),
+ * which touches all of them, runs on one master: a prefix below that ends in "{" is followed by
+ * the gateway key's name, TG_KEY_TAG_END, then the part named in its comment. Gateway keys
+ * spread over the masters as CRC16 spreads their names; one key's keys stay on one master. The
+ * same names serve a single Redis and Sentinel. */
+#define TG_KEY_TAG_END "}"
+
+/* "{<gateway key>}:YYYY-MM" (a UTC month): integer, the key's real spend that month in micro-USD
+ * (simulated spend never counts against a budget). Never expires. */
+#define TG_KEY_SPEND "tg:spend:{"
+/* "YYYY-MM": the hash that held every key's month spend (field = gateway key name) before the
+ * counters above. Only read, by the quota check on a single Redis or Sentinel, and added to the
+ * key's counter, so a budget's month stays whole across the upgrade. */
+#define TG_KEY_SPEND_LEGACY "tg:spend:"
+/* "{<gateway key>}:<unix minute>": tokens of that key in that minute. */
+#define TG_KEY_TPM "tg:tpm:{"
+/* "{<gateway key>}": sorted set of the key's admitted requests of the last 60 s. */
+#define TG_KEY_RPM "tg:rpm:{"
+/* "{<gateway key>}": hash of the key's holds, the worst-case cost and tokens reserved by requests
  * in flight (gateway/quota.c): fields "micro" and "tokens" (the totals) and "<request id>" =
  * "<micro-USD> <tokens>" (one request's hold). The ledger's record of the request releases it. */
-#define TG_KEY_HOLD "tg:hold:"
-/* "<gateway key>": sorted set of the key's holds by expiry (unix ms): a hold whose request never
+#define TG_KEY_HOLD "tg:hold:{"
+/* "{<gateway key>}": sorted set of the key's holds by expiry (unix ms): a hold whose request never
  * settles (its instance crashed) lapses then. */
-#define TG_KEY_HOLD_EXP "tg:hold-exp:"
+#define TG_KEY_HOLD_EXP "tg:hold-exp:{"
 
 /* Lua that defines drop(x): gives back hold x (request id) of the key whose holds and hold
  * expiries are the script's locals HOLD and HEXP; its amounts leave the totals. Shared by the

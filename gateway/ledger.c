@@ -4,10 +4,12 @@
  * (tg:usage-sim:{day} instead of tg:usage:{day} for a simulated answer), the key's month spend and
  * tokens, the release of the request's quota hold (gateway/quota.c) and the XADD to
  * tg:events: replaying a record is harmless, so anything not acknowledged is re-sent. Records are kept in one
- * FIFO (`ring`) in the order their commands went out; replies come back in that order, so each reply
- * acknowledges the ring's head. The connection is gateway/redis.c; when it is down or behind, records go to
- * the journal (gateway/journal.c), which is replayed in order before new records once the script is loaded
- * again, after taking over the journal files no running worker holds (tg_journal_adopt). */
+ * list (`head`..`tail`, oldest first) until their own reply acknowledges them: each command carries its
+ * record, so a reply never depends on the order of the others (links to several Redis nodes answer out of
+ * order; one link answers in order, which changes nothing here). The connection is gateway/redis.c; when it
+ * is down or behind, records go to the journal (gateway/journal.c), which is replayed in order before new
+ * records once the script is loaded again, after taking over the journal files no running worker holds
+ * (tg_journal_adopt). */
 #include "gateway/ledger.h"
 
 #include <hiredis/hiredis.h>
@@ -28,7 +30,7 @@
 #define DONE_TTL "604800" /* tg:done:<id> lives 7 days */
 #define EVENTS_MAXLEN "1000000"
 
-/* KEYS: done, day hash (the simulated one for a simulated answer), stream, month spend hash,
+/* KEYS: done, day hash (the simulated one for a simulated answer), stream, the key's month spend counter,
  * the key's tokens-per-minute counter, the key's holds and hold expiries (gateway/quota.h).
  * ARGV: ttl, field prefix, in, cached, out, reasoning, cost, maxlen, requests (1, or 0 for a
  * failed attempt the provider billed), key name, tokens, simulated (1: made-up spend, which
@@ -44,7 +46,7 @@
 static const char LUA[] =
     "if redis.call('EXISTS',KEYS[1])==1 then return 0 end\n"
     "local function t(k,w) local x=redis.call('TYPE',k).ok return x==w or x=='none' end\n"
-    "if not (t(KEYS[2],'hash') and t(KEYS[3],'stream') and t(KEYS[4],'hash') and t(KEYS[5],'string') and\n"
+    "if not (t(KEYS[2],'hash') and t(KEYS[3],'stream') and t(KEYS[4],'string') and t(KEYS[5],'string') and\n"
     "        t(KEYS[6],'hash') and t(KEYS[7],'zset')) then\n"
     "  return redis.error_reply('WRONGTYPE a tollgate ledger key ('..KEYS[2]..', '..KEYS[3]..', "
     "'..KEYS[4]..\n"
@@ -58,7 +60,7 @@ static const char LUA[] =
     "redis.call('HINCRBY',h,p..'reasoning_tokens',ARGV[6])\n"
     "redis.call('HINCRBY',h,p..'cost_micro_usd',ARGV[7])\n"
     "if ARGV[10]~='' then\n"
-    "  if ARGV[12]~='1' then redis.call('HINCRBY',KEYS[4],ARGV[10],ARGV[7]) end\n"
+    "  if ARGV[12]~='1' then redis.call('INCRBY',KEYS[4],ARGV[7]) end\n"
     "  redis.call('INCRBY',KEYS[5],ARGV[11])\n"
     "  redis.call('PEXPIRE',KEYS[5],180000)\n"
     "  drop(ARGV[15])\n"
@@ -71,6 +73,15 @@ static const char LUA[] =
     "redis.call('SET',KEYS[1],'1','EX',ARGV[1])\n"
     "return 1\n";
 
+/* One record on its way: the entry, the command that carries it (NULL while none is out: not
+ * sent yet, or its link went down and the command was cancelled) and its place in the list. */
+typedef struct item_s {
+    tg_ledger_t *l;
+    ent_t *e;
+    tg_redis_cmd_t *cmd;
+    struct item_s *prev, *next;
+} item_t;
+
 struct tg_ledger_s {
     tg_redis_t *redis;     /* NULL = ledger off */
     tg_redis_t *side;      /* quota checks: a link of their own, never behind records or a replay */
@@ -78,9 +89,9 @@ struct tg_ledger_s {
     int ready;             /* connected and the script loaded: records flow */
     char sha[41];
     int use_eval; /* the server lost the script: EVAL until SCRIPT LOAD answers again */
-    /* ring: commands sent (ready) or waiting for a connection, oldest first */
-    ent_t **ring;
-    size_t rhead, rcount, rcap, mem_count;
+    /* records sent (ready) or waiting for a connection, oldest first */
+    item_t *head, *tail;
+    size_t rcount, mem_count;
     size_t max_backlog;
     int64_t day_num; /* cache of the last day key */
     char day[16];
@@ -117,41 +128,47 @@ static void rv_from_rec(rv_t *v, const tg_ledger_rec_t *rec) {
     memcpy(v->n, n, sizeof(n));
 }
 
-static int ring_grow(tg_ledger_t *l) {
-    size_t cap = l->rcap ? l->rcap * 2 : 1024;
-    ent_t **r = malloc(cap * sizeof(*r));
-    if (r == NULL) return -1;
-    for (size_t i = 0; i < l->rcount; i++)
-        r[i] = l->ring[(l->rhead + i) % l->rcap];
-    free(l->ring);
-    l->ring = r;
-    l->rcap = cap;
-    l->rhead = 0;
-    return 0;
-}
-
-static int ring_push(tg_ledger_t *l, ent_t *e) {
-    if (l->rcount == l->rcap && ring_grow(l) < 0) return -1;
-    l->ring[(l->rhead + l->rcount++) % l->rcap] = e;
-    return 0;
-}
-
-static ent_t *ring_at(tg_ledger_t *l, size_t i) {
-    return l->ring[(l->rhead + i) % l->rcap];
-}
-
-static ent_t *ring_pop(tg_ledger_t *l) {
-    ent_t *e = l->ring[l->rhead];
-    l->rhead = (l->rhead + 1) % l->rcap;
-    l->rcount--;
-    return e;
-}
-
-/* Undo a pop (the head's reply was an error): rcount < rcap holds right after a pop. */
-static void ring_unpop(tg_ledger_t *l, ent_t *e) {
-    l->rhead = (l->rhead + l->rcap - 1) % l->rcap;
-    l->ring[l->rhead] = e;
+/* Puts an unlinked item at the tail: it is the newest record. */
+static void list_append(tg_ledger_t *l, item_t *it) {
+    it->prev = l->tail;
+    it->next = NULL;
+    if (l->tail)
+        l->tail->next = it;
+    else
+        l->head = it;
+    l->tail = it;
     l->rcount++;
+}
+
+/* A new item for e at the tail; NULL when out of memory. */
+static item_t *list_push(tg_ledger_t *l, ent_t *e) {
+    item_t *it = calloc(1, sizeof(*it));
+    if (it == NULL) return NULL;
+    it->l = l;
+    it->e = e;
+    list_append(l, it);
+    return it;
+}
+
+static void list_unlink(tg_ledger_t *l, item_t *it) {
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        l->head = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    else
+        l->tail = it->prev;
+    it->prev = it->next = NULL;
+    l->rcount--;
+}
+
+/* Takes the item off the list and frees it; its entry is the caller's. */
+static ent_t *list_take(tg_ledger_t *l, item_t *it) {
+    ent_t *e = it->e;
+    list_unlink(l, it);
+    free(it);
+    return e;
 }
 
 /* --- the commands ------------------------------------------------------------------------------ */
@@ -224,15 +241,17 @@ static char *put_num(char *o, int64_t v) {
  * last, in front of the arguments, once their number is known. */
 static void on_reply(const redisReply *rep, void *ud);
 
-static void send_ent(tg_ledger_t *l, ent_t *e) {
-    const rv_t *v = &e->r;
+static void send_ent(tg_ledger_t *l, item_t *it) {
+    const rv_t *v = &it->e->r;
     char buf[sizeof(LUA) + 16 * MAX_STR + 2048], *o = buf + 16;
     int argc = 0;
     const char *day = day_of(l, v->n[N_TS]);
     /* tokens count in the minute the request finished: ":<unix minute>" */
-    char minute[24] = ":";
+    char minute[24] = TG_KEY_TAG_END ":";
     int64_t end_ms = v->n[N_TS] + (v->n[N_LAT] > 0 ? v->n[N_LAT] : 0);
-    size_t mlen = (size_t)(put_i64(minute + 1, end_ms / 60000) - minute);
+    size_t mlen = (size_t)(put_i64(minute + 2, end_ms / 60000) - minute);
+    char month[16] = TG_KEY_TAG_END ":"; /* "}:YYYY-MM" of the day */
+    memcpy(month + 2, day, 7);
 #define ARG(expr) (o = (expr), argc++)
     if (l->use_eval) {
         ARG(put_str(o, "EVAL"));
@@ -248,10 +267,11 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
     else
         ARG(put_bulk3(o, TG_KEY_USAGE, TG_KEY_LEN(TG_KEY_USAGE), day, strlen(day), "", 0));
     ARG(put_str(o, TG_KEY_EVENTS));
-    ARG(put_bulk3(o, TG_KEY_SPEND, TG_KEY_LEN(TG_KEY_SPEND), day, 7, "", 0)); /* "YYYY-MM" of the day */
+    ARG(put_bulk3(o, TG_KEY_SPEND, TG_KEY_LEN(TG_KEY_SPEND), v->s[S_KEY], v->len[S_KEY], month, 9));
     ARG(put_bulk3(o, TG_KEY_TPM, TG_KEY_LEN(TG_KEY_TPM), v->s[S_KEY], v->len[S_KEY], minute, mlen));
-    ARG(put_bulk3(o, TG_KEY_HOLD, TG_KEY_LEN(TG_KEY_HOLD), v->s[S_KEY], v->len[S_KEY], "", 0));
-    ARG(put_bulk3(o, TG_KEY_HOLD_EXP, TG_KEY_LEN(TG_KEY_HOLD_EXP), v->s[S_KEY], v->len[S_KEY], "", 0));
+    ARG(put_bulk3(o, TG_KEY_HOLD, TG_KEY_LEN(TG_KEY_HOLD), v->s[S_KEY], v->len[S_KEY], TG_KEY_TAG_END, 1));
+    ARG(put_bulk3(o, TG_KEY_HOLD_EXP, TG_KEY_LEN(TG_KEY_HOLD_EXP), v->s[S_KEY], v->len[S_KEY], TG_KEY_TAG_END,
+                  1));
     ARG(put_str(o, DONE_TTL));
     *o++ = '$';
     o = put_i64(o, (int64_t)(v->len[S_PROVIDER] + v->len[S_MODEL] + v->len[S_KEY] + 3));
@@ -295,7 +315,7 @@ static void send_ent(tg_ledger_t *l, ent_t *e) {
     hl += 2;
     char *start = buf + 16 - hl;
     memcpy(start, head, hl);
-    if (tg_redis_send(l->redis, start, (size_t)(o - start), on_reply, l) == NULL)
+    if ((it->cmd = tg_redis_send(l->redis, start, (size_t)(o - start), on_reply, it)) == NULL)
         tg_redis_drop(l->redis); /* the link is going away: on_down re-queues everything */
 }
 
@@ -325,24 +345,25 @@ static void acked(tg_ledger_t *l, ent_t *e) {
 }
 
 static void on_reply(const redisReply *rep, void *ud) {
-    tg_ledger_t *l = ud;
-    /* After an error the head is put back and the link dropped: later replies must not
-     * acknowledge it. Everything still in the ring is re-sent, which the script makes safe. */
-    if (rep == NULL || l->rcount == 0 || tg_redis_state(l->redis) == TG_REDIS_CLOSING) return;
-    ent_t *e = ring_pop(l);
+    item_t *it = ud;
+    tg_ledger_t *l = it->l;
+    it->cmd = NULL;
+    /* After an error the link is dropped: replies that still arrive acknowledge nothing, and
+     * every record still listed is re-sent or journaled, which the script makes safe. */
+    if (rep == NULL || tg_redis_state(l->redis) == TG_REDIS_CLOSING) return;
     if (rep->type == REDIS_REPLY_INTEGER) {
-        acked(l, e);
+        acked(l, list_take(l, it));
     } else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
         /* Someone ran SCRIPT FLUSH: send the script itself until it is loaded again. */
         if (!l->use_eval) load_script(l);
         l->use_eval = 1;
-        ring_push(l, e); /* it is the newest command now, so it goes to the tail */
-        send_ent(l, e);
+        list_unlink(l, it); /* it is the newest command now, so it goes to the tail */
+        list_append(l, it);
+        send_ent(l, it);
     } else {
         if (tg_clock_warn_due(&l->last_warn_ms))
             tg_warn("ledger: redis answered %s to a usage record; reconnecting",
                     rep->type == REDIS_REPLY_ERROR ? rep->str : "an unexpected reply");
-        ring_unpop(l, e);
         tg_redis_drop(l->redis);
     }
 }
@@ -367,8 +388,8 @@ static void on_script(const redisReply *rep, void *ud) {
      * instance on the same directory) are replayed too: whoever finds one unlocked takes it. */
     tg_journal_adopt(l->journal);
     tg_info("ledger: connected to redis (%zu records waiting)", tg_ledger_backlog(l));
-    for (size_t i = 0; i < l->rcount; i++)
-        send_ent(l, ring_at(l, i));
+    for (item_t *it = l->head; it != NULL; it = it->next)
+        send_ent(l, it);
     replay_pump(l);
 }
 
@@ -386,19 +407,19 @@ static void on_down(void *ud, const char *why, int loud) {
         tg_warn("ledger: redis %s unavailable (%s); %s", tg_redis_target(l->redis), why ? why : "?",
                 l->journal ? "journaling" : "keeping records in memory");
     l->ready = 0;
-    size_t n = l->rcount, kept = 0;
-    for (size_t i = 0; i < n; i++) {
-        ent_t *e = ring_pop(l);
-        if (e->from_journal) {
-            free(e);
+    for (item_t *it = l->head, *next; it != NULL; it = next) {
+        next = it->next;
+        /* Its command would answer NULL later; the item may be gone by then. */
+        tg_redis_cancel(it->cmd);
+        it->cmd = NULL;
+        if (it->e->from_journal) {
+            free(list_take(l, it));
         } else if (l->journal) {
+            ent_t *e = list_take(l, it);
             tg_journal_append(l->journal, &e->r);
             l->mem_count--;
             free(e);
-        } else {
-            ring_push(l, e); /* cannot fail: the ring just shrank */
-            kept++;
-        }
+        } /* else it waits in memory, in its place, for the next connection */
     }
     if (l->journal) tg_journal_rewind(l->journal);
 }
@@ -417,8 +438,9 @@ static void on_side_down(void *ud, const char *why, int loud) {
 
 static int replay_take(void *ud, ent_t *e) {
     tg_ledger_t *l = ud;
-    if (ring_push(l, e) < 0) return -1;
-    send_ent(l, e);
+    item_t *it = list_push(l, e);
+    if (it == NULL) return -1;
+    send_ent(l, it);
     return 0;
 }
 
@@ -474,7 +496,8 @@ void tg_ledger_record(tg_ledger_t *l, const tg_ledger_rec_t *rec) {
         return;
     }
     ent_t *e = room ? ledger_ent_new(&v, 0) : NULL;
-    if (e == NULL || ring_push(l, e) < 0) {
+    item_t *it = e ? list_push(l, e) : NULL;
+    if (it == NULL) {
         free(e);
         l->dropped++;
         if (tg_clock_warn_due(&l->last_warn_ms))
@@ -483,7 +506,7 @@ void tg_ledger_record(tg_ledger_t *l, const tg_ledger_rec_t *rec) {
         return;
     }
     l->mem_count++;
-    if (l->ready) send_ent(l, e);
+    if (l->ready) send_ent(l, it);
 }
 
 size_t tg_ledger_backlog(const tg_ledger_t *l) {
@@ -542,8 +565,8 @@ void tg_ledger_free(tg_ledger_t *l) {
     tg_redis_free(l->redis);
     tg_redis_free(l->side);
     size_t lost = 0;
-    while (l->rcount > 0) {
-        ent_t *e = ring_pop(l);
+    while (l->head != NULL) {
+        ent_t *e = list_take(l, l->head);
         if (!e->from_journal) {
             if (l->journal)
                 tg_journal_append(l->journal, &e->r);
@@ -554,6 +577,5 @@ void tg_ledger_free(tg_ledger_t *l) {
     }
     if (lost > 0) tg_warn("ledger: stopping with %zu usage records redis never acknowledged", lost);
     tg_journal_close(l->journal);
-    free(l->ring);
     free(l);
 }

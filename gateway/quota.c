@@ -2,16 +2,17 @@
  * instance on one Redis shares them. A check is one EVALSHA of the script below, sent before the
  * upstream call on the worker's quota link (tg_ledger_quick_query), so it never waits behind
  * the ledger's records or a journal replay:
- *   budget  the month's spend (HGET tg:spend:{YYYY-MM} <key>, added by the ledger's own script
- *           as each request finishes) + the holds of requests in flight (tg:hold:<key>) + this
+ *   budget  the month's spend (GET tg:spend:{<key>}:<YYYY-MM>, added by the ledger's own script
+ *           as each request finishes, plus the key's field of the hash tg:spend:<YYYY-MM> that
+ *           held it before) + the holds of requests in flight (tg:hold:{<key>}) + this
  *           request's worst case > budget -> 402; passed, the worst case is held until the
  *           request's ledger record releases it and adds the real cost, so N concurrent
  *           requests at the edge of a budget cannot all pass;
  *   tpm     sliding-window counter: tokens of this minute + the previous minute's weighted by
- *           the part of it still inside the last 60 s (tg:tpm:<key>:<minute>, INCRBY'd by the
+ *           the part of it still inside the last 60 s (tg:tpm:{<key>}:<minute>, INCRBY'd by the
  *           ledger) + held tokens + this request's worst case > tpm -> 429, held the same way;
  *   rpm     sliding log: a sorted set of this key's admitted requests of the last 60 s
- *           (tg:rpm:<key>); full -> 429 until the oldest leaves it. Exact at any moment, at
+ *           (tg:rpm:{<key>}); full -> 429 until the oldest leaves it. Exact at any moment, at
  *           most rpm members, so a burst across a minute boundary cannot pass twice the rate
  *           as a fixed window would.
  * A refused request adds nothing. A hold lapses after the request's longest life (a crashed
@@ -37,7 +38,10 @@
 #define HOLD_TTL_MS 600000 /* a hold's life when the request's own is not known: 10 minutes */
 #define LOCAL_SLOTS 128
 
-/* KEYS: rpm log, tokens this minute, tokens last minute, month spend hash, holds, hold expiries.
+/* KEYS: rpm log, tokens this minute, tokens last minute, month spend counter, holds, hold expiries,
+ * all tagged with the key's name (gateway/keys.h), and optionally the month's legacy spend hash
+ * (TG_KEY_SPEND_LEGACY, whose field for the key is added to the counter; a Redis Cluster never
+ * had it, and could not run a script on keys of two slots).
  * ARGV: now ms, rpm, tpm, budget micro-USD, key name, request id, worst-case micro-USD, worst-case
  * tokens, hold ttl ms.
  * Returns {verdict, retry-after seconds, month spend micro-USD}; for a budget, retry-after 0 means
@@ -50,7 +54,8 @@ static const char LUA[] =
     "local now=tonumber(ARGV[1])\n"
     "local HOLD,HEXP=KEYS[5],KEYS[6]\n" TG_KEY_HOLD_LUA_DROP
     "for _,x in ipairs(redis.call('ZRANGEBYSCORE',HEXP,'-inf',now)) do drop(x) end\n"
-    "local spend=tonumber(redis.call('HGET',KEYS[4],ARGV[5]) or '0') or 0\n"
+    "local spend=tonumber(redis.call('GET',KEYS[4]) or '0') or 0\n"
+    "if KEYS[7] then spend=spend+(tonumber(redis.call('HGET',KEYS[7],ARGV[5]) or '0') or 0) end\n"
     "local hm=tonumber(redis.call('HGET',HOLD,'micro') or '0') or 0\n"
     "local ht=tonumber(redis.call('HGET',HOLD,'tokens') or '0') or 0\n"
     "local budget=tonumber(ARGV[4])\n"
@@ -107,7 +112,7 @@ struct tg_quota_check_s {
     int workers, retried, done;
     tg_quota_fn fn;
     void *ud;
-    char keys[6][600], args[9][600];
+    char keys[7][600], args[9][600];
 };
 
 /* What this worker knows for when Redis does not answer: requests and tokens of the current
@@ -309,8 +314,8 @@ static int send_script(tg_quota_check_t *c, int full) {
     int n = 0;
     argv[n] = full ? "EVAL" : "EVALSHA", lens[n] = strlen(argv[n]), n++;
     argv[n] = full ? LUA : sha, lens[n] = full ? sizeof(LUA) - 1 : 40, n++;
-    argv[n] = "6", lens[n] = 1, n++;
-    for (int i = 0; i < 6; i++)
+    argv[n] = "7", lens[n] = 1, n++;
+    for (int i = 0; i < 7; i++)
         argv[n] = c->keys[i], lens[n] = strlen(c->keys[i]), n++;
     for (int i = 0; i < 9; i++)
         argv[n] = c->args[i], lens[n] = strlen(c->args[i]), n++;
@@ -319,8 +324,8 @@ static int send_script(tg_quota_check_t *c, int full) {
 }
 
 static void hold_keys(const char *name, char *hold, char *hexp, size_t cap) {
-    snprintf(hold, cap, TG_KEY_HOLD "%.500s", name);
-    snprintf(hexp, cap, TG_KEY_HOLD_EXP "%.500s", name);
+    snprintf(hold, cap, TG_KEY_HOLD "%.500s" TG_KEY_TAG_END, name);
+    snprintf(hexp, cap, TG_KEY_HOLD_EXP "%.500s" TG_KEY_TAG_END, name);
 }
 
 void tg_quota_release(tg_ledger_t *l, const tg_key_t *key, const char *request_id) {
@@ -377,10 +382,15 @@ int tg_quota_check(tg_ledger_t *l, struct event_base *base, tg_pool_t *pool, con
     struct tm tm;
     gmtime_r(&t, &tm);
     int64_t minute = now_ms / 60000;
-    snprintf(c->keys[0], sizeof(c->keys[0]), TG_KEY_RPM "%.500s", key->name);
-    snprintf(c->keys[1], sizeof(c->keys[1]), TG_KEY_TPM "%.500s:%" PRId64, key->name, minute);
-    snprintf(c->keys[2], sizeof(c->keys[2]), TG_KEY_TPM "%.500s:%" PRId64, key->name, minute - 1);
-    snprintf(c->keys[3], sizeof(c->keys[3]), TG_KEY_SPEND "%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+    snprintf(c->keys[0], sizeof(c->keys[0]), TG_KEY_RPM "%.500s" TG_KEY_TAG_END, key->name);
+    snprintf(c->keys[1], sizeof(c->keys[1]), TG_KEY_TPM "%.500s" TG_KEY_TAG_END ":%" PRId64, key->name,
+             minute);
+    snprintf(c->keys[2], sizeof(c->keys[2]), TG_KEY_TPM "%.500s" TG_KEY_TAG_END ":%" PRId64, key->name,
+             minute - 1);
+    snprintf(c->keys[3], sizeof(c->keys[3]), TG_KEY_SPEND "%.500s" TG_KEY_TAG_END ":%04d-%02d", key->name,
+             tm.tm_year + 1900, tm.tm_mon + 1);
+    snprintf(c->keys[6], sizeof(c->keys[6]), TG_KEY_SPEND_LEGACY "%04d-%02d", tm.tm_year + 1900,
+             tm.tm_mon + 1);
     snprintf(c->args[0], sizeof(c->args[0]), "%" PRId64, now_ms);
     snprintf(c->args[1], sizeof(c->args[1]), "%" PRId64, key->rpm);
     snprintf(c->args[2], sizeof(c->args[2]), "%" PRId64, key->tpm);

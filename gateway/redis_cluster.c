@@ -326,27 +326,22 @@ static void dispatch(tg_rcluster_cmd_t *cmd) {
     if ((cmd->inner = tg_redis_send(link, cmd->buf, cmd->len, on_cmd_reply, cmd)) == NULL) wait_retry(cmd);
 }
 
-tg_rcluster_cmd_t *tg_rcluster_send_argv(tg_rcluster_t *c, int argc, const char **argv, const size_t *lens,
-                                         int key_arg, tg_redis_reply_fn fn, void *ud) {
-    if (c == NULL || !c->map_known || key_arg >= argc || (key_arg < 0 && -key_arg - 1 >= c->n_masters))
-        return NULL;
+/* Takes a command already in the wire format to slot `slot` (or, when it is -1, to master number
+ * `master`); the command is copied. */
+static tg_rcluster_cmd_t *submit(tg_rcluster_t *c, const char *buf, size_t len, int slot, int master,
+                                 tg_redis_reply_fn fn, void *ud) {
     tg_rcluster_cmd_t *cmd = calloc(1, sizeof(*cmd));
     if (cmd == NULL) return NULL;
-    char *buf;
-    int len = redisFormatCommandArgv(&buf, argc, argv, lens);
-    if (len < 0 || (cmd->buf = malloc((size_t)len)) == NULL ||
-        (cmd->timer = evtimer_new(c->base, on_timer, cmd)) == NULL) {
-        if (len >= 0) redisFreeCommand(buf);
+    if ((cmd->buf = malloc(len)) == NULL || (cmd->timer = evtimer_new(c->base, on_timer, cmd)) == NULL) {
         free(cmd->buf);
         free(cmd);
         return NULL;
     }
-    memcpy(cmd->buf, buf, (size_t)len);
-    redisFreeCommand(buf);
-    cmd->len = (size_t)len;
+    memcpy(cmd->buf, buf, len);
+    cmd->len = len;
     cmd->c = c;
-    cmd->slot = key_arg >= 0 ? (int)tg_redis_slot(argv[key_arg], lens[key_arg]) : -1;
-    cmd->master = key_arg >= 0 ? 0 : -key_arg - 1;
+    cmd->slot = slot;
+    cmd->master = master;
     cmd->node = -1;
     cmd->fn = fn;
     cmd->ud = ud;
@@ -356,6 +351,26 @@ tg_rcluster_cmd_t *tg_rcluster_send_argv(tg_rcluster_t *c, int argc, const char 
     /* A node not up yet waits on the timer, never calling back from inside this call. */
     dispatch(cmd);
     return cmd;
+}
+
+tg_rcluster_cmd_t *tg_rcluster_send_argv(tg_rcluster_t *c, int argc, const char **argv, const size_t *lens,
+                                         int key_arg, tg_redis_reply_fn fn, void *ud) {
+    if (c == NULL || !c->map_known || key_arg >= argc || (key_arg < 0 && -key_arg - 1 >= c->n_masters))
+        return NULL;
+    char *buf;
+    int len = redisFormatCommandArgv(&buf, argc, argv, lens);
+    if (len < 0) return NULL;
+    tg_rcluster_cmd_t *cmd =
+        submit(c, buf, (size_t)len, key_arg >= 0 ? (int)tg_redis_slot(argv[key_arg], lens[key_arg]) : -1,
+               key_arg >= 0 ? 0 : -key_arg - 1, fn, ud);
+    redisFreeCommand(buf);
+    return cmd;
+}
+
+tg_rcluster_cmd_t *tg_rcluster_send(tg_rcluster_t *c, const char *buf, size_t len, unsigned slot,
+                                    tg_redis_reply_fn fn, void *ud) {
+    if (c == NULL || !c->map_known || slot >= TG_REDIS_SLOTS || len == 0) return NULL;
+    return submit(c, buf, len, (int)slot, 0, fn, ud);
 }
 
 void tg_rcluster_cancel(tg_rcluster_cmd_t *cmd) {

@@ -44,6 +44,12 @@ int tg_rcluster_masters(const tg_rcluster_t *c);
  * the map is not known yet or the command cannot be encoded. */
 tg_rcluster_cmd_t *tg_rcluster_send_argv(tg_rcluster_t *c, int argc, const char **argv, const size_t *lens,
                                          int key_arg, tg_redis_reply_fn fn, void *ud);
+/* The same for a command already in the RESP wire format (an array of bulk strings, as
+ * tg_redis_send takes), sent to the master of `slot` (tg_redis_slot of its key): for callers
+ * that format their own commands (gateway/ledger.c). The bytes are copied. Replies of commands
+ * for different masters come back in any order; each comes to its own fn. */
+tg_rcluster_cmd_t *tg_rcluster_send(tg_rcluster_t *c, const char *buf, size_t len, unsigned slot,
+                                    tg_redis_reply_fn fn, void *ud);
 /* fn will not run. The handle is invalid after. */
 void tg_rcluster_cancel(tg_rcluster_cmd_t *cmd);
 /* Closes every link at once; no callback runs. NULL is fine. */

@@ -64,9 +64,9 @@ async function ledgerTotals(key, n) {
 
 /** Every hold was settled: nothing of the key is reserved any more. */
 async function holdsSettled(key) {
-    await until(async () => Number((await rcli(DB, 'HGET', `tg:hold:${key.name}`, 'micro')) || 0) === 0 &&
-        Number((await rcli(DB, 'HGET', `tg:hold:${key.name}`, 'tokens')) || 0) === 0 &&
-        Number(await rcli(DB, 'ZCARD', `tg:hold-exp:${key.name}`)) === 0, 5000);
+    await until(async () => Number((await rcli(DB, 'HGET', `tg:hold:{${key.name}}`, 'micro')) || 0) === 0 &&
+        Number((await rcli(DB, 'HGET', `tg:hold:{${key.name}}`, 'tokens')) || 0) === 0 &&
+        Number(await rcli(DB, 'ZCARD', `tg:hold-exp:{${key.name}}`)) === 0, 5000);
 }
 
 test('100 concurrent requests on two instances never spend past the budget', async () => {
@@ -86,7 +86,7 @@ test('100 concurrent requests on two instances never spend past the budget', asy
     assert.ok(t.cost >= budget - WORST_MICRO, `spent ${t.cost}: the budget was used up to less than one request`);
     assert.equal(ok.length, 20);
     const month = dayUtc().slice(0, 7);
-    assert.equal(Number(await rcli(DB, 'HGET', `tg:spend:${month}`, K.budget.name)), t.cost);
+    assert.equal(Number(await rcli(DB, 'GET', `tg:spend:{${K.budget.name}}:${month}`)), t.cost);
     await holdsSettled(K.budget);
 });
 
@@ -120,7 +120,7 @@ test('requests in flight hold the budget (402, retry in 2 s); a client that hang
         }));
         socks.push({ s, sid, g });
     }
-    await until(async () => Number(await rcli(DB, 'ZCARD', `tg:hold-exp:${K.two.name}`)) === 2, 5000);
+    await until(async () => Number(await rcli(DB, 'ZCARD', `tg:hold-exp:{${K.two.name}}`)) === 2, 5000);
     const headers = { authorization: `Bearer ${K.two.secret}` };
     const held = await post(a, body, headers);
     assert.equal(held.status, 402);

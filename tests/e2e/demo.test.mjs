@@ -184,7 +184,7 @@ test('simulated spend is reported apart and never added to real totals (report, 
     assert.equal(await rcli(DB, 'HGET', `tg:usage:${dayUtc()}`, field('ghost', 'ghost-1', 'requests')), '');
     assert.equal(Number(await rcli(DB, 'HGET', `tg:usage:${dayUtc()}`, field('deepseek', 'deepseek-flash', 'cost_micro_usd'))), realCost);
     assert.equal(Number(await rcli(DB, 'HGET', `tg:usage-sim:${dayUtc()}`, field('ghost', 'ghost-1', 'cost_micro_usd'))), simCost);
-    assert.equal(Number(await rcli(DB, 'HGET', `tg:spend:${dayUtc().slice(0, 7)}`, K.name)), realCost, 'budgets see real spend only');
+    assert.equal(Number(await rcli(DB, 'GET', `tg:spend:{${K.name}}:${dayUtc().slice(0, 7)}`)), realCost, 'budgets see real spend only');
 
     const args = ['--redis', DB, '--from', dayUtc(-1), '--to', dayUtc(0)];
     const j = await report(...args, '--by', 'provider', '--format', 'json');

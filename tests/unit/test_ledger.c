@@ -551,7 +551,7 @@ static void test_simulated_kept_apart(void **state) {
     assert_int_equal(field_of(c, sim_day, "requests"), 2);
     assert_int_equal(field_of(c, sim_day, "input_tokens"), 140);
     assert_int_equal(field_of(c, sim_day, "cost_micro_usd"), 1800000);
-    assert_int_equal(get_int(c, "HGET tg:spend:2025-03 team-a"), 1000); /* budgets: real spend only */
+    assert_int_equal(get_int(c, "GET tg:spend:{team-a}:2025-03"), 1000); /* budgets: real spend only */
     assert_int_equal(get_int(c, "XLEN tg:events"), 3);
     event_has(c, "real-1", "simulated", "0");
     event_has(c, "sim-1", "simulated", "1");

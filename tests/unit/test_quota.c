@@ -264,6 +264,28 @@ static void test_budget_from_ledger_spend(void **state) {
     assert_true(r.retry_after_s >= 1 && r.retry_after_s <= 31 * 86400);
 }
 
+/* The month's spend written before the per-key counters (the hash tg:spend:<YYYY-MM>, field =
+ * key name) still counts, added to what the ledger writes now: an upgrade mid-month keeps the
+ * budget whole. */
+static void test_budget_counts_legacy_month_hash(void **state) {
+    fx_t *f = *state;
+    tg_key_t k = {.name = "team-old", .budget_usd_month = 1.0};
+    int64_t t = now_ms();
+    time_t now = (time_t)(t / 1000);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "HSET tg:spend:%04d-%02d team-old 600000", tm.tm_year + 1900, tm.tm_mon + 1);
+    redis_int(f->port, cmd);
+    assert_int_equal(check(f, f->l, &k, "o0", t).status, 0);
+    record_and_wait(f, "old-1", "team-old", t, 400000, 1, 1); /* 600000 before + 400000 now = $1 */
+    snprintf(cmd, sizeof(cmd), "GET tg:spend:{team-old}:%04d-%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+    assert_int_equal(redis_int(f->port, cmd), 400000);
+    tg_quota_result_t r = check(f, f->l, &k, "o1", t);
+    assert_int_equal(r.status, 402);
+    assert_int_equal(r.verdict, TG_QUOTA_BUDGET);
+}
+
 static void test_tpm_from_ledger_tokens(void **state) {
     fx_t *f = *state;
     tg_key_t k = {.name = "team-t", .tpm = 100};
@@ -366,20 +388,20 @@ static void test_holds_keep_concurrent_requests_inside_a_budget(void **state) {
         assert_non_null(strstr(r.message, "requests in flight"));
     }
     assert_int_equal(ok, 3);
-    assert_int_equal(redis_int(f->port, "HGET tg:hold:team-h micro"), 900000);
-    assert_int_equal(redis_int(f->port, "ZCARD tg:hold-exp:team-h"), 3);
+    assert_int_equal(redis_int(f->port, "HGET tg:hold:{team-h} micro"), 900000);
+    assert_int_equal(redis_int(f->port, "ZCARD tg:hold-exp:{team-h}"), 3);
     /* The first settles at its real cost: its hold goes, its cost stays. */
     record_and_wait(f, passed[0], "team-h", t, 100000, 10, 10);
-    assert_int_equal(redis_int(f->port, "HGET tg:hold:team-h micro"), 600000);
-    assert_int_equal(redis_int(f->port, "HGET tg:hold:team-h tokens"), 0); /* no tpm: no tokens held */
+    assert_int_equal(redis_int(f->port, "HGET tg:hold:{team-h} micro"), 600000);
+    assert_int_equal(redis_int(f->port, "HGET tg:hold:{team-h} tokens"), 0); /* no tpm: no tokens held */
     /* A replayed record is a no-op: nothing is released or spent twice. */
     record_and_wait(f, passed[0], "team-h", t, 100000, 10, 10);
-    assert_int_equal(redis_int(f->port, "HGET tg:hold:team-h micro"), 600000);
+    assert_int_equal(redis_int(f->port, "HGET tg:hold:{team-h} micro"), 600000);
     char spend_cmd[64];
     time_t now = (time_t)(t / 1000);
     struct tm tm;
     gmtime_r(&now, &tm);
-    snprintf(spend_cmd, sizeof(spend_cmd), "HGET tg:spend:%04d-%02d team-h", tm.tm_year + 1900,
+    snprintf(spend_cmd, sizeof(spend_cmd), "GET tg:spend:{team-h}:%04d-%02d", tm.tm_year + 1900,
              tm.tm_mon + 1);
     assert_int_equal(redis_int(f->port, spend_cmd), 100000);
     /* 100000 spent + 600000 held + 300000 = the budget exactly: one more passes, then none. */
@@ -389,8 +411,8 @@ static void test_holds_keep_concurrent_requests_inside_a_budget(void **state) {
     tg_quota_release(other, &k, "h-more");
     tg_quota_release(other, &k, "h-more");
     run_ms(f, 50);
-    assert_int_equal(redis_int(f->port, "HGET tg:hold:team-h micro"), 600000);
-    assert_int_equal(redis_int(f->port, "HEXISTS tg:hold:team-h h-more"), 0);
+    assert_int_equal(redis_int(f->port, "HGET tg:hold:{team-h} micro"), 600000);
+    assert_int_equal(redis_int(f->port, "HEXISTS tg:hold:{team-h} h-more"), 0);
     /* A worst case larger than what is left of the month waits for next month. */
     tg_quota_hold_t big = {.micro = 950000, .ttl_ms = 60000};
     tg_quota_result_t r = check_h(f, f->l, &k, "h-big", t, &big);
@@ -409,8 +431,8 @@ static void test_hold_lapses_by_itself(void **state) {
     assert_int_equal(check_h(f, f->l, &k, "l1", t + 10, &hold).status, 402);
     /* Its instance crashed: nothing settles l0, and after its ttl it no longer counts. */
     assert_int_equal(check_h(f, f->l, &k, "l2", t + 1001, &hold).status, 0);
-    assert_int_equal(redis_int(f->port, "HGET tg:hold:team-lapse micro"), 600000);
-    assert_int_equal(redis_int(f->port, "HEXISTS tg:hold:team-lapse l0"), 0);
+    assert_int_equal(redis_int(f->port, "HGET tg:hold:{team-lapse} micro"), 600000);
+    assert_int_equal(redis_int(f->port, "HEXISTS tg:hold:{team-lapse} l0"), 0);
 }
 
 static void test_tpm_holds_tokens(void **state) {
@@ -427,7 +449,7 @@ static void test_tpm_holds_tokens(void **state) {
     /* th0 settles at 15 tokens: 15 counted + 40 held + 40 fit 100 again. */
     record_and_wait(f, "th0", "team-th", t, 0, 10, 5);
     assert_int_equal(check_h(f, other, &k, "th3", t, &hold).status, 0);
-    assert_int_equal(redis_int(f->port, "HGET tg:hold:team-th tokens"), 80);
+    assert_int_equal(redis_int(f->port, "HGET tg:hold:{team-th} tokens"), 80);
     /* A request bigger than tpm on its own passes only alone. */
     tg_key_t solo = {.name = "team-solo", .tpm = 100};
     tg_quota_hold_t huge = {.tokens = 500, .ttl_ms = 60000};
@@ -442,7 +464,7 @@ static void test_no_hold_without_budget_or_tpm(void **state) {
     assert_int_equal(tg_quota_holds(&k), 0);
     tg_quota_hold_t hold = {.micro = 5, .tokens = 5, .ttl_ms = 60000};
     assert_int_equal(check_h(f, f->l, &k, "r0", now_ms(), &hold).status, 0);
-    assert_int_equal(redis_int(f->port, "EXISTS tg:hold:team-rpm-only"), 0);
+    assert_int_equal(redis_int(f->port, "EXISTS tg:hold:{team-rpm-only}"), 0);
 }
 
 static void test_worst_case_is_priced(void **state) {
@@ -492,6 +514,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_no_limits_no_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rpm_shared_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_from_ledger_spend, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_counts_legacy_month_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tpm_from_ledger_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_never_calls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flushed_script_is_sent_again, setup, teardown),

@@ -274,6 +274,59 @@ static void test_commands_reach_their_slot(void **state) {
     assert_int_equal(s.type, REDIS_REPLY_INTEGER);
 }
 
+/* Commands formatted by the caller (as the ledger formats its records), many in flight at once
+ * across every master: each reply comes to its own callback, whatever order the masters answer
+ * in, and commands for one slot keep their order. */
+typedef struct {
+    int calls;
+    long long got;
+} incr_t;
+
+static void on_incr(const redisReply *rep, void *ud) {
+    incr_t *x = ud;
+    x->calls++;
+    x->got = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+}
+
+static void test_preformatted_commands_in_flight(void **state) {
+    fx_t *f = *state;
+    if (f->c == NULL) skip();
+    enum { TAGS = 12, EACH = 20 };
+    static incr_t seen[TAGS][EACH];
+    memset(seen, 0, sizeof(seen));
+    int masters_hit[MAXN] = {0};
+    for (int k = 0; k < EACH; k++)
+        for (int t = 0; t < TAGS; t++) {
+            char key[32], buf[128];
+            int kl = snprintf(key, sizeof(key), "n:{tag%d}", t);
+            int len = snprintf(buf, sizeof(buf), "*2\r\n$4\r\nINCR\r\n$%d\r\n%s\r\n", kl, key);
+            unsigned slot = tg_redis_slot(key, (size_t)kl);
+            if (k == 0) masters_hit[owner(f, slot)] = 1;
+            assert_non_null(tg_rcluster_send(f->c, buf, (size_t)len, slot, on_incr, &seen[t][k]));
+        }
+    assert_int_equal(seen[0][0].calls, 0); /* never from inside the call */
+    int left = TAGS * EACH;
+    for (int i = 0; i < 1000 && left > 0; i++) {
+        run_ms(f, 2);
+        left = 0;
+        for (int t = 0; t < TAGS; t++)
+            for (int k = 0; k < EACH; k++)
+                left += seen[t][k].calls == 0;
+    }
+    assert_int_equal(left, 0);
+    for (int t = 0; t < TAGS; t++)
+        for (int k = 0; k < EACH; k++) {
+            assert_int_equal(seen[t][k].calls, 1);
+            assert_int_equal(seen[t][k].got, k + 1); /* its own reply, in its slot's order */
+        }
+    int hit = 0;
+    for (int i = 0; i < f->n; i++)
+        hit += masters_hit[i];
+    assert_true(hit >= 2); /* twelve tags spread over more than one master */
+    const char bad[] = "*1\r\n$4\r\nPING\r\n";
+    assert_null(tg_rcluster_send(f->c, bad, sizeof(bad) - 1, TG_REDIS_SLOTS, on_incr, &seen[0][0]));
+}
+
 /* Moves slot s from node a to node b, keys and all, as redis-cli --cluster reshard does; `b_only`
  * stops half way (a MIGRATING, b IMPORTING). */
 static void migrate(fx_t *f, unsigned s, int a, int b, int half) {
@@ -386,6 +439,7 @@ int main(void) {
         cmocka_unit_test(test_redirect_parse),
         cmocka_unit_test(test_bad_urls),
         cmocka_unit_test_setup_teardown(test_commands_reach_their_slot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_preformatted_commands_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_moved_and_ask_are_followed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failover_is_followed, setup6, teardown),
     };
