@@ -106,7 +106,8 @@ static void usage(FILE *f) {
         "  /v1/messages/count_tokens; GET /{provider}/v1/models\n"
         "  per-request headers: x-sim-output-tokens, x-sim-cached-tokens, x-sim-reasoning-tokens,\n"
         "  x-sim-tool-call, x-sim-ttft-ms, x-sim-tps, x-sim-status, x-sim-retry-after, x-sim-reset-after,\n"
-        "  x-sim-stall-after, x-sim-error-after, x-sim-usage-on-finish, x-sim-no-usage, x-sim-id\n"
+        "  x-sim-stall-after, x-sim-error-after, x-sim-usage-on-finish, x-sim-no-usage, x-sim-logprobs,\n"
+        "  x-sim-id\n"
         "  control: GET /_sim/stats, GET /_sim/requests/ID, POST /_sim/reset, POST /_sim/config\n",
         SIM_DEFAULT_PORT);
 }
