@@ -29,6 +29,10 @@
 #define TG_UP_ORIGINS 32
 /* Idle upstream connections a worker keeps for reuse (all providers). */
 #define TG_UP_IDLE_CONNS 512
+/* Calls multiplexed on one HTTP/2 connection (`http2: true`) before libcurl
+ * opens another to the same origin; its default is 100. The provider's own
+ * SETTINGS_MAX_CONCURRENT_STREAMS still caps it (nginx: 128 unless raised). */
+#define TG_UP_H2_STREAMS 1000
 
 /* One per socket curl asks us to watch; lives from curl's first interest in
  * the socket until CURL_POLL_REMOVE. */
@@ -897,6 +901,11 @@ tg_upstream_t *tg_upstream_new(struct event_base *base) {
      * opened a connection under steady load). Idle ones still close after
      * CURLOPT_MAXAGE_CONN (118 s). */
     curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, (long)TG_UP_IDLE_CONNS);
+    /* 10,000 streams to one HTTP/2 provider take ~10 connections instead of
+     * 100 (README, Performance). No CURLMOPT_MAX_HOST_CONNECTIONS: it would
+     * queue calls to HTTP/1.1 providers too, whose connections carry one call
+     * each. */
+    curl_multi_setopt(up->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)TG_UP_H2_STREAMS);
     curl_multi_setopt(up->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
     curl_multi_setopt(up->multi, CURLMOPT_SOCKETDATA, up);
     curl_multi_setopt(up->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
