@@ -86,7 +86,10 @@ if [ "$UPSTREAM" = tls ]; then
     -extfile "$DIR/origin.ext" -out "$DIR/origin.pem" >/dev/null 2>&1
   command -v nginx >/dev/null || { echo "bench: BENCH_UPSTREAM=tls needs nginx (tools/deps.sh bench)"; exit 1; }
   mkdir -p "$DIR/origin-body" "$DIR/nginx-tlsup-body"
-  sed -e "s|@DIR@|$DIR|g" -e "s|@SIMPORT@|$SIM|" -e "s|@ORIGINPORT@|$ORIG|" -e "s|@NOFILE@|$NOFILE|g" bench/nginx-origin.conf.in >"$DIR/origin.conf"
+  # The pace bench/stream.mjs asks for, set by the origin (Tollgate strips x-sim-* toward a provider).
+  SIMPACE=""; [ "$MODE" = stream ] && SIMPACE="proxy_set_header x-sim-tps ${BENCH_TPS:-2}; proxy_set_header x-sim-output-tokens ${BENCH_TOKENS:-60};"
+  sed -e "s|@DIR@|$DIR|g" -e "s|@SIMPORT@|$SIM|" -e "s|@ORIGINPORT@|$ORIG|" -e "s|@NOFILE@|$NOFILE|g" \
+    -e "s|@SIMPACE@|$SIMPACE|" bench/nginx-origin.conf.in >"$DIR/origin.conf"
   nginx -c "$DIR/origin.conf" -e "$DIR/origin-error.log" >/dev/null 2>&1 & PIDS+=($!)
   wait_port "$ORIG"
   export TG_BENCH_UPKEY=sk-bench

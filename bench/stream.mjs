@@ -46,10 +46,14 @@ const sessions = [];
 function session() {
     const s = http2.connect(u.origin, { ca: process.env.BENCH_CA ? fs.readFileSync(process.env.BENCH_CA) : undefined });
     s.on('error', () => {});
+    // The origin closes a connection after its 1000th stream (keepalive_requests).
+    s.used = 0;
+    s.on('goaway', () => { s.gone = true; });
+    s.on('close', () => { s.gone = true; });
     sessions.push(s);
     return s;
 }
-let cur = null, curUsed = 0;
+let cur = null;
 const headers = {
     ':method': 'POST', ':path': u.pathname, authorization: `Bearer ${key}`, 'content-type': 'application/json',
     'x-sim-tps': String(tps), 'x-sim-output-tokens': String(tokens), 'x-sim-ttft-ms': '0',
@@ -57,10 +61,10 @@ const headers = {
 function openH2(keep, sess) {
     return new Promise((resolve) => {
         if (!sess) {
-            if (!cur || curUsed >= perSession) { cur = session(); curUsed = 0; }
+            if (!cur || cur.gone || cur.used >= perSession) cur = session();
             sess = cur;
-            curUsed++;
         }
+        sess.used++;
         const t0 = process.hrtime.bigint();
         const st = sess.request(headers);
         let done = false, seen = '';
@@ -124,7 +128,7 @@ function open(keep = true) {
 
 let probeSess = null;
 function probeSession() {
-    if (!probeSess) probeSess = session();
+    if (!probeSess || probeSess.gone || probeSess.used >= perSession) probeSess = session();
     return probeSess;
 }
 
