@@ -15,6 +15,7 @@
 # gateway's RSS per open stream. Starts and stops only what it started.
 # Knobs: BENCH_SECONDS (10), BENCH_CONNS (50), BENCH_WORKERS (1),
 # BENCH_STREAMS (1000; 0 skips the streaming run), BENCH_MODE (all | rps | stream),
+# BENCH_KEEP (set: keep the work directory with the logs),
 # BENCH_UPSTREAM (plain | tls): tls puts the simulator behind nginx `listen ssl
 # http2` with a private CA made here (bench/nginx-origin.conf.in) and measures
 # the provider leg over TLS instead: nginx proxy_pass https:// with a keep-alive
@@ -50,7 +51,8 @@ BIN=${TOLLGATE_BIN:-./tollgate}
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)"; exit 1; }
 DIR=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $DIR"; else rm -rf "$DIR"; fi; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -206,6 +208,8 @@ streams() {
   printf '%-24s %8s %7s %10s %10s %12s %12s %7s %9s\n' "tollgate" "$ok" "$fl" "${p50} ms" "${p99} ms" "${bp} ms" "$per B" "$fds" "$upc"
   echo
   echo "tollgate added TTFT p50: $(awk -v a="$p50" -v b="$dp50" 'BEGIN{printf "%.2f", a-b}') ms, p99: $(awk -v a="$p99" -v b="$dp99" 'BEGIN{printf "%.2f", a-b}') ms; RSS with $ok streams open: $((rss / 1024)) MB ($per bytes per stream over $((before / 1024)) MB before)"
+  local gst=0
+  kill -0 "$GWPID" 2>/dev/null || { wait "$GWPID" || gst=$?; echo "bench: the gateway exited (status $gst)"; }
   if grep -q '"level":"error"' "$DIR/gw.log"; then echo "bench: the gateway logged errors:"; grep '"level":"error"' "$DIR/gw.log" | head -3; fi
   if [ -s "$DIR/origin-error.log" ] && grep -qv '\[notice\]' "$DIR/origin-error.log"; then echo "bench: the TLS origin logged:"; grep -v '\[notice\]' "$DIR/origin-error.log" | head -3; fi
 }
