@@ -15,6 +15,7 @@
 # gateway's RSS per open stream. Starts and stops only what it started.
 # Knobs: BENCH_SECONDS (10), BENCH_CONNS (50), BENCH_WORKERS (1),
 # BENCH_STREAMS (1000; 0 skips the streaming run), BENCH_MODE (all | rps | stream),
+# BENCH_KEEP (set: keep the work directory with the logs),
 # BENCH_UPSTREAM (plain | tls): tls puts the simulator behind nginx `listen ssl
 # http2` with a private CA made here (bench/nginx-origin.conf.in) and measures
 # the provider leg over TLS instead: nginx proxy_pass https:// with a keep-alive
@@ -30,20 +31,28 @@ STREAMS=${BENCH_STREAMS:-1000}
 MODE=${BENCH_MODE:-all}
 UPSTREAM=${BENCH_UPSTREAM:-plain}
 case "$UPSTREAM" in plain | tls) ;; *) echo "bench: BENCH_UPSTREAM must be plain or tls"; exit 2 ;; esac
-# Each stream holds a client socket and an upstream socket in the gateway, one
-# in the simulator and one in the load generator: raise the descriptor limit
-# (children inherit it) or shrink the run to fit.
-want_fds=$((STREAMS * 2 + 1024))
+# Descriptors per process, each under `ulimit -n` (children inherit it): over
+# plain HTTP/1.1 each stream holds a client socket and an upstream socket in the
+# gateway (two), one in the simulator and one in the load generator. With
+# BENCH_UPSTREAM=tls the gateway's calls are multiplexed on HTTP/2 (`http2:
+# true`, up to 1000 streams a connection), so it holds one per stream plus a
+# few connections, and so does the TLS origin (one to the simulator per
+# stream) and the load generator (HTTP/2 straight to the origin, one socket
+# per stream to the gateway). Raise the limit or shrink the run to fit.
+per_stream=2; [ "$UPSTREAM" = tls ] && per_stream=1
+want_fds=$((STREAMS * per_stream + 1024))
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want_fds" ]; then
   ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-  fit=$(( ($(ulimit -n) - 1024) / 2 ))
+  fit=$(( ($(ulimit -n) - 1024) / per_stream ))
   if [ "$STREAMS" -gt "$fit" ]; then echo "bench: ulimit -n $(ulimit -n) allows $fit streams, not $STREAMS"; STREAMS=$fit; fi
 fi
+NOFILE=$(ulimit -n); [ "$NOFILE" = unlimited ] && NOFILE=65536
 BIN=${TOLLGATE_BIN:-./tollgate}
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)"; exit 1; }
 DIR=$(mktemp -d /tmp/tollgate-bench.XXXXXX)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $DIR"; else rm -rf "$DIR"; fi; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -79,7 +88,10 @@ if [ "$UPSTREAM" = tls ]; then
     -extfile "$DIR/origin.ext" -out "$DIR/origin.pem" >/dev/null 2>&1
   command -v nginx >/dev/null || { echo "bench: BENCH_UPSTREAM=tls needs nginx (tools/deps.sh bench)"; exit 1; }
   mkdir -p "$DIR/origin-body" "$DIR/nginx-tlsup-body"
-  sed -e "s|@DIR@|$DIR|g" -e "s|@SIMPORT@|$SIM|" -e "s|@ORIGINPORT@|$ORIG|" bench/nginx-origin.conf.in >"$DIR/origin.conf"
+  # The pace bench/stream.mjs asks for, set by the origin (Tollgate strips x-sim-* toward a provider).
+  SIMPACE=""; [ "$MODE" = stream ] && SIMPACE="proxy_set_header x-sim-tps ${BENCH_TPS:-2}; proxy_set_header x-sim-output-tokens ${BENCH_TOKENS:-60};"
+  sed -e "s|@DIR@|$DIR|g" -e "s|@SIMPORT@|$SIM|" -e "s|@ORIGINPORT@|$ORIG|" -e "s|@NOFILE@|$NOFILE|g" \
+    -e "s|@SIMPACE@|$SIMPACE|" bench/nginx-origin.conf.in >"$DIR/origin.conf"
   nginx -c "$DIR/origin.conf" -e "$DIR/origin-error.log" >/dev/null 2>&1 & PIDS+=($!)
   wait_port "$ORIG"
   export TG_BENCH_UPKEY=sk-bench
@@ -115,8 +127,10 @@ keys:
   - { name: bench-cached, sha256: "$CACHEHASH", cache: { ttl_s: 3600 } }
 YAML
 }
+# A streaming run over the TLS origin multiplexes the provider leg (http2: true).
+GWH2OPT=""; [ "$UPSTREAM" = tls ] && [ "$MODE" = stream ] && GWH2OPT=", http2: true"
 gw_config "$DIR/tollgate.yaml" "  - 127.0.0.1:$GW
-  - { address: 127.0.0.1:$GWTLS, tls: { cert: $DIR/tls.pem, key: $DIR/tls.key } }"
+  - { address: 127.0.0.1:$GWTLS, tls: { cert: $DIR/tls.pem, key: $DIR/tls.key } }" "$GWH2OPT"
 "$BIN" serve -c "$DIR/tollgate.yaml" >/dev/null 2>"$DIR/gw.log" & GWPID=$!; PIDS+=($GWPID)
 # Start-up: from the spawn above to the first accepted connection (polled
 # without sleeping, so the figure is good to about a millisecond).
@@ -163,28 +177,41 @@ run() {
 
 echo "bench: gateway start-up ${STARTUP_MS} ms, idle RSS $((IDLE_KB / 1024)).$(( (IDLE_KB % 1024) * 10 / 1024 )) MB"
 
-# The streaming run: prints its table and returns.
+# The streaming run: prints its table and returns. With BENCH_UPSTREAM=tls the
+# direct baseline is HTTP/2 straight to the TLS origin and the gateway's calls
+# go there multiplexed (http2: true); "fds" is the gateway's open descriptors
+# and "up conns" its connections to the origin, both sampled with every stream open.
 streams() {
   [ "$STREAMS" -gt 0 ] || return 0
   command -v node >/dev/null || { echo "bench: node is missing: no streaming run"; return 0; }
   echo
+  local direct="http://127.0.0.1:$SIM/deepseek/v1/chat/completions" dname="direct (simulator)"
+  if [ "$UPSTREAM" = tls ]; then
+    direct="https://127.0.0.1:$ORIG/deepseek/v1/chat/completions"; dname="direct (TLS origin, h2)"
+    export BENCH_CA="$DIR/ca.pem" BENCH_UPPORT="$ORIG"
+    echo "bench: provider leg over TLS, HTTP/2 multiplexed (http2: true) to nginx on :$ORIG in front of the simulator"
+  fi
   echo "bench: $STREAMS concurrent SSE streams held open (60 tokens at 2 tokens/s each), TTFT of 200 probe streams sent meanwhile"
   local sd st before
-  sd=$(node bench/stream.mjs "http://127.0.0.1:$SIM/deepseek/v1/chat/completions" "$STREAMS")
+  sd=$(node bench/stream.mjs "$direct" "$STREAMS")
   sleep 1
   before=$(rss_kb "$GWPID")
   st=$(node bench/stream.mjs "http://127.0.0.1:$GW/v1/chat/completions" "$STREAMS" "$GWPID")
   echo "$sd" >>"$DIR/stream.log"; echo "$st" >>"$DIR/stream.log"
-  local j='const o=JSON.parse(process.argv[1]);console.log([o.ok,o.failed,o.ttft_p50_ms,o.ttft_p99_ms,o.burst_ttft_p99_ms,o.rss_kb??"-"].join(" "))'
-  printf '%-22s %8s %7s %10s %10s %14s %12s\n' target streams failed "TTFT p50" "TTFT p99" "burst p99" "RSS/stream"
+  local j='const o=JSON.parse(process.argv[1]);console.log([o.ok,o.failed,o.ttft_p50_ms,o.ttft_p99_ms,o.burst_ttft_p99_ms,o.rss_kb??"-",o.fds??"-",o.up_conns??"-"].join(" "))'
+  printf '%-24s %8s %7s %10s %10s %12s %12s %7s %9s\n' target streams failed "TTFT p50" "TTFT p99" "burst p99" "RSS/stream" fds "up conns"
   read -r ok fl p50 p99 bp _ <<<"$(node -e "$j" "$sd")"
-  printf '%-22s %8s %7s %10s %10s %14s %12s\n' "direct (simulator)" "$ok" "$fl" "${p50} ms" "${p99} ms" "${bp} ms" -
-  local dp99=$p99
-  read -r ok fl p50 p99 bp rss <<<"$(node -e "$j" "$st")"
+  printf '%-24s %8s %7s %10s %10s %12s %12s %7s %9s\n' "$dname" "$ok" "$fl" "${p50} ms" "${p99} ms" "${bp} ms" - - -
+  local dp99=$p99 dp50=$p50
+  read -r ok fl p50 p99 bp rss fds upc <<<"$(node -e "$j" "$st")"
   local per=$(( (rss - before) * 1024 / (ok > 0 ? ok : 1) ))
-  printf '%-22s %8s %7s %10s %10s %14s %12s\n' "tollgate" "$ok" "$fl" "${p50} ms" "${p99} ms" "${bp} ms" "$per B"
+  printf '%-24s %8s %7s %10s %10s %12s %12s %7s %9s\n' "tollgate" "$ok" "$fl" "${p50} ms" "${p99} ms" "${bp} ms" "$per B" "$fds" "$upc"
   echo
-  echo "tollgate added TTFT p99: $(awk -v a="$p99" -v b="$dp99" 'BEGIN{printf "%.2f", a-b}') ms; RSS with $ok streams open: $((rss / 1024)) MB ($per bytes per stream over $((before / 1024)) MB before)"
+  echo "tollgate added TTFT p50: $(awk -v a="$p50" -v b="$dp50" 'BEGIN{printf "%.2f", a-b}') ms, p99: $(awk -v a="$p99" -v b="$dp99" 'BEGIN{printf "%.2f", a-b}') ms; RSS with $ok streams open: $((rss / 1024)) MB ($per bytes per stream over $((before / 1024)) MB before)"
+  local gst=0
+  kill -0 "$GWPID" 2>/dev/null || { wait "$GWPID" || gst=$?; echo "bench: the gateway exited (status $gst)"; }
+  if grep -q '"level":"error"' "$DIR/gw.log"; then echo "bench: the gateway logged errors:"; grep '"level":"error"' "$DIR/gw.log" | head -3; fi
+  if [ -s "$DIR/origin-error.log" ] && grep -qv '\[notice\]' "$DIR/origin-error.log"; then echo "bench: the TLS origin logged:"; grep -v '\[notice\]' "$DIR/origin-error.log" | head -3; fi
 }
 if [ "$MODE" = stream ]; then streams; exit 0; fi
 

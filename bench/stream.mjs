@@ -6,11 +6,21 @@
 // while the N are still open and measures their time to first token
 // (request written -> first content delta). The probes, not the opening
 // burst, give the TTFT figures: a burst of N measures queueing in the load
-// generator as much as the gateway. Prints one JSON line:
-//   {"n","ok","failed","burst_ttft_p99_ms","ttft_p50_ms","ttft_p99_ms","rss_kb"}
+// generator as much as the gateway. An https:// URL (the TLS origin of
+// BENCH_UPSTREAM=tls, trusted through BENCH_CA) is spoken in HTTP/2, the N
+// streams spread over sessions of at most BENCH_H2_STREAMS (900) streams each
+// and the probes on a session of their own, as the gateway multiplexes its
+// calls to that origin: the direct baseline then holds few descriptors too.
+// Prints one JSON line:
+//   {"n","ok","failed","burst_ttft_p99_ms","ttft_p50_ms","ttft_p99_ms","rss_kb","fds","up_conns"}
+// (fds: PID's open descriptors with the N open; up_conns: established
+// connections to port BENCH_UPPORT then, when set)
 //   node bench/stream.mjs URL N [PID]
-// env: BENCH_KEY, BENCH_MODEL, BENCH_TOKENS (60), BENCH_TPS (2), BENCH_PROBES (200)
+// env: BENCH_KEY, BENCH_MODEL, BENCH_TOKENS (60), BENCH_TPS (2), BENCH_PROBES (200),
+//      BENCH_CA, BENCH_H2_STREAMS
 import net from 'node:net';
+import http2 from 'node:http2';
+import fs from 'node:fs';
 
 const [url, nArg, pidArg] = process.argv.slice(2);
 const N = Number(nArg || 1000);
@@ -29,7 +39,59 @@ let ttft = [];
 const socks = [];
 let failed = 0;
 
+// HTTP/2 (https:// URLs): sessions to the origin, each holding up to perSession streams.
+const h2 = u.protocol === 'https:';
+const perSession = Number(process.env.BENCH_H2_STREAMS || 900);
+const sessions = [];
+function session() {
+    const s = http2.connect(u.origin, { ca: process.env.BENCH_CA ? fs.readFileSync(process.env.BENCH_CA) : undefined });
+    s.on('error', () => {});
+    // The origin closes a connection after its 1000th stream (keepalive_requests).
+    s.used = 0;
+    s.on('goaway', () => { s.gone = true; });
+    s.on('close', () => { s.gone = true; });
+    sessions.push(s);
+    return s;
+}
+let cur = null;
+const headers = {
+    ':method': 'POST', ':path': u.pathname, authorization: `Bearer ${key}`, 'content-type': 'application/json',
+    'x-sim-tps': String(tps), 'x-sim-output-tokens': String(tokens), 'x-sim-ttft-ms': '0',
+};
+function openH2(keep, sess) {
+    return new Promise((resolve) => {
+        if (!sess) {
+            if (!cur || cur.gone || cur.used >= perSession) cur = session();
+            sess = cur;
+        }
+        sess.used++;
+        const t0 = process.hrtime.bigint();
+        const st = sess.request(headers);
+        let done = false, seen = '';
+        const finish = (ok) => {
+            if (done) return;
+            done = true;
+            if (ok) ttft.push(Number(process.hrtime.bigint() - t0) / 1e6);
+            else failed++;
+            if (!keep) st.close(http2.constants.NGHTTP2_CANCEL);
+            resolve();
+        };
+        st.on('response', (h) => { if (h[':status'] >= 400) finish(false); });
+        st.on('data', (d) => {
+            if (done) return;
+            seen += d.toString('latin1');
+            if (/"content":"[^"]/.test(seen)) finish(true);
+            else if (seen.length > 4096) finish(false);
+        });
+        st.on('error', () => finish(false));
+        st.on('close', () => finish(false));
+        st.end(body);
+        if (keep) socks.push(st);
+    });
+}
+
 function open(keep = true) {
+    if (h2) return openH2(keep, keep ? null : probeSession());
     return new Promise((resolve) => {
         const s = net.connect(Number(u.port), u.hostname);
         let t0 = 0, done = false, seen = '';
@@ -64,6 +126,12 @@ function open(keep = true) {
     });
 }
 
+let probeSess = null;
+function probeSession() {
+    if (!probeSess || probeSess.gone || probeSess.used >= perSession) probeSess = session();
+    return probeSess;
+}
+
 const pct = (a, p) => (a.length ? a[Math.min(a.length - 1, Math.floor((a.length * p) / 100))] : NaN);
 const batch = 250;
 const pending = [];
@@ -73,11 +141,18 @@ for (let i = 0; i < N; i += batch) {
     await new Promise((r) => setTimeout(r, 5));
 }
 await Promise.all(pending);
-let rss = null;
+let rss = null, fds = null, upConns = null;
 if (pidArg) {
-    const fs = await import('node:fs');
     const m = fs.readFileSync(`/proc/${pidArg}/status`, 'utf8').match(/^VmRSS:\s+(\d+)/m);
     rss = m ? Number(m[1]) : null;
+    fds = fs.readdirSync(`/proc/${pidArg}/fd`).length;
+}
+// Established TCP connections to BENCH_UPPORT (the TLS origin): on loopback
+// only the gateway's calls have it as their remote port.
+if (process.env.BENCH_UPPORT) {
+    const port = Number(process.env.BENCH_UPPORT).toString(16).toUpperCase().padStart(4, '0');
+    upConns = fs.readFileSync('/proc/net/tcp', 'utf8').split('\n')
+        .filter((l) => { const f = l.trim().split(/\s+/); return f[2] && f[2].endsWith(':' + port) && f[3] === '01'; }).length;
 }
 const burst = ttft.sort((a, b) => a - b);
 const ok = burst.length;
@@ -87,7 +162,7 @@ ttft.sort((a, b) => a - b);
 const ms = (v) => +v.toFixed(2);
 console.log(JSON.stringify({
     n: N, ok, failed, burst_ttft_p99_ms: ms(pct(burst, 99)), ttft_p50_ms: ms(pct(ttft, 50)), ttft_p99_ms: ms(pct(ttft, 99)),
-    rss_kb: rss,
+    rss_kb: rss, fds, up_conns: upConns,
 }));
-for (const s of socks) s.destroy();
+for (const s of socks) (h2 ? s.close() : s.destroy());
 process.exit(0);
