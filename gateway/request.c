@@ -18,7 +18,9 @@
  * DELETE). When the key or the rule turns the response cache on, one GET
  * after quotas may answer instead of the attempts, and a whole answer is
  * stored at on_finish (gateway/request_cache.c). The three files share
- * gateway/request_int.h.
+ * gateway/request_int.h. This file stays one (about 1,100 lines) on purpose:
+ * it is the only place that strings parse, route, send, relay, bill and free
+ * together, and a reader follows one request from top to bottom here.
  * A tg_request_t owns its pool; all its strings and arrays live there.
  */
 #include "gateway/request_int.h"
