@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "core/log.h"
+#include "core/scan.h"
 #include "providers/responses.h"
 #include "providers/responses_fast.h"
 #include "providers/translate.h"
@@ -129,6 +130,16 @@ void tg_request_rs_body(tg_request_t *r) {
     /* The common shapes are translated from the text, with no DOM. */
     if (tg_rs_fast_req(r->pool, r->body, r->body_len, &r->rsp) == 0) {
         rs_scan_chat(r);
+        return;
+    }
+    /* The same refusals as the other APIs before jansson reads it (which keeps
+     * the last of duplicate keys and takes `Model` as another key): invalid
+     * UTF-8, raw control bytes, a duplicated model, top-level keys equal to
+     * a routed one up to case folding. A native provider gets this body. */
+    tg_scan_req_t check;
+    char err[256];
+    if (tg_scan_request_bare(r->body, r->body_len, r->pool, &check, err, sizeof(err)) != 0) {
+        rs_error(r, 400, "invalid_request_error", "invalid_body", err);
         return;
     }
     json_error_t je;

@@ -80,6 +80,21 @@ test('a top-level key equal to a routed one only up to case folding: 400 naming 
     assert.equal(r.status, 200, r.text);
 });
 
+test('/v1/responses: the same refusals before its request is parsed (a native provider would get these bytes)', async () => {
+    const cases = [
+        [`{"model":"deepseek/deepseek-flash","Model":"gpt-4o","input":"hi"}`, /top-level key 'Model' differs from 'model'/],
+        [`{"model":"deepseek/deepseek-flash","ſtream":true,"input":"hi"}`, /top-level key 'ſtream' differs from 'stream'/],
+        [`{"model":"deepseek/deepseek-flash","tools":[],"input":"hi","Input":"x"}`, /top-level key 'Input' differs from 'input'/],
+        [`{"model":"deepseek/deepseek-flash","input":"a\u0001b"}`, /raw control byte 0x01/],
+    ];
+    for (const [body, want] of cases) {
+        const r = await post(gw, body, {}, '/v1/responses');
+        assert.equal(r.status, 400, r.text.slice(0, 300));
+        assert.match(r.json.error.message, want, r.json.error.message);
+    }
+    await stillServes();
+});
+
 test('a raw control byte in a string: 400 naming its offset', async () => {
     const s = `{"model":"deepseek","max_tokens":16,"messages":[{"role":"user","content":"a\nb"}]}`;
     await refused(s, new RegExp(`raw control byte 0x0a in a string at byte ${s.indexOf('\n')}\\b`));
