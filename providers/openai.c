@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "core/log.h"
+#include "providers/jsonutil.h"
 #include "providers/provider.h"
 #include "providers/responses.h"
 #include "providers/responses_fast.h"
@@ -243,10 +244,6 @@ static int responses_answer(tg_call_t *c, const char *body, size_t len, const tg
     return *out ? 0 : -1;
 }
 
-static const char *jstr(const json_t *o, const char *key) {
-    return json_string_value(json_object_get(o, key));
-}
-
 static void native_flush(tg_call_t *c, native_t *n, const tg_emitter_t *out) {
     for (int i = 0; i < n->n_held; i++)
         out->emit(out->ud, n->held_ev[i], n->held[i], n->held_len[i]);
@@ -263,12 +260,12 @@ static int native_event(tg_call_t *c, const char *event, const char *data, size_
         snprintf(err, errlen, "%s sent a stream event that is not JSON", c->provider->name);
         return TG_STREAM_ERROR;
     }
-    const char *t = event ? event : jstr(o, "type");
+    const char *t = event ? event : tg_json_str(o, "type");
     if (t == NULL) t = "";
     json_t *resp = json_object_get(o, "response");
     if (!strcmp(t, "error") || !strcmp(t, "response.failed")) {
         const json_t *e = strcmp(t, "error") ? json_object_get(resp, "error") : o;
-        const char *m = jstr(e, "message"), *code = jstr(e, "code");
+        const char *m = tg_json_str(e, "message"), *code = tg_json_str(e, "code");
         snprintf(err, errlen, "%s%s%s", code ? code : "error", m ? ": " : "", m ? m : "");
         json_decref(o);
         return TG_STREAM_ERROR;
@@ -295,7 +292,7 @@ static int native_event(tg_call_t *c, const char *event, const char *data, size_
         usage_from_responses(json_object_get(resp, "usage"), u);
         c->rs_response = tg_tr_dump(c->pool, json_incref(resp), &c->rs_response_len);
     }
-    const char *delta = jstr(o, "delta");
+    const char *delta = tg_json_str(o, "delta");
     if (delta) c->content_bytes += strlen(delta);
     json_decref(o);
     if (held && n->n_held < 2) {

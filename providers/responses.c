@@ -17,23 +17,12 @@
  * index>", unique within a response and across responses of one gateway.
  */
 #include "providers/responses.h"
+#include "providers/jsonutil.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static const char *jstr(const json_t *o, const char *key) {
-    return json_string_value(json_object_get(o, key));
-}
 
 static int is(const char *s, const char *want) {
     return s && !strcmp(s, want);
@@ -62,7 +51,7 @@ static void echo(json_t *r, const json_t *req, const char *key, json_t *dflt) {
 json_t *tg_rs_response_new(const tg_rs_resp_opts_t *o, const char *model, const char *status) {
     const json_t *req = o->req;
     if (o->model) model = o->model;
-    if (model == NULL) model = jstr(req, "model");
+    if (model == NULL) model = tg_json_str(req, "model");
     json_t *r = json_pack("{s:s+,s:s,s:I,s:s,s:b,s:n,s:n}", "id", "resp_", o->id ? o->id : "", "object",
                           "response", "created_at", (json_int_t)o->created_at, "status", status, "background",
                           0, "error", "incomplete_details");
@@ -185,8 +174,8 @@ static json_t *finish(const tg_rs_resp_opts_t *o, const char *model, out_t *b, c
     size_t i, len = 0;
     json_t *it;
     json_array_foreach(b->output, i, it) {
-        has_message |= is(jstr(it, "type"), "message");
-        has_call |= is(jstr(it, "type"), "function_call");
+        has_message |= is(tg_json_str(it, "type"), "message");
+        has_call |= is(tg_json_str(it, "type"), "function_call");
     }
     if (!has_message && !has_call)
         json_array_append_new(b->output, tg_rs_item_message(next_id(b, "msg"), "", 0, "completed"));
@@ -194,14 +183,14 @@ static json_t *finish(const tg_rs_resp_opts_t *o, const char *model, out_t *b, c
     if (incomplete_reason)
         json_object_set_new(r, "incomplete_details", json_pack("{s:s}", "reason", incomplete_reason));
     json_array_foreach(b->output, i, it) {
-        if (is(jstr(it, "type"), "message"))
+        if (is(tg_json_str(it, "type"), "message"))
             len += json_string_length(
                 json_object_get(json_array_get(json_object_get(it, "content"), 0), "text"));
     }
     char *text = malloc(len + 1), *at = text;
     json_array_foreach(b->output, i, it) {
         const json_t *t = json_object_get(json_array_get(json_object_get(it, "content"), 0), "text");
-        if (!is(jstr(it, "type"), "message") || !json_is_string(t)) continue;
+        if (!is(tg_json_str(it, "type"), "message") || !json_is_string(t)) continue;
         memcpy(at, json_string_value(t), json_string_length(t));
         at += json_string_length(t);
     }
@@ -217,7 +206,7 @@ json_t *tg_rs_resp_from_chat(const json_t *resp, const tg_rs_resp_opts_t *o, tg_
     const json_t *ch = json_array_get(json_object_get(resp, "choices"), 0);
     const json_t *m = json_object_get(ch, "message");
     if (!json_is_object(m)) {
-        seterr(err, errlen, "the answer is not an OpenAI chat.completion");
+        tg_json_seterr(err, errlen, "the answer is not an OpenAI chat.completion");
         return NULL;
     }
     tg_usage_t local = {0};
@@ -239,20 +228,20 @@ json_t *tg_rs_resp_from_chat(const json_t *resp, const tg_rs_resp_opts_t *o, tg_
     const json_t *tc;
     json_array_foreach(json_object_get(m, "tool_calls"), i, tc) {
         const json_t *fn = json_object_get(tc, "function");
-        add_call(&b, jstr(tc, "id"), jstr(fn, "name"), jstr(fn, "arguments"));
+        add_call(&b, tg_json_str(tc, "id"), tg_json_str(fn, "name"), tg_json_str(fn, "arguments"));
     }
-    const char *f = jstr(ch, "finish_reason");
+    const char *f = tg_json_str(ch, "finish_reason");
     const char *why = is(f, "length")           ? "max_output_tokens"
                       : is(f, "content_filter") ? "content_filter"
                                                 : NULL;
-    return finish(o, jstr(resp, "model"), &b, why, u);
+    return finish(o, tg_json_str(resp, "model"), &b, why, u);
 }
 
 json_t *tg_rs_resp_from_anthropic(const json_t *msg, const tg_rs_resp_opts_t *o, tg_usage_t *u, char *err,
                                   size_t errlen) {
     const json_t *content = json_object_get(msg, "content");
     if (!json_is_object(msg) || !json_is_array(content)) {
-        seterr(err, errlen, "the answer is not an Anthropic message");
+        tg_json_seterr(err, errlen, "the answer is not an Anthropic message");
         return NULL;
     }
     tg_usage_t local = {0};
@@ -262,7 +251,7 @@ json_t *tg_rs_resp_from_anthropic(const json_t *msg, const tg_rs_resp_opts_t *o,
     size_t i;
     const json_t *blk;
     json_array_foreach(content, i, blk) {
-        const char *t = jstr(blk, "type");
+        const char *t = tg_json_str(blk, "type");
         if (is(t, "text"))
             add_text(&b, 'm', json_object_get(blk, "text"));
         else if (is(t, "thinking"))
@@ -270,13 +259,13 @@ json_t *tg_rs_resp_from_anthropic(const json_t *msg, const tg_rs_resp_opts_t *o,
         else if (is(t, "tool_use")) {
             const json_t *in = json_object_get(blk, "input");
             char *args = in ? json_dumps(in, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-            add_call(&b, jstr(blk, "id"), jstr(blk, "name"), args);
+            add_call(&b, tg_json_str(blk, "id"), tg_json_str(blk, "name"), args);
             free(args);
         }
     }
-    const char *sr = jstr(msg, "stop_reason");
+    const char *sr = tg_json_str(msg, "stop_reason");
     const char *why = is(tg_tr_finish_reason(sr), "length")           ? "max_output_tokens"
                       : is(tg_tr_finish_reason(sr), "content_filter") ? "content_filter"
                                                                       : NULL;
-    return finish(o, jstr(msg, "model"), &b, why, u);
+    return finish(o, tg_json_str(msg, "model"), &b, why, u);
 }

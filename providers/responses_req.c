@@ -22,19 +22,12 @@
  * dropped with a note instead.
  */
 #include "providers/responses.h"
+#include "providers/jsonutil.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Appends to the note unless the same text is there already (one line per
  * kind of change, however many items it touched). */
@@ -49,10 +42,6 @@ static void note(tg_rs_req_opts_t *o, const char *fmt, ...) {
     size_t n = strlen(o->note);
     if (n + 3 >= sizeof(o->note)) return;
     snprintf(o->note + n, sizeof(o->note) - n, "%s%s", n ? "; " : "", line);
-}
-
-static const char *jstr(const json_t *o, const char *key) {
-    return json_string_value(json_object_get(o, key));
 }
 
 static int is(const char *s, const char *want) {
@@ -78,22 +67,24 @@ json_t *tg_rs_input_items(const json_t *req, const json_t *previous) {
 
 /* A user/system input part as a Chat content part. */
 static json_t *chat_part(const json_t *p, size_t i, char *err, size_t errlen) {
-    const char *t = jstr(p, "type");
+    const char *t = tg_json_str(p, "type");
     if (is(t, "input_text") || is(t, "output_text") || is(t, "text"))
-        return json_pack("{s:s,s:s}", "type", "text", "text", jstr(p, "text") ? jstr(p, "text") : "");
+        return json_pack("{s:s,s:s}", "type", "text", "text",
+                         tg_json_str(p, "text") ? tg_json_str(p, "text") : "");
     if (is(t, "input_image")) {
-        const char *url = jstr(p, "image_url");
+        const char *url = tg_json_str(p, "image_url");
         if (url == NULL) {
-            seterr(err, errlen,
-                   "input[%zu]: an input_image needs image_url (a file_id cannot be sent to this provider)",
-                   i);
+            tg_json_seterr(
+                err, errlen,
+                "input[%zu]: an input_image needs image_url (a file_id cannot be sent to this provider)", i);
             return NULL;
         }
         json_t *iu = json_pack("{s:s}", "url", url);
-        if (jstr(p, "detail")) json_object_set(iu, "detail", json_object_get(p, "detail"));
+        if (tg_json_str(p, "detail")) json_object_set(iu, "detail", json_object_get(p, "detail"));
         return json_pack("{s:s,s:o}", "type", "image_url", "image_url", iu);
     }
-    seterr(err, errlen, "input[%zu]: content part type '%s' cannot be sent to this provider", i, t ? t : "?");
+    tg_json_seterr(err, errlen, "input[%zu]: content part type '%s' cannot be sent to this provider", i,
+                   t ? t : "?");
     return NULL;
 }
 
@@ -121,10 +112,10 @@ static json_t *joined_text(const json_t *c, int *dropped) {
 
 static int message_item(const json_t *it, size_t i, json_t *list, tg_rs_req_opts_t *o, char *err,
                         size_t errlen) {
-    const char *role = jstr(it, "role");
+    const char *role = tg_json_str(it, "role");
     const json_t *c = json_object_get(it, "content");
     if (!json_is_string(c) && !json_is_array(c)) {
-        seterr(err, errlen, "input[%zu]: a message needs content (a string or a list of parts)", i);
+        tg_json_seterr(err, errlen, "input[%zu]: a message needs content (a string or a list of parts)", i);
         return -1;
     }
     int dropped = 0;
@@ -140,8 +131,8 @@ static int message_item(const json_t *it, size_t i, json_t *list, tg_rs_req_opts
         return 0;
     }
     if (!is(role, "user")) {
-        seterr(err, errlen, "input[%zu]: role '%s' is not one of user, assistant, system, developer", i,
-               role ? role : "?");
+        tg_json_seterr(err, errlen, "input[%zu]: role '%s' is not one of user, assistant, system, developer",
+                       i, role ? role : "?");
         return -1;
     }
     if (json_is_string(c)) {
@@ -166,15 +157,16 @@ static int message_item(const json_t *it, size_t i, json_t *list, tg_rs_req_opts
 /* A function_call joins the assistant message just before it (the text the
  * model wrote with its calls, or the previous call), else starts one. */
 static int call_item(const json_t *it, size_t i, json_t *list, char *err, size_t errlen) {
-    const char *id = jstr(it, "call_id"), *name = jstr(it, "name"), *args = jstr(it, "arguments");
+    const char *id = tg_json_str(it, "call_id"), *name = tg_json_str(it, "name"),
+               *args = tg_json_str(it, "arguments");
     if (id == NULL || name == NULL) {
-        seterr(err, errlen, "input[%zu]: a function_call needs call_id and name", i);
+        tg_json_seterr(err, errlen, "input[%zu]: a function_call needs call_id and name", i);
         return -1;
     }
     json_t *call = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", id, "type", "function", "function", "name", name,
                              "arguments", args && *args ? args : "{}");
     json_t *last = json_array_get(list, json_array_size(list) - 1);
-    if (!is(jstr(last, "role"), "assistant")) {
+    if (!is(tg_json_str(last, "role"), "assistant")) {
         last = json_pack("{s:s,s:n}", "role", "assistant", "content");
         json_array_append_new(list, last);
     }
@@ -191,10 +183,10 @@ static int call_item(const json_t *it, size_t i, json_t *list, char *err, size_t
 
 static int output_item(const json_t *it, size_t i, json_t *list, tg_rs_req_opts_t *o, char *err,
                        size_t errlen) {
-    const char *id = jstr(it, "call_id");
+    const char *id = tg_json_str(it, "call_id");
     const json_t *out = json_object_get(it, "output");
     if (id == NULL || (!json_is_string(out) && !json_is_array(out))) {
-        seterr(err, errlen, "input[%zu]: a function_call_output needs call_id and output", i);
+        tg_json_seterr(err, errlen, "input[%zu]: a function_call_output needs call_id and output", i);
         return -1;
     }
     int dropped = 0;
@@ -208,7 +200,7 @@ static int output_item(const json_t *it, size_t i, json_t *list, tg_rs_req_opts_
 static json_t *chat_messages(const json_t *req, tg_rs_req_opts_t *o, char *err, size_t errlen) {
     json_t *items = tg_rs_input_items(req, o->previous);
     if (items == NULL) {
-        seterr(err, errlen, "'input' must be a string or a list of items");
+        tg_json_seterr(err, errlen, "'input' must be a string or a list of items");
         return NULL;
     }
     json_t *list = json_array();
@@ -219,11 +211,11 @@ static json_t *chat_messages(const json_t *req, tg_rs_req_opts_t *o, char *err, 
     const json_t *it;
     int rc = 0;
     json_array_foreach(items, i, it) {
-        const char *t = jstr(it, "type");
+        const char *t = tg_json_str(it, "type");
         if (!json_is_object(it)) {
-            seterr(err, errlen, "input[%zu] is not an object", i);
+            tg_json_seterr(err, errlen, "input[%zu] is not an object", i);
             rc = -1;
-        } else if (is(t, "message") || (t == NULL && jstr(it, "role")))
+        } else if (is(t, "message") || (t == NULL && tg_json_str(it, "role")))
             rc = message_item(it, i, list, o, err, errlen);
         else if (is(t, "function_call"))
             rc = call_item(it, i, list, err, errlen);
@@ -232,17 +224,19 @@ static json_t *chat_messages(const json_t *req, tg_rs_req_opts_t *o, char *err, 
         else if (is(t, "reasoning"))
             note(o, "reasoning items dropped (only OpenAI can read them back)");
         else if (is(t, "item_reference")) {
-            seterr(err, errlen, "input[%zu]: item_reference is not supported (send the item itself)", i);
+            tg_json_seterr(err, errlen, "input[%zu]: item_reference is not supported (send the item itself)",
+                           i);
             rc = -1;
         } else {
-            seterr(err, errlen, "input[%zu]: item type '%s' cannot be sent to this provider", i, t ? t : "?");
+            tg_json_seterr(err, errlen, "input[%zu]: item type '%s' cannot be sent to this provider", i,
+                           t ? t : "?");
             rc = -1;
         }
         if (rc) break;
     }
     json_decref(items);
     if (rc == 0 && json_array_size(list) == 0) {
-        seterr(err, errlen, "'input' is required");
+        tg_json_seterr(err, errlen, "'input' is required");
         rc = -1;
     }
     if (rc) {
@@ -259,13 +253,13 @@ static json_t *chat_messages(const json_t *req, tg_rs_req_opts_t *o, char *err, 
  * (external_web_access false) and a namespace of sub-agent tools. A vendor
  * that cannot run them gets the request without them, with a note. */
 static int offered_only(const json_t *t, tg_rs_req_opts_t *o) {
-    const char *type = jstr(t, "type");
+    const char *type = tg_json_str(t, "type");
     if (is(type, "web_search") && json_is_false(json_object_get(t, "external_web_access"))) {
         note(o, "web_search tool (external_web_access false) dropped");
         return 1;
     }
     if (is(type, "namespace")) {
-        note(o, "namespace tool '%s' dropped", jstr(t, "name") ? jstr(t, "name") : "?");
+        note(o, "namespace tool '%s' dropped", tg_json_str(t, "name") ? tg_json_str(t, "name") : "?");
         return 1;
     }
     return 0;
@@ -281,7 +275,7 @@ static int chat_tools(const json_t *req, json_t *out, tg_rs_req_opts_t *o, char 
     size_t i;
     const json_t *t;
     json_array_foreach(tools, i, t) {
-        const char *type = jstr(t, "type");
+        const char *type = tg_json_str(t, "type");
         if (!is(type, "function")) {
             if (native && type) {
                 json_array_append(list, (json_t *)t);
@@ -289,13 +283,13 @@ static int chat_tools(const json_t *req, json_t *out, tg_rs_req_opts_t *o, char 
             }
             if (offered_only(t, o)) continue;
             json_decref(list);
-            seterr(err, errlen, "tools[%zu]: the built-in tool '%s' cannot run at this provider", i,
-                   type ? type : "?");
+            tg_json_seterr(err, errlen, "tools[%zu]: the built-in tool '%s' cannot run at this provider", i,
+                           type ? type : "?");
             return -1;
         }
-        if (jstr(t, "name") == NULL) {
+        if (tg_json_str(t, "name") == NULL) {
             json_decref(list);
-            seterr(err, errlen, "tools[%zu]: a function tool needs a name", i);
+            tg_json_seterr(err, errlen, "tools[%zu]: a function tool needs a name", i);
             return -1;
         }
         json_t *fn = json_pack("{s:O}", "name", json_object_get(t, "name"));
@@ -314,10 +308,10 @@ static int chat_tools(const json_t *req, json_t *out, tg_rs_req_opts_t *o, char 
     const json_t *tc = json_object_get(req, "tool_choice");
     if (json_is_string(tc))
         json_object_set(out, "tool_choice", (json_t *)tc);
-    else if (is(jstr(tc, "type"), "function") && jstr(tc, "name"))
+    else if (is(tg_json_str(tc, "type"), "function") && tg_json_str(tc, "name"))
         json_object_set_new(
             out, "tool_choice",
-            json_pack("{s:s,s:{s:s}}", "type", "function", "function", "name", jstr(tc, "name")));
+            json_pack("{s:s,s:{s:s}}", "type", "function", "function", "name", tg_json_str(tc, "name")));
     if (json_is_boolean(json_object_get(req, "parallel_tool_calls")))
         json_object_set(out, "parallel_tool_calls", json_object_get(req, "parallel_tool_calls"));
     return 0;
@@ -326,7 +320,7 @@ static int chat_tools(const json_t *req, json_t *out, tg_rs_req_opts_t *o, char 
 /* text.format -> response_format. */
 static void chat_format(const json_t *req, json_t *out, tg_rs_req_opts_t *o) {
     const json_t *text = json_object_get(req, "text"), *f = json_object_get(text, "format");
-    const char *t = jstr(f, "type");
+    const char *t = tg_json_str(f, "type");
     if (is(t, "json_schema")) {
         json_t *js = json_object();
         static const char *const keep[] = {"name", "description", "schema", "strict"};
@@ -339,22 +333,22 @@ static void chat_format(const json_t *req, json_t *out, tg_rs_req_opts_t *o) {
     } else if (is(t, "json_object")) {
         json_object_set_new(out, "response_format", json_pack("{s:s}", "type", "json_object"));
     }
-    if (jstr(text, "verbosity")) note(o, "text.verbosity dropped");
+    if (tg_json_str(text, "verbosity")) note(o, "text.verbosity dropped");
 }
 
 static int refused(const json_t *req, char *err, size_t errlen) {
     if (json_is_true(json_object_get(req, "background"))) {
-        seterr(err, errlen, "background responses are not supported");
+        tg_json_seterr(err, errlen, "background responses are not supported");
         return -1;
     }
     const json_t *c = json_object_get(req, "conversation");
     if (c && !json_is_null(c)) {
-        seterr(err, errlen, "'conversation' is not supported (use previous_response_id)");
+        tg_json_seterr(err, errlen, "'conversation' is not supported (use previous_response_id)");
         return -1;
     }
     const json_t *p = json_object_get(req, "prompt");
     if (p && !json_is_null(p)) {
-        seterr(err, errlen, "prompt templates ('prompt') are not supported");
+        tg_json_seterr(err, errlen, "prompt templates ('prompt') are not supported");
         return -1;
     }
     return 0;
@@ -370,10 +364,10 @@ static void chat_params(const json_t *req, json_t *out, tg_rs_req_opts_t *o) {
         if (json_is_number(json_object_get(req, copied[k])))
             json_object_set(out, copied[k], json_object_get(req, copied[k]));
     const json_t *r = json_object_get(req, "reasoning");
-    if (jstr(r, "effort")) json_object_set(out, "reasoning_effort", json_object_get(r, "effort"));
-    if (jstr(r, "summary") || jstr(r, "generate_summary")) note(o, "reasoning.summary dropped");
+    if (tg_json_str(r, "effort")) json_object_set(out, "reasoning_effort", json_object_get(r, "effort"));
+    if (tg_json_str(r, "summary") || tg_json_str(r, "generate_summary")) note(o, "reasoning.summary dropped");
     chat_format(req, out, o);
-    if (jstr(req, "user")) json_object_set(out, "user", json_object_get(req, "user"));
+    if (tg_json_str(req, "user")) json_object_set(out, "user", json_object_get(req, "user"));
     if (json_is_true(json_object_get(req, "stream"))) {
         json_object_set_new(out, "stream", json_true());
         json_object_set_new(out, "stream_options", json_pack("{s:b}", "include_usage", 1));
@@ -391,14 +385,14 @@ static void chat_params(const json_t *req, json_t *out, tg_rs_req_opts_t *o) {
 
 json_t *tg_rs_req_to_chat(const json_t *req, tg_rs_req_opts_t *o, char *err, size_t errlen) {
     if (!json_is_object(req)) {
-        seterr(err, errlen, "the request is not a JSON object");
+        tg_json_seterr(err, errlen, "the request is not a JSON object");
         return NULL;
     }
     if (refused(req, err, errlen)) return NULL;
     json_t *msgs = chat_messages(req, o, err, errlen);
     if (msgs == NULL) return NULL;
     json_t *out = json_object();
-    const char *model = o->model ? o->model : jstr(req, "model");
+    const char *model = o->model ? o->model : tg_json_str(req, "model");
     json_object_set_new(out, "model", json_string(model ? model : ""));
     json_object_set_new(out, "messages", msgs);
     if (chat_tools(req, out, o, err, errlen)) {
@@ -418,7 +412,7 @@ json_t *tg_rs_req_to_anthropic(const json_t *req, tg_rs_req_opts_t *o, char *err
     memcpy(o->note, co.note, sizeof(o->note));
     /* Efforts translate.c has no budget for: xhigh thinks as much as high,
      * minimal and none do not think. */
-    if (is(jstr(chat, "reasoning_effort"), "xhigh"))
+    if (is(tg_json_str(chat, "reasoning_effort"), "xhigh"))
         json_object_set_new(chat, "reasoning_effort", json_string("high"));
     tg_tr_req_opts_t to = {.model = o->model, .default_max_tokens = o->default_max_tokens};
     json_t *out = tg_tr_req_openai_to_anthropic(chat, &to, err, errlen);

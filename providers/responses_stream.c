@@ -22,6 +22,7 @@
  * that would need more is dropped (and not counted).
  */
 #include "providers/responses.h"
+#include "providers/jsonutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,10 +60,6 @@ struct tg_rs_stream_s {
     const char *final;        /* the finished response, as text */
     size_t final_len;
 };
-
-static const char *jstr(const json_t *o, const char *key) {
-    return json_string_value(json_object_get(o, key));
-}
 
 static int is(const char *s, const char *want) {
     return s && !strcmp(s, want);
@@ -109,13 +106,7 @@ static void emit_ev(tg_rs_stream_t *s, tg_tr_emit_fn emit, void *ud, const char 
     if (o == NULL) return;
     json_object_set_new(o, "type", json_string(type));
     json_object_set_new(o, "sequence_number", json_integer((json_int_t)s->seq));
-    size_t n = json_dumpb(o, s->buf, s->cap, JSON_COMPACT);
-    if (n > s->cap) {
-        while (s->cap < n)
-            s->cap *= 2;
-        s->buf = tg_pool_alloc(s->pool, s->cap);
-        n = json_dumpb(o, s->buf, s->cap, JSON_COMPACT);
-    }
+    size_t n = tg_json_dump_into(s->pool, o, &s->buf, &s->cap);
     json_decref(o);
     if (n == 0) return;
     s->seq++;
@@ -357,27 +348,27 @@ static void chat_calls(tg_rs_stream_t *s, const json_t *calls, size_t *bytes, tg
         const json_t *fn = json_object_get(tc, "function");
         if (s->call_item[k] == 0) {
             close_item(s, s->cur, emit, ud);
-            int it = open_item(s, 'f', jstr(tc, "id"), jstr(fn, "name"), emit, ud);
+            int it = open_item(s, 'f', tg_json_str(tc, "id"), tg_json_str(fn, "name"), emit, ud);
             if (it < 0) continue;
             s->call_item[k] = it + 1;
         }
-        const char *args = jstr(fn, "arguments");
+        const char *args = tg_json_str(fn, "arguments");
         if (args && *args) item_delta(s, s->call_item[k] - 1, args, bytes, emit, ud);
     }
 }
 
 static void chat_chunk(tg_rs_stream_t *s, const json_t *o, size_t *bytes, tg_tr_emit_fn emit, void *ud) {
-    if (!s->model[0]) copy_str(s->model, sizeof(s->model), jstr(o, "model"));
+    if (!s->model[0]) copy_str(s->model, sizeof(s->model), tg_json_str(o, "model"));
     size_t i;
     const json_t *ch;
     json_array_foreach(json_object_get(o, "choices"), i, ch) {
         if (json_integer_value(json_object_get(ch, "index")) != 0) continue;
         const json_t *d = json_object_get(ch, "delta");
-        const char *r = jstr(d, "reasoning_content");
-        text_to(s, 'r', r ? r : jstr(d, "reasoning"), bytes, emit, ud);
-        text_to(s, 'm', jstr(d, "content"), bytes, emit, ud);
+        const char *r = tg_json_str(d, "reasoning_content");
+        text_to(s, 'r', r ? r : tg_json_str(d, "reasoning"), bytes, emit, ud);
+        text_to(s, 'm', tg_json_str(d, "content"), bytes, emit, ud);
         chat_calls(s, json_object_get(d, "tool_calls"), bytes, emit, ud);
-        const char *f = jstr(ch, "finish_reason");
+        const char *f = tg_json_str(ch, "finish_reason");
         if (is(f, "length")) s->incomplete = "max_output_tokens";
         if (is(f, "content_filter")) s->incomplete = "content_filter";
     }
@@ -389,37 +380,37 @@ static int an_event(tg_rs_stream_t *s, const char *type, const json_t *o, tg_usa
                     tg_tr_emit_fn emit, void *ud) {
     if (is(type, "message_start")) {
         const json_t *m = json_object_get(o, "message");
-        if (!s->model[0]) copy_str(s->model, sizeof(s->model), jstr(m, "model"));
+        if (!s->model[0]) copy_str(s->model, sizeof(s->model), tg_json_str(m, "model"));
         tg_tr_usage_anthropic(json_object_get(m, "usage"), u);
     } else if (is(type, "content_block_start")) {
         const json_t *b = json_object_get(o, "content_block");
-        const char *t = jstr(b, "type");
+        const char *t = tg_json_str(b, "type");
         s->block = -1;
         if (is(t, "tool_use")) {
             close_item(s, s->cur, emit, ud);
-            s->block = open_item(s, 'f', jstr(b, "id"), jstr(b, "name"), emit, ud);
+            s->block = open_item(s, 'f', tg_json_str(b, "id"), tg_json_str(b, "name"), emit, ud);
         } else if (is(t, "text")) {
-            text_to(s, 'm', jstr(b, "text"), bytes, emit, ud);
+            text_to(s, 'm', tg_json_str(b, "text"), bytes, emit, ud);
         } else if (is(t, "thinking")) {
-            text_to(s, 'r', jstr(b, "thinking"), bytes, emit, ud);
+            text_to(s, 'r', tg_json_str(b, "thinking"), bytes, emit, ud);
         }
     } else if (is(type, "content_block_delta")) {
         const json_t *d = json_object_get(o, "delta");
-        const char *t = jstr(d, "type");
+        const char *t = tg_json_str(d, "type");
         if (is(t, "text_delta"))
-            text_to(s, 'm', jstr(d, "text"), bytes, emit, ud);
+            text_to(s, 'm', tg_json_str(d, "text"), bytes, emit, ud);
         else if (is(t, "thinking_delta"))
-            text_to(s, 'r', jstr(d, "thinking"), bytes, emit, ud);
+            text_to(s, 'r', tg_json_str(d, "thinking"), bytes, emit, ud);
         else if (is(t, "input_json_delta") && s->block >= 0 && s->items[s->block].open &&
-                 jstr(d, "partial_json") && *jstr(d, "partial_json"))
-            item_delta(s, s->block, jstr(d, "partial_json"), bytes, emit, ud);
+                 tg_json_str(d, "partial_json") && *tg_json_str(d, "partial_json"))
+            item_delta(s, s->block, tg_json_str(d, "partial_json"), bytes, emit, ud);
         /* signature_delta and citations_delta have no Responses form here. */
     } else if (is(type, "content_block_stop")) {
         if (s->block >= 0) close_item(s, s->block, emit, ud);
         s->block = -1;
     } else if (is(type, "message_delta")) {
         tg_tr_usage_anthropic(json_object_get(o, "usage"), u);
-        const char *f = tg_tr_finish_reason(jstr(json_object_get(o, "delta"), "stop_reason"));
+        const char *f = tg_tr_finish_reason(tg_json_str(json_object_get(o, "delta"), "stop_reason"));
         s->incomplete = is(f, "length")           ? "max_output_tokens"
                         : is(f, "content_filter") ? "content_filter"
                                                   : NULL;
@@ -441,9 +432,9 @@ int tg_rs_stream_event(tg_rs_stream_t *s, const char *event, const char *data, s
     }
     int rc = TG_TR_MORE;
     const json_t *e = json_object_get(o, "error");
-    const char *type = jstr(o, "type") ? jstr(o, "type") : event ? event : "";
+    const char *type = tg_json_str(o, "type") ? tg_json_str(o, "type") : event ? event : "";
     if ((e && !json_is_null(e)) || is(type, "error")) {
-        const char *et = jstr(e, "type"), *msg = jstr(e, "message");
+        const char *et = tg_json_str(e, "type"), *msg = tg_json_str(e, "message");
         if (msg == NULL) msg = json_string_value(e);
         snprintf(err, errlen, "%s%s%s", et ? et : "", et && msg ? ": " : "", msg ? msg : et ? "" : "error");
         rc = TG_TR_ERROR;

@@ -130,16 +130,16 @@ void tg_tr_usage_openai(const json_t *usage, tg_usage_t *u) {
  * url source. */
 static json_t *image_block(const json_t *part, char *err, size_t errlen) {
     const json_t *iu = json_object_get(part, "image_url");
-    const char *url = json_is_string(iu) ? json_string_value(iu) : jstr(iu, "url");
+    const char *url = json_is_string(iu) ? json_string_value(iu) : tg_json_str(iu, "url");
     if (url == NULL) {
-        seterr(err, errlen, "an image_url part needs image_url.url");
+        tg_json_seterr(err, errlen, "an image_url part needs image_url.url");
         return NULL;
     }
     if (strncmp(url, "data:", 5) != 0)
         return json_pack("{s:s,s:{s:s,s:s}}", "type", "image", "source", "type", "url", "url", url);
     const char *semi = strchr(url + 5, ';'), *comma = strchr(url + 5, ',');
     if (semi == NULL || comma == NULL || semi > comma || strncmp(semi, ";base64,", 8) != 0) {
-        seterr(err, errlen, "an image data: URL must be 'data:<media type>;base64,<data>'");
+        tg_json_seterr(err, errlen, "an image data: URL must be 'data:<media type>;base64,<data>'");
         return NULL;
     }
     json_t *mt = json_stringn(url + 5, (size_t)(semi - (url + 5)));
@@ -158,7 +158,7 @@ static int add_content(json_t *blocks, const json_t *content, char *err, size_t 
     size_t i;
     const json_t *p;
     json_array_foreach(content, i, p) {
-        const char *t = jstr(p, "type");
+        const char *t = tg_json_str(p, "type");
         json_t *b = NULL;
         if (t && !strcmp(t, "text")) {
             const json_t *txt = json_object_get(p, "text");
@@ -169,7 +169,8 @@ static int add_content(json_t *blocks, const json_t *content, char *err, size_t 
         } else if (t && !strcmp(t, "image_url")) {
             if ((b = image_block(p, err, errlen)) == NULL) return -1;
         } else {
-            seterr(err, errlen, "content part type '%s' cannot be sent to an Anthropic model", t ? t : "?");
+            tg_json_seterr(err, errlen, "content part type '%s' cannot be sent to an Anthropic model",
+                           t ? t : "?");
             return -1;
         }
         json_array_append_new(blocks, b);
@@ -205,16 +206,17 @@ static int add_tool_uses(json_t *blocks, const json_t *calls, size_t mi, char *e
     const json_t *tc;
     json_array_foreach(calls, i, tc) {
         const json_t *fn = json_object_get(tc, "function");
-        const char *id = jstr(tc, "id"), *name = jstr(fn, "name"), *args = jstr(fn, "arguments");
+        const char *id = tg_json_str(tc, "id"), *name = tg_json_str(fn, "name"),
+                   *args = tg_json_str(fn, "arguments");
         if (id == NULL || name == NULL) {
-            seterr(err, errlen, "messages[%zu].tool_calls[%zu] needs an id and function.name", mi, i);
+            tg_json_seterr(err, errlen, "messages[%zu].tool_calls[%zu] needs an id and function.name", mi, i);
             return -1;
         }
         json_t *input = args && *args ? json_loads(args, JSON_DECODE_ANY, NULL) : json_object();
         if (!json_is_object(input)) {
             json_decref(input);
-            seterr(err, errlen, "messages[%zu].tool_calls[%zu].function.arguments is not a JSON object", mi,
-                   i);
+            tg_json_seterr(err, errlen,
+                           "messages[%zu].tool_calls[%zu].function.arguments is not a JSON object", mi, i);
             return -1;
         }
         json_array_append_new(blocks, json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", id, "name",
@@ -231,20 +233,21 @@ static json_t *tool_result(const json_t *m) {
         size_t i;
         const json_t *p;
         json_array_foreach(c, i, p) {
-            const char *t = jstr(p, "text");
+            const char *t = tg_json_str(p, "text");
             if (t) json_array_append_new(content, json_pack("{s:s,s:s}", "type", "text", "text", t));
         }
     } else {
         content = json_string(json_is_string(c) ? json_string_value(c) : "");
     }
     return json_pack("{s:s,s:s,s:o}", "type", "tool_result", "tool_use_id",
-                     jstr(m, "tool_call_id") ? jstr(m, "tool_call_id") : "", "content", content);
+                     tg_json_str(m, "tool_call_id") ? tg_json_str(m, "tool_call_id") : "", "content",
+                     content);
 }
 
 /* One OpenAI message as Anthropic blocks into *blocks (role in *role). */
 static int message_blocks(const json_t *m, size_t mi, const char **role, json_t *blocks, tg_tr_req_opts_t *o,
                           char *err, size_t errlen) {
-    const char *r = jstr(m, "role");
+    const char *r = tg_json_str(m, "role");
     const json_t *content = json_object_get(m, "content");
     if (r && !strcmp(r, "tool")) {
         *role = "user";
@@ -262,7 +265,8 @@ static int message_blocks(const json_t *m, size_t mi, const char **role, json_t 
         if (add_content(blocks, content, err, errlen)) return -1;
         return add_tool_uses(blocks, json_object_get(m, "tool_calls"), mi, err, errlen);
     }
-    seterr(err, errlen, "messages[%zu]: role '%s' cannot be sent to an Anthropic model", mi, r ? r : "?");
+    tg_json_seterr(err, errlen, "messages[%zu]: role '%s' cannot be sent to an Anthropic model", mi,
+                   r ? r : "?");
     return -1;
 }
 
@@ -274,7 +278,7 @@ static int convert_messages(const json_t *msgs, json_t *out, json_t **sys, tg_tr
     size_t i;
     const json_t *m;
     json_array_foreach(msgs, i, m) {
-        const char *r = jstr(m, "role");
+        const char *r = tg_json_str(m, "role");
         if (r && (!strcmp(r, "system") || !strcmp(r, "developer"))) {
             add_system(sys, json_object_get(m, "content"));
             continue;
@@ -307,15 +311,16 @@ static int convert_tools(const json_t *req, json_t *out, char *err, size_t errle
         const json_t *t;
         json_array_foreach(tools, i, t) {
             const json_t *fn = json_object_get(t, "function");
-            const char *name = jstr(fn, "name");
+            const char *name = tg_json_str(fn, "name");
             if (name == NULL) {
                 json_decref(list);
-                seterr(err, errlen, "tools[%zu]: only function tools can be sent to an Anthropic model", i);
+                tg_json_seterr(err, errlen,
+                               "tools[%zu]: only function tools can be sent to an Anthropic model", i);
                 return -1;
             }
             json_t *params = json_object_get(fn, "parameters");
             json_t *tool = json_pack("{s:s}", "name", name);
-            if (jstr(fn, "description"))
+            if (tg_json_str(fn, "description"))
                 json_object_set(tool, "description", json_object_get(fn, "description"));
             json_object_set_new(tool, "input_schema",
                                 params ? json_incref(params)
@@ -332,9 +337,9 @@ static int convert_tools(const json_t *req, json_t *out, char *err, size_t errle
                            !strcmp(s, "required") ? "any"
                            : !strcmp(s, "none")   ? "none"
                                                   : "auto");
-    } else if (jstr(json_object_get(tc, "function"), "name")) {
-        choice =
-            json_pack("{s:s,s:s}", "type", "tool", "name", jstr(json_object_get(tc, "function"), "name"));
+    } else if (tg_json_str(json_object_get(tc, "function"), "name")) {
+        choice = json_pack("{s:s,s:s}", "type", "tool", "name",
+                           tg_json_str(json_object_get(tc, "function"), "name"));
     }
     if (json_is_false(json_object_get(req, "parallel_tool_calls")) && json_object_get(out, "tools")) {
         if (choice == NULL) choice = json_pack("{s:s}", "type", "auto");
@@ -347,7 +352,7 @@ static int convert_tools(const json_t *req, json_t *out, char *err, size_t errle
 /* No response_format in the Messages API: the instruction goes into system. */
 static void response_format(const json_t *req, json_t **sys, tg_tr_req_opts_t *o) {
     const json_t *rf = json_object_get(req, "response_format");
-    const char *t = jstr(rf, "type");
+    const char *t = tg_json_str(rf, "type");
     if (t == NULL || !strcmp(t, "text")) return;
     json_t *line;
     if (!strcmp(t, "json_schema")) {
@@ -373,9 +378,9 @@ static int64_t thinking(const json_t *req, json_t *out) {
     if (json_is_object(th)) {
         json_object_set(out, "thinking", (json_t *)th);
         get_count(th, "budget_tokens", &budget);
-        return !strcmp(jstr(th, "type") ? jstr(th, "type") : "", "enabled") ? budget : 0;
+        return !strcmp(tg_json_str(th, "type") ? tg_json_str(th, "type") : "", "enabled") ? budget : 0;
     }
-    const char *eff = jstr(req, "reasoning_effort");
+    const char *eff = tg_json_str(req, "reasoning_effort");
     if (eff && !strcmp(eff, "low"))
         budget = EFFORT_LOW;
     else if (eff && !strcmp(eff, "medium"))
@@ -413,8 +418,8 @@ static void sampling(const json_t *req, json_t *out, int thinking_on, tg_tr_req_
     for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
         if (json_object_get(req, dropped[i]) && !json_is_null(json_object_get(req, dropped[i])))
             note(o, "%s dropped (no Claude equivalent)", dropped[i]);
-    if (jstr(req, "user"))
-        json_object_set_new(out, "metadata", json_pack("{s:s}", "user_id", jstr(req, "user")));
+    if (tg_json_str(req, "user"))
+        json_object_set_new(out, "metadata", json_pack("{s:s}", "user_id", tg_json_str(req, "user")));
 }
 
 static int64_t max_tokens_of(const json_t *req, int64_t dflt) {
@@ -426,11 +431,11 @@ static int64_t max_tokens_of(const json_t *req, int64_t dflt) {
 json_t *tg_tr_req_openai_to_anthropic(const json_t *req, tg_tr_req_opts_t *o, char *err, size_t errlen) {
     const json_t *n = json_object_get(req, "n");
     if (json_is_integer(n) && json_integer_value(n) > 1) {
-        seterr(err, errlen, "'n' greater than 1 is not supported by Anthropic models");
+        tg_json_seterr(err, errlen, "'n' greater than 1 is not supported by Anthropic models");
         return NULL;
     }
     json_t *out = json_object(), *sys = NULL;
-    const char *model = o->model ? o->model : jstr(req, "model");
+    const char *model = o->model ? o->model : tg_json_str(req, "model");
     json_object_set_new(out, "model", json_string(model ? model : ""));
     if (convert_messages(json_object_get(req, "messages"), out, &sys, o, err, errlen) ||
         convert_tools(req, out, err, errlen)) {
@@ -459,9 +464,10 @@ json_t *tg_tr_req_openai_to_anthropic(const json_t *req, tg_tr_req_opts_t *o, ch
 /* An Anthropic tool_use block as an OpenAI tool call (arguments as a JSON string). */
 static json_t *tool_call_of(const json_t *b) {
     char *args = json_dumps(json_object_get(b, "input"), JSON_COMPACT | JSON_ENCODE_ANY);
-    json_t *call = json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", jstr(b, "id") ? jstr(b, "id") : "", "type",
-                             "function", "function", "name", jstr(b, "name") ? jstr(b, "name") : "",
-                             "arguments", args ? args : "{}");
+    json_t *call =
+        json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", tg_json_str(b, "id") ? tg_json_str(b, "id") : "", "type",
+                  "function", "function", "name", tg_json_str(b, "name") ? tg_json_str(b, "name") : "",
+                  "arguments", args ? args : "{}");
     free(args);
     return call;
 }
@@ -481,18 +487,18 @@ static json_t *cat_text(json_t *acc, const char *s) {
 json_t *tg_tr_resp_anthropic_to_openai(const json_t *msg, int64_t created, char *err, size_t errlen) {
     const json_t *content = json_object_get(msg, "content");
     if (!json_is_object(msg) || !json_is_array(content)) {
-        seterr(err, errlen, "the answer is not an Anthropic message");
+        tg_json_seterr(err, errlen, "the answer is not an Anthropic message");
         return NULL;
     }
     json_t *text = NULL, *reasoning = NULL, *calls = json_array();
     size_t i;
     const json_t *b;
     json_array_foreach(content, i, b) {
-        const char *t = jstr(b, "type");
-        if (t && !strcmp(t, "text") && jstr(b, "text"))
-            text = cat_text(text, jstr(b, "text"));
-        else if (t && !strcmp(t, "thinking") && jstr(b, "thinking"))
-            reasoning = cat_text(reasoning, jstr(b, "thinking"));
+        const char *t = tg_json_str(b, "type");
+        if (t && !strcmp(t, "text") && tg_json_str(b, "text"))
+            text = cat_text(text, tg_json_str(b, "text"));
+        else if (t && !strcmp(t, "thinking") && tg_json_str(b, "thinking"))
+            reasoning = cat_text(reasoning, tg_json_str(b, "thinking"));
         else if (t && !strcmp(t, "tool_use")) {
             json_array_append_new(calls, tool_call_of(b));
         }
@@ -506,11 +512,11 @@ json_t *tg_tr_resp_anthropic_to_openai(const json_t *msg, int64_t created, char 
         json_decref(calls);
     tg_usage_t u = {0};
     tg_tr_usage_anthropic(json_object_get(msg, "usage"), &u);
-    json_t *out =
-        json_pack("{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n,s:s}]}", "id", jstr(msg, "id") ? jstr(msg, "id") : "",
-                  "object", "chat.completion", "created", (json_int_t)created, "model",
-                  jstr(msg, "model") ? jstr(msg, "model") : "", "choices", "index", 0, "message", m,
-                  "logprobs", "finish_reason", tg_tr_finish_reason(jstr(msg, "stop_reason")));
+    json_t *out = json_pack(
+        "{s:s,s:s,s:I,s:s,s:[{s:i,s:o,s:n,s:s}]}", "id", tg_json_str(msg, "id") ? tg_json_str(msg, "id") : "",
+        "object", "chat.completion", "created", (json_int_t)created, "model",
+        tg_json_str(msg, "model") ? tg_json_str(msg, "model") : "", "choices", "index", 0, "message", m,
+        "logprobs", "finish_reason", tg_tr_finish_reason(tg_json_str(msg, "stop_reason")));
     if (u.present) json_object_set_new(out, "usage", usage_openai_json(&u));
     return out;
 }
@@ -519,14 +525,15 @@ json_t *tg_tr_resp_anthropic_to_openai(const json_t *msg, int64_t created, char 
 
 static json_t *image_part(const json_t *b, char *err, size_t errlen) {
     const json_t *src = json_object_get(b, "source");
-    const char *t = jstr(src, "type");
-    if (t && !strcmp(t, "url") && jstr(src, "url"))
-        return json_pack("{s:s,s:{s:s}}", "type", "image_url", "image_url", "url", jstr(src, "url"));
-    if (t && !strcmp(t, "base64") && jstr(src, "media_type") && jstr(src, "data")) {
-        json_t *url = json_sprintf("data:%s;base64,%s", jstr(src, "media_type"), jstr(src, "data"));
+    const char *t = tg_json_str(src, "type");
+    if (t && !strcmp(t, "url") && tg_json_str(src, "url"))
+        return json_pack("{s:s,s:{s:s}}", "type", "image_url", "image_url", "url", tg_json_str(src, "url"));
+    if (t && !strcmp(t, "base64") && tg_json_str(src, "media_type") && tg_json_str(src, "data")) {
+        json_t *url =
+            json_sprintf("data:%s;base64,%s", tg_json_str(src, "media_type"), tg_json_str(src, "data"));
         return json_pack("{s:s,s:{s:o}}", "type", "image_url", "image_url", "url", url);
     }
-    seterr(err, errlen, "an image block needs a base64 or url source");
+    tg_json_seterr(err, errlen, "an image block needs a base64 or url source");
     return NULL;
 }
 
@@ -538,13 +545,13 @@ static json_t *tool_message(const json_t *b, tg_tr_req_opts_t *o) {
     size_t i;
     const json_t *p;
     json_array_foreach(c, i, p) {
-        if (jstr(p, "text"))
-            text = cat_text(text, jstr(p, "text"));
+        if (tg_json_str(p, "text"))
+            text = cat_text(text, tg_json_str(p, "text"));
         else
             note(o, "a non-text tool_result part was dropped");
     }
     return json_pack("{s:s,s:s,s:o}", "role", "tool", "tool_call_id",
-                     jstr(b, "tool_use_id") ? jstr(b, "tool_use_id") : "", "content",
+                     tg_json_str(b, "tool_use_id") ? tg_json_str(b, "tool_use_id") : "", "content",
                      text ? text : json_string(""));
 }
 
@@ -560,22 +567,24 @@ static int user_message(const json_t *m, json_t *list, tg_tr_req_opts_t *o, char
     size_t i;
     const json_t *b;
     json_array_foreach(c, i, b) {
-        const char *t = jstr(b, "type");
+        const char *t = tg_json_str(b, "type");
         json_t *p = NULL;
         if (t && !strcmp(t, "tool_result"))
             json_array_append_new(list, tool_message(b, o));
         else if (t && !strcmp(t, "text"))
-            p = json_pack("{s:s,s:s}", "type", "text", "text", jstr(b, "text") ? jstr(b, "text") : "");
+            p = json_pack("{s:s,s:s}", "type", "text", "text",
+                          tg_json_str(b, "text") ? tg_json_str(b, "text") : "");
         else if (t && !strcmp(t, "image")) {
             if ((p = image_part(b, err, errlen)) == NULL) goto fail;
         } else {
-            seterr(err, errlen, "content block type '%s' cannot be sent to an OpenAI-compatible model",
-                   t ? t : "?");
+            tg_json_seterr(err, errlen,
+                           "content block type '%s' cannot be sent to an OpenAI-compatible model",
+                           t ? t : "?");
             goto fail;
         }
         if (p) json_array_append_new(parts, p);
     }
-    if (json_array_size(parts) == 1 && jstr(json_array_get(parts, 0), "text"))
+    if (json_array_size(parts) == 1 && tg_json_str(json_array_get(parts, 0), "text"))
         json_array_append_new(list, json_pack("{s:s,s:O}", "role", "user", "content",
                                               json_object_get(json_array_get(parts, 0), "text")));
     else if (json_array_size(parts))
@@ -597,9 +606,9 @@ static int assistant_message(const json_t *m, json_t *list, tg_tr_req_opts_t *o,
     size_t i;
     const json_t *b;
     json_array_foreach(c, i, b) {
-        const char *t = jstr(b, "type");
-        if (t && !strcmp(t, "text") && jstr(b, "text"))
-            text = cat_text(text, jstr(b, "text"));
+        const char *t = tg_json_str(b, "type");
+        if (t && !strcmp(t, "text") && tg_json_str(b, "text"))
+            text = cat_text(text, tg_json_str(b, "text"));
         else if (t && !strcmp(t, "tool_use")) {
             json_array_append_new(calls, tool_call_of(b));
         } else if (t && (!strcmp(t, "thinking") || !strcmp(t, "redacted_thinking"))) {
@@ -607,7 +616,8 @@ static int assistant_message(const json_t *m, json_t *list, tg_tr_req_opts_t *o,
         } else if (t && strcmp(t, "text")) {
             json_decref(text);
             json_decref(calls);
-            seterr(err, errlen, "content block type '%s' cannot be sent to an OpenAI-compatible model", t);
+            tg_json_seterr(err, errlen,
+                           "content block type '%s' cannot be sent to an OpenAI-compatible model", t);
             return -1;
         }
     }
@@ -627,9 +637,9 @@ static json_t *system_text(const json_t *sys) {
     size_t i;
     const json_t *b;
     json_array_foreach(sys, i, b) {
-        if (!jstr(b, "text")) continue;
+        if (!tg_json_str(b, "text")) continue;
         if (text) text = cat_text(text, "\n\n");
-        text = cat_text(text, jstr(b, "text"));
+        text = cat_text(text, tg_json_str(b, "text"));
     }
     return text;
 }
@@ -641,8 +651,9 @@ static void openai_tools(const json_t *req, json_t *out) {
         size_t i;
         const json_t *t;
         json_array_foreach(tools, i, t) {
-            json_t *fn = json_pack("{s:s}", "name", jstr(t, "name") ? jstr(t, "name") : "");
-            if (jstr(t, "description")) json_object_set(fn, "description", json_object_get(t, "description"));
+            json_t *fn = json_pack("{s:s}", "name", tg_json_str(t, "name") ? tg_json_str(t, "name") : "");
+            if (tg_json_str(t, "description"))
+                json_object_set(fn, "description", json_object_get(t, "description"));
             const json_t *schema = json_object_get(t, "input_schema");
             json_object_set_new(fn, "parameters",
                                 schema ? json_incref((json_t *)schema)
@@ -652,12 +663,12 @@ static void openai_tools(const json_t *req, json_t *out) {
         json_object_set_new(out, "tools", list);
     }
     const json_t *tc = json_object_get(req, "tool_choice");
-    const char *t = jstr(tc, "type");
+    const char *t = tg_json_str(tc, "type");
     if (t == NULL) return;
     if (!strcmp(t, "tool"))
         json_object_set_new(out, "tool_choice",
                             json_pack("{s:s,s:{s:s}}", "type", "function", "function", "name",
-                                      jstr(tc, "name") ? jstr(tc, "name") : ""));
+                                      tg_json_str(tc, "name") ? tg_json_str(tc, "name") : ""));
     else
         json_object_set_new(out, "tool_choice",
                             json_string(!strcmp(t, "any")    ? "required"
@@ -671,9 +682,9 @@ static int server_tools(const json_t *req, char *err, size_t errlen) {
     size_t i;
     const json_t *t;
     json_array_foreach(json_object_get(req, "tools"), i, t) {
-        const char *type = jstr(t, "type");
+        const char *type = tg_json_str(t, "type");
         if (type && strcmp(type, "custom") && !json_object_get(t, "input_schema")) {
-            seterr(err, errlen, "tools[%zu]: the '%s' tool runs at Anthropic only", i, type);
+            tg_json_seterr(err, errlen, "tools[%zu]: the '%s' tool runs at Anthropic only", i, type);
             return -1;
         }
     }
@@ -692,7 +703,7 @@ static void openai_params(const json_t *req, json_t *out, tg_tr_req_opts_t *o) {
         json_object_set(out, "top_p", json_object_get(req, "top_p"));
     if (json_object_get(req, "top_k")) note(o, "top_k dropped");
     if (json_object_get(req, "thinking")) note(o, "thinking options dropped");
-    if (jstr(json_object_get(req, "metadata"), "user_id"))
+    if (tg_json_str(json_object_get(req, "metadata"), "user_id"))
         json_object_set(out, "user", json_object_get(json_object_get(req, "metadata"), "user_id"));
     if (jtrue(req, "stream")) {
         json_object_set_new(out, "stream", json_true());
@@ -703,14 +714,14 @@ static void openai_params(const json_t *req, json_t *out, tg_tr_req_opts_t *o) {
 json_t *tg_tr_req_anthropic_to_openai(const json_t *req, tg_tr_req_opts_t *o, char *err, size_t errlen) {
     if (server_tools(req, err, errlen)) return NULL;
     json_t *out = json_object(), *list = json_array();
-    const char *model = o->model ? o->model : jstr(req, "model");
+    const char *model = o->model ? o->model : tg_json_str(req, "model");
     json_object_set_new(out, "model", json_string(model ? model : ""));
     json_t *sys = system_text(json_object_get(req, "system"));
     if (sys) json_array_append_new(list, json_pack("{s:s,s:o}", "role", "system", "content", sys));
     size_t i;
     const json_t *m;
     json_array_foreach(json_object_get(req, "messages"), i, m) {
-        const char *r = jstr(m, "role");
+        const char *r = tg_json_str(m, "role");
         int rc = r && !strcmp(r, "assistant") ? assistant_message(m, list, o, err, errlen)
                                               : user_message(m, list, o, err, errlen);
         if (rc) {
@@ -729,25 +740,26 @@ json_t *tg_tr_req_anthropic_to_openai(const json_t *req, tg_tr_req_opts_t *o, ch
 
 static json_t *tool_use_block(const json_t *tc) {
     const json_t *fn = json_object_get(tc, "function");
-    const char *args = jstr(fn, "arguments");
+    const char *args = tg_json_str(fn, "arguments");
     json_t *input = args && *args ? json_loads(args, 0, NULL) : NULL;
     if (!json_is_object(input)) {
         json_decref(input);
         input = json_object();
     }
-    return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id", jstr(tc, "id") ? jstr(tc, "id") : "",
-                     "name", jstr(fn, "name") ? jstr(fn, "name") : "", "input", input);
+    return json_pack("{s:s,s:s,s:s,s:o}", "type", "tool_use", "id",
+                     tg_json_str(tc, "id") ? tg_json_str(tc, "id") : "", "name",
+                     tg_json_str(fn, "name") ? tg_json_str(fn, "name") : "", "input", input);
 }
 
 json_t *tg_tr_resp_openai_to_anthropic(const json_t *resp, char *err, size_t errlen) {
     const json_t *ch = json_array_get(json_object_get(resp, "choices"), 0);
     const json_t *m = json_object_get(ch, "message");
     if (!json_is_object(m)) {
-        seterr(err, errlen, "the answer is not an OpenAI chat.completion");
+        tg_json_seterr(err, errlen, "the answer is not an OpenAI chat.completion");
         return NULL;
     }
     json_t *content = json_array();
-    const char *r = jstr(m, "reasoning_content"), *t = jstr(m, "content");
+    const char *r = tg_json_str(m, "reasoning_content"), *t = tg_json_str(m, "content");
     if (r && *r)
         json_array_append_new(content,
                               json_pack("{s:s,s:s,s:s}", "type", "thinking", "thinking", r, "signature", ""));
@@ -758,9 +770,9 @@ json_t *tg_tr_resp_openai_to_anthropic(const json_t *resp, char *err, size_t err
         json_array_append_new(content, tool_use_block(tc));
     tg_usage_t u = {0};
     tg_tr_usage_openai(json_object_get(resp, "usage"), &u);
-    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:n,s:o}", "id", jstr(resp, "id") ? jstr(resp, "id") : "",
-                     "type", "message", "role", "assistant", "model",
-                     jstr(resp, "model") ? jstr(resp, "model") : "", "content", content, "stop_reason",
-                     tg_tr_stop_reason(jstr(ch, "finish_reason")), "stop_sequence", "usage",
-                     usage_anthropic_json(&u));
+    return json_pack("{s:s,s:s,s:s,s:s,s:o,s:s,s:n,s:o}", "id",
+                     tg_json_str(resp, "id") ? tg_json_str(resp, "id") : "", "type", "message", "role",
+                     "assistant", "model", tg_json_str(resp, "model") ? tg_json_str(resp, "model") : "",
+                     "content", content, "stop_reason", tg_tr_stop_reason(tg_json_str(ch, "finish_reason")),
+                     "stop_sequence", "usage", usage_anthropic_json(&u));
 }

@@ -3,25 +3,10 @@
 #ifndef TG_TRANSLATE_INT_H
 #define TG_TRANSLATE_INT_H
 
-#include <stdarg.h>
-#include <stdio.h>
-
 #include <jansson.h>
 
 #include "core/usage.h"
-
-static inline const char *jstr(const json_t *o, const char *key) {
-    return json_string_value(json_object_get(o, key));
-}
-
-static inline void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static inline void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
+#include "providers/jsonutil.h"
 
 /* Usage in each dialect's shape, from the normalised counts. */
 static inline json_t *usage_openai_json(const tg_usage_t *u) {

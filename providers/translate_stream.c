@@ -50,13 +50,7 @@ tg_tr_stream_t *tg_tr_stream_new(tg_pool_t *pool, int to_openai, int include_usa
 
 /* Serialises o (stolen) into the reused buffer and emits it. */
 static void emit_json(tg_tr_stream_t *s, tg_tr_emit_fn emit, void *ud, const char *event, json_t *o) {
-    size_t n = json_dumpb(o, s->buf, s->cap, JSON_COMPACT);
-    if (n > s->cap) {
-        while (s->cap < n)
-            s->cap *= 2;
-        s->buf = tg_pool_alloc(s->pool, s->cap);
-        n = json_dumpb(o, s->buf, s->cap, JSON_COMPACT);
-    }
+    size_t n = tg_json_dump_into(s->pool, o, &s->buf, &s->cap);
     json_decref(o);
     if (n) emit(ud, event, s->buf, n);
 }
@@ -92,29 +86,31 @@ static void oa_tool_delta(tg_tr_stream_t *s, tg_tr_emit_fn emit, void *ud, json_
 }
 
 static void a2o_block_start(tg_tr_stream_t *s, const json_t *b, tg_tr_emit_fn emit, void *ud) {
-    const char *t = jstr(b, "type");
+    const char *t = tg_json_str(b, "type");
     if (t && !strcmp(t, "tool_use")) {
         s->cur_tool = s->n_tools++;
         s->cur_args = 0;
         oa_tool_delta(s, emit, ud,
-                      json_pack("{s:s,s:s,s:{s:s,s:s}}", "id", jstr(b, "id") ? jstr(b, "id") : "", "type",
-                                "function", "function", "name", jstr(b, "name") ? jstr(b, "name") : "",
+                      json_pack("{s:s,s:s,s:{s:s,s:s}}", "id",
+                                tg_json_str(b, "id") ? tg_json_str(b, "id") : "", "type", "function",
+                                "function", "name", tg_json_str(b, "name") ? tg_json_str(b, "name") : "",
                                 "arguments", ""));
-    } else if (t && !strcmp(t, "text") && jstr(b, "text") && *jstr(b, "text")) {
-        oa_chunk(s, emit, ud, json_pack("{s:s}", "content", jstr(b, "text")), NULL);
+    } else if (t && !strcmp(t, "text") && tg_json_str(b, "text") && *tg_json_str(b, "text")) {
+        oa_chunk(s, emit, ud, json_pack("{s:s}", "content", tg_json_str(b, "text")), NULL);
     }
 }
 
 static void a2o_delta(tg_tr_stream_t *s, const json_t *d, size_t *bytes, tg_tr_emit_fn emit, void *ud) {
-    const char *t = jstr(d, "type"), *v;
+    const char *t = tg_json_str(d, "type"), *v;
     if (t == NULL) return;
-    if (!strcmp(t, "text_delta") && (v = jstr(d, "text")) && *v) {
+    if (!strcmp(t, "text_delta") && (v = tg_json_str(d, "text")) && *v) {
         *bytes += strlen(v);
         oa_chunk(s, emit, ud, json_pack("{s:s}", "content", v), NULL);
-    } else if (!strcmp(t, "thinking_delta") && (v = jstr(d, "thinking")) && *v) {
+    } else if (!strcmp(t, "thinking_delta") && (v = tg_json_str(d, "thinking")) && *v) {
         *bytes += strlen(v);
         oa_chunk(s, emit, ud, json_pack("{s:s}", "reasoning_content", v), NULL);
-    } else if (!strcmp(t, "input_json_delta") && (v = jstr(d, "partial_json")) && *v && s->cur_tool >= 0) {
+    } else if (!strcmp(t, "input_json_delta") && (v = tg_json_str(d, "partial_json")) && *v &&
+               s->cur_tool >= 0) {
         *bytes += strlen(v);
         s->cur_args = 1;
         oa_tool_delta(s, emit, ud, json_pack("{s:{s:s}}", "function", "arguments", v));
@@ -126,8 +122,8 @@ static int a2o_event(tg_tr_stream_t *s, const char *type, const json_t *o, tg_us
                      tg_tr_emit_fn emit, void *ud) {
     if (!strcmp(type, "message_start")) {
         const json_t *m = json_object_get(o, "message");
-        copy_str(s->id, sizeof(s->id), jstr(m, "id"));
-        copy_str(s->model, sizeof(s->model), jstr(m, "model"));
+        copy_str(s->id, sizeof(s->id), tg_json_str(m, "id"));
+        copy_str(s->model, sizeof(s->model), tg_json_str(m, "model"));
         tg_tr_usage_anthropic(json_object_get(m, "usage"), u);
     } else if (!strcmp(type, "content_block_start")) {
         a2o_block_start(s, json_object_get(o, "content_block"), emit, ud);
@@ -141,7 +137,7 @@ static int a2o_event(tg_tr_stream_t *s, const char *type, const json_t *o, tg_us
         s->cur_tool = -1;
     } else if (!strcmp(type, "message_delta")) {
         tg_tr_usage_anthropic(json_object_get(o, "usage"), u);
-        const char *sr = jstr(json_object_get(o, "delta"), "stop_reason");
+        const char *sr = tg_json_str(json_object_get(o, "delta"), "stop_reason");
         oa_chunk(s, emit, ud, json_object(), tg_tr_finish_reason(sr));
     } else if (!strcmp(type, "message_stop")) {
         if (s->include_usage) {
@@ -164,8 +160,8 @@ static void an_event(tg_tr_stream_t *s, tg_tr_emit_fn emit, void *ud, const char
 static void o2a_start(tg_tr_stream_t *s, const json_t *o, const tg_usage_t *u, tg_tr_emit_fn emit, void *ud) {
     if (s->started) return;
     s->started = 1;
-    copy_str(s->id, sizeof(s->id), jstr(o, "id"));
-    copy_str(s->model, sizeof(s->model), jstr(o, "model"));
+    copy_str(s->id, sizeof(s->id), tg_json_str(o, "id"));
+    copy_str(s->model, sizeof(s->model), tg_json_str(o, "model"));
     json_t *m = json_pack("{s:s,s:s,s:s,s:s,s:[],s:n,s:n,s:o}", "id", s->id, "type", "message", "role",
                           "assistant", "model", s->model, "content", "stop_reason", "stop_sequence", "usage",
                           usage_anthropic_json(u));
@@ -202,13 +198,13 @@ static void o2a_tools(tg_tr_stream_t *s, const json_t *calls, size_t *bytes, tg_
         if (k < 0 || k >= MAX_TOOLS) continue;
         const json_t *fn = json_object_get(tc, "function");
         if (s->tool_block[k] == 0) {
-            const char *id = jstr(tc, "id"), *name = jstr(fn, "name");
+            const char *id = tg_json_str(tc, "id"), *name = tg_json_str(fn, "name");
             json_t *b = json_pack("{s:s,s:s,s:s,s:{}}", "type", "tool_use", "id", id ? id : "", "name",
                                   name ? name : "", "input");
             o2a_open(s, BLK_TOOL, b, emit, ud);
             s->tool_block[k] = s->n_blocks;
         }
-        const char *args = jstr(fn, "arguments");
+        const char *args = tg_json_str(fn, "arguments");
         if (args && *args) {
             *bytes += strlen(args);
             o2a_block_delta(s, s->tool_block[k] - 1,
@@ -220,7 +216,7 @@ static void o2a_tools(tg_tr_stream_t *s, const json_t *calls, size_t *bytes, tg_
 
 static void o2a_choice(tg_tr_stream_t *s, const json_t *ch, size_t *bytes, tg_tr_emit_fn emit, void *ud) {
     const json_t *d = json_object_get(ch, "delta");
-    const char *r = jstr(d, "reasoning_content"), *t = jstr(d, "content");
+    const char *r = tg_json_str(d, "reasoning_content"), *t = tg_json_str(d, "content");
     if (r && *r) {
         o2a_open(s, BLK_THINKING,
                  json_pack("{s:s,s:s,s:s}", "type", "thinking", "thinking", "", "signature", ""), emit, ud);
@@ -235,7 +231,7 @@ static void o2a_choice(tg_tr_stream_t *s, const json_t *ch, size_t *bytes, tg_tr
                         ud);
     }
     o2a_tools(s, json_object_get(d, "tool_calls"), bytes, emit, ud);
-    const char *f = jstr(ch, "finish_reason");
+    const char *f = tg_json_str(ch, "finish_reason");
     if (f) {
         s->stop_reason = tg_tr_stop_reason(f);
         o2a_close(s, emit, ud);
@@ -255,7 +251,7 @@ static int o2a_done(tg_tr_stream_t *s, const tg_usage_t *u, tg_tr_emit_fn emit, 
 }
 
 static void error_text(const json_t *e, char *err, size_t errlen) {
-    const char *type = jstr(e, "type"), *msg = jstr(e, "message");
+    const char *type = tg_json_str(e, "type"), *msg = tg_json_str(e, "message");
     if (errlen)
         snprintf(err, errlen, "%s%s%s", type ? type : "", type && msg ? ": " : "",
                  msg    ? msg
@@ -270,12 +266,12 @@ int tg_tr_stream_event(tg_tr_stream_t *s, const char *event, const char *data, s
     json_t *o = json_loadb(data, len, 0, &je);
     if (!json_is_object(o)) {
         json_decref(o);
-        seterr(err, errlen, "the provider sent a stream event that is not a JSON object");
+        tg_json_seterr(err, errlen, "the provider sent a stream event that is not a JSON object");
         return TG_TR_ERROR;
     }
     int rc = TG_TR_MORE;
     const json_t *e = json_object_get(o, "error");
-    const char *type = jstr(o, "type") ? jstr(o, "type") : event ? event : "";
+    const char *type = tg_json_str(o, "type") ? tg_json_str(o, "type") : event ? event : "";
     if (e && !json_is_null(e)) {
         error_text(e, err, errlen);
         rc = TG_TR_ERROR;
