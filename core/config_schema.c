@@ -170,16 +170,10 @@ static void parse_redis(const src_t *s, const yaml_node_t *n) {
     const char *v = sval(n);
     s->ld->c->redis_url = NULL;
     if (is_null(n) || (v && !*v)) return; /* no ledger */
-    if (v && (!strncmp(v, "redis+cluster://", 16) || !strncmp(v, "rediss+cluster://", 17))) {
-        cfg_errn(s, n,
-                 "Redis Cluster is not supported yet (%s): point redis at one Redis, or at its "
-                 "sentinels with redis+sentinel://",
-                 v[5] == 's' ? "rediss+cluster://" : "redis+cluster://");
-        return;
-    }
     if (v &&
         (!strncmp(v, "redis://", 8) || !strncmp(v, "rediss://", 9) || !strncmp(v, "redis+sentinel://", 17) ||
-         !strncmp(v, "rediss+sentinel://", 18) || !strncmp(v, "unix:", 5)) &&
+         !strncmp(v, "rediss+sentinel://", 18) || !strncmp(v, "redis+cluster://", 16) ||
+         !strncmp(v, "rediss+cluster://", 17) || !strncmp(v, "unix:", 5)) &&
         !strpbrk(v, " \t")) {
         s->ld->c->redis_url = sdup(s->ld, v);
         return;

@@ -225,7 +225,7 @@ tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_conf
         const char *argv[2] = {"HGETALL", key};
         size_t lens[2] = {7, strlen(key)};
         days[i] = (day_t){a, a->rep.from_day + (int64_t)(i / 2), i, sim};
-        a->q[i] = tg_ledger_query(l, 2, argv, lens, on_day_reply, &days[i]);
+        a->q[i] = tg_ledger_query(l, 2, argv, lens, 1, on_day_reply, &days[i]);
         if (a->q[i] == NULL) { /* not connected: cancel what went out, answer 503 now */
             for (size_t k = 0; k < i; k++)
                 tg_ledger_query_cancel(a->q[k]);

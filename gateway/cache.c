@@ -224,7 +224,7 @@ tg_cache_op_t *tg_cache_lookup(struct tg_ledger_s *l, const char *digest, tg_poo
     char key[KEY_MAX];
     const char *argv[] = {"GET", key_of(digest, key)};
     const size_t lens[] = {3, strlen(key)};
-    op->q = tg_ledger_quick_query(l, 2, argv, lens, on_get, op); /* never behind a burst of records */
+    op->q = tg_ledger_quick_query(l, 2, argv, lens, 1, on_get, op); /* never behind a burst of records */
     if (op->q == NULL) {
         free(op);
         return NULL;
@@ -255,7 +255,7 @@ int tg_cache_store(struct tg_ledger_s *l, const char *digest, const tg_cache_ent
     snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_s);
     const char *argv[] = {"SET", key_of(digest, key), v, "EX", ttl};
     const size_t lens[] = {3, strlen(key), vlen, 2, strlen(ttl)};
-    tg_ledger_query_t *q = tg_ledger_query(l, 5, argv, lens, on_set, NULL);
+    tg_ledger_query_t *q = tg_ledger_query(l, 5, argv, lens, 1, on_set, NULL);
     free(v);
     return q ? 0 : -1;
 }

@@ -168,7 +168,7 @@ static void publish(tg_healthsync_t *s) {
     if (k > 0) {
         for (int i = 0; i < argc; i++)
             lens[i] = strlen(argv[i]);
-        s->pub_q = tg_ledger_quick_query(s->ledger, argc, argv, lens, on_published, s);
+        s->pub_q = tg_ledger_quick_query(s->ledger, argc, argv, lens, 3, on_published, s);
         if (s->pub_q != NULL) {
             for (int j = 0; j < k; j++)
                 s->sent[which[j]] = marks[j];
@@ -226,7 +226,7 @@ static void on_poll_tick(evutil_socket_t fd, short what, void *arg) {
     if (s->poll_q == NULL && tg_ledger_connected(s->ledger)) {
         const char *argv[2] = {"HGETALL", TG_KEY_HEALTH};
         size_t lens[2] = {7, TG_KEY_LEN(TG_KEY_HEALTH)};
-        s->poll_q = tg_ledger_quick_query(s->ledger, 2, argv, lens, on_polled, s);
+        s->poll_q = tg_ledger_quick_query(s->ledger, 2, argv, lens, 1, on_polled, s);
     }
     arm(s->poll_ev, s->poll_ms);
 }

@@ -22,6 +22,24 @@
 #define TG_KEY_EVENTS "tg:events"
 /* "<request id>": marks a ledger record as counted (replays are no-ops). */
 #define TG_KEY_DONE "tg:done:"
+/* On a Redis Cluster (a redis[s]+cluster:// URL) every key the record script touches must share
+ * one slot, so the three keys above that every request writes are split by gateway key, with its
+ * name as the hash tag (TG_KEY_NOKEY_TAG for a request without a key); the budget keys below
+ * already carry that tag. A single Redis and Sentinel keep the names above (SPEC.md §5).
+ *   tg:usage:{<key>}:YYYY-MM-DD      TG_KEY_USAGE "{" key TG_KEY_TAG_END ":" day (same fields)
+ *   tg:usage-sim:{<key>}:YYYY-MM-DD  TG_KEY_USAGE_SIM "{" ...
+ *   tg:events:{<key>}                TG_KEY_EVENTS ":{" key TG_KEY_TAG_END
+ *   tg:done:{<key>}:<request id>     TG_KEY_DONE "{" key TG_KEY_TAG_END ":" id
+ * and, so that readers need not scan the key space, the index below, written by the ledger (once
+ * per worker, key and day) before it counts that key's first record of the day as written. */
+/* "YYYY-MM-DD": set of the hash tags (gateway key names, TG_KEY_NOKEY_TAG) that have usage or
+ * simulated usage that day on a cluster. Readers (gateway/report.c, gateway/admin.c) read it,
+ * then tg:usage:{<key>}:<day> and tg:usage-sim:{<key>}:<day> of each member, and also the
+ * day's untagged hashes above (books written before the move to the cluster). */
+#define TG_KEY_USAGE_INDEX "tg:usage-keys:"
+/* The tag of requests made without a gateway key, on a cluster (an empty "{}" is no tag). */
+#define TG_KEY_NOKEY_TAG "-"
+
 /* The keys of one gateway key's budget and rates carry the key's name as a hash tag, "{<gateway
  * key>}", so that in a Redis Cluster they share a slot and the quota script (gateway/quota.c),
  * which touches all of them, runs on one master: a prefix below that ends in "{" is followed by

@@ -12,6 +12,7 @@
  * (tg_journal_adopt). */
 #include "gateway/ledger.h"
 
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -21,11 +22,13 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "gateway/journal.h"
 #include "gateway/keys.h"
 #include "gateway/ledger_rec.h"
 #include "gateway/redis.h"
+#include "gateway/redis_cluster.h"
 
 #define DONE_TTL "604800" /* tg:done:<id> lives 7 days */
 #define EVENTS_MAXLEN "1000000"
@@ -79,8 +82,14 @@ typedef struct item_s {
     tg_ledger_t *l;
     ent_t *e;
     tg_redis_cmd_t *cmd;
+    /* On a cluster: the record's script and, for a key's first record of the day, the index
+     * entry (TG_KEY_USAGE_INDEX); the record is written once both answered. */
+    tg_rcluster_cmd_t *ccmd, *icmd;
+    unsigned char script_ok, index_ok, eval;
     struct item_s *prev, *next;
 } item_t;
+
+#define INDEX_MEMO 512 /* (tag, day) pairs whose index entry Redis acknowledged; a miss costs one SADD */
 
 struct tg_ledger_s {
     tg_redis_t *redis;     /* NULL = ledger off */
@@ -97,6 +106,18 @@ struct tg_ledger_s {
     char day[16];
     int64_t last_warn_ms;
     uint64_t written, replayed, dropped;
+    /* Redis Cluster (a redis[s]+cluster:// URL): cl carries the records, cside the quota checks;
+     * redis and side are then NULL. `ready` follows tg_rcluster_ready, looked at by `poll`. */
+    int cluster;
+    tg_rcluster_t *cl, *cside;
+    struct event *poll;
+    int failing;         /* a command failed: the next poll puts every record back (cluster_down) */
+    int64_t retry_at_ms; /* not ready again before this (monotonic ms) */
+    char why[160];       /* what failed, for the log */
+    struct {
+        uint64_t h;
+        int64_t day;
+    } memo[INDEX_MEMO];
 };
 
 static void replay_pump(tg_ledger_t *l);
@@ -240,10 +261,23 @@ static char *put_num(char *o, int64_t v) {
  * was most of the cost); see LUA for the order of the arguments. The array header is written
  * last, in front of the arguments, once their number is known. */
 static void on_reply(const redisReply *rep, void *ud);
+static void cluster_send(tg_ledger_t *l, item_t *it, const char *cmd, size_t len, const char *day);
+
+/* A cluster key: prefix "{" tag "}" rest. */
+static char *put_tagged(char *o, const char *prefix, size_t pl, const char *tag, size_t tl, const char *rest,
+                        size_t rl) {
+    char k[MAX_STR + 64];
+    if (pl + tl + rl + 1 > sizeof(k)) tl = sizeof(k) - pl - rl - 1; /* cannot happen: tags and ids are cut */
+    memcpy(k, prefix, pl);
+    memcpy(k + pl, tag, tl);
+    memcpy(k + pl + tl, TG_KEY_TAG_END, 1);
+    memcpy(k + pl + tl + 1, rest, rl);
+    return put_bulk(o, k, pl + tl + 1 + rl);
+}
 
 static void send_ent(tg_ledger_t *l, item_t *it) {
     const rv_t *v = &it->e->r;
-    char buf[sizeof(LUA) + 16 * MAX_STR + 2048], *o = buf + 16;
+    char buf[sizeof(LUA) + 24 * MAX_STR + 2048], *o = buf + 16;
     int argc = 0;
     const char *day = day_of(l, v->n[N_TS]);
     /* tokens count in the minute the request finished: ":<unix minute>" */
@@ -253,7 +287,7 @@ static void send_ent(tg_ledger_t *l, item_t *it) {
     char month[16] = TG_KEY_TAG_END ":"; /* "}:YYYY-MM" of the day */
     memcpy(month + 2, day, 7);
 #define ARG(expr) (o = (expr), argc++)
-    if (l->use_eval) {
+    if (l->use_eval || it->eval) {
         ARG(put_str(o, "EVAL"));
         ARG(put_bulk(o, LUA, sizeof(LUA) - 1));
     } else {
@@ -261,6 +295,24 @@ static void send_ent(tg_ledger_t *l, item_t *it) {
         ARG(put_bulk(o, l->sha, 40));
     }
     ARG(put_str(o, "7"));
+    if (l->cluster) { /* every key under the gateway key's tag (gateway/keys.h) */
+        const char *tag = v->len[S_KEY] ? v->s[S_KEY] : TG_KEY_NOKEY_TAG;
+        size_t tl = v->len[S_KEY] ? v->len[S_KEY] : TG_KEY_LEN(TG_KEY_NOKEY_TAG);
+        char rest[MAX_STR + 2] = ":";
+        memcpy(rest + 1, v->s[S_ID], v->len[S_ID]);
+        ARG(put_tagged(o, TG_KEY_DONE "{", TG_KEY_LEN(TG_KEY_DONE) + 1, tag, tl, rest, v->len[S_ID] + 1));
+        memcpy(rest + 1, day, 10);
+        if (v->n[N_SIM])
+            ARG(put_tagged(o, TG_KEY_USAGE_SIM "{", TG_KEY_LEN(TG_KEY_USAGE_SIM) + 1, tag, tl, rest, 11));
+        else
+            ARG(put_tagged(o, TG_KEY_USAGE "{", TG_KEY_LEN(TG_KEY_USAGE) + 1, tag, tl, rest, 11));
+        ARG(put_tagged(o, TG_KEY_EVENTS ":{", TG_KEY_LEN(TG_KEY_EVENTS) + 2, tag, tl, "", 0));
+        ARG(put_tagged(o, TG_KEY_SPEND, TG_KEY_LEN(TG_KEY_SPEND), tag, tl, month + 1, 8));
+        ARG(put_tagged(o, TG_KEY_TPM, TG_KEY_LEN(TG_KEY_TPM), tag, tl, minute + 1, mlen - 1));
+        ARG(put_tagged(o, TG_KEY_HOLD, TG_KEY_LEN(TG_KEY_HOLD), tag, tl, "", 0));
+        ARG(put_tagged(o, TG_KEY_HOLD_EXP, TG_KEY_LEN(TG_KEY_HOLD_EXP), tag, tl, "", 0));
+        goto args;
+    }
     ARG(put_bulk3(o, TG_KEY_DONE, TG_KEY_LEN(TG_KEY_DONE), v->s[S_ID], v->len[S_ID], "", 0));
     if (v->n[N_SIM])
         ARG(put_bulk3(o, TG_KEY_USAGE_SIM, TG_KEY_LEN(TG_KEY_USAGE_SIM), day, strlen(day), "", 0));
@@ -272,6 +324,7 @@ static void send_ent(tg_ledger_t *l, item_t *it) {
     ARG(put_bulk3(o, TG_KEY_HOLD, TG_KEY_LEN(TG_KEY_HOLD), v->s[S_KEY], v->len[S_KEY], TG_KEY_TAG_END, 1));
     ARG(put_bulk3(o, TG_KEY_HOLD_EXP, TG_KEY_LEN(TG_KEY_HOLD_EXP), v->s[S_KEY], v->len[S_KEY], TG_KEY_TAG_END,
                   1));
+args:
     ARG(put_str(o, DONE_TTL));
     *o++ = '$';
     o = put_i64(o, (int64_t)(v->len[S_PROVIDER] + v->len[S_MODEL] + v->len[S_KEY] + 3));
@@ -315,11 +368,16 @@ static void send_ent(tg_ledger_t *l, item_t *it) {
     hl += 2;
     char *start = buf + 16 - hl;
     memcpy(start, head, hl);
+    if (l->cluster) {
+        cluster_send(l, it, start, (size_t)(o - start), day);
+        return;
+    }
     if ((it->cmd = tg_redis_send(l->redis, start, (size_t)(o - start), on_reply, it)) == NULL)
         tg_redis_drop(l->redis); /* the link is going away: on_down re-queues everything */
 }
 
 static void on_script(const redisReply *rep, void *ud);
+static void went_ready(tg_ledger_t *l);
 
 /* SCRIPT LOAD, formatted like the records; the reply carries the SHA-1 that EVALSHA names. */
 static void load_script(tg_ledger_t *l) {
@@ -382,8 +440,13 @@ static void on_script(const redisReply *rep, void *ud) {
     l->sha[40] = '\0';
     l->use_eval = 0;
     if (l->ready) return;
-    l->ready = 1;
     tg_redis_healthy(l->redis);
+    went_ready(l);
+}
+
+/* Redis answers and knows the script: records flow, the journals first. */
+static void went_ready(tg_ledger_t *l) {
+    l->ready = 1;
     /* Journals of workers or processes that are gone (fewer workers than last time, a crashed
      * instance on the same directory) are replayed too: whoever finds one unlocked takes it. */
     tg_journal_adopt(l->journal);
@@ -399,6 +462,8 @@ static void on_up(void *ud) {
     load_script(ud);
 }
 
+static void requeue_all(tg_ledger_t *l);
+
 /* The link is gone (or never came): records of memory go to the journal (or wait in memory
  * when there is none), records read from the journal stay there. */
 static void on_down(void *ud, const char *why, int loud) {
@@ -406,12 +471,21 @@ static void on_down(void *ud, const char *why, int loud) {
     if (loud)
         tg_warn("ledger: redis %s unavailable (%s); %s", tg_redis_target(l->redis), why ? why : "?",
                 l->journal ? "journaling" : "keeping records in memory");
+    requeue_all(l);
+}
+
+/* Every record in flight comes back: records of memory go to the journal (or wait in memory),
+ * records read from the journal stay there and are read again. */
+static void requeue_all(tg_ledger_t *l) {
     l->ready = 0;
     for (item_t *it = l->head, *next; it != NULL; it = next) {
         next = it->next;
         /* Its command would answer NULL later; the item may be gone by then. */
         tg_redis_cancel(it->cmd);
+        tg_rcluster_cancel(it->ccmd);
+        tg_rcluster_cancel(it->icmd);
         it->cmd = NULL;
+        it->ccmd = it->icmd = NULL;
         if (it->e->from_journal) {
             free(list_take(l, it));
         } else if (l->journal) {
@@ -432,6 +506,119 @@ static void on_side_up(void *ud) {
 
 static void on_side_down(void *ud, const char *why, int loud) {
     if (loud) tg_debug("quota: redis link down (%s)", why ? why : "?");
+}
+
+/* --- Redis Cluster ------------------------------------------------------------------------------
+ * Each record goes to the master of its gateway key's slot (gateway/keys.h), as EVALSHA of the
+ * same script (a master that lacks it answers NOSCRIPT and gets EVAL, which loads it there); a
+ * key's first record of a day on this worker also adds the key to the day's index, which readers
+ * start from. A record is written once both answered, whatever the order. Any failure (no answer:
+ * a master failed; an error) puts every record back as a lost link does on one Redis, and records
+ * flow again once the slot map is known and every master connected: the cluster follows the
+ * failover, and the done markers make the re-sent records count once. */
+
+static void cluster_fail(tg_ledger_t *l, const char *why) {
+    if (l->failing) return;
+    l->failing = 1;
+    snprintf(l->why, sizeof(l->why), "%s", why);
+    event_active(l->poll, EV_TIMEOUT, 0); /* not from inside this call: callers walk the list */
+}
+
+static size_t memo_slot(uint64_t h) {
+    return (size_t)(h % INDEX_MEMO);
+}
+
+static void maybe_acked(tg_ledger_t *l, item_t *it) {
+    if (it->script_ok && it->index_ok) acked(l, list_take(l, it));
+}
+
+static void on_creply(const redisReply *rep, void *ud) {
+    item_t *it = ud;
+    tg_ledger_t *l = it->l;
+    it->ccmd = NULL;
+    if (l->failing) return; /* it is re-sent or journaled with the rest */
+    if (rep == NULL) {
+        cluster_fail(l, "a master did not answer a usage record");
+    } else if (rep->type == REDIS_REPLY_INTEGER) {
+        it->script_ok = 1;
+        maybe_acked(l, it);
+    } else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !it->eval) {
+        it->eval = 1; /* EVAL loads it on that master; the index entry, if any, is on its way */
+        send_ent(l, it);
+    } else {
+        char why[160];
+        snprintf(why, sizeof(why), "redis answered %.100s to a usage record",
+                 rep->type == REDIS_REPLY_ERROR ? rep->str : "an unexpected reply");
+        cluster_fail(l, why);
+    }
+}
+
+static void on_ireply(const redisReply *rep, void *ud) {
+    item_t *it = ud;
+    tg_ledger_t *l = it->l;
+    it->icmd = NULL;
+    if (l->failing) return;
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        cluster_fail(l, rep == NULL ? "a master did not answer" : "redis refused the usage index");
+        return;
+    }
+    const rv_t *v = &it->e->r;
+    const char *tag = v->len[S_KEY] ? v->s[S_KEY] : TG_KEY_NOKEY_TAG;
+    size_t tl = v->len[S_KEY] ? v->len[S_KEY] : TG_KEY_LEN(TG_KEY_NOKEY_TAG);
+    uint64_t h = tg_hash_fnv64(TG_HASH_FNV64_SEED, tag, tl);
+    int64_t ts = v->n[N_TS], day = ts >= 0 ? ts / 86400000 : -((-ts + 86399999) / 86400000);
+    l->memo[memo_slot(h)].h = h;
+    l->memo[memo_slot(h)].day = day;
+    it->index_ok = 1;
+    maybe_acked(l, it);
+}
+
+static void cluster_send(tg_ledger_t *l, item_t *it, const char *cmd, size_t len, const char *day) {
+    const rv_t *v = &it->e->r;
+    const char *tag = v->len[S_KEY] ? v->s[S_KEY] : TG_KEY_NOKEY_TAG;
+    size_t tl = v->len[S_KEY] ? v->len[S_KEY] : TG_KEY_LEN(TG_KEY_NOKEY_TAG);
+    char braced[MAX_STR + 2];
+    braced[0] = '{';
+    memcpy(braced + 1, tag, tl);
+    braced[tl + 1] = '}';
+    it->script_ok = 0;
+    if ((it->ccmd = tg_rcluster_send(l->cl, cmd, len, tg_redis_slot(braced, tl + 2), on_creply, it)) ==
+        NULL) {
+        cluster_fail(l, "the slot map is gone");
+        return;
+    }
+    if (it->index_ok || it->icmd != NULL) return;
+    uint64_t h = tg_hash_fnv64(TG_HASH_FNV64_SEED, tag, tl);
+    if (l->memo[memo_slot(h)].h == h && l->memo[memo_slot(h)].day == l->day_num) {
+        it->index_ok = 1;
+        return;
+    }
+    char key[TG_KEY_LEN(TG_KEY_USAGE_INDEX) + 16];
+    memcpy(key, TG_KEY_USAGE_INDEX, TG_KEY_LEN(TG_KEY_USAGE_INDEX));
+    memcpy(key + TG_KEY_LEN(TG_KEY_USAGE_INDEX), day, 10);
+    const char *argv[3] = {"SADD", key, tag};
+    size_t lens[3] = {4, TG_KEY_LEN(TG_KEY_USAGE_INDEX) + 10, tl};
+    if ((it->icmd = tg_rcluster_send_argv(l->cl, 3, argv, lens, 1, on_ireply, it)) == NULL)
+        cluster_fail(l, "the slot map is gone");
+}
+
+/* Every 100 ms: after a failure, every record comes back (journaled); when the map is known and
+ * every master connected (again), records flow. */
+static void on_poll(evutil_socket_t fd, short what, void *arg) {
+    tg_ledger_t *l = arg;
+    (void)fd;
+    (void)what;
+    if (l->failing) {
+        int was = l->ready;
+        requeue_all(l);
+        l->failing = 0;
+        memset(l->memo, 0, sizeof(l->memo)); /* a failed-over master may have lost index entries */
+        l->retry_at_ms = tg_clock_mono_ms() + 500;
+        if (was || tg_clock_warn_due(&l->last_warn_ms))
+            tg_warn("ledger: redis cluster: %s; %s until every master answers", l->why,
+                    l->journal ? "journaling" : "keeping records in memory");
+    }
+    if (!l->ready && tg_clock_mono_ms() >= l->retry_at_ms && tg_rcluster_ready(l->cl)) went_ready(l);
 }
 
 /* --- replay ---------------------------------------------------------------------------------- */
@@ -455,22 +642,59 @@ static void on_flushed(void *ud) {
 
 /* --- public ----------------------------------------------------------------------------------- */
 
+/* A query's handle is the command of the link or cluster it went on; a cluster command is marked
+ * by its low bit (both are malloc'd, so that bit is free), which tells tg_ledger_query_cancel
+ * which to cancel. */
+static tg_ledger_query_t *q_of_link(tg_redis_cmd_t *c) {
+    return (tg_ledger_query_t *)c;
+}
+
+static tg_ledger_query_t *q_of_cluster(tg_rcluster_cmd_t *c) {
+    return c ? (tg_ledger_query_t *)((uintptr_t)c | 1u) : NULL;
+}
+
+static tg_ledger_query_t *query_on(tg_ledger_t *l, int quick, int argc, const char **argv, const size_t *lens,
+                                   int key_arg, tg_ledger_reply_fn fn, void *ud) {
+    if (l->cluster) {
+        tg_rcluster_t *c = quick && tg_rcluster_ready(l->cside) ? l->cside : l->cl;
+        if (c == l->cl && !l->ready) return NULL;
+        return q_of_cluster(tg_rcluster_send_argv(c, argc, argv, lens, key_arg, fn, ud));
+    }
+    if (key_arg < -1) return NULL; /* one server: master 0 only */
+    if (quick && tg_redis_state(l->side) == TG_REDIS_UP)
+        return q_of_link(tg_redis_send_argv(l->side, argc, argv, lens, fn, ud));
+    if (!l->ready) return NULL; /* its own link is not up (yet): better late than local */
+    return q_of_link(tg_redis_send_argv(l->redis, argc, argv, lens, fn, ud));
+}
+
 tg_ledger_query_t *tg_ledger_query(tg_ledger_t *l, int argc, const char **argv, const size_t *lens,
-                                   tg_ledger_reply_fn fn, void *ud) {
-    if (l == NULL || !l->ready) return NULL;
-    return tg_redis_send_argv(l->redis, argc, argv, lens, fn, ud);
+                                   int key_arg, tg_ledger_reply_fn fn, void *ud) {
+    if (l == NULL || (l->redis == NULL && l->cl == NULL)) return NULL;
+    return query_on(l, 0, argc, argv, lens, key_arg, fn, ud);
 }
 
 tg_ledger_query_t *tg_ledger_quick_query(tg_ledger_t *l, int argc, const char **argv, const size_t *lens,
-                                         tg_ledger_reply_fn fn, void *ud) {
-    if (l == NULL) return NULL;
-    if (tg_redis_state(l->side) == TG_REDIS_UP) return tg_redis_send_argv(l->side, argc, argv, lens, fn, ud);
-    return tg_ledger_query(l, argc, argv, lens, fn,
-                           ud); /* its own link is not up (yet): better late than local */
+                                         int key_arg, tg_ledger_reply_fn fn, void *ud) {
+    if (l == NULL || (l->redis == NULL && l->cl == NULL)) return NULL;
+    return query_on(l, 1, argc, argv, lens, key_arg, fn, ud);
 }
 
 void tg_ledger_query_cancel(tg_ledger_query_t *q) {
-    tg_redis_cancel(q);
+    if (q == NULL) return;
+    if ((uintptr_t)q & 1u)
+        tg_rcluster_cancel((tg_rcluster_cmd_t *)((uintptr_t)q & ~(uintptr_t)1u));
+    else
+        tg_redis_cancel((tg_redis_cmd_t *)q);
+}
+
+int tg_ledger_cluster(const tg_ledger_t *l) {
+    return l && l->cluster;
+}
+
+int tg_ledger_masters(const tg_ledger_t *l) {
+    if (l == NULL) return 0;
+    if (l->cluster) return tg_rcluster_masters(l->cl);
+    return l->redis ? 1 : 0;
 }
 
 void tg_ledger_sha1_hex(const char *script, size_t len, char out[41]) {
@@ -486,12 +710,12 @@ void tg_ledger_sha1_hex(const char *script, size_t len, char out[41]) {
 }
 
 void tg_ledger_record(tg_ledger_t *l, const tg_ledger_rec_t *rec) {
-    if (l == NULL || rec == NULL || l->redis == NULL) return;
+    if (l == NULL || rec == NULL || (l->redis == NULL && l->cl == NULL)) return;
     rv_t v;
     rv_from_rec(&v, rec);
     int room = l->mem_count < l->max_backlog;
-    if (l->journal &&
-        (tg_redis_state(l->redis) == TG_REDIS_DOWN || tg_journal_backlog(l->journal) > 0 || !room)) {
+    int down = l->cluster ? !l->ready || l->failing : tg_redis_state(l->redis) == TG_REDIS_DOWN;
+    if (l->journal && (down || tg_journal_backlog(l->journal) > 0 || !room)) {
         tg_journal_append(l->journal, &v); /* keeps the order: the journal goes to Redis before new records */
         return;
     }
@@ -506,7 +730,7 @@ void tg_ledger_record(tg_ledger_t *l, const tg_ledger_rec_t *rec) {
         return;
     }
     l->mem_count++;
-    if (l->ready) send_ent(l, it);
+    if (l->ready && !l->failing) send_ent(l, it);
 }
 
 size_t tg_ledger_backlog(const tg_ledger_t *l) {
@@ -545,6 +769,24 @@ tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const
     }
     l->max_backlog = 10000;
     if (redis_url == NULL || redis_url[0] == '\0') return l;
+    if (strncmp(redis_url, "redis+cluster://", 16) == 0 || strncmp(redis_url, "rediss+cluster://", 17) == 0) {
+        l->cluster = 1;
+        tg_ledger_sha1_hex(LUA, sizeof(LUA) - 1, l->sha);
+        struct timeval tv = {0, 100000};
+        if ((l->cl = tg_rcluster_new(base, redis_url, "ledger", err, errlen)) == NULL ||
+            (l->cside = tg_rcluster_new(base, redis_url, "quota", err, errlen)) == NULL)
+            goto fail;
+        if ((l->poll = event_new(base, -1, EV_PERSIST, on_poll, l)) == NULL || event_add(l->poll, &tv) != 0) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        if (journal_path != NULL && journal_path[0] != '\0' &&
+            (l->journal = tg_journal_open(base, journal_path, worker, on_flushed, l, err, errlen)) == NULL)
+            goto fail;
+        tg_rcluster_connect(l->cl);
+        tg_rcluster_connect(l->cside);
+        return l;
+    }
     const tg_redis_events_t ev = {on_up, on_down, l};
     if ((l->redis = tg_redis_new(base, redis_url, "ledger", &ev, err, errlen)) == NULL) goto fail;
     const tg_redis_events_t side_ev = {on_side_up, on_side_down, l};
@@ -564,6 +806,9 @@ void tg_ledger_free(tg_ledger_t *l) {
     if (l == NULL) return;
     tg_redis_free(l->redis);
     tg_redis_free(l->side);
+    tg_rcluster_free(l->cl);
+    tg_rcluster_free(l->cside);
+    if (l->poll) event_free(l->poll);
     size_t lost = 0;
     while (l->head != NULL) {
         ent_t *e = list_take(l, l->head);

@@ -13,7 +13,6 @@
 
 struct event_base;
 struct redisReply;
-struct tg_redis_cmd_s;
 typedef struct tg_ledger_s tg_ledger_t;
 
 typedef struct {
@@ -61,21 +60,32 @@ void tg_ledger_stats(const tg_ledger_t *l, uint64_t *written, uint64_t *journale
 void tg_ledger_free(tg_ledger_t *l);
 
 /* Another module's command on the ledger's connection (admin reads): one
- * round trip, in order with the records. fn runs exactly once, later, on the loop: with the
+ * round trip, in order with the records on a single Redis. key_arg is the index in argv of the
+ * command's key, which picks the master on a Redis Cluster (every key of one command must share
+ * its slot); -1 - i sends a command with no key to master number i (0 <= i <
+ * tg_ledger_masters), for reads that visit every master. On a single Redis key_arg changes
+ * nothing (master 0 is the one server). fn runs exactly once, later, on the loop: with the
  * reply, or with NULL when the link dropped or timed out before the answer (never from
  * inside tg_ledger_query or tg_ledger_query_cancel). Returns NULL (fn never runs) when Redis
  * is not connected. */
-typedef struct tg_redis_cmd_s tg_ledger_query_t;
+typedef struct tg_ledger_query_s tg_ledger_query_t;
 typedef void (*tg_ledger_reply_fn)(const struct redisReply *reply, void *ud); /* = tg_redis_reply_fn */
 tg_ledger_query_t *tg_ledger_query(tg_ledger_t *l, int argc, const char **argv, const size_t *lens,
-                                   tg_ledger_reply_fn fn, void *ud);
+                                   int key_arg, tg_ledger_reply_fn fn, void *ud);
 /* The same on the quota link, which carries no records: a check never waits behind a burst of
  * records or a journal replay. While that link is not up it falls back to tg_ledger_query. */
 tg_ledger_query_t *tg_ledger_quick_query(tg_ledger_t *l, int argc, const char **argv, const size_t *lens,
-                                         tg_ledger_reply_fn fn, void *ud);
+                                         int key_arg, tg_ledger_reply_fn fn, void *ud);
 /* fn will not run (the reply, when it comes, is dropped). The handle is invalid after;
- * for either kind of query. */
+ * for either kind of query. NULL is fine. */
 void tg_ledger_query_cancel(tg_ledger_query_t *q);
+/* 1 when the ledger's Redis is a Redis Cluster: its per-request keys then carry the gateway
+ * key's name as a hash tag (gateway/keys.h, "On a Redis Cluster"), and readers find a day's
+ * usage through TG_KEY_USAGE_INDEX. */
+int tg_ledger_cluster(const tg_ledger_t *l);
+/* The number of masters key_arg -1 - i may name: 1 on a single Redis, the masters of the current
+ * slot map on a cluster, 0 while none is known. */
+int tg_ledger_masters(const tg_ledger_t *l);
 
 /* The Lua scripts' bodies are sent as EVALSHA; this is the SHA-1 hex (41 bytes) of `script`. */
 void tg_ledger_sha1_hex(const char *script, size_t len, char out[41]);

@@ -314,12 +314,13 @@ static int send_script(tg_quota_check_t *c, int full) {
     int n = 0;
     argv[n] = full ? "EVAL" : "EVALSHA", lens[n] = strlen(argv[n]), n++;
     argv[n] = full ? LUA : sha, lens[n] = full ? sizeof(LUA) - 1 : 40, n++;
-    argv[n] = "7", lens[n] = 1, n++;
-    for (int i = 0; i < 7; i++)
+    int nk = tg_ledger_cluster(c->l) ? 6 : 7; /* the legacy hash sits in another slot of a cluster */
+    argv[n] = nk == 6 ? "6" : "7", lens[n] = 1, n++;
+    for (int i = 0; i < nk; i++)
         argv[n] = c->keys[i], lens[n] = strlen(c->keys[i]), n++;
     for (int i = 0; i < 9; i++)
         argv[n] = c->args[i], lens[n] = strlen(c->args[i]), n++;
-    c->q = tg_ledger_quick_query(c->l, n, argv, lens, on_reply, c);
+    c->q = tg_ledger_quick_query(c->l, n, argv, lens, 3, on_reply, c);
     return c->q ? 0 : -1;
 }
 
@@ -335,7 +336,7 @@ void tg_quota_release(tg_ledger_t *l, const tg_key_t *key, const char *request_i
     snprintf(id, sizeof(id), "%.64s", request_id);
     const char *argv[6] = {"EVAL", LUA_RELEASE, "2", hold, hexp, id};
     size_t lens[6] = {4, sizeof(LUA_RELEASE) - 1, 1, strlen(hold), strlen(hexp), strlen(id)};
-    tg_ledger_query_t *q = tg_ledger_quick_query(l, 6, argv, lens, on_released, NULL);
+    tg_ledger_query_t *q = tg_ledger_quick_query(l, 6, argv, lens, 3, on_released, NULL);
     (void)q; /* nothing waits for the answer: a hold never released lapses by itself */
 }
 

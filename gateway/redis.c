@@ -791,6 +791,10 @@ tg_redis_t *tg_redis_new(struct event_base *base, const char *url, const char *w
     if (getrandom(&r->rng, sizeof(r->rng), 0) != sizeof(r->rng)) r->rng = (uint64_t)(uintptr_t)r;
     r->rng |= 1;
     if (tg_redis_url_parse(url, &r->url, err, errlen) < 0) goto fail;
+    if (r->url.cluster) {
+        snprintf(err, errlen, "a redis cluster url needs a cluster client (gateway/redis_cluster.h)");
+        goto fail;
+    }
     snprintf(r->target, sizeof(r->target), "%s", r->url.target);
     if (r->url.tls && tls_take(r, err, errlen) < 0) goto fail;
     /* The resolver reads /etc/resolv.conf and /etc/hosts now, at start-up, rather than on the
@@ -904,14 +908,7 @@ int tg_redis_url_parse(const char *url, tg_redis_url_t *u, char *err, size_t err
     while (si < ns && strncmp(url, schemes[si].prefix, strlen(schemes[si].prefix)) != 0)
         si++;
     if (si == ns) goto bad;
-    if (schemes[si].cluster) {
-        snprintf(
-            err, errlen,
-            "Redis Cluster is not supported yet (%s): point redis at one Redis, or at its sentinels with "
-            "redis+sentinel://",
-            schemes[si].prefix);
-        return -1;
-    }
+    u->cluster = schemes[si].cluster;
     u->tls = schemes[si].tls;
     u->sentinel = schemes[si].sentinel;
     const char *p = url + strlen(schemes[si].prefix), *at = strrchr(p, '@');
@@ -937,7 +934,7 @@ int tg_redis_url_parse(const char *url, tg_redis_url_t *u, char *err, size_t err
         if (rest == end) break;
         p = rest + 1;
     }
-    if (u->n_nodes > 1 && !u->sentinel) goto bad;
+    if (u->n_nodes > 1 && !u->sentinel && !u->cluster) goto bad;
     snprintf(u->host, sizeof(u->host), "%s", u->nodes[0].host);
     u->port = u->nodes[0].port;
     const char *rest = end;
@@ -950,6 +947,12 @@ int tg_redis_url_parse(const char *url, tg_redis_url_t *u, char *err, size_t err
         u->master[nl] = '\0';
         if (slash && slash[1] != '\0' && parse_db(slash + 1, &u->db) < 0) goto bad;
         int o = snprintf(u->target, sizeof(u->target), "master %s via sentinel", u->master);
+        for (int i = 0; i < u->n_nodes && o > 0 && (size_t)o < sizeof(u->target); i++)
+            o += snprintf(u->target + o, sizeof(u->target) - (size_t)o, "%s%s:%d", i ? "," : " ",
+                          u->nodes[i].host, u->nodes[i].port);
+    } else if (u->cluster) { /* a cluster has only db 0 */
+        if (*rest != '\0' && strcmp(rest, "/") != 0 && strcmp(rest, "/0") != 0) goto bad;
+        int o = snprintf(u->target, sizeof(u->target), "cluster");
         for (int i = 0; i < u->n_nodes && o > 0 && (size_t)o < sizeof(u->target); i++)
             o += snprintf(u->target + o, sizeof(u->target) - (size_t)o, "%s%s:%d", i ? "," : " ",
                           u->nodes[i].host, u->nodes[i].port);
@@ -968,8 +971,8 @@ bad:
     redacted(url ? url : "", shown, sizeof(shown));
     snprintf(err, errlen,
              "bad redis url '%s' (want redis[s]://[[user]:password@]host[:port][/db], "
-             "redis[s]+sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTER_NAME[/db] or "
-             "unix:///path)",
+             "redis[s]+sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTER_NAME[/db], "
+             "redis[s]+cluster://[[user]:password@]host[:port][,host[:port]...] or unix:///path)",
              shown);
     return -1;
 }

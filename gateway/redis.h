@@ -17,7 +17,10 @@ typedef struct tg_redis_cmd_s tg_redis_cmd_t;
  *   redis[s]+sentinel://[[user]:password@]host[:port][,host[:port]...]/MASTER_NAME[/db]
  *   unix:///path
  * rediss: TLS (tg_redis_tls_setup). Nothing is resolved here: host names are looked up without
- * blocking on every connect. redis[s]+cluster:// is recognised and refused (not supported yet). */
+ * blocking on every connect.
+ *   redis[s]+cluster://[[user]:password@]host[:port][,host[:port]...][/0]
+ * names seed nodes of a Redis Cluster (`cluster`; nodes as written): tg_redis_new refuses it, a
+ * cluster is gateway/redis_cluster.h's, made of one link of ours per master. */
 typedef struct {
     char host[256];
     int port;
@@ -27,6 +30,7 @@ typedef struct {
     int port, db;
     int tls;                /* rediss */
     int sentinel;           /* nodes are sentinels that name the master `master` */
+    int cluster;            /* nodes are seeds of a Redis Cluster */
     char master[128];       /* sentinel only */
     tg_redis_node_t *nodes; /* malloc'd: every host:port of the URL (n_nodes >= 1 unless unix) */
     int n_nodes;

@@ -71,9 +71,9 @@ static void op_free(tg_respstore_op_t *op) {
 
 /* Sends argv on the ledger's link; the op is freed and NULL returned when it could not go. */
 static tg_respstore_op_t *op_send(struct tg_ledger_s *l, tg_respstore_op_t *op, int argc, const char **argv,
-                                  const size_t *lens, tg_ledger_reply_fn fn) {
+                                  const size_t *lens, int key_arg, tg_ledger_reply_fn fn) {
     if (op == NULL) return NULL;
-    op->q = tg_ledger_query(l, argc, argv, lens, fn, op);
+    op->q = tg_ledger_query(l, argc, argv, lens, key_arg, fn, op);
     if (op->q == NULL) {
         op_free(op);
         return NULL;
@@ -141,7 +141,7 @@ tg_respstore_op_t *tg_respstore_get(struct tg_ledger_s *l, const char *id, const
         lens[i] = strlen(argv[i]);
     tg_respstore_op_t *op = op_new(id, key_name);
     if (op) op->get = fn, op->ud = ud;
-    return op_send(l, op, 5, argv, lens, on_get);
+    return op_send(l, op, 5, argv, lens, 1, on_get);
 }
 
 tg_respstore_op_t *tg_respstore_delete(struct tg_ledger_s *l, const char *id, const char *key_name,
@@ -154,7 +154,7 @@ tg_respstore_op_t *tg_respstore_delete(struct tg_ledger_s *l, const char *id, co
         lens[i] = strlen(argv[i]);
     tg_respstore_op_t *op = op_new(id, NULL);
     if (op) op->done = fn, op->ud = ud;
-    return op_send(l, op, 5, argv, lens, on_done);
+    return op_send(l, op, 5, argv, lens, 3, on_done);
 }
 
 tg_respstore_op_t *tg_respstore_put(struct tg_ledger_s *l, const char *id, const char *key_name,
@@ -168,7 +168,7 @@ tg_respstore_op_t *tg_respstore_put(struct tg_ledger_s *l, const char *id, const
     size_t lens[8] = {4, sizeof(put_script) - 1, 1, strlen(key), strlen(key_name), rlen, ilen, strlen(ttl)};
     tg_respstore_op_t *op = op_new(id, NULL);
     if (op) op->done = fn, op->ud = ud;
-    return op_send(l, op, 8, argv, lens, on_put);
+    return op_send(l, op, 8, argv, lens, 3, on_put);
 }
 
 void tg_respstore_cancel(tg_respstore_op_t *op) {

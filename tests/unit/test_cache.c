@@ -6,7 +6,7 @@
  * misses, an answer over max_bytes is never written, a cancelled lookup never calls back, and
  * without Redis nothing is sent. */
 /* clang-format off */
-/* deps: gateway/cache.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_keys.c core/config_price.c core/config_check.c core/pool.c core/log.c */
+/* deps: gateway/cache.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_keys.c core/config_price.c core/config_check.c core/pool.c core/log.c gateway/redis_cluster.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>

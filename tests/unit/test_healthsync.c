@@ -6,7 +6,7 @@
  * one blocks the other within a second, a circuit too, and the Redis key keeps the later
  * deadline and expires with it. */
 // clang-format off
-/* deps: gateway/healthsync.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c policy/health.c core/pool.c core/log.c */
+/* deps: gateway/healthsync.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c policy/health.c core/pool.c core/log.c gateway/redis_cluster.c */
 // clang-format on
 #include <setjmp.h>
 #include <stdarg.h>

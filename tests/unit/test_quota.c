@@ -7,7 +7,7 @@
  * tg_quota_release gives one back, a hold lapses by itself, and the worst case is priced from
  * max_tokens or the model's output cap. */
 /* clang-format off */
-/* deps: gateway/quota.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/money.c core/config.c core/config_price.c core/pool.c core/log.c policy/price.c policy/lang.c */
+/* deps: gateway/quota.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/money.c core/config.c core/config_price.c core/pool.c core/log.c policy/price.c policy/lang.c gateway/redis_cluster.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>

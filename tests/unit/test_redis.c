@@ -112,17 +112,28 @@ static void test_url_forms(void **state) {
     tg_redis_url_free(&u);
 }
 
-/* Cluster is recognised and refused with its own words, not as a bad URL. */
-static void test_url_cluster_refused(void **state) {
-    static const char *const cluster[] = {"redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
-                                          "rediss+cluster://a:1"};
-    for (size_t i = 0; i < 2; i++) {
-        tg_redis_url_t u;
-        char err[256] = "";
-        assert_int_equal(tg_redis_url_parse(cluster[i], &u, err, sizeof(err)), -1);
-        assert_non_null(strstr(err, "Redis Cluster is not supported yet"));
-        assert_null(u.nodes);
-    }
+/* Cluster URLs parse to their seed nodes; a cluster has only db 0. */
+static void test_url_cluster(void **state) {
+    tg_redis_url_t u;
+    char err[256] = "";
+    assert_int_equal(
+        tg_redis_url_parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", &u, err, sizeof(err)), 0);
+    assert_int_equal(u.cluster, 1);
+    assert_int_equal(u.tls, 0);
+    assert_int_equal(u.n_nodes, 2);
+    assert_int_equal(u.nodes[1].port, 7001);
+    tg_redis_url_free(&u);
+    assert_int_equal(tg_redis_url_parse("rediss+cluster://:pw@a:1/0", &u, err, sizeof(err)), 0);
+    assert_int_equal(u.tls, 1);
+    assert_string_equal(u.password, "pw");
+    assert_int_equal(u.nodes[0].port, 1);
+    tg_redis_url_free(&u);
+    assert_int_equal(tg_redis_url_parse("redis+cluster://a:1/2", &u, err, sizeof(err)), -1);
+    assert_null(u.nodes);
+    /* one link cannot be a cluster */
+    const tg_redis_events_t ev = {0};
+    assert_null(tg_redis_new(NULL, "redis+cluster://a:1", "t", &ev, err, sizeof(err)));
+    assert_non_null(strstr(err, "cluster"));
 }
 
 static void test_url_rejects(void **state) {
@@ -781,7 +792,7 @@ int main(void) {
         cmocka_unit_test(test_url_rejects),
         cmocka_unit_test(test_commands_in_order_cancel_and_drop),
         cmocka_unit_test(test_absent_server_loud_once),
-        cmocka_unit_test(test_url_cluster_refused),
+        cmocka_unit_test(test_url_cluster),
         cmocka_unit_test(test_auth_password_and_acl_user),
         cmocka_unit_test(test_select_and_refused_select),
         cmocka_unit_test(test_reconnects_after_restart),

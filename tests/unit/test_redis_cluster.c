@@ -388,12 +388,20 @@ static void test_failover_is_followed(void **state) {
     }
     int m = owner(f, tg_redis_slot("fo", 2));
     assert_true(m >= 0);
-    long long acked = 0; /* the replica has them before the master dies (its first sync may still run) */
+    /* The replica has them before the master dies (its first sync may still run). WAIT counts up
+     * to the last write of its own connection, and the replication offset is the master's, so a
+     * write of ours on that connection covers the SETs made on the cluster's links. */
+    long long acked = 0;
+    redisContext *sc = sync_client(f->port[m]);
+    assert_non_null(sc);
     for (int t = 0; t < 20 && acked < 1; t++) {
-        redisReply *r = cmd(f->port[m], "WAIT 1 500");
+        redisReply *w = redisCommand(sc, "SET {fo}sync %d", t);
+        if (w) freeReplyObject(w);
+        redisReply *r = redisCommand(sc, "WAIT 1 500");
         acked = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
         if (r) freeReplyObject(r);
     }
+    redisFree(sc);
     assert_int_equal(acked, 1);
     kill(f->pid[m], SIGKILL);
     waitpid(f->pid[m], NULL, 0);

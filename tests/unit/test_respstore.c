@@ -4,7 +4,7 @@
  * Redis answers DOWN, a disconnected one refuses at once; a cancelled command never calls
  * back; payloads are binary-safe and large ones whole. */
 /* clang-format off */
-/* deps: gateway/respstore.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/pool.c core/log.c */
+/* deps: gateway/respstore.c gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/pool.c core/log.c gateway/redis_cluster.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
