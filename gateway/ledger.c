@@ -86,6 +86,7 @@ typedef struct item_s {
      * entry (TG_KEY_USAGE_INDEX); the record is written once both answered. */
     tg_rcluster_cmd_t *ccmd, *icmd;
     unsigned char script_ok, index_ok, eval;
+    unsigned short slot; /* of the record's keys */
     struct item_s *prev, *next;
 } item_t;
 
@@ -111,9 +112,10 @@ struct tg_ledger_s {
     int cluster;
     tg_rcluster_t *cl, *cside;
     struct event *poll;
-    int failing;         /* a command failed: the next poll puts every record back (cluster_down) */
-    int64_t retry_at_ms; /* not ready again before this (monotonic ms) */
-    char why[160];       /* what failed, for the log */
+    int failing;          /* a command failed: the next poll puts every record back (cluster_down) */
+    int64_t retry_at_ms;  /* not ready again before this (monotonic ms) */
+    int64_t nowait_until; /* a replica was slow to confirm: no WAIT before this (monotonic ms) */
+    char why[160];        /* what failed, for the log */
     struct {
         uint64_t h;
         int64_t day;
@@ -517,6 +519,10 @@ static void on_side_down(void *ud, const char *why, int loud) {
  * flow again once the slot map is known and every master connected: the cluster follows the
  * failover, and the done markers make the re-sent records count once. */
 
+#define WAIT_MS 100 /* how long WAIT waits for a replica */
+#define WAIT_MS_S "100"
+#define NOWAIT_MS 5000 /* after a WAIT no replica answered in time, none for this long */
+
 static void cluster_fail(tg_ledger_t *l, const char *why) {
     if (l->failing) return;
     l->failing = 1;
@@ -532,6 +538,30 @@ static void maybe_acked(tg_ledger_t *l, item_t *it) {
     if (it->script_ok && it->index_ok) acked(l, list_take(l, it));
 }
 
+/* WAIT's answer: the replica has the record (and what went before it on the link), or did not say
+ * so within WAIT_MS, when the record counts as written all the same (a slow or failing replica must
+ * not stop the books) and WAIT is left out for a while. */
+static void on_wreply(const redisReply *rep, void *ud) {
+    item_t *it = ud;
+    tg_ledger_t *l = it->l;
+    it->ccmd = NULL;
+    if (l->failing) return;
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        cluster_fail(l, rep == NULL ? "a master did not answer WAIT" : "redis refused WAIT");
+        return;
+    }
+    if (rep->integer < 1) {
+        l->nowait_until = tg_clock_mono_ms() + NOWAIT_MS;
+        tg_rcluster_refresh(l->cl); /* the replica may have failed: the map will say */
+        if (tg_clock_warn_due(&l->last_warn_ms))
+            tg_warn("ledger: redis cluster: no replica confirmed a usage record within %d ms; records are "
+                    "counted once their master has them, for the next %d s",
+                    WAIT_MS, NOWAIT_MS / 1000);
+    }
+    it->script_ok = 1;
+    maybe_acked(l, it);
+}
+
 static void on_creply(const redisReply *rep, void *ud) {
     item_t *it = ud;
     tg_ledger_t *l = it->l;
@@ -540,6 +570,15 @@ static void on_creply(const redisReply *rep, void *ud) {
     if (rep == NULL) {
         cluster_fail(l, "a master did not answer a usage record");
     } else if (rep->type == REDIS_REPLY_INTEGER) {
+        /* Replication is asynchronous: a master that dies before its replica has the record takes
+         * it along, and the promoted replica never saw it. Where the master has a replica, the
+         * record counts as written once one confirms it (WAIT, on the same link, after it). */
+        if (tg_rcluster_replicas(l->cl, it->slot) > 0 && tg_clock_mono_ms() >= l->nowait_until) {
+            static const char wait[] = "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$3\r\n" WAIT_MS_S "\r\n";
+            if ((it->ccmd = tg_rcluster_send(l->cl, wait, sizeof(wait) - 1, it->slot, on_wreply, it)) == NULL)
+                cluster_fail(l, "the slot map is gone");
+            return;
+        }
         it->script_ok = 1;
         maybe_acked(l, it);
     } else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !it->eval) {
@@ -582,8 +621,8 @@ static void cluster_send(tg_ledger_t *l, item_t *it, const char *cmd, size_t len
     memcpy(braced + 1, tag, tl);
     braced[tl + 1] = '}';
     it->script_ok = 0;
-    if ((it->ccmd = tg_rcluster_send(l->cl, cmd, len, tg_redis_slot(braced, tl + 2), on_creply, it)) ==
-        NULL) {
+    it->slot = (unsigned short)tg_redis_slot(braced, tl + 2);
+    if ((it->ccmd = tg_rcluster_send(l->cl, cmd, len, it->slot, on_creply, it)) == NULL) {
         cluster_fail(l, "the slot map is gone");
         return;
     }

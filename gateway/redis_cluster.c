@@ -28,6 +28,7 @@ typedef struct {
     char host[256];
     int port;
     tg_redis_t *link;
+    int replicas; /* as a master: the replicas the map lists for it (CLUSTER SLOTS omits failed ones) */
 } node_t;
 
 struct tg_rcluster_cmd_s {
@@ -181,6 +182,7 @@ static void on_slots(const redisReply *rep, void *ud) {
                                : from->host;
         int ix = node_at(c, host, (int)m->element[1]->integer);
         if (ix < 0 || lo < 0 || hi >= TG_REDIS_SLOTS || lo > hi) continue;
+        c->nodes[ix]->replicas = (int)e->elements - 3;
         for (long long s = lo; s <= hi; s++)
             slots[s] = (short)ix;
     }
@@ -386,6 +388,15 @@ int tg_rcluster_ready(const tg_rcluster_t *c) {
     for (int s = 0; s < TG_REDIS_SLOTS; s++)
         if (c->slots[s] < 0 || tg_redis_state(c->nodes[c->slots[s]]->link) != TG_REDIS_UP) return 0;
     return 1;
+}
+
+int tg_rcluster_replicas(const tg_rcluster_t *c, unsigned slot) {
+    if (c == NULL || slot >= TG_REDIS_SLOTS || c->slots[slot] < 0) return 0;
+    return c->nodes[c->slots[slot]]->replicas;
+}
+
+void tg_rcluster_refresh(tg_rcluster_t *c) {
+    if (c) refresh_soon(c);
 }
 
 int tg_rcluster_masters(const tg_rcluster_t *c) {

@@ -35,6 +35,10 @@ tg_rcluster_t *tg_rcluster_new(struct event_base *base, const char *url, const c
 void tg_rcluster_connect(tg_rcluster_t *c);
 /* 1 once a slot map is known and the master of every slot is connected. */
 int tg_rcluster_ready(const tg_rcluster_t *c);
+/* The replicas the map lists for the master of `slot` (0 when none, or the slot has no master). */
+int tg_rcluster_replicas(const tg_rcluster_t *c, unsigned slot);
+/* Asks for the slot map again soon (a caller that suspects it is stale). */
+void tg_rcluster_refresh(tg_rcluster_t *c);
 /* The masters of the current map (for reads that visit every master: SCAN). */
 int tg_rcluster_masters(const tg_rcluster_t *c);
 /* Sends argv to the master of the slot of argv[key_arg] (key_arg < 0: to master number
