@@ -21,6 +21,8 @@
 #define MAX_WAITS 30   /* 100 ms waits for a node or a cluster that is not ready: 3 s */
 #define WAIT_MS 100    /* between those waits */
 #define REFRESH_MS 100 /* a lost link or a redirect asks for the map again after this */
+#define TICK_MS 5000   /* replicas come and go without a MOVED or a lost link: the map is renewed this often \
+                        */
 #define MAX_NODES 1024 /* far above any real cluster; bounds a map that names nonsense */
 
 typedef struct {
@@ -63,6 +65,7 @@ struct tg_rcluster_s {
     int refreshing;            /* a CLUSTER SLOTS is in flight */
     tg_redis_cmd_t *refresh_q; /* that command */
     struct event *refresh_timer;
+    struct event *tick; /* the map is asked for again every TICK_MS, whatever happens */
     tg_rcluster_cmd_t *cmds;
 };
 
@@ -196,6 +199,7 @@ static void on_slots(const redisReply *rep, void *ud) {
             seen = c->masters[k] == slots[s];
         if (!seen) c->masters[c->n_masters++] = slots[s];
     }
+    tg_debug("%s: cluster map from %s:%d: %d masters", c->who, from->host, from->port, c->n_masters);
 }
 
 /* Asks an answering node for the map (one request at a time). */
@@ -214,6 +218,11 @@ static void refresh_now(evutil_socket_t fd, short what, void *arg) {
     }
     /* nobody answers yet: a node coming up calls again (on_node_up), else retry */
     if (!c->map_known) refresh_soon(c);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg) {
+    tg_rcluster_t *c = arg;
+    if (c->map_known) refresh_soon(c);
 }
 
 static void refresh_soon(tg_rcluster_t *c) {
@@ -418,7 +427,9 @@ tg_rcluster_t *tg_rcluster_new(struct event_base *base, const char *url, const c
     size_t hl = slash ? (size_t)(slash - rest) : strlen(rest);
     const char *at = memrchr(rest, '@', hl), *hosts = at ? at + 1 : rest;
     tg_rcluster_t *c = calloc(1, sizeof(*c));
-    if (c == NULL || (c->refresh_timer = evtimer_new(base, refresh_now, c)) == NULL) goto oom;
+    if (c == NULL || (c->refresh_timer = evtimer_new(base, refresh_now, c)) == NULL ||
+        (c->tick = event_new(base, -1, EV_PERSIST, on_tick, c)) == NULL)
+        goto oom;
     c->base = base;
     snprintf(c->who, sizeof(c->who), "%s", who ? who : "redis");
     snprintf(c->prefix, sizeof(c->prefix), "%s", tls ? "rediss://" : "redis://");
@@ -465,6 +476,8 @@ oom:
 void tg_rcluster_connect(tg_rcluster_t *c) {
     if (c == NULL) return;
     c->started = 1;
+    struct timeval tv = {TICK_MS / 1000, (TICK_MS % 1000) * 1000};
+    evtimer_add(c->tick, &tv);
     for (int i = 0; i < c->n_nodes; i++)
         tg_redis_connect(c->nodes[i]->link); /* the first to answer gives the map (on_node_up) */
 }
@@ -482,6 +495,7 @@ void tg_rcluster_free(tg_rcluster_t *c) {
     }
     free(c->nodes);
     if (c->refresh_timer) event_free(c->refresh_timer);
+    if (c->tick) event_free(c->tick);
     free(c->auth);
     free(c);
 }

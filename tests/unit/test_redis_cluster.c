@@ -25,9 +25,7 @@
 #include <unistd.h>
 
 #include "gateway/redis_cluster.h"
-#include "tests/unit/redis_fixture.h"
-
-#define MAXN 6 /* 3 masters, and a replica each for the failover test */
+#include "tests/unit/cluster_fixture.h"
 
 static void test_slots(void **state) {
     (void)state;
@@ -68,32 +66,12 @@ static void test_redirect_parse(void **state) {
 /* --- a real cluster ------------------------------------------------------------------------ */
 
 typedef struct {
-    char dir[64];
-    int n; /* nodes: 3 masters, or 3 masters and 3 replicas */
-    int port[MAXN];
-    pid_t pid[MAXN];
-    char id[MAXN][64];
+    cluster_fx_t x;
     struct event_base *base;
     tg_rcluster_t *c;
 } fx_t;
 
-static redisReply *cmd(int port, const char *fmt, ...) {
-    redisContext *c = sync_client(port);
-    if (c == NULL) return NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    redisFree(c);
-    return r;
-}
-
-static int cluster_ok(int port) {
-    redisReply *r = cmd(port, "CLUSTER INFO");
-    int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok") != NULL;
-    if (r) freeReplyObject(r);
-    return ok;
-}
+#define cmd cluster_fx_cmd
 
 static void run_ms(fx_t *f, int ms) {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -103,63 +81,11 @@ static void run_ms(fx_t *f, int ms) {
 
 static int setup_n(void **state, int n) {
     fx_t *f = calloc(1, sizeof(*f));
-    f->n = n;
-    strcpy(f->dir, "/tmp/tg-cluster-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    for (int i = 0; i < n; i++) {
-        do /* the cluster bus listens on port + 10000 */
-            f->port[i] = free_port();
-        while (f->port[i] > 55000);
-        char port[16], conf[128];
-        snprintf(port, sizeof(port), "%d", f->port[i]);
-        snprintf(conf, sizeof(conf), "nodes-%d.conf", f->port[i]);
-        if ((f->pid[i] = fork()) == 0) {
-            int null = open("/dev/null", O_WRONLY);
-            dup2(null, 1);
-            dup2(null, 2);
-            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--dir", f->dir, "--cluster-enabled", "yes", "--cluster-config-file",
-                   conf, "--cluster-node-timeout", "1000", (char *)NULL);
-            _exit(127);
-        }
-    }
-    for (int i = 0; i < n; i++)
-        for (int t = 0; t < 250; t++) {
-            redisReply *r = cmd(f->port[i], "PING");
-            int up = r != NULL;
-            if (r) freeReplyObject(r);
-            if (up) break;
-            usleep(20000);
-        }
-    char line[512];
-    int o = snprintf(line, sizeof(line), "timeout 30 redis-cli --cluster create");
-    for (int i = 0; i < n; i++)
-        o += snprintf(line + o, sizeof(line) - (size_t)o, " 127.0.0.1:%d", f->port[i]);
-    snprintf(line + o, sizeof(line) - (size_t)o, " --cluster-replicas %d --cluster-yes >/dev/null 2>&1",
-             n > 3 ? 1 : 0);
-    int made = system(line) == 0;
-    for (int t = 0; made && t < 500; t++) {
-        int ok = 1;
-        for (int i = 0; i < n; i++)
-            ok = ok && cluster_ok(f->port[i]);
-        if (ok) break;
-        usleep(20000);
-    }
-    for (int i = 0; made && i < n; i++) {
-        redisReply *r = cmd(f->port[i], "CLUSTER MYID");
-        assert_non_null(r);
-        snprintf(f->id[i], sizeof(f->id[i]), "%s", r->str);
-        freeReplyObject(r);
-    }
     *state = f;
-    if (!made || !cluster_ok(f->port[0])) {
-        fprintf(stderr, "test_redis_cluster: could not make a redis cluster here (redis-cli --cluster create "
-                        "failed): skipping the live tests\n");
-        return 0;
-    }
+    if (!cluster_fx_make(&f->x, n)) return 0;
     f->base = event_base_new();
     char url[128], err[256];
-    snprintf(url, sizeof(url), "redis+cluster://127.0.0.1:%d", f->port[1]); /* one seed is enough */
+    snprintf(url, sizeof(url), "redis+cluster://127.0.0.1:%d", f->x.port[1]); /* one seed is enough */
     f->c = tg_rcluster_new(f->base, url, "test", err, sizeof(err));
     assert_non_null(f->c);
     tg_rcluster_connect(f->c);
@@ -181,14 +107,7 @@ static int teardown(void **state) {
     fx_t *f = *state;
     tg_rcluster_free(f->c);
     if (f->base) event_base_free(f->base);
-    for (int i = 0; i < f->n; i++) {
-        if (f->pid[i] <= 0) continue; /* killed by the test */
-        kill(f->pid[i], SIGKILL);
-        waitpid(f->pid[i], NULL, 0);
-    }
-    char line[128];
-    snprintf(line, sizeof(line), "rm -rf %s", f->dir);
-    assert_int_equal(system(line), 0);
+    cluster_fx_free(&f->x);
     free(f);
     return 0;
 }
@@ -222,18 +141,8 @@ static seen_t send_cmd(fx_t *f, int argc, const char **argv) {
     return s;
 }
 
-/* The index of the node that owns slot s, by asking node 0. */
 static int owner(fx_t *f, unsigned s) {
-    redisReply *r = cmd(f->port[0], "CLUSTER SLOTS");
-    int who = -1;
-    for (size_t i = 0; r && i < r->elements; i++) {
-        redisReply *e = r->element[i];
-        if ((unsigned)e->element[0]->integer <= s && s <= (unsigned)e->element[1]->integer)
-            for (int k = 0; k < f->n; k++)
-                if (e->element[2]->element[1]->integer == f->port[k]) who = k;
-    }
-    if (r) freeReplyObject(r);
-    return who;
+    return cluster_fx_owner(&f->x, s);
 }
 
 static void test_commands_reach_their_slot(void **state) {
@@ -252,12 +161,12 @@ static void test_commands_reach_their_slot(void **state) {
     for (int i = 0; i < 200; i += 7) {
         char key[32];
         snprintf(key, sizeof(key), "k%d", i);
-        redisReply *r = cmd(f->port[owner(f, tg_redis_slot(key, strlen(key)))], "GET %s", key);
+        redisReply *r = cmd(f->x.port[owner(f, tg_redis_slot(key, strlen(key)))], "GET %s", key);
         assert_int_equal(r->type, REDIS_REPLY_STRING);
         freeReplyObject(r);
     }
-    for (int i = 0; i < f->n; i++) {
-        redisReply *r = cmd(f->port[i], "DBSIZE");
+    for (int i = 0; i < f->x.n; i++) {
+        redisReply *r = cmd(f->x.port[i], "DBSIZE");
         assert_true(r->integer > 20); /* spread over every master */
         freeReplyObject(r);
     }
@@ -294,7 +203,7 @@ static void test_preformatted_commands_in_flight(void **state) {
     enum { TAGS = 12, EACH = 20 };
     static incr_t seen[TAGS][EACH];
     memset(seen, 0, sizeof(seen));
-    int masters_hit[MAXN] = {0};
+    int masters_hit[CLUSTER_FX_MAXN] = {0};
     for (int k = 0; k < EACH; k++)
         for (int t = 0; t < TAGS; t++) {
             char key[32], buf[128];
@@ -320,7 +229,7 @@ static void test_preformatted_commands_in_flight(void **state) {
             assert_int_equal(seen[t][k].got, k + 1); /* its own reply, in its slot's order */
         }
     int hit = 0;
-    for (int i = 0; i < f->n; i++)
+    for (int i = 0; i < f->x.n; i++)
         hit += masters_hit[i];
     assert_true(hit >= 2); /* twelve tags spread over more than one master */
     const char bad[] = "*1\r\n$4\r\nPING\r\n";
@@ -331,19 +240,19 @@ static void test_preformatted_commands_in_flight(void **state) {
  * stops half way (a MIGRATING, b IMPORTING). */
 static void migrate(fx_t *f, unsigned s, int a, int b, int half) {
     redisReply *r;
-    r = cmd(f->port[b], "CLUSTER SETSLOT %u IMPORTING %s", s, f->id[a]);
+    r = cmd(f->x.port[b], "CLUSTER SETSLOT %u IMPORTING %s", s, f->x.id[a]);
     freeReplyObject(r);
-    r = cmd(f->port[a], "CLUSTER SETSLOT %u MIGRATING %s", s, f->id[b]);
+    r = cmd(f->x.port[a], "CLUSTER SETSLOT %u MIGRATING %s", s, f->x.id[b]);
     freeReplyObject(r);
     if (half) return;
-    r = cmd(f->port[a], "CLUSTER GETKEYSINSLOT %u 100", s);
+    r = cmd(f->x.port[a], "CLUSTER GETKEYSINSLOT %u 100", s);
     for (size_t i = 0; i < r->elements; i++) {
-        redisReply *m = cmd(f->port[a], "MIGRATE 127.0.0.1 %d %s 0 2000", f->port[b], r->element[i]->str);
+        redisReply *m = cmd(f->x.port[a], "MIGRATE 127.0.0.1 %d %s 0 2000", f->x.port[b], r->element[i]->str);
         freeReplyObject(m);
     }
     freeReplyObject(r);
-    for (int k = 0; k < f->n; k++) {
-        r = cmd(f->port[k], "CLUSTER SETSLOT %u NODE %s", s, f->id[b]);
+    for (int k = 0; k < f->x.n; k++) {
+        r = cmd(f->x.port[k], "CLUSTER SETSLOT %u NODE %s", s, f->x.id[b]);
         freeReplyObject(r);
     }
 }
@@ -354,7 +263,7 @@ static void test_moved_and_ask_are_followed(void **state) {
     const char *set[3] = {"SET", "{moving}k", "here"};
     assert_int_equal(send_cmd(f, 3, set).type, REDIS_REPLY_STATUS);
     unsigned s = tg_redis_slot("moving", 6);
-    int a = owner(f, s), b = (a + 1) % f->n;
+    int a = owner(f, s), b = (a + 1) % f->x.n;
     /* The slot moves behind the client's back: its map is stale, the old owner answers MOVED. */
     migrate(f, s, a, b, 0);
     const char *get[2] = {"GET", "{moving}k"};
@@ -366,7 +275,7 @@ static void test_moved_and_ask_are_followed(void **state) {
     migrate(f, s, b, a, 1);
     const char *set2[3] = {"SET", "{moving}new", "asked"};
     assert_int_equal(send_cmd(f, 3, set2).type, REDIS_REPLY_STATUS);
-    redisContext *direct = sync_client(f->port[a]);
+    redisContext *direct = sync_client(f->x.port[a]);
     redisReply *r = redisCommand(direct, "ASKING");
     freeReplyObject(r);
     r = redisCommand(direct, "GET {moving}new");
@@ -392,7 +301,7 @@ static void test_failover_is_followed(void **state) {
      * to the last write of its own connection, and the replication offset is the master's, so a
      * write of ours on that connection covers the SETs made on the cluster's links. */
     long long acked = 0;
-    redisContext *sc = sync_client(f->port[m]);
+    redisContext *sc = sync_client(f->x.port[m]);
     assert_non_null(sc);
     for (int t = 0; t < 20 && acked < 1; t++) {
         redisReply *w = redisCommand(sc, "SET {fo}sync %d", t);
@@ -403,9 +312,9 @@ static void test_failover_is_followed(void **state) {
     }
     redisFree(sc);
     assert_int_equal(acked, 1);
-    kill(f->pid[m], SIGKILL);
-    waitpid(f->pid[m], NULL, 0);
-    f->pid[m] = 0;
+    kill(f->x.pid[m], SIGKILL);
+    waitpid(f->x.pid[m], NULL, 0);
+    f->x.pid[m] = 0;
     /* Commands fail (NULL: the node is gone, or CLUSTERDOWN past the wait) until the replica is
      * promoted and the map is asked for again; then they land, with nothing lost. */
     int landed = 0;

@@ -30,115 +30,42 @@
 #include "gateway/keys.h"
 #include "gateway/redis_cluster.h"
 #include "gateway/report.h"
-#include "tests/unit/redis_fixture.h"
-
-#define N 3 /* masters */
+#include "tests/unit/cluster_fixture.h"
 
 typedef struct {
-    char dir[64];
-    int port[N], single_port;
-    pid_t pid[N], single_pid;
+    cluster_fx_t x;
+    int single_port;
+    pid_t single_pid;
     int made; /* the cluster is up: the live tests run */
     char url[128], single_url[128];
 } fx_t;
 
-static redisReply *cmd(int port, const char *fmt, ...) {
-    redisContext *c = sync_client(port);
-    if (c == NULL) return NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    redisFree(c);
-    return r;
-}
-
-static int cluster_ok(int port) {
-    redisReply *r = cmd(port, "CLUSTER INFO");
-    int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok") != NULL;
-    if (r) freeReplyObject(r);
-    return ok;
-}
+#define cmd cluster_fx_cmd
 
 static int group_setup(void **state) {
     fx_t *f = calloc(1, sizeof(*f));
-    strcpy(f->dir, "/tmp/tg-report-cluster-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
     *state = f;
-    for (int i = 0; i < N; i++) {
-        do /* the cluster bus listens on port + 10000 */
-            f->port[i] = free_port();
-        while (f->port[i] > 55000);
-        char port[16], conf[128];
-        snprintf(port, sizeof(port), "%d", f->port[i]);
-        snprintf(conf, sizeof(conf), "nodes-%d.conf", f->port[i]);
-        if ((f->pid[i] = fork()) == 0) {
-            int null = open("/dev/null", O_WRONLY);
-            dup2(null, 1);
-            dup2(null, 2);
-            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                   "--appendonly", "no", "--dir", f->dir, "--cluster-enabled", "yes", "--cluster-config-file",
-                   conf, "--cluster-node-timeout", "1000", (char *)NULL);
-            _exit(127);
-        }
-    }
-    for (int i = 0; i < N; i++)
-        for (int t = 0; t < 250 && !redis_fixture_ping(f->port[i]); t++)
-            usleep(20000);
-    char line[512];
-    int o = snprintf(line, sizeof(line), "timeout 30 redis-cli --cluster create");
-    for (int i = 0; i < N; i++)
-        o += snprintf(line + o, sizeof(line) - (size_t)o, " 127.0.0.1:%d", f->port[i]);
-    snprintf(line + o, sizeof(line) - (size_t)o, " --cluster-replicas 0 --cluster-yes >/dev/null 2>&1");
-    int made = system(line) == 0;
-    for (int t = 0; made && t < 500; t++) {
-        int ok = 1;
-        for (int i = 0; i < N; i++)
-            ok = ok && cluster_ok(f->port[i]);
-        if (ok) break;
-        usleep(20000);
-    }
-    f->made = made && cluster_ok(f->port[0]);
-    if (!f->made) {
-        fprintf(stderr,
-                "test_report_cluster: could not make a redis cluster here (redis-cli --cluster create "
-                "failed): skipping the live tests\n");
-        return 0;
-    }
-    snprintf(f->url, sizeof(f->url), "redis+cluster://127.0.0.1:%d", f->port[2]); /* one seed is enough */
+    f->made = cluster_fx_make(&f->x, 3);
+    if (!f->made) return 0;
+    snprintf(f->url, sizeof(f->url), "redis+cluster://127.0.0.1:%d", f->x.port[2]); /* one seed is enough */
     f->single_port = free_port();
-    f->single_pid = redis_fixture_spawn(f->single_port, f->dir);
+    f->single_pid = redis_fixture_spawn(f->single_port, f->x.dir);
     snprintf(f->single_url, sizeof(f->single_url), "redis://127.0.0.1:%d", f->single_port);
     return 0;
 }
 
 static int group_teardown(void **state) {
     fx_t *f = *state;
-    for (int i = 0; i < N; i++) {
-        kill(f->pid[i], SIGCONT); /* one may be stopped by a test */
-        kill(f->pid[i], SIGKILL);
-        waitpid(f->pid[i], NULL, 0);
-    }
+    for (int i = 0; i < f->x.n; i++)
+        if (f->x.pid[i] > 0) kill(f->x.pid[i], SIGCONT); /* one may be stopped by a test */
     if (f->single_pid > 0) redis_fixture_stop(f->single_pid);
-    char line[128];
-    snprintf(line, sizeof(line), "rm -rf %s", f->dir);
-    assert_int_equal(system(line), 0);
+    cluster_fx_free(&f->x);
     free(f);
     return 0;
 }
 
-/* The index of the master that owns slot s, by asking node 0. */
 static int owner(fx_t *f, unsigned s) {
-    redisReply *r = cmd(f->port[0], "CLUSTER SLOTS");
-    int who = -1;
-    for (size_t i = 0; r && i < r->elements; i++) {
-        redisReply *e = r->element[i];
-        if ((unsigned)e->element[0]->integer <= s && s <= (unsigned)e->element[1]->integer)
-            for (int k = 0; k < N; k++)
-                if (e->element[2]->element[1]->integer == f->port[k]) who = k;
-    }
-    if (r) freeReplyObject(r);
-    return who;
+    return cluster_fx_owner(&f->x, s);
 }
 
 /* A command with key `key` (its second word) on the master of the key's slot; that master's index. */
@@ -146,7 +73,7 @@ static int on_master(fx_t *f, const char *verb, const char *key, const char *a, 
     int m = owner(f, tg_redis_slot(key, strlen(key)));
     assert_true(m >= 0);
     redisReply *r =
-        b ? cmd(f->port[m], "%s %s %s %s", verb, key, a, b) : cmd(f->port[m], "%s %s %s", verb, key, a);
+        b ? cmd(f->x.port[m], "%s %s %s %s", verb, key, a, b) : cmd(f->x.port[m], "%s %s %s", verb, key, a);
     assert_non_null(r);
     assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
     freeReplyObject(r);
@@ -189,7 +116,7 @@ static const book_t books[] = {
 #define N_BOOKS (sizeof(books) / sizeof(books[0]))
 
 static void write_books(fx_t *f) {
-    int masters[N] = {0};
+    int masters[CLUSTER_FX_MAXN] = {0};
     for (size_t i = 0; i < N_BOOKS; i++) {
         const book_t *b = &books[i];
         const char *prefix = b->sim ? TG_KEY_USAGE_SIM : TG_KEY_USAGE;
@@ -257,7 +184,7 @@ static void test_report_reads_every_master(void **state) {
     write_books(f);
     /* the cluster through a config file once, as an operator runs it */
     char cfg[128];
-    snprintf(cfg, sizeof(cfg), "%s/tollgate.yaml", f->dir);
+    snprintf(cfg, sizeof(cfg), "%s/tollgate.yaml", f->x.dir);
     FILE *cf = fopen(cfg, "w");
     assert_non_null(cf);
     fprintf(cf, "redis: %s\n", f->url);
@@ -402,12 +329,12 @@ static void test_read_fails_when_a_master_stops(void **state) {
     rd_fx_t x = {0};
     rd_open(f, &x);
     int m = owner(f, tg_redis_slot(TG_KEY_USAGE_INDEX "2026-03-01", strlen(TG_KEY_USAGE_INDEX "2026-03-01")));
-    kill(f->pid[m], SIGSTOP);
+    kill(f->x.pid[m], SIGSTOP);
     tg_report_t r;
     rd_start(&x, &r);
     for (int i = 0; i < 1000 && !x.done; i++)
         run_ms(&x, 10);
-    kill(f->pid[m], SIGCONT);
+    kill(f->x.pid[m], SIGCONT);
     assert_int_equal(x.done, 1);
     assert_non_null(strstr(x.why, "redis stopped answering"));
     run_ms(&x, 50);
