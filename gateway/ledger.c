@@ -86,7 +86,7 @@ typedef struct item_s {
      * entry (TG_KEY_USAGE_INDEX); the record is written once both answered. */
     tg_rcluster_cmd_t *ccmd, *icmd;
     unsigned char script_ok, index_ok, eval;
-    unsigned short slot; /* of the record's keys */
+    unsigned short slot, islot; /* of the record's keys, of the index entry */
     struct item_s *prev, *next;
 } item_t;
 
@@ -538,17 +538,25 @@ static void maybe_acked(tg_ledger_t *l, item_t *it) {
     if (it->script_ok && it->index_ok) acked(l, list_take(l, it));
 }
 
-/* WAIT's answer: the replica has the record (and what went before it on the link), or did not say
- * so within WAIT_MS, when the record counts as written all the same (a slow or failing replica must
- * not stop the books) and WAIT is left out for a while. */
-static void on_wreply(const redisReply *rep, void *ud) {
-    item_t *it = ud;
-    tg_ledger_t *l = it->l;
-    it->ccmd = NULL;
-    if (l->failing) return;
+/* Replication is asynchronous: a master that dies before its replica has a write takes it along,
+ * and the promoted replica never saw it. Where the map lists a replica for the master, a write
+ * (the record's script, the index entry) counts once a replica confirms it: WAIT, on the same link,
+ * after it, covers it. A replica that does not answer within WAIT_MS is logged and writes count on
+ * the master's word for NOWAIT_MS (a slow or failing replica must not stop the books). */
+static int wait_needed(tg_ledger_t *l, unsigned slot) {
+    return tg_rcluster_replicas(l->cl, slot) > 0 && tg_clock_mono_ms() >= l->nowait_until;
+}
+
+static tg_rcluster_cmd_t *send_wait(tg_ledger_t *l, unsigned slot, tg_redis_reply_fn fn, item_t *it) {
+    static const char wait[] = "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$3\r\n" WAIT_MS_S "\r\n";
+    return tg_rcluster_send(l->cl, wait, sizeof(wait) - 1, slot, fn, it);
+}
+
+/* WAIT's answer; 0 when a replica confirmed (or did not in time: logged), -1 on a failure. */
+static int waited(tg_ledger_t *l, const redisReply *rep) {
     if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
         cluster_fail(l, rep == NULL ? "a master did not answer WAIT" : "redis refused WAIT");
-        return;
+        return -1;
     }
     if (rep->integer < 1) {
         l->nowait_until = tg_clock_mono_ms() + NOWAIT_MS;
@@ -558,6 +566,14 @@ static void on_wreply(const redisReply *rep, void *ud) {
                     "counted once their master has them, for the next %d s",
                     WAIT_MS, NOWAIT_MS / 1000);
     }
+    return 0;
+}
+
+static void on_wreply(const redisReply *rep, void *ud) {
+    item_t *it = ud;
+    tg_ledger_t *l = it->l;
+    it->ccmd = NULL;
+    if (l->failing || waited(l, rep) < 0) return;
     it->script_ok = 1;
     maybe_acked(l, it);
 }
@@ -570,12 +586,8 @@ static void on_creply(const redisReply *rep, void *ud) {
     if (rep == NULL) {
         cluster_fail(l, "a master did not answer a usage record");
     } else if (rep->type == REDIS_REPLY_INTEGER) {
-        /* Replication is asynchronous: a master that dies before its replica has the record takes
-         * it along, and the promoted replica never saw it. Where the master has a replica, the
-         * record counts as written once one confirms it (WAIT, on the same link, after it). */
-        if (tg_rcluster_replicas(l->cl, it->slot) > 0 && tg_clock_mono_ms() >= l->nowait_until) {
-            static const char wait[] = "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$3\r\n" WAIT_MS_S "\r\n";
-            if ((it->ccmd = tg_rcluster_send(l->cl, wait, sizeof(wait) - 1, it->slot, on_wreply, it)) == NULL)
+        if (wait_needed(l, it->slot)) {
+            if ((it->ccmd = send_wait(l, it->slot, on_wreply, it)) == NULL)
                 cluster_fail(l, "the slot map is gone");
             return;
         }
@@ -592,15 +604,9 @@ static void on_creply(const redisReply *rep, void *ud) {
     }
 }
 
-static void on_ireply(const redisReply *rep, void *ud) {
-    item_t *it = ud;
-    tg_ledger_t *l = it->l;
-    it->icmd = NULL;
-    if (l->failing) return;
-    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
-        cluster_fail(l, rep == NULL ? "a master did not answer" : "redis refused the usage index");
-        return;
-    }
+/* The index entry is in (and on a replica): remembered, so that the key's next records of the day
+ * on this worker send none. */
+static void index_done(tg_ledger_t *l, item_t *it) {
     const rv_t *v = &it->e->r;
     const char *tag = v->len[S_KEY] ? v->s[S_KEY] : TG_KEY_NOKEY_TAG;
     size_t tl = v->len[S_KEY] ? v->len[S_KEY] : TG_KEY_LEN(TG_KEY_NOKEY_TAG);
@@ -610,6 +616,31 @@ static void on_ireply(const redisReply *rep, void *ud) {
     l->memo[memo_slot(h)].day = day;
     it->index_ok = 1;
     maybe_acked(l, it);
+}
+
+static void on_iwait(const redisReply *rep, void *ud) {
+    item_t *it = ud;
+    tg_ledger_t *l = it->l;
+    it->icmd = NULL;
+    if (l->failing || waited(l, rep) < 0) return;
+    index_done(l, it);
+}
+
+static void on_ireply(const redisReply *rep, void *ud) {
+    item_t *it = ud;
+    tg_ledger_t *l = it->l;
+    it->icmd = NULL;
+    if (l->failing) return;
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        cluster_fail(l, rep == NULL ? "a master did not answer" : "redis refused the usage index");
+        return;
+    }
+    if (wait_needed(l, it->islot)) {
+        if ((it->icmd = send_wait(l, it->islot, on_iwait, it)) == NULL)
+            cluster_fail(l, "the slot map is gone");
+        return;
+    }
+    index_done(l, it);
 }
 
 static void cluster_send(tg_ledger_t *l, item_t *it, const char *cmd, size_t len, const char *day) {
@@ -637,6 +668,7 @@ static void cluster_send(tg_ledger_t *l, item_t *it, const char *cmd, size_t len
     memcpy(key + TG_KEY_LEN(TG_KEY_USAGE_INDEX), day, 10);
     const char *argv[3] = {"SADD", key, tag};
     size_t lens[3] = {4, TG_KEY_LEN(TG_KEY_USAGE_INDEX) + 10, tl};
+    it->islot = (unsigned short)tg_redis_slot(key, lens[1]);
     if ((it->icmd = tg_rcluster_send_argv(l->cl, 3, argv, lens, 1, on_ireply, it)) == NULL)
         cluster_fail(l, "the slot map is gone");
 }
