@@ -4,8 +4,11 @@
  * tg:usage-sim:{day}, go out on the worker's ledger connection (async, never blocking the loop). The replies
  * fill a tg_report_t (gateway/report.c); the last one renders the answer: the JSON of `tollgate report
  * --format json` (tg_report_json, gateway/report.h), or a self-contained HTML page with one
- * inline SVG bar chart per provider (no script, no CDN, no fetch).
- * The state lives in the request's pool; a client that leaves first cancels the queries. */
+ * inline SVG bar chart per provider (no script, no CDN, no fetch). On a Redis Cluster the day's
+ * usage is split by gateway key: tg_report_read_cluster (gateway/report.h) reads each day's index,
+ * then its members' hashes and the untagged ones, on the same connection.
+ * The state lives in the request's pool (a cluster read's own, which grows with the index, in the
+ * heap); a client that leaves first cancels the queries. */
 #include "gateway/admin.h"
 #include "core/json.h"
 #include "core/money.h"
@@ -30,6 +33,7 @@ struct tg_admin_s {
     tg_report_t rep;
     tg_ledger_query_t **q; /* two per day (real, simulated), NULL once answered */
     size_t nq, left;
+    tg_report_read_t *rd; /* instead on a Redis Cluster, NULL once done */
     int failed, done;
 };
 
@@ -168,6 +172,23 @@ static void on_day_reply(const struct redisReply *rep, void *ud) {
     if (--a->left == 0) answer(a);
 }
 
+/* The cluster read's way to the ledger: every key is argv[1]. */
+static void *ledger_send(void *link, int argc, const char **argv, const size_t *lens, tg_report_reply_fn fn,
+                         void *ud) {
+    return tg_ledger_query(link, argc, argv, lens, 1, fn, ud);
+}
+
+static void ledger_cancel(void *handle) {
+    tg_ledger_query_cancel(handle);
+}
+
+static void on_read_done(void *ud, const char *why) {
+    tg_admin_t *a = ud;
+    a->rd = NULL; /* it freed itself */
+    a->failed = why != NULL;
+    answer(a);
+}
+
 int tg_admin_authorise(tg_admin_kind_t kind, tg_http_req_t *h, const tg_config_t *cfg, tg_pool_t *pool) {
     if (cfg->admin_token == NULL) {
         char msg[300];
@@ -212,6 +233,15 @@ tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_conf
         a->rep.by = TG_BY_PROVIDER;
         a->rep.by2 = TG_BY_DAY;
     }
+    if (tg_ledger_cluster(l)) {
+        const tg_report_link_t link = {ledger_send, ledger_cancel, l};
+        if ((a->rd = tg_report_read_cluster(&a->rep, &link, on_read_done, a)) == NULL) {
+            a->failed = 1; /* not connected: answer 503 now */
+            answer(a);
+            return NULL;
+        }
+        return a;
+    }
     a->nq = 2 * (size_t)(a->rep.to_day - a->rep.from_day + 1);
     a->q = tg_pool_calloc(pool, a->nq * sizeof(*a->q));
     day_t *days = tg_pool_alloc(pool, a->nq * sizeof(*days));
@@ -241,6 +271,8 @@ tg_admin_t *tg_admin_serve(tg_admin_kind_t kind, tg_http_req_t *h, const tg_conf
 void tg_admin_cancel(tg_admin_t *a) {
     if (a == NULL || a->done) return;
     a->done = 1;
+    tg_report_read_cancel(a->rd);
+    a->rd = NULL;
     for (size_t i = 0; i < a->nq; i++)
         if (a->q[i]) {
             tg_ledger_query_cancel(a->q[i]);

@@ -8,7 +8,9 @@
  * Money stays in integer micro-USD and is printed with six decimals, never through a float.
  * The `tollgate report` command is here too: one pipelined HGETALL per day on the gateway's own
  * Redis link (gateway/redis.h, so every URL form works: TLS, Sentinel), run on a private event
- * loop until the replies are in. */
+ * loop until the replies are in. On a Redis Cluster a day's usage is split by gateway key, found
+ * through the day's index: tg_report_read_cluster reads it, for the command on a cluster client
+ * of its own (gateway/redis_cluster.h) and for gateway/admin.c on the worker's ledger. */
 #include "gateway/report.h"
 #include "core/strbuf.h"
 
@@ -27,6 +29,7 @@
 #include "core/money.h"
 #include "gateway/keys.h"
 #include "gateway/redis.h"
+#include "gateway/redis_cluster.h"
 
 static const char *const by_names[] = {"provider", "model", "key", "day"};
 static const char *const metric_names[] = {"requests",      "input_tokens",        "cached_input_tokens",
@@ -464,6 +467,150 @@ char *tg_report_table(const tg_report_t *r) {
     return bdone(&b);
 }
 
+/* --- reading a range on a Redis Cluster ------------------------------------------------------------ */
+
+enum { RD_INDEX, RD_REAL, RD_SIM }; /* what a command reads: a day's index, or one of its hashes */
+
+/* One command in flight; the read keeps them in a list, to cancel them. */
+typedef struct rd_cmd_s {
+    tg_report_read_t *rd;
+    struct rd_cmd_s *prev, *next;
+    void *handle;
+    int64_t day;
+    int what;
+} rd_cmd_t;
+
+struct tg_report_read_s {
+    tg_report_t *r;
+    tg_report_link_t link;
+    tg_report_done_fn done;
+    void *ud;
+    rd_cmd_t *inflight;
+};
+
+static void rd_unlink(tg_report_read_t *rd, rd_cmd_t *c) {
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        rd->inflight = c->next;
+    if (c->next) c->next->prev = c->prev;
+}
+
+static void rd_reply(const redisReply *rep, void *ud);
+
+/* Sends the read of `what` for `day`: SMEMBERS of the index, or HGETALL of a day hash, of the gateway
+ * key `tag` (tl bytes) or, with tag NULL, the untagged one. -1 when it could not go. */
+static int rd_send(tg_report_read_t *rd, int what, int64_t day, const char *tag, size_t tl) {
+    const char *prefix = what == RD_INDEX ? TG_KEY_USAGE_INDEX
+                         : what == RD_SIM ? TG_KEY_USAGE_SIM
+                                          : TG_KEY_USAGE;
+    size_t pl = strlen(prefix), kl = pl;
+    char *key = malloc(pl + tl + 14); /* prefix "{" tag "}:" YYYY-MM-DD */
+    rd_cmd_t *c = calloc(1, sizeof(*c));
+    if (key == NULL || c == NULL) {
+        free(key);
+        free(c);
+        return -1;
+    }
+    memcpy(key, prefix, pl);
+    if (tag != NULL) {
+        key[kl++] = '{';
+        memcpy(key + kl, tag, tl);
+        kl += tl;
+        memcpy(key + kl, TG_KEY_TAG_END ":", 2);
+        kl += 2;
+    }
+    char dtext[11];
+    tg_report_day_text(day, dtext);
+    memcpy(key + kl, dtext, 10);
+    kl += 10;
+    *c = (rd_cmd_t){.rd = rd, .day = day, .what = what};
+    const char *argv[2] = {what == RD_INDEX ? "SMEMBERS" : "HGETALL", key};
+    size_t lens[2] = {strlen(argv[0]), kl};
+    c->handle = rd->link.send(rd->link.link, 2, argv, lens, rd_reply, c);
+    free(key); /* the command holds a copy */
+    if (c->handle == NULL) {
+        free(c);
+        return -1;
+    }
+    c->next = rd->inflight;
+    if (rd->inflight) rd->inflight->prev = c;
+    rd->inflight = c;
+    return 0;
+}
+
+void tg_report_read_cancel(tg_report_read_t *rd) {
+    if (rd == NULL) return;
+    while (rd->inflight) {
+        rd_cmd_t *c = rd->inflight;
+        rd_unlink(rd, c);
+        rd->link.cancel(c->handle);
+        free(c);
+    }
+    free(rd);
+}
+
+/* The end of a read: the rest cancelled, the read freed, then done (which may free r). */
+static void rd_finish(tg_report_read_t *rd, const char *why) {
+    tg_report_done_fn done = rd->done;
+    void *ud = rd->ud;
+    tg_report_read_cancel(rd);
+    done(ud, why);
+}
+
+static void rd_reply(const redisReply *rep, void *ud) {
+    rd_cmd_t *c = ud;
+    tg_report_read_t *rd = c->rd;
+    int64_t day = c->day;
+    int what = c->what;
+    rd_unlink(rd, c);
+    free(c);
+    char why[300];
+    if (rep == NULL) {
+        rd_finish(rd, "redis stopped answering: a master of the cluster did not answer");
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "WRONGTYPE", 9) != 0) {
+        snprintf(why, sizeof(why), "redis refused a read: %.200s", rep->str); /* CLUSTERDOWN past the waits */
+        rd_finish(rd, why);
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        rd->r->bad_fields++; /* a key of another type: nothing of ours to read */
+    } else if (what == RD_INDEX && rep->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < rep->elements; i++) {
+            const redisReply *m = rep->element[i];
+            if (m->type != REDIS_REPLY_STRING) continue;
+            if (rd_send(rd, RD_REAL, day, m->str, m->len) != 0 ||
+                rd_send(rd, RD_SIM, day, m->str, m->len) != 0) {
+                rd_finish(rd, "redis stopped answering: the cluster link is down");
+                return;
+            }
+        }
+    } else if (what != RD_INDEX && rep->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < rep->elements; i += 2)
+            (what == RD_SIM ? tg_report_add_simulated
+                            : tg_report_add)(rd->r, day, rep->element[i]->str, rep->element[i]->len,
+                                             rep->element[i + 1]->str, rep->element[i + 1]->len);
+    }
+    if (rd->inflight == NULL) rd_finish(rd, NULL);
+}
+
+tg_report_read_t *tg_report_read_cluster(tg_report_t *r, const tg_report_link_t *link, tg_report_done_fn done,
+                                         void *ud) {
+    tg_report_read_t *rd = calloc(1, sizeof(*rd));
+    if (rd == NULL) return NULL;
+    *rd = (tg_report_read_t){.r = r, .link = *link, .done = done, .ud = ud};
+    /* every index first, then the untagged hashes; the members' hashes follow their index */
+    for (int what = RD_INDEX; what <= RD_SIM; what++)
+        for (int64_t day = r->from_day; day <= r->to_day; day++)
+            if (rd_send(rd, what, day, NULL, 0) != 0) {
+                tg_report_read_cancel(rd);
+                return NULL;
+            }
+    return rd;
+}
+
 /* --- the command ---------------------------------------------------------------------------------- */
 
 /* One run of `tollgate report`'s fetch: the link, and the days still to answer. */
@@ -509,7 +656,7 @@ static void fetch_reply(const redisReply *rep, void *ud) {
 /* Connects (one attempt, 3 s) and sends two pipelined HGETALLs per day: the real hash and
  * the simulated one. 0, or -1 with err: Redis
  * cannot be reached, or the link failed (exit 3). */
-static int fetch(const char *url, tg_report_t *r, char *err, size_t errlen) {
+static int fetch_one(const char *url, tg_report_t *r, char *err, size_t errlen) {
     fetch_t f = {.r = r};
     if ((f.base = event_base_new()) == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -557,6 +704,82 @@ done:
     free(days);
     event_base_free(f.base);
     return rc;
+}
+
+/* The same on a Redis Cluster, through a cluster client of its own. */
+typedef struct {
+    struct event_base *base;
+    int done;
+    char why[300];
+} cfetch_t;
+
+static void *cfetch_send(void *link, int argc, const char **argv, const size_t *lens, tg_report_reply_fn fn,
+                         void *ud) {
+    return tg_rcluster_send_argv(link, argc, argv, lens, 1, fn, ud);
+}
+
+static void cfetch_cancel(void *handle) {
+    tg_rcluster_cancel(handle);
+}
+
+static void cfetch_done(void *ud, const char *why) {
+    cfetch_t *f = ud;
+    f->done = 1;
+    snprintf(f->why, sizeof(f->why), "%s", why ? why : "");
+    event_base_loopbreak(f->base);
+}
+
+/* Waits up to 3 s for the slot map and every master, then reads the range
+ * (tg_report_read_cluster). 0, or -1 with err (exit 3). */
+static int fetch_cluster(const char *url, const char *target, tg_report_t *r, char *err, size_t errlen) {
+    cfetch_t f = {0};
+    if ((f.base = event_base_new()) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    tg_report_read_t *rd = NULL;
+    int rc = -1;
+    tg_rcluster_t *c = tg_rcluster_new(f.base, url, "report", err, errlen);
+    if (c == NULL) goto done;
+    tg_rcluster_connect(c);
+    for (int i = 0; i < 300 && !tg_rcluster_ready(c); i++) { /* polled every 10 ms */
+        struct timeval tv = {0, 10000};
+        event_base_loopexit(f.base, &tv);
+        event_base_dispatch(f.base);
+    }
+    if (!tg_rcluster_ready(c)) {
+        snprintf(err, errlen, "cannot reach redis at %s: no slot map with every master connected within 3 s",
+                 target);
+        goto done;
+    }
+    const tg_report_link_t link = {cfetch_send, cfetch_cancel, c};
+    if ((rd = tg_report_read_cluster(r, &link, cfetch_done, &f)) == NULL) {
+        snprintf(err, errlen, "redis stopped answering: connection lost");
+        goto done;
+    }
+    while (!f.done && event_base_dispatch(f.base) == 0)
+        ;
+    if (!f.done || f.why[0]) {
+        snprintf(err, errlen, "%s", f.done ? f.why : "redis stopped answering: no reply");
+        goto done;
+    }
+    rc = 0;
+done:
+    if (!f.done) tg_report_read_cancel(rd); /* before the client its commands are on */
+    tg_rcluster_free(c);
+    event_base_free(f.base);
+    return rc;
+}
+
+/* A cluster URL reads through fetch_cluster, every other through fetch_one. */
+static int fetch(const char *url, tg_report_t *r, char *err, size_t errlen) {
+    tg_redis_url_t u;
+    if (tg_redis_url_parse(url, &u, err, errlen) != 0) return fetch_one(url, r, err, errlen); /* says why */
+    int cluster = u.cluster;
+    char target[sizeof(u.target)];
+    memcpy(target, u.target, sizeof(target));
+    tg_redis_url_free(&u);
+    return cluster ? fetch_cluster(url, target, r, err, errlen) : fetch_one(url, r, err, errlen);
 }
 
 static const char *redis_url_of(const char *path, int *rc) {

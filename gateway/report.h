@@ -3,7 +3,8 @@
  * table, CSV or JSON. Simulated usage (demo mode, tg:usage-sim:{YYYY-MM-DD}) is kept in rows
  * of its own with a total of its own, shown apart and never added to the real total.
  * `tollgate report` (a CLI, on a private loop) and /admin/spend and /dashboard (async, on a
- * worker loop, gateway/admin.c) fill the same tg_report_t. */
+ * worker loop, gateway/admin.c) fill the same tg_report_t; on a Redis Cluster both read through
+ * tg_report_read_cluster. */
 #ifndef TG_REPORT_H
 #define TG_REPORT_H
 
@@ -73,6 +74,38 @@ void tg_report_free(tg_report_t *r);
 char *tg_report_json(const tg_report_t *r);
 char *tg_report_csv(const tg_report_t *r);
 char *tg_report_table(const tg_report_t *r);
+
+/* --- reading a range on a Redis Cluster ----------------------------------------------------------
+ * There the ledger splits a day's usage by gateway key (gateway/keys.h, "On a Redis Cluster"), so
+ * a reader asks, per day, for the day's index (SMEMBERS TG_KEY_USAGE_INDEX) and the day's untagged
+ * hashes (books written before the move to the cluster) all at once, then, as each index arrives,
+ * for the real and simulated hashes of each of its members. Every command's key is its argv[1],
+ * which routes it to its slot's master. `tollgate report` sends on a cluster client of its own,
+ * /admin/spend and /dashboard on the worker's ledger (gateway/admin.c): the link says how. */
+struct redisReply;
+typedef void (*tg_report_reply_fn)(const struct redisReply *reply, void *ud);
+typedef struct {
+    /* Sends argv, routed by argv[1]; the handle, or NULL when it cannot go. fn runs exactly once,
+     * later, on the loop (never from inside send), with NULL when no node answered. */
+    void *(*send)(void *link, int argc, const char **argv, const size_t *lens, tg_report_reply_fn fn,
+                  void *ud);
+    void (*cancel)(void *handle); /* fn will not run */
+    void *link;
+} tg_report_link_t;
+/* why is NULL once every reply is in r, else the reason the read failed (a node that did not
+ * answer, a refusal), in words for a message. */
+typedef void (*tg_report_done_fn)(void *ud, const char *why);
+typedef struct tg_report_read_s tg_report_read_t;
+
+/* Starts reading r's range into r; link is copied. done runs exactly once, later, on the loop;
+ * at a failure, what was still in flight is cancelled first. The read frees itself before done
+ * runs. Returns NULL (done never runs, nothing is in flight) when the first commands cannot be
+ * sent. A key of another type counts in r->bad_fields. */
+tg_report_read_t *tg_report_read_cluster(tg_report_t *r, const tg_report_link_t *link, tg_report_done_fn done,
+                                         void *ud);
+/* Before done ran: cancels what is in flight and frees the read; done will not run. NULL is
+ * fine. */
+void tg_report_read_cancel(tg_report_read_t *rd);
 
 /* `tollgate report [-c FILE] [--redis URL] [--from DATE] [--to DATE] [--by provider|model|key|day]
  * [--format table|csv|json]`; argv[0] is the command name. Returns the exit code: 0 ok,

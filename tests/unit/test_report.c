@@ -2,7 +2,7 @@
  * totals, exact micro-USD text, the JSON shape of gateway/report.h, CSV quoting, bad fields
  * skipped, and simulated usage (demo mode) kept apart from real spend in every rendering. */
 /* clang-format off */
-/* deps: gateway/report.c gateway/redis.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_price.c core/pool.c core/log.c core/strbuf.c */
+/* deps: gateway/report.c gateway/redis.c gateway/redis_cluster.c core/money.c core/config.c core/config_load.c core/config_schema.c core/config_listen.c core/config_yaml.c core/config_price.c core/pool.c core/log.c core/strbuf.c */
 /* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
