@@ -57,7 +57,8 @@ function tally(kind, key, t) {
     for (const f of Object.keys(s)) s[f] += t[f] ?? 0;
     m.set(key, s);
 }
-// Every 200 the clients got: { id (x-tollgate-request-id), key, t (ms) }, and the phases' events.
+// Every 200 the clients got: { id (x-tollgate-request-id), key, t (ms), sim, via (gateway port) },
+// and the phases' events, for the message of a failed check.
 const answered = [];
 const marks = [];
 const mark = (what) => marks.push({ what, t: Date.now() });

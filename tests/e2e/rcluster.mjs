@@ -4,6 +4,7 @@
 // master over (gracefully through its replica, or by SIGKILL), and to stop every process.
 import { spawn, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -45,9 +46,24 @@ export async function clusterUnsupported() {
         const { stdout, stderr } = await execFileP('redis-cli', ['--cluster', 'help'], { timeout: 5000 });
         if (!/create/.test(stdout + stderr)) return 'redis-cli has no --cluster (redis-cli 5 or later needed)';
     } catch (e) {
-        if (!/create/.test(`${e.stdout}${e.stderr}`)) return `redis-cli --cluster help failed: ${e.message}`;
+        if (!/create/.test(`${e.stdout}${e.stderr}`)) return 'redis-cli has no --cluster (redis-cli 5 or later needed)';
     }
     return null;
+}
+
+/** The major version of redis-server. */
+async function serverMajor() {
+    const { stdout } = await execFileP('redis-server', ['--version']);
+    return Number(stdout.match(/v=(\d+)/)?.[1] ?? 0);
+}
+
+/** Whether nothing listens on loopback port `port` now. */
+function portFree(port) {
+    return new Promise((resolve) => {
+        const s = net.createServer();
+        s.once('error', () => resolve(false));
+        s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
 }
 
 /** The CLUSTER NODES lines of the node at `port`, parsed. */
@@ -63,24 +79,27 @@ export async function clusterNodes(port) {
 
 /**
  * Starts a cluster: `masters` masters, `replicas` replicas of each, node timeout `nodeTimeout`
- * ms, no persistence. Resolves once every node says cluster_state:ok, agrees on the same
- * masters, and every replica's link to its master is up. Returns
- * { ports, dir, seeds(n), cli(port, ...), masters(), replicaOf(port), ownerOf(slot), keyslot(name),
- *   kill(port), start(port), healthy(), stop() }.
+ * ms, no persistence, each node in a directory of its own under one temp dir (its log beside
+ * them). Resolves once every node says cluster_state:ok and agrees on the same masters, and every
+ * master's replicas take its writes (waitHealthy). Returns { ports, dir, seeds(k), cli(port, ...),
+ * masters(), replicasOf(port), ownerOf(slot), keyslot(name), keyOn(port), kill(port, sig),
+ * start(port), freeze(port), thaw(port), alive(), healthy(n), streaming(), waitHealthy(n), stop() }.
  */
 export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 1000 } = {}) {
     const n = masters * (1 + replicas);
     const dir = mkdtempSync(path.join(os.tmpdir(), 'tollgate-e2e-cluster-'));
     const ports = [];
     const bus = [];
-    // Bus ports of their own (cluster-port, Redis 7): port + 10000 may be past 65535.
+    // Each node's cluster bus port: one of its own (cluster-port, Redis 7), else the fixed port +
+    // 10000, which must then be free and at most 65535.
+    const ownBus = (await serverMajor()) >= 7;
     while (ports.length < n) {
         const p = await freePort();
-        const b = await freePort();
-        if (p !== b && !ports.includes(p) && !ports.includes(b) && !bus.includes(p) && !bus.includes(b)) {
-            ports.push(p);
-            bus.push(b);
-        }
+        const b = ownBus ? await freePort() : p + 10000;
+        if (p === b || [...ports, ...bus].some((x) => x === p || x === b)) continue;
+        if (!ownBus && (b > 65535 || !(await portFree(b)))) continue;
+        ports.push(p);
+        bus.push(b);
     }
     const procs = new Map();
     const c = { ports, dir };
@@ -88,7 +107,7 @@ export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 10
         const i = ports.indexOf(port);
         const nd = path.join(dir, String(port));
         const args = ['--bind', '127.0.0.1', '--port', String(port), '--cluster-enabled', 'yes',
-            '--cluster-port', String(bus[i]), '--cluster-config-file', 'nodes.conf',
+            ...(ownBus ? ['--cluster-port', String(bus[i])] : []), '--cluster-config-file', 'nodes.conf',
             '--cluster-node-timeout', String(nodeTimeout), '--appendonly', 'no', '--save', '',
             '--repl-diskless-sync-delay', '0',
             '--dir', nd, '--logfile', path.join(dir, `redis-${port}.log`), '--daemonize', 'no'];
@@ -99,12 +118,15 @@ export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 10
         const ok = await until(async () => (await rcli(port, 'PING')) === 'PONG', 10000);
         if (!ok) throw new Error(`redis-server on ${port} did not start`);
     };
-    /** SIGKILL (or `sig`) of the node on `port`, waiting for it to exit. */
+    /** SIGKILL (or `sig`, then SIGKILL after 5 s) of the node on `port`, waiting for it to exit. */
     c.kill = async (port, sig = 'SIGKILL') => {
         const p = procs.get(port);
         if (p && p.proc.exitCode === null && p.proc.signalCode === null) {
             p.proc.kill(sig);
+            if (sig !== 'SIGKILL') p.proc.kill('SIGCONT'); // a frozen node acts on SIGTERM once thawed
+            const t = setTimeout(() => p.proc.kill('SIGKILL'), 5000);
             await p.exited;
+            clearTimeout(t);
         }
         procs.delete(port);
     };
@@ -145,8 +167,8 @@ export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 10
     c.keyslot = async (name) => Number(await rcli(c.alive()[0], 'CLUSTER', 'KEYSLOT', name));
     /**
      * Healthy: every live node says cluster_state:ok and names the same masters, which cover the
-     * 16384 slots, every live replica's link to its master is up and its master streams to it
-     * (state=online) (`replicasPerMaster` replicas each, when given).
+     * 16384 slots, and every live replica's link to its master is up, as both ends see it
+     * (`replicasPerMaster` replicas each, when given). See also streaming().
      */
     c.healthy = async (replicasPerMaster) => {
         const views = [];
@@ -154,8 +176,6 @@ export async function startCluster({ masters = 3, replicas = 1, nodeTimeout = 10
             if (!/cluster_state:ok/.test(await rcli(port, 'CLUSTER', 'INFO'))) return false;
             const info = await rcli(port, 'INFO', 'replication');
             if (/role:slave/.test(info) && !/master_link_status:up/.test(info)) return false;
-            // A master streams its writes to a replica only once the replica is online (after a full
-            // sync, from its first REPLCONF ACK): until then a write it acknowledges is on it alone.
             if (/role:master/.test(info) && /^slave\d+:/m.test(info) && /^slave\d+:.*state=(?!online)/m.test(info)) return false;
             views.push((await c.masters(port)).map((m) => `${m.port}:${m.ranges.join(';')}`).sort().join(' '));
         }
