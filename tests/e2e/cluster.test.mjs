@@ -326,7 +326,9 @@ before(async () => {
         redisUrl: url, routes: ROUTES, extraProviders: GHOST, extraPrices: GHOST_PRICE, whenNoKey: true,
         extraConfig: keyLines(Object.values(K)),
     };
-    gws = await Promise.all([startGateway(opts), startGateway(opts)]);
+    const started = await Promise.allSettled([startGateway(opts), startGateway(opts)]);
+    gws = started.filter((r) => r.status === 'fulfilled').map((r) => r.value); // after() stops them
+    for (const r of started) if (r.status === 'rejected') throw r.reason;
     cfg = gws[0].config;
     for (const g of gws) {
         assert.ok(await until(() => /ledger: connected to redis/.test(g.gw.log()), 15000),
