@@ -86,9 +86,22 @@ typedef struct item_s {
      * entry (TG_KEY_USAGE_INDEX); the record is written once both answered. */
     tg_rcluster_cmd_t *ccmd, *icmd;
     unsigned char script_ok, index_ok, eval;
+    /* waiting for a replica (below): the node whose WAIT will confirm the script, the index entry;
+     * state 1 written, 2 covered by the WAIT in flight */
+    int wnode, iwnode;
+    unsigned char wstate, iwstate;
     unsigned short slot, islot; /* of the record's keys, of the index entry */
     struct item_s *prev, *next;
 } item_t;
+
+/* A master's WAIT: at most one in flight, covering the writes acknowledged before it was sent. */
+typedef struct {
+    struct tg_ledger_s *l;
+    int node;
+    unsigned slot;          /* the WAIT goes to this slot's master: the node */
+    int waiting;            /* writes of items waiting for it */
+    tg_rcluster_cmd_t *cmd; /* in flight, or NULL */
+} wnode_t;
 
 #define INDEX_MEMO 512 /* (tag, day) pairs whose index entry Redis acknowledged; a miss costs one SADD */
 
@@ -112,10 +125,11 @@ struct tg_ledger_s {
     int cluster;
     tg_rcluster_t *cl, *cside;
     struct event *poll;
-    int failing;          /* a command failed: the next poll puts every record back (cluster_down) */
-    int64_t retry_at_ms;  /* not ready again before this (monotonic ms) */
-    int64_t nowait_until; /* a replica was slow to confirm: no WAIT before this (monotonic ms) */
-    char why[160];        /* what failed, for the log */
+    int failing;         /* a command failed: the next poll puts every record back (cluster_down) */
+    int64_t retry_at_ms; /* not ready again before this (monotonic ms) */
+    wnode_t **wn;        /* per cluster node (tg_rcluster_node_of), its WAIT */
+    int n_wn;
+    char why[160]; /* what failed, for the log */
     struct {
         uint64_t h;
         int64_t day;
@@ -169,6 +183,7 @@ static item_t *list_push(tg_ledger_t *l, ent_t *e) {
     if (it == NULL) return NULL;
     it->l = l;
     it->e = e;
+    it->wnode = it->iwnode = -1;
     list_append(l, it);
     return it;
 }
@@ -480,6 +495,12 @@ static void on_down(void *ud, const char *why, int loud) {
  * records read from the journal stay there and are read again. */
 static void requeue_all(tg_ledger_t *l) {
     l->ready = 0;
+    for (int i = 0; i < l->n_wn; i++)
+        if (l->wn[i]) {
+            tg_rcluster_cancel(l->wn[i]->cmd);
+            l->wn[i]->cmd = NULL;
+            l->wn[i]->waiting = 0;
+        }
     for (item_t *it = l->head, *next; it != NULL; it = next) {
         next = it->next;
         /* Its command would answer NULL later; the item may be gone by then. */
@@ -488,6 +509,8 @@ static void requeue_all(tg_ledger_t *l) {
         tg_rcluster_cancel(it->icmd);
         it->cmd = NULL;
         it->ccmd = it->icmd = NULL;
+        it->wnode = it->iwnode = -1;
+        it->wstate = it->iwstate = 0;
         if (it->e->from_journal) {
             free(list_take(l, it));
         } else if (l->journal) {
@@ -519,9 +542,7 @@ static void on_side_down(void *ud, const char *why, int loud) {
  * flow again once the slot map is known and every master connected: the cluster follows the
  * failover, and the done markers make the re-sent records count once. */
 
-#define WAIT_MS 100 /* how long WAIT waits for a replica */
-#define WAIT_MS_S "100"
-#define NOWAIT_MS 5000 /* after a WAIT no replica answered in time, none for this long */
+#define WAIT_MS_S "100" /* how long one WAIT waits for a replica, ms */
 
 static void cluster_fail(tg_ledger_t *l, const char *why) {
     if (l->failing) return;
@@ -538,72 +559,6 @@ static void maybe_acked(tg_ledger_t *l, item_t *it) {
     if (it->script_ok && it->index_ok) acked(l, list_take(l, it));
 }
 
-/* Replication is asynchronous: a master that dies before its replica has a write takes it along,
- * and the promoted replica never saw it. Where the map lists a replica for the master, a write
- * (the record's script, the index entry) counts once a replica confirms it: WAIT, on the same link,
- * after it, covers it. A replica that does not answer within WAIT_MS is logged and writes count on
- * the master's word for NOWAIT_MS (a slow or failing replica must not stop the books). */
-static int wait_needed(tg_ledger_t *l, unsigned slot) {
-    return tg_rcluster_replicas(l->cl, slot) > 0 && tg_clock_mono_ms() >= l->nowait_until;
-}
-
-static tg_rcluster_cmd_t *send_wait(tg_ledger_t *l, unsigned slot, tg_redis_reply_fn fn, item_t *it) {
-    static const char wait[] = "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$3\r\n" WAIT_MS_S "\r\n";
-    return tg_rcluster_send(l->cl, wait, sizeof(wait) - 1, slot, fn, it);
-}
-
-/* WAIT's answer; 0 when a replica confirmed (or did not in time: logged), -1 on a failure. */
-static int waited(tg_ledger_t *l, const redisReply *rep) {
-    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
-        cluster_fail(l, rep == NULL ? "a master did not answer WAIT" : "redis refused WAIT");
-        return -1;
-    }
-    if (rep->integer < 1) {
-        l->nowait_until = tg_clock_mono_ms() + NOWAIT_MS;
-        tg_rcluster_refresh(l->cl); /* the replica may have failed: the map will say */
-        if (tg_clock_warn_due(&l->last_warn_ms))
-            tg_warn("ledger: redis cluster: no replica confirmed a usage record within %d ms; records are "
-                    "counted once their master has them, for the next %d s",
-                    WAIT_MS, NOWAIT_MS / 1000);
-    }
-    return 0;
-}
-
-static void on_wreply(const redisReply *rep, void *ud) {
-    item_t *it = ud;
-    tg_ledger_t *l = it->l;
-    it->ccmd = NULL;
-    if (l->failing || waited(l, rep) < 0) return;
-    it->script_ok = 1;
-    maybe_acked(l, it);
-}
-
-static void on_creply(const redisReply *rep, void *ud) {
-    item_t *it = ud;
-    tg_ledger_t *l = it->l;
-    it->ccmd = NULL;
-    if (l->failing) return; /* it is re-sent or journaled with the rest */
-    if (rep == NULL) {
-        cluster_fail(l, "a master did not answer a usage record");
-    } else if (rep->type == REDIS_REPLY_INTEGER) {
-        if (wait_needed(l, it->slot)) {
-            if ((it->ccmd = send_wait(l, it->slot, on_wreply, it)) == NULL)
-                cluster_fail(l, "the slot map is gone");
-            return;
-        }
-        it->script_ok = 1;
-        maybe_acked(l, it);
-    } else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !it->eval) {
-        it->eval = 1; /* EVAL loads it on that master; the index entry, if any, is on its way */
-        send_ent(l, it);
-    } else {
-        char why[160];
-        snprintf(why, sizeof(why), "redis answered %.100s to a usage record",
-                 rep->type == REDIS_REPLY_ERROR ? rep->str : "an unexpected reply");
-        cluster_fail(l, why);
-    }
-}
-
 /* The index entry is in (and on a replica): remembered, so that the key's next records of the day
  * on this worker send none. */
 static void index_done(tg_ledger_t *l, item_t *it) {
@@ -618,12 +573,120 @@ static void index_done(tg_ledger_t *l, item_t *it) {
     maybe_acked(l, it);
 }
 
-static void on_iwait(const redisReply *rep, void *ud) {
+/* --- durable on a replica ---
+ * Replication is asynchronous: a master that dies before its replica has a write takes it along,
+ * and the promoted replica never saw it. Where the map lists a replica for the master, a write
+ * (the record's script, the index entry) counts only once a replica confirms it: WAIT on the same
+ * link after it covers it and everything before it. One WAIT per master is in flight at a time and
+ * covers every write that master acknowledged before it was sent, so a burst costs one WAIT, and a
+ * replica that stops answering costs one blocked WAIT every 100 ms, not one per record. Until a
+ * replica confirms (or the map stops listing one: the cluster marked it failed, and there is nothing
+ * to wait for), the records stay unacknowledged: in memory, or in the journal past the backlog
+ * bound; a master that dies meanwhile has them sent again to the replica that takes over. */
+
+static wnode_t *wnode_get(tg_ledger_t *l, int node) {
+    if (node >= l->n_wn) {
+        wnode_t **grown = realloc(l->wn, (size_t)(node + 1) * sizeof(*grown));
+        if (grown == NULL) return NULL;
+        for (int i = l->n_wn; i <= node; i++)
+            grown[i] = NULL;
+        l->wn = grown;
+        l->n_wn = node + 1;
+    }
+    if (l->wn[node] == NULL && (l->wn[node] = calloc(1, sizeof(wnode_t))) != NULL) {
+        l->wn[node]->l = l;
+        l->wn[node]->node = node;
+    }
+    return l->wn[node];
+}
+
+static void on_nwait(const redisReply *rep, void *ud);
+
+/* Sends the master's WAIT, covering every write of it still waiting. */
+static void wait_send(tg_ledger_t *l, wnode_t *w, unsigned slot) {
+    static const char wait[] = "*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$3\r\n" WAIT_MS_S "\r\n";
+    for (item_t *it = l->head; it != NULL; it = it->next) {
+        if (it->wnode == w->node && it->wstate == 1) it->wstate = 2;
+        if (it->iwnode == w->node && it->iwstate == 1) it->iwstate = 2;
+    }
+    w->slot = slot;
+    if ((w->cmd = tg_rcluster_send(l->cl, wait, sizeof(wait) - 1, slot, on_nwait, w)) == NULL)
+        cluster_fail(l, "the slot map is gone");
+}
+
+/* A write on the master of `slot` answered: it counts once a replica has it. 0 when it waits for
+ * that (WAIT), -1 when there is no replica to wait for (it counts now). `index` says which write. */
+static int wait_for_replica(tg_ledger_t *l, item_t *it, unsigned slot, int index) {
+    int node = tg_rcluster_node_of(l->cl, slot);
+    wnode_t *w = node >= 0 && tg_rcluster_replicas(l->cl, slot) > 0 ? wnode_get(l, node) : NULL;
+    if (w == NULL) return -1;
+    if (index)
+        it->iwnode = node, it->iwstate = 1;
+    else
+        it->wnode = node, it->wstate = 1;
+    w->waiting++;
+    if (w->cmd == NULL) wait_send(l, w, slot);
+    return 0;
+}
+
+static void on_nwait(const redisReply *rep, void *ud) {
+    wnode_t *w = ud;
+    tg_ledger_t *l = w->l;
+    w->cmd = NULL;
+    if (l->failing) return; /* every record comes back anyway */
+    if (rep == NULL || rep->type != REDIS_REPLY_INTEGER) {
+        cluster_fail(l, rep == NULL ? "a master did not answer WAIT" : "redis refused WAIT");
+        return;
+    }
+    if (tg_rcluster_node_of(l->cl, w->slot) != w->node) { /* the slot moved: WAIT asked another node */
+        cluster_fail(l, "the slot map changed under a WAIT");
+        return;
+    }
+    if (rep->integer < 1 && tg_rcluster_replicas(l->cl, w->slot) > 0) {
+        tg_rcluster_refresh(l->cl); /* the replica may have failed: the map will say */
+        if (tg_clock_warn_due(&l->last_warn_ms))
+            tg_warn("ledger: redis cluster: no replica confirmed usage records within " WAIT_MS_S
+                    " ms; %d wait until one does or the cluster marks it failed",
+                    w->waiting);
+        wait_send(l, w, w->slot); /* WAIT blocks for its timeout: this paces the retries */
+        return;
+    }
+    /* Confirmed (or nothing left to wait for): every write the WAIT covered counts. Acknowledging may
+     * pump the journal, which appends to the list: `next` is read first, and new items are never
+     * covered. */
+    for (item_t *it = l->head, *next; it != NULL; it = next) {
+        next = it->next;
+        int s = it->wnode == w->node && it->wstate == 2, i = it->iwnode == w->node && it->iwstate == 2;
+        if (s) it->wstate = 0, it->wnode = -1, it->script_ok = 1, w->waiting--;
+        if (i) it->iwstate = 0, it->iwnode = -1, w->waiting--;
+        if (i)
+            index_done(l, it);
+        else if (s)
+            maybe_acked(l, it);
+    }
+    if (w->waiting > 0 && w->cmd == NULL) wait_send(l, w, w->slot);
+}
+
+static void on_creply(const redisReply *rep, void *ud) {
     item_t *it = ud;
     tg_ledger_t *l = it->l;
-    it->icmd = NULL;
-    if (l->failing || waited(l, rep) < 0) return;
-    index_done(l, it);
+    it->ccmd = NULL;
+    if (l->failing) return; /* it is re-sent or journaled with the rest */
+    if (rep == NULL) {
+        cluster_fail(l, "a master did not answer a usage record");
+    } else if (rep->type == REDIS_REPLY_INTEGER) {
+        if (wait_for_replica(l, it, it->slot, 0) == 0) return;
+        it->script_ok = 1;
+        maybe_acked(l, it);
+    } else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0 && !it->eval) {
+        it->eval = 1; /* EVAL loads it on that master; the index entry, if any, is on its way */
+        send_ent(l, it);
+    } else {
+        char why[160];
+        snprintf(why, sizeof(why), "redis answered %.100s to a usage record",
+                 rep->type == REDIS_REPLY_ERROR ? rep->str : "an unexpected reply");
+        cluster_fail(l, why);
+    }
 }
 
 static void on_ireply(const redisReply *rep, void *ud) {
@@ -635,11 +698,7 @@ static void on_ireply(const redisReply *rep, void *ud) {
         cluster_fail(l, rep == NULL ? "a master did not answer" : "redis refused the usage index");
         return;
     }
-    if (wait_needed(l, it->islot)) {
-        if ((it->icmd = send_wait(l, it->islot, on_iwait, it)) == NULL)
-            cluster_fail(l, "the slot map is gone");
-        return;
-    }
+    if (wait_for_replica(l, it, it->islot, 1) == 0) return;
     index_done(l, it);
 }
 
@@ -657,7 +716,7 @@ static void cluster_send(tg_ledger_t *l, item_t *it, const char *cmd, size_t len
         cluster_fail(l, "the slot map is gone");
         return;
     }
-    if (it->index_ok || it->icmd != NULL) return;
+    if (it->index_ok || it->icmd != NULL || it->iwstate != 0) return;
     uint64_t h = tg_hash_fnv64(TG_HASH_FNV64_SEED, tag, tl);
     if (l->memo[memo_slot(h)].h == h && l->memo[memo_slot(h)].day == l->day_num) {
         it->index_ok = 1;
@@ -727,8 +786,22 @@ static tg_ledger_query_t *q_of_cluster(tg_rcluster_cmd_t *c) {
 static tg_ledger_query_t *query_on(tg_ledger_t *l, int quick, int argc, const char **argv, const size_t *lens,
                                    int key_arg, tg_ledger_reply_fn fn, void *ud) {
     if (l->cluster) {
-        tg_rcluster_t *c = quick && tg_rcluster_ready(l->cside) ? l->cside : l->cl;
-        if (c == l->cl && !l->ready) return NULL;
+        if (!quick)
+            return l->ready ? q_of_cluster(tg_rcluster_send_argv(l->cl, argc, argv, lens, key_arg, fn, ud))
+                            : NULL;
+        /* A quick query (a quota check, a cache lookup) never waits for a master that is down: the
+         * caller decides without Redis at once rather than after its own timeout. */
+        int up = 0;
+        tg_rcluster_t *c = NULL;
+        if (key_arg >= 0) {
+            unsigned slot = tg_redis_slot(argv[key_arg], lens ? lens[key_arg] : strlen(argv[key_arg]));
+            c = tg_rcluster_slot_up(l->cside, slot) ? l->cside : l->cl;
+            up = tg_rcluster_slot_up(c, slot);
+        } else {
+            c = tg_rcluster_ready(l->cside) ? l->cside : l->cl;
+            up = tg_rcluster_ready(c);
+        }
+        if (!up || (c == l->cl && !l->ready)) return NULL;
         return q_of_cluster(tg_rcluster_send_argv(c, argc, argv, lens, key_arg, fn, ud));
     }
     if (key_arg < -1) return NULL; /* one server: master 0 only */
@@ -877,8 +950,11 @@ void tg_ledger_free(tg_ledger_t *l) {
     if (l == NULL) return;
     tg_redis_free(l->redis);
     tg_redis_free(l->side);
-    tg_rcluster_free(l->cl);
+    tg_rcluster_free(l->cl); /* cancels the WAITs too */
     tg_rcluster_free(l->cside);
+    for (int i = 0; i < l->n_wn; i++)
+        free(l->wn[i]);
+    free(l->wn);
     if (l->poll) event_free(l->poll);
     size_t lost = 0;
     while (l->head != NULL) {

@@ -21,8 +21,9 @@
 #define MAX_WAITS 30   /* 100 ms waits for a node or a cluster that is not ready: 3 s */
 #define WAIT_MS 100    /* between those waits */
 #define REFRESH_MS 100 /* a lost link or a redirect asks for the map again after this */
-#define TICK_MS 5000   /* replicas come and go without a MOVED or a lost link: the map is renewed this often \
-                        */
+/* Replicas come and go without a MOVED or a lost link (and CLUSTER SLOTS lists a new one only once the
+ * others heard its offset): the map is renewed this often, whatever happens. */
+#define TICK_MS 1000
 #define MAX_NODES 1024 /* far above any real cluster; bounds a map that names nonsense */
 
 typedef struct {
@@ -323,7 +324,9 @@ static void dispatch(tg_rcluster_cmd_t *cmd) {
              : cmd->master < c->n_masters ? c->masters[cmd->master]
                                           : -1;
     if (ix < 0 || tg_redis_state(c->nodes[ix]->link) != TG_REDIS_UP) {
-        if (ix < 0) refresh_soon(c);
+        /* No master, or its link is down: a replica may have been promoted since, which only the
+         * map tells (the dead node's reconnects back off to seconds). */
+        refresh_soon(c);
         wait_retry(cmd);
         return;
     }
@@ -397,6 +400,15 @@ int tg_rcluster_ready(const tg_rcluster_t *c) {
     for (int s = 0; s < TG_REDIS_SLOTS; s++)
         if (c->slots[s] < 0 || tg_redis_state(c->nodes[c->slots[s]]->link) != TG_REDIS_UP) return 0;
     return 1;
+}
+
+int tg_rcluster_node_of(const tg_rcluster_t *c, unsigned slot) {
+    return c && slot < TG_REDIS_SLOTS ? c->slots[slot] : -1;
+}
+
+int tg_rcluster_slot_up(const tg_rcluster_t *c, unsigned slot) {
+    int ix = tg_rcluster_node_of(c, slot);
+    return ix >= 0 && tg_redis_state(c->nodes[ix]->link) == TG_REDIS_UP;
 }
 
 int tg_rcluster_replicas(const tg_rcluster_t *c, unsigned slot) {

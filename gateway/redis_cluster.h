@@ -35,6 +35,10 @@ tg_rcluster_t *tg_rcluster_new(struct event_base *base, const char *url, const c
 void tg_rcluster_connect(tg_rcluster_t *c);
 /* 1 once a slot map is known and the master of every slot is connected. */
 int tg_rcluster_ready(const tg_rcluster_t *c);
+/* The node that the map says is the master of `slot` (an index that stays that node's for the
+ * life of c), -1 when none; and whether its link is up (a command for it would go at once). */
+int tg_rcluster_node_of(const tg_rcluster_t *c, unsigned slot);
+int tg_rcluster_slot_up(const tg_rcluster_t *c, unsigned slot);
 /* The replicas the map lists for the master of `slot` (0 when none, or the slot has no master). */
 int tg_rcluster_replicas(const tg_rcluster_t *c, unsigned slot);
 /* Asks for the slot map again soon (a caller that suspects it is stale). */
