@@ -9,7 +9,9 @@
  * order; one link answers in order, which changes nothing here). The connection is gateway/redis.c; when it
  * is down or behind, records go to the journal (gateway/journal.c), which is replayed in order before new
  * records once the script is loaded again, after taking over the journal files no running worker holds
- * (tg_journal_adopt). */
+ * (tg_journal_adopt). On a Redis Cluster the same script runs on the master of the gateway key's slot
+ * under tagged key names (gateway/keys.h), a record also enters the day's index, and it counts once a
+ * replica confirmed it ("Redis Cluster", below). */
 #include "gateway/ledger.h"
 
 #include <event2/event.h>
@@ -913,8 +915,10 @@ tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const
     }
     l->max_backlog = 10000;
     if (redis_url == NULL || redis_url[0] == '\0') return l;
-    if (strncmp(redis_url, "redis+cluster://", 16) == 0 || strncmp(redis_url, "rediss+cluster://", 17) == 0) {
-        l->cluster = 1;
+    l->cluster =
+        strncmp(redis_url, "redis+cluster://", 16) == 0 || strncmp(redis_url, "rediss+cluster://", 17) == 0;
+    if (l->cluster) { /* the script goes as EVALSHA from the first record; a master without it says NOSCRIPT
+                       */
         tg_ledger_sha1_hex(LUA, sizeof(LUA) - 1, l->sha);
         struct timeval tv = {0, 100000};
         if ((l->cl = tg_rcluster_new(base, redis_url, "ledger", err, errlen)) == NULL ||
@@ -924,22 +928,22 @@ tg_ledger_t *tg_ledger_new(struct event_base *base, const char *redis_url, const
             snprintf(err, errlen, "out of memory");
             goto fail;
         }
-        if (journal_path != NULL && journal_path[0] != '\0' &&
-            (l->journal = tg_journal_open(base, journal_path, worker, on_flushed, l, err, errlen)) == NULL)
+    } else {
+        const tg_redis_events_t ev = {on_up, on_down, l}, side_ev = {on_side_up, on_side_down, l};
+        if ((l->redis = tg_redis_new(base, redis_url, "ledger", &ev, err, errlen)) == NULL ||
+            (l->side = tg_redis_new(base, redis_url, "quota", &side_ev, err, errlen)) == NULL)
             goto fail;
-        tg_rcluster_connect(l->cl);
-        tg_rcluster_connect(l->cside);
-        return l;
     }
-    const tg_redis_events_t ev = {on_up, on_down, l};
-    if ((l->redis = tg_redis_new(base, redis_url, "ledger", &ev, err, errlen)) == NULL) goto fail;
-    const tg_redis_events_t side_ev = {on_side_up, on_side_down, l};
-    if ((l->side = tg_redis_new(base, redis_url, "quota", &side_ev, err, errlen)) == NULL) goto fail;
     if (journal_path != NULL && journal_path[0] != '\0' &&
         (l->journal = tg_journal_open(base, journal_path, worker, on_flushed, l, err, errlen)) == NULL)
         goto fail;
-    tg_redis_connect(l->redis);
-    tg_redis_connect(l->side);
+    if (l->cluster) {
+        tg_rcluster_connect(l->cl);
+        tg_rcluster_connect(l->cside);
+    } else {
+        tg_redis_connect(l->redis);
+        tg_redis_connect(l->side);
+    }
     return l;
 fail:
     tg_ledger_free(l);
