@@ -4,7 +4,9 @@
  * still held by a live worker left alone, and two "processes" (ledgers on one journal
  * directory) taking over leftover files at once without replaying one twice. Against a real
  * redis-server on a free loopback port, as test_ledger.c. */
+/* clang-format off */
 /* deps: gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/pool.c core/log.c gateway/redis_cluster.c */
+/* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

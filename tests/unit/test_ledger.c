@@ -2,7 +2,9 @@
  * port: exact sums, exactly-once by request id, Redis down at start, killed mid-run,
  * stalled, the journal's torn last line, the in-memory bound, the ledger switched off, and
  * simulated answers (demo mode) counted apart from real spend. */
+/* clang-format off */
 /* deps: gateway/ledger.c gateway/ledger_rec.c gateway/redis.c gateway/journal.c core/pool.c core/log.c gateway/redis_cluster.c */
+/* clang-format on */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
