@@ -14,8 +14,9 @@ for bin in "$@"; do
     echo "== $bin"
     "$bin" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
-    p=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p' "$out" | tail -1)
-    f=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test.*/\1/p' "$out" | tail -1)
+    # a binary may run several groups: their counts add up
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9][0-9]*\) test.*/\1/p' "$out" | awk '{n += $1} END {print n + 0}')
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test.*/\1/p' "$out" | awk '{n += $1} END {print n + 0}')
     passed=$((passed + ${p:-0}))
     if [ "$rc" -ne 0 ]; then
         failed=$((failed + (${f:-0} > 0 ? ${f:-0} : 1)))
