@@ -22,7 +22,7 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
-static int free_port(void) {
+static inline int free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(a);
@@ -32,7 +32,7 @@ static int free_port(void) {
     return ntohs(a.sin_port);
 }
 
-static redisContext *sync_client(int port) {
+static inline redisContext *sync_client(int port) {
     struct timeval tv = {2, 0};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
     if (c == NULL || c->err) {
