@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 #include <hiredis/hiredis.h>
 
 static inline int free_port(void) {
@@ -80,5 +81,21 @@ static inline void redis_fixture_stop(pid_t pid) {
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
 }
+
+/* Runs the event loop for ms milliseconds. */
+static inline void fixture_run_ms(struct event_base *base, int ms) {
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+}
+
+/* Runs the loop in 5 ms steps until cond holds, then asserts it; `steps` only keeps a broken build
+ * from hanging. */
+#define FIXTURE_RUN_UNTIL(base, steps, cond)                                                                 \
+    do {                                                                                                     \
+        for (int i_ = 0; i_ < (steps) && !(cond); i_++)                                                      \
+            fixture_run_ms((base), 5);                                                                       \
+        assert_true(cond);                                                                                   \
+    } while (0)
 
 #endif

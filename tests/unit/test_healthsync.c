@@ -193,11 +193,7 @@ static void fx_done(fx_t *f) {
     assert_int_equal(system(cmd), 0);
 }
 
-static void run_ms(fx_t *f, int ms) {
-    struct timeval tv = tg_clock_tv(ms);
-    event_base_loopexit(f->base, &tv);
-    event_base_dispatch(f->base);
-}
+#define run_ms(f, ms) fixture_run_ms((f)->base, (ms))
 
 static redisReply *cmd(int port, const char *fmt, ...) {
     redisContext *c = sync_client(port);

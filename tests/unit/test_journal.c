@@ -74,18 +74,9 @@ static tg_ledger_t *ledger(fx_t *f, int worker) {
     return l;
 }
 
-static void run_ms(fx_t *f, int ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    event_base_loopexit(f->base, &tv);
-    event_base_dispatch(f->base);
-}
+#define run_ms(f, ms) fixture_run_ms((f)->base, (ms))
 
-#define RUN_UNTIL(f, cond)                                                                                   \
-    do {                                                                                                     \
-        for (int i_ = 0; i_ < 3000 && !(cond); i_++)                                                         \
-            run_ms((f), 5);                                                                                  \
-        assert_true(cond);                                                                                   \
-    } while (0)
+#define RUN_UNTIL(f, cond) FIXTURE_RUN_UNTIL((f)->base, 3000, cond)
 
 static int drained(tg_ledger_t *l) {
     return tg_ledger_backlog(l) == 0 && tg_ledger_connected(l);

@@ -67,11 +67,7 @@ static int redis_up(int port) {
     return ok;
 }
 
-static void run_ms(fx_t *f, int ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    event_base_loopexit(f->base, &tv);
-    event_base_dispatch(f->base);
-}
+#define run_ms(f, ms) fixture_run_ms((f)->base, (ms))
 
 static int setup(void **state) {
     fx_t *f = calloc(1, sizeof(*f));

@@ -212,18 +212,9 @@ static void on_seen(const struct redisReply *rep, void *ud) {
         snprintf(s->text, sizeof(s->text), "%lld", rep->integer);
 }
 
-static void run_ms(fx_t *f, int ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    event_base_loopexit(f->base, &tv);
-    event_base_dispatch(f->base);
-}
+#define run_ms(f, ms) fixture_run_ms((f)->base, (ms))
 
-#define RUN_UNTIL(f, cond)                                                                                   \
-    do {                                                                                                     \
-        for (int i_ = 0; i_ < 400 && !(cond); i_++)                                                          \
-            run_ms(f, 5);                                                                                    \
-        assert_true(cond);                                                                                   \
-    } while (0)
+#define RUN_UNTIL(f, cond) FIXTURE_RUN_UNTIL((f)->base, 400, cond)
 
 /* 1 once something accepts TCP connections on the port. */
 static int listening(int port) {

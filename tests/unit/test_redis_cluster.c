@@ -73,11 +73,7 @@ typedef struct {
 
 #define cmd cluster_fx_cmd
 
-static void run_ms(fx_t *f, int ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    event_base_loopexit(f->base, &tv);
-    event_base_dispatch(f->base);
-}
+#define run_ms(f, ms) fixture_run_ms((f)->base, (ms))
 
 static int setup_n(void **state, int n) {
     fx_t *f = calloc(1, sizeof(*f));

@@ -256,11 +256,7 @@ static void on_done(void *ud, const char *why) {
     snprintf(x->why, sizeof(x->why), "%s", why ? why : "");
 }
 
-static void run_ms(rd_fx_t *x, int ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    event_base_loopexit(x->base, &tv);
-    event_base_dispatch(x->base);
-}
+#define run_ms(x, ms) fixture_run_ms((x)->base, (ms))
 
 static void rd_open(fx_t *f, rd_fx_t *x) {
     char err[256];

@@ -80,18 +80,9 @@ static void redis_start(fx_t *f) {
     f->redis = redis_fixture_spawn(f->port, f->dir);
 }
 
-static void run_ms(fx_t *f, int ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    event_base_loopexit(f->base, &tv);
-    event_base_dispatch(f->base);
-}
+#define run_ms(f, ms) fixture_run_ms((f)->base, (ms))
 
-#define RUN_UNTIL(f, cond)                                                                                   \
-    do {                                                                                                     \
-        for (int i_ = 0; i_ < 2000 && !(cond); i_++)                                                         \
-            run_ms((f), 5);                                                                                  \
-        assert_true(cond);                                                                                   \
-    } while (0)
+#define RUN_UNTIL(f, cond) FIXTURE_RUN_UNTIL((f)->base, 2000, cond)
 
 static int setup(void **state) {
     fx_t *f = calloc(1, sizeof(*f));
