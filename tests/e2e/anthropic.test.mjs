@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { startGateway, KEY, until, simFinalState, simId, redis, readAllText, sseParse } from './harness.mjs';
+import { startGateway, KEY, ledgerEvent, until, simFinalState, simId, redis, readAllText, sseParse } from './harness.mjs';
 
 const CLAUDE = 'anthropic/claude-haiku-4-5';
 const DEEPSEEK = 'deepseek/deepseek-flash';
@@ -38,24 +38,6 @@ const anTools = [{
 }];
 
 // The usage event the gateway wrote to tg:events for one request id.
-async function ledgerEvent(requestId) {
-    let ev = null;
-    await until(async () => {
-        const lines = (await redis('--raw', 'XREVRANGE', 'tg:events', '+', '-', 'COUNT', '200')).split('\n');
-        for (let i = 1; i < lines.length; i++) {
-            if (lines[i - 1] !== 'id' || lines[i] !== requestId) continue;
-            let s = i - 1;
-            while (s > 0 && !/^\d+-\d+$/.test(lines[s - 1])) s -= 2;
-            ev = {};
-            for (let k = s; k + 1 < lines.length && !/^\d+-\d+$/.test(lines[k]); k += 2) ev[lines[k]] = lines[k + 1];
-            return true;
-        }
-        return false;
-    }, 10000);
-    assert.ok(ev, `a tg:events entry for request ${requestId}`);
-    return ev;
-}
-
 // What the simulator billed for request `sid` equals what the gateway recorded.
 async function assertUsageMatches(sid, requestId) {
     const sim = await simFinalState(gw.sim, sid);

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { startGateway, KEY, redis, until, hgetallNumbers, todayUtc, clientsConfig } from './harness.mjs';
+import { startGateway, KEY, ledgerEvent, redis, until, hgetallNumbers, todayUtc, clientsConfig } from './harness.mjs';
 
 const EMBED = 'openai/text-embedding-3-small';
 const COUNT_KEY = 'tg-e2e-count-' + randomBytes(10).toString('hex');
@@ -50,25 +50,6 @@ before(async () => {
 after(async () => {
     await gw?.stop();
 });
-
-// The tg:events entry the gateway wrote for one request id, as an object.
-async function ledgerEvent(requestId) {
-    let ev = null;
-    await until(async () => {
-        const lines = (await redis('--raw', 'XREVRANGE', 'tg:events', '+', '-', 'COUNT', '300')).split('\n');
-        for (let i = 1; i < lines.length; i++) {
-            if (lines[i - 1] !== 'id' || lines[i] !== requestId) continue;
-            let s = i - 1;
-            while (s > 0 && !/^\d+-\d+$/.test(lines[s - 1])) s -= 2;
-            ev = {};
-            for (let k = s; k + 1 < lines.length && !/^\d+-\d+$/.test(lines[k]); k += 2) ev[lines[k]] = lines[k + 1];
-            return true;
-        }
-        return false;
-    }, 10000);
-    assert.ok(ev, `a tg:events entry for request ${requestId}`);
-    return ev;
-}
 
 // ---- embeddings ----
 

@@ -483,6 +483,26 @@ export async function redis(...args) {
     return stdout;
 }
 
+/** The tg:events entry the gateway wrote for one request id, as an object (waits up to 10 s for it;
+ * throws when it never came). */
+export async function ledgerEvent(requestId) {
+    let ev = null;
+    await until(async () => {
+        const lines = (await redis('--raw', 'XREVRANGE', 'tg:events', '+', '-', 'COUNT', '300')).split('\n');
+        for (let i = 1; i < lines.length; i++) {
+            if (lines[i - 1] !== 'id' || lines[i] !== requestId) continue;
+            let s = i - 1;
+            while (s > 0 && !/^\d+-\d+$/.test(lines[s - 1])) s -= 2;
+            ev = {};
+            for (let k = s; k + 1 < lines.length && !/^\d+-\d+$/.test(lines[k]); k += 2) ev[lines[k]] = lines[k + 1];
+            return true;
+        }
+        return false;
+    }, 10000);
+    if (!ev) throw new Error(`no tg:events entry for request ${requestId}`);
+    return ev;
+}
+
 /** HGETALL as an object of numbers (counters). */
 export async function hgetallNumbers(key) {
     const { stdout } = await execFileP('redis-cli', ['-u', REDIS_URL, '--raw', 'HGETALL', key]);

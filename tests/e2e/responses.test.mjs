@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
-import { startGateway, KEY, redis, until, simId, clientsConfig, costMicro, readAllText, simFinalState } from './harness.mjs';
+import { startGateway, KEY, ledgerEvent, redis, until, simId, clientsConfig, costMicro, readAllText, simFinalState } from './harness.mjs';
 
 const PENDING = process.env.TOLLGATE_E2E_PENDING === '1';
 const it = (name, fn) => test(name, { skip: PENDING && 'TOLLGATE_E2E_PENDING=1' }, fn);
@@ -43,25 +43,6 @@ before(async () => {
 after(async () => {
     await gw?.stop();
 });
-
-// The tg:events entry the gateway wrote for one request id, as an object.
-async function ledgerEvent(requestId) {
-    let ev = null;
-    await until(async () => {
-        const lines = (await redis('--raw', 'XREVRANGE', 'tg:events', '+', '-', 'COUNT', '300')).split('\n');
-        for (let i = 1; i < lines.length; i++) {
-            if (lines[i - 1] !== 'id' || lines[i] !== requestId) continue;
-            let s = i - 1;
-            while (s > 0 && !/^\d+-\d+$/.test(lines[s - 1])) s -= 2;
-            ev = {};
-            for (let k = s; k + 1 < lines.length && !/^\d+-\d+$/.test(lines[k]); k += 2) ev[lines[k]] = lines[k + 1];
-            return true;
-        }
-        return false;
-    }, 10000);
-    assert.ok(ev, `a tg:events entry for request ${requestId}`);
-    return ev;
-}
 
 // All events of one streamed create, as the SDK parsed them (memoised per kind).
 const streams = {};
