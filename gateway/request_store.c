@@ -176,34 +176,35 @@ void tg_request_rs_body(tg_request_t *r) {
     if (r->rs_op == NULL) store_unavailable(r);
 }
 
+/* A GET or DELETE of a stored response that found no store or no response has been answered. */
+static int stored_failed(tg_request_t *r, tg_respstore_result_t res) {
+    if (res == TG_RESPSTORE_DOWN)
+        store_unavailable(r);
+    else if (res == TG_RESPSTORE_MISSING)
+        not_stored(r, r->rs_item, 0);
+    else
+        return 0;
+    return 1;
+}
+
 static void on_stored_get(void *ud, tg_respstore_result_t res, const char *response, size_t rlen,
                           const char *items, size_t ilen) {
     tg_request_t *r = ud;
     r->rs_op = NULL;
-    if (res == TG_RESPSTORE_DOWN) {
-        store_unavailable(r);
-    } else if (res == TG_RESPSTORE_MISSING) {
-        not_stored(r, r->rs_item, 0);
-    } else {
-        r->status = 200;
-        tg_request_respond_json(r->http, 200, NULL, 0, response, rlen);
-    }
+    if (stored_failed(r, res)) return;
+    r->status = 200;
+    tg_request_respond_json(r->http, 200, NULL, 0, response, rlen);
 }
 
 static void on_stored_delete(void *ud, tg_respstore_result_t res) {
     tg_request_t *r = ud;
     r->rs_op = NULL;
-    if (res == TG_RESPSTORE_DOWN) {
-        store_unavailable(r);
-    } else if (res == TG_RESPSTORE_MISSING) {
-        not_stored(r, r->rs_item, 0);
-    } else {
-        json_t *o = json_pack("{s:s,s:s,s:b}", "id", r->rs_item, "object", "response", "deleted", 1);
-        size_t len = 0;
-        const char *s = tg_tr_dump(r->pool, o, &len);
-        r->status = 200;
-        tg_request_respond_json(r->http, 200, NULL, 0, s ? s : "{}", s ? len : 2);
-    }
+    if (stored_failed(r, res)) return;
+    json_t *o = json_pack("{s:s,s:s,s:b}", "id", r->rs_item, "object", "response", "deleted", 1);
+    size_t len = 0;
+    const char *s = tg_tr_dump(r->pool, o, &len);
+    r->status = 200;
+    tg_request_respond_json(r->http, 200, NULL, 0, s ? s : "{}", s ? len : 2);
 }
 
 /* GET or DELETE of a stored response: only the key that made it sees it. */
