@@ -17,7 +17,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import {
     BIN, REPO, REDIS_URL, KEY, ADMIN_TOKEN, PROVIDER_KEYS, startGateway, startSimulator, freePort, until, post,
-    chatBody, readAllText, simStats, gatewayEnv,
+    chatBody, readAllText, simStats, gatewayEnv, ledgerEvent,
 } from './harness.mjs';
 import { dbUrl, rcli, keyLines, report, dayUtc, micro } from './money.mjs';
 
@@ -48,25 +48,6 @@ async function gateway(opts) {
     return g;
 }
 
-/** The tg:events entry of request `id` in Redis `url`, as an object of strings. */
-async function eventOf(url, id) {
-    let ev;
-    await until(async () => {
-        const lines = (await rcli(url, 'XREVRANGE', 'tg:events', '+', '-', 'COUNT', '500')).split('\n');
-        let cur = null;
-        for (let i = 0; i < lines.length; i++) {
-            if (/^\d+-\d+$/.test(lines[i])) {
-                if (cur && cur.id === id) break;
-                cur = {};
-                continue;
-            }
-            if (cur) cur[lines[i]] = lines[++i];
-        }
-        ev = cur && cur.id === id ? cur : undefined;
-        return ev;
-    }, 10000);
-    return ev;
-}
 
 /** The gateway's access-log line of request `id`, parsed. */
 async function accessLine(g, id) {
@@ -132,7 +113,7 @@ test('/readyz is 503 while no provider is usable; serve --demo makes the simulat
     assert.equal(d.headers.get('x-tollgate-provider'), 'deepseek');
     assert.equal(d.json.object, 'chat.completion');
     const id = d.headers.get('x-tollgate-request-id');
-    const ev = await eventOf(REDIS_URL, id);
+    const ev = await ledgerEvent(id, REDIS_URL);
     assert.equal(ev.simulated, '1', 'the ledger record says simulated');
     assert.equal(ev.provider, 'deepseek');
     const line = await accessLine(g, id);

@@ -483,23 +483,26 @@ export async function redis(...args) {
     return stdout;
 }
 
-/** The tg:events entry the gateway wrote for one request id, as an object (waits up to 10 s for it;
- * throws when it never came). */
-export async function ledgerEvent(requestId) {
-    let ev = null;
+/** The tg:events entry the gateway wrote for one request id, as an object of strings, from the Redis
+ * at `url` (the suite's by default); waits up to 10 s for it and throws when it never came. */
+export async function ledgerEvent(requestId, url = REDIS_URL) {
+    let ev;
     await until(async () => {
-        const lines = (await redis('--raw', 'XREVRANGE', 'tg:events', '+', '-', 'COUNT', '300')).split('\n');
-        for (let i = 1; i < lines.length; i++) {
-            if (lines[i - 1] !== 'id' || lines[i] !== requestId) continue;
-            let s = i - 1;
-            while (s > 0 && !/^\d+-\d+$/.test(lines[s - 1])) s -= 2;
-            ev = {};
-            for (let k = s; k + 1 < lines.length && !/^\d+-\d+$/.test(lines[k]); k += 2) ev[lines[k]] = lines[k + 1];
-            return true;
+        const { stdout } = await execFileP('redis-cli', ['-u', url, '--raw', 'XREVRANGE', 'tg:events', '+', '-', 'COUNT', '500']);
+        const lines = stdout.trim().split('\n');
+        let cur = null;
+        for (let i = 0; i < lines.length; i++) {
+            if (/^\d+-\d+$/.test(lines[i])) {
+                if (cur && cur.id === requestId) break;
+                cur = {};
+                continue;
+            }
+            if (cur) cur[lines[i]] = lines[++i];
         }
-        return false;
+        ev = cur && cur.id === requestId ? cur : undefined;
+        return ev;
     }, 10000);
-    if (!ev) throw new Error(`no tg:events entry for request ${requestId}`);
+    if (!ev) throw new Error(`no tg:events entry for request ${requestId} in ${url}`);
     return ev;
 }
 

@@ -10,7 +10,7 @@ import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import {
     startGateway, KEY, ADMIN_TOKEN, PRICES, until, rawConnect, rawRequest, chatBody, simFinalState, simId, simRequest,
-    simConfig, parseResponses, readAllText, sseParse,
+    simConfig, parseResponses, readAllText, sseParse, ledgerEvent,
 } from './harness.mjs';
 import { dbUrl, rcli, keyLines, report, reportJson, micro, simBilled, dayUtc } from './money.mjs';
 
@@ -72,25 +72,8 @@ async function waitRequests(key, n, db = DB) {
     return t;
 }
 
-/** The tg:events entry of gateway request `id`, as an object of strings. */
-async function eventOf(id, db = DB) {
-    let ev;
-    await until(async () => {
-        const lines = (await rcli(db, 'XREVRANGE', 'tg:events', '+', '-', 'COUNT', '500')).split('\n');
-        let cur = null;
-        for (let i = 0; i < lines.length; i++) {
-            if (/^\d+-\d+$/.test(lines[i])) {
-                if (cur && cur.id === id) break;
-                cur = {};
-                continue;
-            }
-            if (cur) cur[lines[i]] = lines[++i];
-        }
-        ev = cur && cur.id === id ? cur : undefined;
-        return ev;
-    }, 10000);
-    return ev;
-}
+/** The tg:events entry of request `id`, by default in this file's own Redis. */
+const eventOf = (id, db = DB) => ledgerEvent(id, db);
 
 const cost = (target, input, cached, output) =>
     (input - cached) * ALL_PRICES[target].input + cached * ALL_PRICES[target].cached_input + output * ALL_PRICES[target].output;
