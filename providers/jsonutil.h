@@ -26,6 +26,18 @@ static inline void tg_json_seterr(char *err, size_t errlen, const char *fmt, ...
     va_end(ap);
 }
 
+/* The text of a provider's error object e ({"type","message"}, or a bare string as message):
+ * "type: message", either one alone, or "error" when it has neither (an empty string counts as
+ * none), so that the text is never empty. */
+static inline void tg_json_error_text(const json_t *e, char *err, size_t errlen) {
+    const char *type = tg_json_str(e, "type"), *msg = tg_json_str(e, "message");
+    if (msg == NULL) msg = json_string_value(e);
+    if (type && !*type) type = NULL;
+    if (msg && !*msg) msg = NULL;
+    if (type == NULL && msg == NULL) type = "error";
+    snprintf(err, errlen, "%s%s%s", type ? type : "", type && msg ? ": " : "", msg ? msg : "");
+}
+
 /* Serialises o (compact) into *buf (*cap bytes, from pool); a larger event gets a
  * buffer twice as large as needed so far, from the same pool. Returns the length,
  * 0 when o could not be serialised. o is not released. */

@@ -434,9 +434,7 @@ int tg_rs_stream_event(tg_rs_stream_t *s, const char *event, const char *data, s
     const json_t *e = json_object_get(o, "error");
     const char *type = tg_json_str(o, "type") ? tg_json_str(o, "type") : event ? event : "";
     if ((e && !json_is_null(e)) || is(type, "error")) {
-        const char *et = tg_json_str(e, "type"), *msg = tg_json_str(e, "message");
-        if (msg == NULL) msg = json_string_value(e);
-        snprintf(err, errlen, "%s%s%s", et ? et : "", et && msg ? ": " : "", msg ? msg : et ? "" : "error");
+        tg_json_error_text(e, err, errlen);
         rc = TG_TR_ERROR;
     } else if (s->from_anthropic) {
         rc = an_event(s, type, o, u, content_bytes, emit, ud);

@@ -250,15 +250,6 @@ static int o2a_done(tg_tr_stream_t *s, const tg_usage_t *u, tg_tr_emit_fn emit, 
     return TG_TR_DONE;
 }
 
-static void error_text(const json_t *e, char *err, size_t errlen) {
-    const char *type = tg_json_str(e, "type"), *msg = tg_json_str(e, "message");
-    if (errlen)
-        snprintf(err, errlen, "%s%s%s", type ? type : "", type && msg ? ": " : "",
-                 msg    ? msg
-                 : type ? ""
-                        : "error");
-}
-
 int tg_tr_stream_event(tg_tr_stream_t *s, const char *event, const char *data, size_t len, tg_usage_t *u,
                        size_t *content_bytes, tg_tr_emit_fn emit, void *ud, char *err, size_t errlen) {
     if (!s->to_openai && len == 6 && !memcmp(data, "[DONE]", 6)) return o2a_done(s, u, emit, ud);
@@ -273,7 +264,7 @@ int tg_tr_stream_event(tg_tr_stream_t *s, const char *event, const char *data, s
     const json_t *e = json_object_get(o, "error");
     const char *type = tg_json_str(o, "type") ? tg_json_str(o, "type") : event ? event : "";
     if (e && !json_is_null(e)) {
-        error_text(e, err, errlen);
+        tg_json_error_text(e, err, errlen);
         rc = TG_TR_ERROR;
     } else if (s->to_openai) {
         rc = a2o_event(s, type, o, u, content_bytes, emit, ud);
